@@ -1,0 +1,146 @@
+//! The errand side of each phase, through the public API only: `Client` and `Worker`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use errand::{Client, Job, JobContext, JobError, Outcome, Store, Worker, WorkerHandle};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+
+use super::{measure, Probe, BATCH};
+
+/// A no-op job that reports its run to the probe.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct BenchJob {
+    seq: u32,
+}
+
+impl Job for BenchJob {
+    const KIND: &'static str = "errand_bench";
+    type State = Arc<Probe>;
+
+    async fn run(self, cx: JobContext<Arc<Probe>>) -> Result<Outcome, JobError> {
+        cx.state().ran(self.seq);
+        Ok(Outcome::Complete)
+    }
+
+    fn options(&self) -> errand::JobOptions {
+        errand::JobOptions::default().queue("bench")
+    }
+}
+
+pub(crate) type BenchStore = Arc<dyn Store>;
+
+fn worker(store: &BenchStore, probe: &Arc<Probe>, concurrency: usize) -> WorkerHandle {
+    Worker::builder(store.clone(), probe.clone())
+        .register::<BenchJob>()
+        .queue("bench", concurrency)
+        .build()
+        .expect("bench worker configuration is valid")
+        .start()
+}
+
+pub(crate) async fn enqueue_single(
+    client: &Client<BenchStore>,
+    n: u32,
+    pb: &ProgressBar,
+) -> Result<Duration, errand::EnqueueError> {
+    let start = Instant::now();
+    for seq in 0..n {
+        client.enqueue(BenchJob { seq }).await?;
+        pb.inc(1);
+    }
+    Ok(start.elapsed())
+}
+
+pub(crate) async fn enqueue_batch(
+    client: &Client<BenchStore>,
+    n: u32,
+    pb: &ProgressBar,
+) -> Result<Duration, errand::EnqueueError> {
+    let start = Instant::now();
+    let seqs: Vec<u32> = (0..n).collect();
+    for chunk in seqs.chunks(BATCH) {
+        client
+            .enqueue_many(chunk.iter().map(|&seq| BenchJob { seq }))
+            .await?;
+        pb.inc(chunk.len() as u64);
+    }
+    Ok(start.elapsed())
+}
+
+/// What the process phase measured.
+pub(crate) struct Processed {
+    pub(crate) elapsed: Duration,
+    pub(crate) peak_rss_mb: Option<f64>,
+}
+
+/// `n` jobs are ready; a worker with `concurrency` runs them; done when all are completed in
+/// the store.
+pub(crate) async fn process(
+    store: &BenchStore,
+    probe: &Arc<Probe>,
+    concurrency: usize,
+    pb: &ProgressBar,
+) -> Result<Processed, errand::StoreError> {
+    let n = probe.len() as u64;
+    let completed = errand::ListFilter::new().state(errand::JobState::Completed);
+    measure::reset_peak_rss();
+    let start = Instant::now();
+    let handle = worker(store, probe, concurrency);
+    loop {
+        pb.set_position(probe.ran_count() as u64);
+        if probe.all_ran() && store.count(&completed).await? >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed();
+    let peak_rss_mb = measure::peak_rss_mb();
+    pb.set_position(n);
+    handle.shutdown().await;
+    Ok(Processed {
+        elapsed,
+        peak_rss_mb,
+    })
+}
+
+/// An idle worker; `samples` single enqueues spaced 5–25 ms; microseconds from each enqueue
+/// call to the start of its run.
+pub(crate) async fn latency(
+    store: &BenchStore,
+    probe: &Arc<Probe>,
+    pb: &ProgressBar,
+) -> Result<Vec<u64>, errand::EnqueueError> {
+    let handle = worker(store, probe, 10);
+    // Let the worker settle (and, on Postgres, its LISTEN connection come up).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = Client::new(store.clone());
+    let mut sent = Vec::with_capacity(probe.len());
+    for seq in 0..probe.len() as u32 {
+        sent.push(probe.now_ns());
+        client.enqueue(BenchJob { seq }).await?;
+        pb.inc(1);
+        tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !probe.all_ran() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    handle.shutdown().await;
+    Ok(probe.latencies_us(&sent))
+}
+
+/// A worker with no work for `secs`: statements per second and CPU % of this process.
+pub(crate) async fn idle(store: &BenchStore, probe: &Arc<Probe>, secs: u64) -> (f64, f64) {
+    let handle = worker(store, probe, 10);
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past start-up work
+    let cpu0 = measure::cpu_time();
+    let (queries, ()) = measure::count_queries(tokio::time::sleep(Duration::from_secs(secs))).await;
+    let cpu = measure::cpu_time() - cpu0;
+    handle.shutdown().await;
+    (
+        queries as f64 / secs as f64,
+        100.0 * cpu.as_secs_f64() / secs as f64,
+    )
+}

@@ -1,0 +1,536 @@
+//! `errand bench`: errand against a hand-written raw-SQL queue on the same database, in the
+//! same run, so the figures are ratios that survive a noisy machine.
+//!
+//! Phases: `enqueue` (single and batched), `process` (N no-op jobs at concurrency W, checked
+//! exactly-once), `latency` (enqueue→start with idle workers), `idle` (queries/s and CPU of
+//! a worker with nothing to do), `memory` (peak RSS during `process`). See
+//! docs/benchmarks.md.
+
+mod errand_side;
+pub mod measure;
+mod raw;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use errand::{Client, PgStore, SqliteStore};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::CliError;
+use errand_side::BenchStore;
+use raw::Raw;
+
+/// Jobs per batch insert, for errand and the raw baseline alike.
+pub(crate) const BATCH: usize = 1000;
+
+/// `errand bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Jobs per phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: u32,
+    /// Worker concurrency in the process phase.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Enqueues measured in the latency phase.
+    #[arg(long, default_value_t = 200)]
+    pub latency_samples: u32,
+    /// Phases to run: enqueue, process, latency, idle, memory (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "enqueue,process,latency,idle,memory"
+    )]
+    pub phases: Vec<Phase>,
+    /// Length of the idle phase in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub idle_secs: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A bench phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// Single and batched enqueues.
+    Enqueue,
+    /// Running ready jobs.
+    Process,
+    /// Enqueue→start with idle workers.
+    Latency,
+    /// A worker with nothing to do.
+    Idle,
+    /// Peak RSS during `process`.
+    Memory,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// One side's figures; phases not run are `null`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Side {
+    /// Single enqueues per second from one task.
+    pub enqueue_single_per_s: Option<f64>,
+    /// Jobs per second enqueued in batches of 1,000.
+    pub enqueue_batch_per_s: Option<f64>,
+    /// Jobs per second run to completion.
+    pub process_per_s: Option<f64>,
+    /// Enqueue→start latency.
+    pub latency_ms: Option<Latency>,
+    /// Statements per second of an idle worker (errand only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_queries_per_s: Option<f64>,
+    /// CPU % of the process with an idle worker (errand only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_cpu_pct: Option<f64>,
+    /// Peak RSS of the process during `process`, MiB (errand only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<f64>,
+    /// Runs beyond one per job in `process` (must be 0).
+    pub duplicates: u64,
+    /// Jobs that never ran in `process` (must be 0).
+    pub lost: u64,
+}
+
+/// errand / raw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ratio {
+    /// Single enqueue throughput ratio.
+    pub enqueue_single: Option<f64>,
+    /// Batch enqueue throughput ratio.
+    pub enqueue_batch: Option<f64>,
+    /// Processing throughput ratio.
+    pub process: Option<f64>,
+}
+
+/// The bench's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// Jobs per phase.
+    pub jobs: u32,
+    /// Worker concurrency.
+    pub concurrency: usize,
+    /// errand's figures.
+    pub errand: Side,
+    /// The raw baseline's figures.
+    pub raw: Side,
+    /// errand / raw.
+    pub ratio: Ratio,
+}
+
+/// Counts each job's runs and when it started.
+pub(crate) struct Probe {
+    base: Instant,
+    counts: Vec<AtomicU32>,
+    started_ns: Vec<AtomicU64>,
+    ran: AtomicUsize,
+}
+
+impl Probe {
+    pub(crate) fn new(n: u32) -> Arc<Self> {
+        Arc::new(Probe {
+            base: Instant::now(),
+            counts: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            started_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            ran: AtomicUsize::new(0),
+        })
+    }
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+    pub(crate) fn ran(&self, seq: u32) {
+        let Some(c) = self.counts.get(seq as usize) else {
+            return;
+        };
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.started_ns[seq as usize].store(self.now_ns().max(1), Ordering::SeqCst);
+            self.ran.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.counts.len()
+    }
+    pub(crate) fn ran_count(&self) -> usize {
+        self.ran.load(Ordering::SeqCst)
+    }
+    pub(crate) fn all_ran(&self) -> bool {
+        self.ran_count() == self.len()
+    }
+    pub(crate) fn duplicates(&self) -> u64 {
+        self.counts
+            .iter()
+            .map(|c| u64::from(c.load(Ordering::SeqCst).saturating_sub(1)))
+            .sum()
+    }
+    pub(crate) fn lost(&self) -> u64 {
+        self.counts
+            .iter()
+            .filter(|c| c.load(Ordering::SeqCst) == 0)
+            .count() as u64
+    }
+    /// Start minus send time per job, in microseconds (jobs that never started are skipped).
+    pub(crate) fn latencies_us(&self, sent_ns: &[u64]) -> Vec<u64> {
+        sent_ns
+            .iter()
+            .zip(&self.started_ns)
+            .filter_map(|(sent, started)| {
+                let s = started.load(Ordering::SeqCst);
+                (s > 0).then(|| s.saturating_sub(*sent) / 1000)
+            })
+            .collect()
+    }
+}
+
+fn per_s(n: u32, d: Duration) -> f64 {
+    f64::from(n) / d.as_secs_f64().max(1e-9)
+}
+
+fn bar(json: bool, len: u64, label: &str) -> ProgressBar {
+    let pb = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(label.to_owned());
+    pb
+}
+
+/// The scratch databases of one run; removed (schema, files) at the end.
+struct Scratch {
+    store: BenchStore,
+    raw: Raw,
+    kind: &'static str,
+    errand_db: ErrandDb,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum ErrandDb {
+    Pg(PgStore),
+    Sqlite(SqliteStore),
+}
+
+async fn scratch(url: &str) -> Result<Scratch, CliError> {
+    if crate::open::is_postgres(url) {
+        let schema = format!("errand_bench_{}", std::process::id());
+        let store = PgStore::builder()
+            .url(url)
+            .schema(schema.clone())
+            .max_connections(20)
+            .open()
+            .await?;
+        let raw = Raw::Pg {
+            pool: store.pool().clone(),
+            table: format!("\"{schema}\".raw_jobs"),
+            channel: format!("raw_{schema}"),
+        };
+        Ok(Scratch {
+            store: Arc::new(store.clone()),
+            raw,
+            kind: "postgres",
+            errand_db: ErrandDb::Pg(store),
+            _dir: None,
+        })
+    } else {
+        let dir = crate::open::scratch_dir_beside(url, "errand-bench-").map_err(CliError::Io)?;
+        let base = dir.path().display().to_string();
+        let store = SqliteStore::open(&format!("sqlite://{base}/errand.db")).await?;
+        // The raw queue gets a file with errand's settings (WAL, synchronous=NORMAL,
+        // busy_timeout); its tables are its own.
+        let raw_file = SqliteStore::open(&format!("sqlite://{base}/raw.db")).await?;
+        Ok(Scratch {
+            store: Arc::new(store.clone()),
+            raw: Raw::Sqlite {
+                pool: raw_file.pool().clone(),
+                inserted: Arc::default(),
+            },
+            kind: "sqlite",
+            errand_db: ErrandDb::Sqlite(store),
+            _dir: Some(dir),
+        })
+    }
+}
+
+impl Scratch {
+    /// Empties both queues between phases, so each starts on an empty table.
+    async fn clear(&self) -> Result<(), CliError> {
+        let res = match &self.errand_db {
+            ErrandDb::Pg(pg) => sqlx::query(&format!("TRUNCATE \"{}\".jobs", pg.schema()))
+                .execute(pg.pool())
+                .await
+                .map(|_| ()),
+            ErrandDb::Sqlite(sq) => sqlx::query("DELETE FROM errand_jobs")
+                .execute(sq.pool())
+                .await
+                .map(|_| ()),
+        };
+        res.map_err(errand::StoreError::database)?;
+        self.raw
+            .clear()
+            .await
+            .map_err(errand::StoreError::database)?;
+        Ok(())
+    }
+
+    async fn remove(self) {
+        if let ErrandDb::Pg(pg) = &self.errand_db {
+            let _ = sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", pg.schema()))
+                .execute(pg.pool())
+                .await;
+        }
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?).filter(|r| r.is_finite())
+}
+
+/// Runs the selected phases and returns the report.
+pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
+    let on = |p: Phase| args.phases.contains(&p);
+    let sc = scratch(url).await?;
+    sc.raw.setup().await.map_err(errand::StoreError::database)?;
+    let client = Client::new(sc.store.clone());
+    let (n, w) = (args.jobs.max(1), args.concurrency.max(1));
+    let mut e = Side::default();
+    let mut r = Side::default();
+    let db = errand::StoreError::database;
+
+    if on(Phase::Enqueue) {
+        let pb = bar(args.json, n.into(), "errand enqueue single");
+        e.enqueue_single_per_s = Some(per_s(
+            n,
+            errand_side::enqueue_single(&client, n, &pb).await?,
+        ));
+        pb.finish();
+        sc.clear().await?;
+        let pb = bar(args.json, n.into(), "errand enqueue batch");
+        e.enqueue_batch_per_s = Some(per_s(n, errand_side::enqueue_batch(&client, n, &pb).await?));
+        pb.finish();
+        sc.clear().await?;
+        let pb = bar(args.json, n.into(), "raw enqueue single");
+        let t = Instant::now();
+        for seq in 0..n {
+            sc.raw.insert_one(seq).await.map_err(db)?;
+            pb.inc(1);
+        }
+        r.enqueue_single_per_s = Some(per_s(n, t.elapsed()));
+        pb.finish();
+        sc.clear().await?;
+        let pb = bar(args.json, n.into(), "raw enqueue batch");
+        let seqs: Vec<u32> = (0..n).collect();
+        let t = Instant::now();
+        for chunk in seqs.chunks(BATCH) {
+            sc.raw.insert_many(chunk).await.map_err(db)?;
+            pb.inc(chunk.len() as u64);
+        }
+        r.enqueue_batch_per_s = Some(per_s(n, t.elapsed()));
+        pb.finish();
+        sc.clear().await?;
+    }
+
+    if on(Phase::Process) || on(Phase::Memory) {
+        let probe = Probe::new(n);
+        let pb = bar(args.json, n.into(), "errand process");
+        errand_side::enqueue_batch(&client, n, &ProgressBar::hidden()).await?;
+        let done = errand_side::process(&sc.store, &probe, w, &pb).await?;
+        pb.finish();
+        if on(Phase::Process) {
+            e.process_per_s = Some(per_s(n, done.elapsed));
+        }
+        if on(Phase::Memory) {
+            e.peak_rss_mb = done.peak_rss_mb;
+        }
+        e.duplicates = probe.duplicates();
+        e.lost = probe.lost();
+        sc.clear().await?;
+        if on(Phase::Process) {
+            let probe = Probe::new(n);
+            let seqs: Vec<u32> = (0..n).collect();
+            for chunk in seqs.chunks(BATCH) {
+                sc.raw.insert_many(chunk).await.map_err(db)?;
+            }
+            let pb = bar(args.json, n.into(), "raw process");
+            let ticker = {
+                let (pb, probe) = (pb.clone(), probe.clone());
+                tokio::spawn(async move {
+                    loop {
+                        pb.set_position(probe.ran_count() as u64);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                })
+            };
+            let elapsed = sc.raw.process(&probe, w).await.map_err(db)?;
+            ticker.abort();
+            pb.set_position(n.into());
+            pb.finish();
+            r.process_per_s = Some(per_s(n, elapsed));
+            r.duplicates = probe.duplicates();
+            r.lost = probe.lost();
+            sc.clear().await?;
+        }
+    }
+
+    if on(Phase::Latency) {
+        let m = args.latency_samples.max(1);
+        let probe = Probe::new(m);
+        let pb = bar(args.json, m.into(), "errand latency");
+        let lat = errand_side::latency(&sc.store, &probe, &pb).await?;
+        pb.finish();
+        e.latency_ms = measure::percentiles(&lat);
+        sc.clear().await?;
+
+        let probe = Probe::new(m);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let consumer = {
+            let (raw, probe, stop) = (sc.raw.clone(), probe.clone(), stop.clone());
+            tokio::spawn(async move { raw.consume_until(probe, stop).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pb = bar(args.json, m.into(), "raw latency");
+        let mut sent = Vec::with_capacity(m as usize);
+        for seq in 0..m {
+            sent.push(probe.now_ns());
+            sc.raw.insert_one(seq).await.map_err(db)?;
+            pb.inc(1);
+            tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !probe.all_ran() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.notify_one();
+        consumer.await.expect("raw consumer task").map_err(db)?;
+        pb.finish();
+        r.latency_ms = measure::percentiles(&probe.latencies_us(&sent));
+        sc.clear().await?;
+    }
+
+    if on(Phase::Idle) {
+        let pb = bar(args.json, args.idle_secs, "errand idle (s)");
+        let ticker = {
+            let pb = pb.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    pb.inc(1);
+                }
+            })
+        };
+        let (qps, cpu) = errand_side::idle(&sc.store, &Probe::new(1), args.idle_secs).await;
+        ticker.abort();
+        pb.finish();
+        e.idle_queries_per_s = Some(qps);
+        e.idle_cpu_pct = Some(cpu);
+    }
+
+    let report = Report {
+        store: sc.kind,
+        jobs: n,
+        concurrency: w,
+        ratio: Ratio {
+            enqueue_single: ratio(e.enqueue_single_per_s, r.enqueue_single_per_s),
+            enqueue_batch: ratio(e.enqueue_batch_per_s, r.enqueue_batch_per_s),
+            process: ratio(e.process_per_s, r.process_per_s),
+        },
+        errand: e,
+        raw: r,
+    };
+    sc.remove().await;
+    Ok(report)
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The summary table.
+pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nerrand bench on {} — {} jobs, concurrency {}\n",
+        r.store, r.jobs, r.concurrency
+    )?;
+    let lat = |l: Option<Latency>, f: fn(&Latency) -> f64| l.as_ref().map(f);
+    let rows: Vec<Vec<String>> = vec![
+        vec![
+            "enqueue single (jobs/s)".into(),
+            num(r.errand.enqueue_single_per_s, 0),
+            num(r.raw.enqueue_single_per_s, 0),
+            num(r.ratio.enqueue_single, 2),
+        ],
+        vec![
+            "enqueue batch (jobs/s)".into(),
+            num(r.errand.enqueue_batch_per_s, 0),
+            num(r.raw.enqueue_batch_per_s, 0),
+            num(r.ratio.enqueue_batch, 2),
+        ],
+        vec![
+            "process (jobs/s)".into(),
+            num(r.errand.process_per_s, 0),
+            num(r.raw.process_per_s, 0),
+            num(r.ratio.process, 2),
+        ],
+        vec![
+            "latency p50 (ms)".into(),
+            num(lat(r.errand.latency_ms, |l| l.p50), 2),
+            num(lat(r.raw.latency_ms, |l| l.p50), 2),
+            String::new(),
+        ],
+        vec![
+            "latency p95 (ms)".into(),
+            num(lat(r.errand.latency_ms, |l| l.p95), 2),
+            num(lat(r.raw.latency_ms, |l| l.p95), 2),
+            String::new(),
+        ],
+        vec![
+            "latency p99 (ms)".into(),
+            num(lat(r.errand.latency_ms, |l| l.p99), 2),
+            num(lat(r.raw.latency_ms, |l| l.p99), 2),
+            String::new(),
+        ],
+        vec![
+            "idle queries/s".into(),
+            num(r.errand.idle_queries_per_s, 2),
+            "-".into(),
+            String::new(),
+        ],
+        vec![
+            "idle CPU %".into(),
+            num(r.errand.idle_cpu_pct, 2),
+            "-".into(),
+            String::new(),
+        ],
+        vec![
+            "peak RSS (MiB)".into(),
+            num(r.errand.peak_rss_mb, 1),
+            "-".into(),
+            String::new(),
+        ],
+        vec![
+            "duplicates / lost".into(),
+            format!("{} / {}", r.errand.duplicates, r.errand.lost),
+            format!("{} / {}", r.raw.duplicates, r.raw.lost),
+            String::new(),
+        ],
+    ];
+    crate::output::table(out, &["", "errand", "raw", "errand/raw"], &rows)
+}

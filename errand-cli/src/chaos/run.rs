@@ -1,0 +1,353 @@
+//! `errand chaos`: enqueue ledger jobs, run worker processes, kill them at random moments,
+//! cut their database connections (Postgres), optionally restart the database, and check
+//! that every job ends with no run repeated except those held by a killed worker.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use errand::{Client, JobState, ListFilter, PgStore, SqliteStore, Store};
+use serde::Serialize;
+
+use super::{Ledger, LedgerJob};
+use crate::{Backend, CliError};
+
+/// `errand chaos` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    /// Jobs to enqueue.
+    #[arg(long, default_value_t = 20_000)]
+    pub jobs: u32,
+    /// Worker processes kept running.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// SIGKILLs (each followed by a replacement worker).
+    #[arg(long, default_value_t = 20)]
+    pub kills: u32,
+    /// Seconds over which the kills are spread.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Simulated work per job, in milliseconds (the default makes 20,000 jobs on 4 workers
+    /// last about as long as the kill phase).
+    #[arg(long, default_value_t = 50)]
+    pub work_ms: u64,
+    /// Lease of the workers, in milliseconds (a killed worker's jobs are rescued after it).
+    #[arg(long, default_value_t = 2_000)]
+    pub lease_ms: u64,
+    /// A shell command that restarts the database, run once half-way (e.g.
+    /// "pg_ctlcluster 15 main restart").
+    #[arg(long)]
+    pub restart_db: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a chaos run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChaosReport {
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// Jobs enqueued.
+    pub jobs: u64,
+    /// Jobs completed at the end.
+    pub completed: u64,
+    /// Jobs enqueued but not final at the end (must be 0).
+    pub lost: u64,
+    /// Runs beyond one per job.
+    pub duplicate_runs: u64,
+    /// Jobs held (claimed) by a worker at the moment it was killed, summed over kills.
+    pub in_flight_at_kills: u64,
+    /// Jobs held by the workers when the database restarted (their leases may run out while
+    /// it is down, and then they run again: allowed by the guarantees).
+    pub in_flight_at_restart: u64,
+    /// Kills done.
+    pub kills: u32,
+    /// Worker connections terminated with `pg_terminate_backend` (Postgres).
+    pub backends_terminated: u64,
+    /// Whether the database was restarted.
+    pub db_restarted: bool,
+    /// Longest time from a kill until every job the killed worker held was running again
+    /// elsewhere or final, in seconds.
+    pub max_recovery_s: f64,
+    /// Wall time of the run, in seconds.
+    pub elapsed_s: f64,
+    /// `lost == 0 && duplicate_runs <= in_flight_at_kills + in_flight_at_restart`.
+    pub pass: bool,
+}
+
+struct Scratch {
+    backend: Backend,
+    args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn scratch(url: &str) -> Result<Scratch, CliError> {
+    if crate::open::is_postgres(url) {
+        let schema = format!("errand_chaos_{}", std::process::id());
+        let store = PgStore::builder().url(url).schema(&schema).open().await?;
+        Ok(Scratch {
+            backend: Backend::Postgres(store),
+            args: vec![
+                "--database-url".into(),
+                url.into(),
+                "--schema".into(),
+                schema,
+            ],
+            _dir: None,
+        })
+    } else {
+        let dir = crate::open::scratch_dir_beside(url, "errand-chaos-").map_err(CliError::Io)?;
+        let file = format!("sqlite://{}/chaos.db", dir.path().display());
+        let store = SqliteStore::open(&file).await?;
+        Ok(Scratch {
+            backend: Backend::Sqlite(store),
+            args: vec!["--database-url".into(), file],
+            _dir: Some(dir),
+        })
+    }
+}
+
+fn spawn_worker(args: &[String], lease_ms: u64) -> Result<Child, CliError> {
+    let exe = std::env::current_exe().map_err(CliError::Io)?;
+    Command::new(exe)
+        .args(args)
+        .args(["chaos-worker", "--concurrency", "10", "--poll-ms", "100"])
+        .args(["--lease-ms", &lease_ms.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(CliError::Io)
+}
+
+/// Jobs held by worker process `pid` (claimed, running or buffered): id → attempt.
+async fn held_by(store: &dyn Store, pid: u32) -> Result<HashMap<i64, i32>, CliError> {
+    let tag = format!(":{pid}:");
+    let mut held = HashMap::new();
+    let mut filter = ListFilter::new().state(JobState::Running).limit(1000);
+    loop {
+        let page = store.list(&filter).await?;
+        let last = page.last().map(|j| j.id);
+        for j in page {
+            if j.attempted_by.as_deref().is_some_and(|w| w.contains(&tag)) {
+                held.insert(j.id, j.attempt);
+            }
+        }
+        match last {
+            Some(id) => filter.before_id = Some(id),
+            None => return Ok(held),
+        }
+    }
+}
+
+/// Runs a chaos session and reports.
+pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError> {
+    let started = Instant::now();
+    let sc = scratch(url).await?;
+    let store = sc.backend.store();
+    let ledger = Ledger::of(&sc.backend);
+    ledger
+        .ensure()
+        .await
+        .map_err(errand::StoreError::database)?;
+    let client = Client::new(store.clone());
+    let seqs: Vec<u32> = (0..args.jobs).collect();
+    for chunk in seqs.chunks(1000) {
+        client
+            .enqueue_many(chunk.iter().map(|_| LedgerJob {
+                work_ms: args.work_ms,
+            }))
+            .await?;
+    }
+    let mut workers: Vec<Child> = (0..args.workers.max(1))
+        .map(|_| spawn_worker(&sc.args, args.lease_ms))
+        .collect::<Result<_, _>>()?;
+
+    let open = ListFilter {
+        states: JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .collect(),
+        ..ListFilter::default()
+    };
+    // Kills at random moments; half-way, the connection cut (and the restart, if asked).
+    let mut events: Vec<(Duration, bool)> = (0..args.kills)
+        .map(|_| {
+            let at = args.duration as f64 * rand::random_range(0.05..0.95);
+            (Duration::from_secs_f64(at), true)
+        })
+        .collect();
+    events.push((Duration::from_secs_f64(args.duration as f64 / 2.0), false));
+    events.sort();
+    let (mut kills, mut in_flight, mut terminated, mut restarted) = (0u32, 0u64, 0u64, false);
+    let mut at_restart = 0u64;
+    let recoveries: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
+    let mut watchers = Vec::new();
+    let phase = Instant::now();
+    for (at, is_kill) in events {
+        if let Some(wait) = at.checked_sub(phase.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        if store.count(&open).await.unwrap_or(1) == 0 {
+            break; // all done before this event
+        }
+        if !is_kill {
+            if let Backend::Postgres(pg) = &sc.backend {
+                terminated = terminate_workers(pg, &workers).await;
+            }
+            if let Some(cmd) = &args.restart_db {
+                at_restart = store
+                    .count(&ListFilter::new().state(JobState::Running))
+                    .await
+                    .unwrap_or(0);
+                let cmd = cmd.clone();
+                // May take seconds (a stop, a pause, a start): off the async threads.
+                restarted = tokio::task::spawn_blocking(move || {
+                    Command::new("sh")
+                        .args(["-c", &cmd])
+                        .status()
+                        .is_ok_and(|s| s.success())
+                })
+                .await
+                .unwrap_or(false);
+            }
+            continue;
+        }
+        let victim = rand::random_range(0..workers.len());
+        let pid = workers[victim].id();
+        // Freeze it first, so the jobs it holds cannot change between counting and killing.
+        let _ = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status();
+        let held = held_by(&*store, pid).await.unwrap_or_default();
+        let _ = workers[victim].kill();
+        let _ = workers[victim].wait();
+        let killed_at = Instant::now();
+        kills += 1;
+        in_flight += held.len() as u64;
+        workers[victim] = spawn_worker(&sc.args, args.lease_ms)?;
+        let (store, recoveries) = (store.clone(), recoveries.clone());
+        watchers.push(tokio::spawn(async move {
+            // Recovered when no job is still held by the dead worker's attempt.
+            loop {
+                let mut still = 0;
+                for (id, attempt) in &held {
+                    if let Ok(Some(j)) = store.get(*id).await {
+                        if j.state == JobState::Running && j.attempt == *attempt {
+                            still += 1;
+                        }
+                    }
+                }
+                if still == 0 {
+                    recoveries
+                        .lock()
+                        .unwrap()
+                        .push(killed_at.elapsed().as_secs_f64());
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    // Let everything finish: bounded by the work left plus rescues.
+    let deadline = Instant::now()
+        + Duration::from_secs(120)
+        + Duration::from_millis(args.work_ms * u64::from(args.jobs) / 10);
+    while store.count(&open).await.unwrap_or(1) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in &mut workers {
+        let _ = Command::new("kill")
+            .args(["-TERM", &w.id().to_string()])
+            .status();
+    }
+    for w in &mut workers {
+        let _ = w.wait();
+    }
+    for w in watchers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
+
+    let jobs = u64::from(args.jobs);
+    let completed = store
+        .count(&ListFilter::new().state(JobState::Completed))
+        .await?;
+    let lost = store.count(&open).await?;
+    let runs = ledger.runs().await.map_err(errand::StoreError::database)?;
+    let distinct: HashSet<i64> = runs.iter().map(|r| r.0).collect();
+    let duplicate_runs = (runs.len() - distinct.len()) as u64;
+    let max_recovery_s = recoveries
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
+    let report = ChaosReport {
+        store: match sc.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        },
+        jobs,
+        completed,
+        lost,
+        duplicate_runs,
+        in_flight_at_kills: in_flight,
+        in_flight_at_restart: at_restart,
+        kills,
+        backends_terminated: terminated,
+        db_restarted: restarted,
+        max_recovery_s,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        pass: lost == 0 && duplicate_runs <= in_flight + at_restart,
+    };
+    if let Backend::Postgres(pg) = &sc.backend {
+        let _ = sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", pg.schema()))
+            .execute(pg.pool())
+            .await;
+    }
+    Ok(report)
+}
+
+/// Terminates every backend of the worker processes (pool and LISTEN connections).
+async fn terminate_workers(pg: &PgStore, workers: &[Child]) -> u64 {
+    let names: Vec<String> = workers
+        .iter()
+        .flat_map(|w| {
+            let base = format!("errand:{}", w.id());
+            [format!("{base}:listen"), base]
+        })
+        .collect();
+    sqlx::query_scalar::<_, bool>(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(pg.pool())
+    .await
+    .map(|v| v.into_iter().filter(|b| *b).count() as u64)
+    .unwrap_or(0)
+}
+
+/// Text for people.
+pub fn print_report(out: &mut impl std::io::Write, r: &ChaosReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "errand chaos on {}: {} jobs, {} kills, {} backends terminated{} in {:.1} s",
+        r.store,
+        r.jobs,
+        r.kills,
+        r.backends_terminated,
+        if r.db_restarted {
+            ", database restarted"
+        } else {
+            ""
+        },
+        r.elapsed_s
+    )?;
+    writeln!(
+        out,
+        "completed {}  lost {}  duplicate runs {}  in flight at kills {} (at restart {})  max recovery {:.2} s",
+        r.completed, r.lost, r.duplicate_runs, r.in_flight_at_kills, r.in_flight_at_restart, r.max_recovery_s
+    )?;
+    writeln!(out, "{}", if r.pass { "PASS" } else { "FAIL" })
+}

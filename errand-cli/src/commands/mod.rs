@@ -1,0 +1,9 @@
+//! One function per subcommand.
+
+mod jobs;
+mod migrate;
+mod stats;
+
+pub(crate) use jobs::jobs;
+pub(crate) use migrate::migrate;
+pub(crate) use stats::stats;

@@ -1,0 +1,40 @@
+use std::process::ExitCode;
+
+/// What a command can fail with; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The store could not be opened or failed.
+    #[error(transparent)]
+    Store(#[from] errand::StoreError),
+    /// No job has that id.
+    #[error("no job with id {0}: list jobs with `errand jobs list`")]
+    NotFound(i64),
+    /// The operation does not apply to the job in its current state.
+    #[error("{0}")]
+    Refused(String),
+    /// Writing output failed.
+    #[error("could not write output: {0}")]
+    Io(#[from] std::io::Error),
+    /// A worker could not be built.
+    #[error(transparent)]
+    Worker(#[from] errand::WorkerError),
+    /// An enqueue failed.
+    #[error(transparent)]
+    Enqueue(#[from] errand::EnqueueError),
+}
+
+impl CliError {
+    /// 2 for problems with the invocation or the database's setup, 1 for the rest.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Store(
+                errand::StoreError::InvalidUrl { .. }
+                | errand::StoreError::Missing(_)
+                | errand::StoreError::NotMigrated { .. }
+                | errand::StoreError::TooNew { .. },
+            ) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}

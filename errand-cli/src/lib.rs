@@ -1,0 +1,168 @@
+//! The `errand` command line: migrate a database, inspect queues and jobs, retry and cancel
+//! jobs. `main.rs` only parses arguments and calls [`run`].
+
+pub mod bench;
+pub mod chaos;
+mod commands;
+mod error;
+mod open;
+mod output;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+pub use chaos::{LedgerJob, CHAOS_QUEUE};
+pub use error::CliError;
+pub use open::{open_store, Backend};
+
+/// Operate errand job stores.
+#[derive(Debug, Parser)]
+#[command(
+    name = "errand",
+    version,
+    about = "Operate errand job stores: migrate, inspect, retry, cancel"
+)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (or a plain file path), or postgres://USER@HOST:PORT/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "ERRAND_DATABASE_URL",
+        default_value = "sqlite://errand.db"
+    )]
+    pub database_url: String,
+    /// Postgres schema holding errand's tables (ignored for SQLite).
+    #[arg(long, global = true, env = "ERRAND_SCHEMA", default_value = "errand")]
+    pub schema: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if needed and apply pending schema migrations.
+    Migrate,
+    /// Job counts by queue and state.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show, retry or cancel jobs.
+    Jobs {
+        /// What to do with jobs.
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Measure errand against a hand-written raw-SQL queue on the same database.
+    Bench(bench::BenchArgs),
+    /// Kill worker processes at random and prove no job is lost or repeated needlessly.
+    Chaos(chaos::ChaosArgs),
+    /// Run a worker for the crash and chaos tests (records each run in a ledger table).
+    #[command(hide = true)]
+    ChaosWorker(chaos::WorkerArgs),
+}
+
+/// `errand jobs …`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only this state (scheduled, available, running, retryable, completed, discarded, cancelled).
+        #[arg(long)]
+        state: Option<errand::JobState>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job in full: payload, attempts, error history.
+    Show {
+        /// The job's id.
+        id: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a job available now (a discarded or cancelled job gets one more attempt).
+    Retry {
+        /// The job's id.
+        id: i64,
+    },
+    /// Cancel a job that is not final.
+    Cancel {
+        /// The job's id.
+        id: i64,
+    },
+}
+
+/// Runs one parsed command line, printing to stdout.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    let (url, schema) = (cli.database_url.as_str(), cli.schema.as_str());
+    match cli.command {
+        Command::Migrate => commands::migrate(url, schema, &mut out).await,
+        Command::Stats { json } => {
+            let store = open_store(url, schema, false).await?.store();
+            commands::stats(&*store, json, &mut out).await
+        }
+        Command::Jobs { command } => {
+            let store = open_store(url, schema, false).await?.store();
+            commands::jobs(&*store, command, &mut out).await
+        }
+        Command::Bench(args) => {
+            let report = bench::bench(url, &args).await?;
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(&report).expect("JSON"))?;
+            } else {
+                bench::print_table(&mut out, &report)?;
+            }
+            Ok(())
+        }
+        Command::Chaos(args) => {
+            let report = chaos::chaos(url, &args).await?;
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(&report).expect("JSON"))?;
+            } else {
+                chaos::print_report(&mut out, &report)?;
+            }
+            if report.pass {
+                Ok(())
+            } else {
+                Err(CliError::Refused(
+                    "chaos run failed: jobs lost or run more often than their kills explain".into(),
+                ))
+            }
+        }
+        Command::ChaosWorker(args) => chaos::run_worker(url, schema, args).await,
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings), and counts sqlx statements
+/// when `errand bench` asks.
+pub fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(bench::measure::query_counter())
+        .try_init();
+}

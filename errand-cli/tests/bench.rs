@@ -1,0 +1,84 @@
+//! `errand bench` at a tiny size: the JSON shape and the exactly-once counts (not the speed).
+
+use std::process::Command;
+
+fn bench_json(url: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .args([
+            "--database-url",
+            url,
+            "bench",
+            "--jobs",
+            "200",
+            "--latency-samples",
+            "10",
+        ])
+        .args(["--idle-secs", "1", "--json"])
+        .output()
+        .expect("run errand bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+fn check_shape(doc: &serde_json::Value, store: &str) {
+    assert_eq!(doc["store"], store);
+    assert_eq!(doc["jobs"], 200);
+    assert_eq!(doc["concurrency"], 10);
+    for side in ["errand", "raw"] {
+        for key in [
+            "enqueue_single_per_s",
+            "enqueue_batch_per_s",
+            "process_per_s",
+        ] {
+            let v = doc[side][key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{side}.{key}: {doc}"));
+            assert!(v > 0.0, "{side}.{key} = {v}");
+        }
+        for p in ["p50", "p95", "p99"] {
+            assert!(
+                doc[side]["latency_ms"][p].as_f64().is_some(),
+                "{side}.latency_ms.{p}: {doc}"
+            );
+        }
+        assert_eq!(doc[side]["duplicates"], 0, "{side} ran a job twice: {doc}");
+        assert_eq!(doc[side]["lost"], 0, "{side} lost a job: {doc}");
+    }
+    for key in ["idle_queries_per_s", "idle_cpu_pct", "peak_rss_mb"] {
+        assert!(doc["errand"][key].as_f64().is_some(), "errand.{key}: {doc}");
+    }
+    for key in ["enqueue_single", "enqueue_batch", "process"] {
+        assert!(
+            doc["ratio"][key].as_f64().is_some_and(|r| r > 0.0),
+            "ratio.{key}: {doc}"
+        );
+    }
+}
+
+#[test]
+fn sqlite_bench_reports_every_field_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    check_shape(&bench_json(&url), "sqlite");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "scratch files removed: {left:?}");
+}
+
+#[tokio::test]
+async fn postgres_bench_reports_every_field_and_cleans_up() {
+    let url = errand_postgres::testing::database_url();
+    let doc = bench_json(&url);
+    check_shape(&doc, "postgres");
+    let store = errand_postgres::testing::scratch_store().await;
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'errand\\_bench\\_%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "scratch schemas removed: {left:?}");
+}

@@ -1,0 +1,226 @@
+//! The `errand` binary against real SQLite files and Postgres schemas.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::Db;
+use errand::{Client, JobState};
+use errand_cli::chaos::LedgerJob;
+
+mod common;
+
+fn errand(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_errand"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("run errand")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("errand.db").display())
+}
+
+#[test]
+fn migrate_creates_and_reports_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url(dir.path());
+    let o = errand(&url, &["migrate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("schema at version 1"), "{}", stdout(&o));
+    assert!(dir.path().join("errand.db").exists());
+    let again = errand(&url, &["migrate"]);
+    assert!(
+        again.status.success(),
+        "migrate is idempotent: {}",
+        stderr(&again)
+    );
+}
+
+async fn stats_json_counts_jobs_by_queue_and_state(db: Db) {
+    let client = Client::new(db.store());
+    let ids = client
+        .enqueue_many((0..3).map(|_| LedgerJob { work_ms: 0 }))
+        .await
+        .unwrap();
+    client.cancel(ids[0].id).await.unwrap();
+    let o = db.errand(&["stats", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+    assert_eq!(doc["queues"]["chaos"]["available"], 2);
+    assert_eq!(doc["queues"]["chaos"]["cancelled"], 1);
+    assert_eq!(doc["queues"]["chaos"]["running"], 0);
+    assert_eq!(doc["totals"]["available"], 2);
+    assert_eq!(doc["total"], 3);
+    let table = db.errand(&["stats"]);
+    let text = stdout(&table);
+    assert!(text.lines().next().unwrap().starts_with("queue"), "{text}");
+    assert!(text.contains("chaos"), "{text}");
+}
+
+async fn jobs_list_show_retry_and_cancel(db: Db) {
+    let store = db.store();
+    let client = Client::new(store.clone());
+    let ids: Vec<i64> = client
+        .enqueue_many((0..4).map(|_| LedgerJob { work_ms: 0 }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let first = ids[0].to_string();
+
+    let o = db.errand(&["jobs", "cancel", &first]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cancelled"));
+    assert_eq!(
+        store.get(ids[0]).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+
+    let o = db.errand(&["jobs", "cancel", &first]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already cancelled"), "{}", stderr(&o));
+
+    let o = db.errand(&["jobs", "list", "--state", "available", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows
+        .iter()
+        .all(|r| r["state"] == "available" && r["kind"] == "errand_ledger"));
+
+    let o = db.errand(&["jobs", "list", "--limit", "2"]);
+    let text = stdout(&o);
+    assert_eq!(text.lines().count(), 3, "header + 2 rows: {text}");
+
+    let o = db.errand(&["jobs", "retry", &first]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("available again"), "{}", stdout(&o));
+    assert_eq!(
+        store.get(ids[0]).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+
+    let o = db.errand(&["jobs", "show", &ids[1].to_string(), "--json"]);
+    let job: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(job["id"], ids[1]);
+    assert_eq!(job["queue"], "chaos");
+    let o = db.errand(&["jobs", "show", &ids[1].to_string()]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("attempt:      0 of 20") && text.contains("\"work_ms\": 0"),
+        "{text}"
+    );
+
+    let o = db.errand(&["jobs", "show", "999999"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no job with id 999999"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stats_json() {
+    stats_json_counts_jobs_by_queue_and_state(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stats_json() {
+    stats_json_counts_jobs_by_queue_and_state(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_jobs_subcommands() {
+    jobs_list_show_retry_and_cancel(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_jobs_subcommands() {
+    jobs_list_show_retry_and_cancel(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrate_and_unmigrated_schema() {
+    let db = Db::postgres().await;
+    let url = errand_postgres::testing::database_url();
+    let fresh = format!(
+        "{}_fresh",
+        match &db.backend {
+            errand_cli::Backend::Postgres(s) => s.schema().to_owned(),
+            _ => unreachable!(),
+        }
+    );
+    let o = errand(&url, &["--schema", &fresh, "stats"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("not migrated") && stderr(&o).contains("errand migrate"),
+        "{}",
+        stderr(&o)
+    );
+    let o = errand(&url, &["--schema", &fresh, "migrate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("schema at version 1"), "{}", stdout(&o));
+    let o = errand(&url, &["--schema", &fresh, "stats", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let missing_db = url
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/errand_no_such_db"))
+        .unwrap();
+    let o = errand(&missing_db, &["stats"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_database_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = errand(&url(dir.path()), &["stats"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not exist") && err.contains("errand migrate"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("errand.db").exists(),
+        "stats must not create the file"
+    );
+}
+
+#[test]
+fn bad_url_is_a_clear_error() {
+    for bad in ["mysql://localhost/db", "sqlite://"] {
+        let o = errand(bad, &["stats"]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&o).contains("invalid database url"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn unmigrated_database_says_to_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("errand.db"), b"").unwrap();
+    let o = errand(&url(dir.path()), &["jobs", "list"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("not migrated") && err.contains("errand migrate"),
+        "{err}"
+    );
+}

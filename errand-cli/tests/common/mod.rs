@@ -1,0 +1,97 @@
+//! Databases and worker processes for the CLI's process-level tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use errand::{JobState, ListFilter, Store};
+use errand_cli::chaos::Ledger;
+use errand_cli::Backend;
+
+/// A scratch database and the CLI arguments that name it.
+pub struct Db {
+    pub backend: Backend,
+    pub args: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    pub async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("errand.db").display());
+        let backend = errand_cli::open_store(&url, "errand", true).await.unwrap();
+        Db {
+            backend,
+            args: vec!["--database-url".into(), url],
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> Db {
+        let store = errand_postgres::testing::scratch_store().await;
+        let args = vec![
+            "--database-url".into(),
+            errand_postgres::testing::database_url(),
+            "--schema".into(),
+            store.schema().to_owned(),
+        ];
+        Db {
+            backend: Backend::Postgres(store),
+            args,
+            _dir: None,
+        }
+    }
+
+    pub fn store(&self) -> std::sync::Arc<dyn Store> {
+        self.backend.store()
+    }
+
+    pub async fn ledger(&self) -> Ledger {
+        let l = Ledger::of(&self.backend);
+        l.ensure().await.unwrap();
+        l
+    }
+
+    /// Starts `errand chaos-worker` on this database.
+    pub fn worker(&self, extra: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(&self.args)
+            .arg("chaos-worker")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start worker process")
+    }
+
+    /// Runs the `errand` binary with `args` on this database.
+    pub fn errand(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(&self.args)
+            .args(args)
+            .output()
+            .expect("run errand")
+    }
+
+    pub async fn count(&self, state: JobState) -> u64 {
+        self.store()
+            .count(&ListFilter::new().state(state))
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits for a child to exit, killing it and failing after `limit`.
+pub async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("worker process did not finish within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

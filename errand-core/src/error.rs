@@ -1,0 +1,97 @@
+/// What a store operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database rejected or could not run a statement (outage, lock timeout, I/O).
+    /// Usually transient: the runtime retries with backoff.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database exists but its errand schema is missing or older than this build.
+    #[error("the database {location} is not migrated (schema version {found}, this build needs {expected}): run `errand migrate --database-url {location}` or open the store with migrations enabled")]
+    NotMigrated {
+        /// Where the database is.
+        location: String,
+        /// Version found (0 = none).
+        found: i64,
+        /// Version this build needs.
+        expected: i64,
+    },
+    /// The database schema is newer than this build understands.
+    #[error("the database {location} has schema version {found}, newer than this build's {expected}: upgrade errand")]
+    TooNew {
+        /// Where the database is.
+        location: String,
+        /// Version found.
+        found: i64,
+        /// Version this build needs.
+        expected: i64,
+    },
+    /// The database does not exist.
+    #[error(
+        "database {0} does not exist: check --database-url, or create it with `errand migrate`"
+    )]
+    Missing(String),
+    /// The database URL cannot be used.
+    #[error("invalid database url '{url}': {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A stored row could not be read back (hand-edited or corrupt column).
+    #[error("job {id} has a corrupt column: {reason}")]
+    Corrupt {
+        /// The job's id.
+        id: i64,
+        /// What could not be read.
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Wraps a driver error.
+    pub fn database(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+
+    /// `Ok` when the schema version `found` at `location` is the `expected` one; otherwise
+    /// [`StoreError::NotMigrated`] or [`StoreError::TooNew`].
+    pub fn check_version(location: String, found: i64, expected: i64) -> Result<(), StoreError> {
+        match found.cmp(&expected) {
+            std::cmp::Ordering::Less => Err(StoreError::NotMigrated {
+                location,
+                found,
+                expected,
+            }),
+            std::cmp::Ordering::Greater => Err(StoreError::TooNew {
+                location,
+                found,
+                expected,
+            }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    /// A `state` column of job `id` (0 for aggregates) that names no state.
+    pub fn parse_state(id: i64, text: &str) -> Result<crate::JobState, StoreError> {
+        text.parse()
+            .map_err(|e: crate::ParseStateError| StoreError::Corrupt {
+                id,
+                reason: e.to_string(),
+            })
+    }
+
+    /// A JSON column of job `id` that does not parse.
+    pub fn corrupt_json(id: i64, column: &str, e: serde_json::Error) -> Self {
+        StoreError::Corrupt {
+            id,
+            reason: format!("column {column}: {e}"),
+        }
+    }
+
+    /// Whether retrying the same call later may succeed (outages, busy databases).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database(_))
+    }
+}

@@ -1,0 +1,41 @@
+//! The store contract of errand and the types every store speaks.
+//!
+//! This crate is an internal part of [errand](https://docs.rs/errand): applications use the
+//! `errand` crate, which re-exports what they need. Store authors implement [`Store`] and run
+//! the conformance suite in `errand-testkit` against it.
+//!
+//! It owns the data shapes (rows, new jobs, outcomes, filters), the [`Store`] trait and the
+//! in-process wake-up signals. It must not know about job types, workers or timing policy:
+//! every timestamp a store writes is passed in by the caller, so stores are deterministic and
+//! tests never sleep to move time forward.
+#![warn(missing_docs)]
+
+mod backoff;
+mod error;
+mod filter;
+mod finish;
+mod new_job;
+mod row;
+mod signals;
+mod state;
+mod store;
+
+pub use backoff::Backoff;
+pub use error::StoreError;
+pub use filter::{ListFilter, StateCount};
+pub use finish::{
+    rescue_message, CancelResult, Finish, FinishAction, FinishEffect, LeaseRef, PromoteReport,
+    RescueReport,
+};
+pub use new_job::{InsertResult, NewJob};
+pub use row::{ErrorRecord, JobId, JobRow};
+pub use signals::QueueSignals;
+pub use state::{JobState, ParseStateError};
+pub use store::{ClaimRequest, Store};
+
+/// Longest queue name accepted (bytes).
+pub const MAX_QUEUE_LEN: usize = 128;
+/// Longest job kind accepted (bytes).
+pub const MAX_KIND_LEN: usize = 128;
+/// Longest error message kept in a job's error history (bytes); longer ones are truncated.
+pub const MAX_ERROR_LEN: usize = 16 * 1024;

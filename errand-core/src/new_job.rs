@@ -1,0 +1,37 @@
+use chrono::{DateTime, Utc};
+
+use crate::{Backoff, JobId};
+
+/// A job ready to be inserted: validated by the client, written as is by the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// The job type's `Job::KIND`.
+    pub kind: String,
+    /// Queue it runs on.
+    pub queue: String,
+    /// Serialized job (JSON text).
+    pub args: String,
+    /// Lower runs first.
+    pub priority: i16,
+    /// Attempts allowed (≥ 1).
+    pub max_attempts: i32,
+    /// Earliest run time; a time after the insert's `now` makes the job `scheduled`.
+    pub run_at: DateTime<Utc>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// At most one non-final job holds a given key.
+    pub unique_key: Option<String>,
+    /// Backoff overriding the job type's.
+    pub backoff: Option<Backoff>,
+    /// Timeout in milliseconds overriding the job type's.
+    pub timeout_ms: Option<i64>,
+}
+
+/// What happened to one job of an insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsertResult {
+    /// The new job's id, or the id of the non-final job already holding its unique key.
+    pub id: JobId,
+    /// `false` when a job with the same unique key already existed and nothing was written.
+    pub inserted: bool,
+}

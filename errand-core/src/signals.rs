@@ -1,0 +1,50 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// In-process wake-ups, one per queue: stores fire them after an insert or a promotion makes
+/// jobs available, producers wait on them instead of polling. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct QueueSignals {
+    inner: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    scheduled: Arc<Notify>,
+}
+
+impl QueueSignals {
+    /// The signal for `queue`, created on first use.
+    pub fn get(&self, queue: &str) -> Arc<Notify> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Wakes the producer of `queue`, if one is listening. A wake-up that finds no waiter is
+    /// kept, so a producer that was busy claiming does not miss it.
+    pub fn notify(&self, queue: &str) {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get(queue) {
+            n.notify_one();
+        }
+    }
+
+    /// Wakes every queue's producer and the scheduler (after missed notifications, e.g. a
+    /// reconnect).
+    pub fn notify_all(&self) {
+        let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for n in map.values() {
+            n.notify_one();
+        }
+        self.scheduled.notify_one();
+    }
+
+    /// The scheduler's wake-up: fired when jobs become `scheduled` or `retryable` for later,
+    /// so it can sleep until the earliest is due instead of polling.
+    pub fn scheduled(&self) -> Arc<Notify> {
+        self.scheduled.clone()
+    }
+
+    /// Wakes the scheduler.
+    pub fn notify_scheduled(&self) {
+        self.scheduled.notify_one();
+    }
+}

@@ -1,0 +1,189 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::{
+    CancelResult, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob,
+    PromoteReport, QueueSignals, RescueReport, StateCount, StoreError,
+};
+
+/// One producer's request for work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Queue to claim from.
+    pub queue: String,
+    /// At most this many jobs.
+    pub limit: u32,
+    /// Recorded as `attempted_by`.
+    pub worker_id: String,
+    /// Claim time: becomes `attempted_at`.
+    pub now: DateTime<Utc>,
+    /// Lease length: `lease_expires_at = now + lease`.
+    pub lease: Duration,
+}
+
+/// The contract every errand store keeps (DESIGN.md "Guarantees").
+///
+/// Stores take every timestamp from the caller and apply every change to a running job only
+/// where `state = 'running' AND attempt = $attempt` still holds (fencing). `errand-testkit`
+/// holds the conformance suite that pins this contract down; a store is correct when it passes
+/// all of it. Object-safe: the runtime holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts jobs in one round trip, in order. A job whose `unique_key` is held by a
+    /// non-final job is not written; its result carries the holder's id and `inserted: false`.
+    /// Jobs with `run_at` after `now` are `scheduled`, the others `available`.
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError>;
+
+    /// Atomically claims up to `limit` available jobs of a queue, in (priority, run_at, id)
+    /// order: sets `running`, `attempt + 1`, `attempted_at`, `attempted_by` and the lease.
+    /// Two concurrent claims never return the same job.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError>;
+
+    /// Records the ends of attempts in one batch, each fenced by its [`LeaseRef`].
+    /// Returns the ids whose change was applied; the others had lost their lease.
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError>;
+
+    /// Extends the leases of running attempts to `until`. Returns the ids still held; a
+    /// missing id was rescued, cancelled or finished elsewhere, and its worker should stop it.
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError>;
+
+    /// Returns running attempts to `available` without charging the attempt (graceful
+    /// shutdown). Returns how many were released.
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Jobs running with a lease that expired before `now` (their worker died): `retryable`
+    /// at `now` with an error recorded, or `discarded` when out of attempts.
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError>;
+
+    /// `scheduled` and `retryable` jobs whose `run_at` is not after `now` become `available`,
+    /// and their queues are woken. The report says when the next one is due.
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError>;
+
+    /// Cancels a job that is not final. A running attempt's later outcome is ignored.
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError>;
+
+    /// Makes a job that is not running `available` at `now`, granting one more attempt when
+    /// its attempts are used up. Returns the job as it now is; `None` when no such job exists.
+    /// A running job is returned unchanged.
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError>;
+
+    /// One job by id.
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError>;
+
+    /// A page of jobs matching `filter`, newest (highest id) first.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError>;
+
+    /// How many jobs match `filter` (paging ignored).
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError>;
+
+    /// Job counts by queue and state (only non-zero counts), for the given states (empty:
+    /// every state). Asking for the non-final states only stays cheap on tables holding
+    /// millions of finished jobs.
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError>;
+
+    /// Deletes up to `limit` final jobs finalized before `before`. Returns how many.
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    /// The in-process wake-ups this store fires when jobs become available.
+    fn signals(&self) -> &QueueSignals;
+
+    /// Called when a worker starts: a store that can hear about jobs made available by other
+    /// processes (Postgres `LISTEN`) starts feeding them into [`Store::signals`]. Idempotent.
+    fn listen(&self) {}
+
+    /// Whether [`Store::signals`] also fires for jobs inserted by other processes (true for
+    /// the in-memory store, which has no other processes, and for Postgres with `LISTEN`).
+    /// When false, the runtime polls more often for work it would not hear about.
+    fn hears_other_processes(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        (**self).insert(jobs, now).await
+    }
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        (**self).claim(req).await
+    }
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        (**self).finish(batch).await
+    }
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        (**self).extend_leases(leases, until).await
+    }
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        (**self).release(leases, now).await
+    }
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError> {
+        (**self).rescue_expired(now, limit).await
+    }
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError> {
+        (**self).promote_due(now, limit).await
+    }
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        (**self).cancel(id, now).await
+    }
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        (**self).retry_now(id, now).await
+    }
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        (**self).get(id).await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        (**self).list(filter).await
+    }
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        (**self).count(filter).await
+    }
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
+        (**self).stats(states).await
+    }
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        (**self).prune(before, limit).await
+    }
+    fn signals(&self) -> &QueueSignals {
+        (**self).signals()
+    }
+    fn listen(&self) {
+        (**self).listen()
+    }
+    fn hears_other_processes(&self) -> bool {
+        (**self).hears_other_processes()
+    }
+}

@@ -1,0 +1,36 @@
+//! The PostgreSQL store of errand: any number of worker processes on any number of machines
+//! share one database.
+//!
+//! Internal crate: use it through `errand` (feature `postgres`), which re-exports
+//! [`PgStore`] and adds transactional enqueue to `Client<PgStore>`.
+//!
+//! How it keeps the store contract on Postgres:
+//! - claims are one `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …`;
+//! - outcomes, lease extensions and releases are one statement per batch (`unnest` arrays),
+//!   each row fenced by `state = 'running' AND attempt = $n`;
+//! - inserts `NOTIFY` in the same statement (delivered on commit); a `LISTEN` connection per
+//!   process wakes the right producers and reconnects after a dropped connection;
+//! - migrations are embedded, versioned per schema, and serialized by an advisory lock.
+//!
+//! # Pool sizing
+//!
+//! The runtime holds a pool connection only for the length of one statement, never while a
+//! job runs, so a worker with concurrency far above the pool size (200 jobs on 10
+//! connections) does not deadlock: jobs that query the database wait their turn for a
+//! connection. Size the pool for the jobs' own database work plus 2–3 for the runtime
+//! (claims, outcomes, heartbeats); the `LISTEN` connection is separate and not taken from
+//! the pool.
+#![warn(missing_docs)]
+
+mod listener;
+mod migrate;
+mod queries;
+mod row;
+mod sql;
+mod store;
+#[doc(hidden)]
+pub mod testing;
+mod tx;
+
+pub use sqlx::postgres::{PgConnection, PgPool};
+pub use store::{PgStore, PgStoreBuilder};

@@ -1,0 +1,558 @@
+//! The [`Store`] contract on Postgres: one statement per operation and per batch.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use errand_core::{
+    rescue_message, CancelResult, ClaimRequest, Finish, InsertResult, JobId, JobRow, JobState,
+    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
+    StoreError,
+};
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgConnection, Postgres, Row};
+
+use crate::row::{decode, COLUMNS};
+use crate::store::{db, PgStore};
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("errand types serialize to JSON")
+}
+
+fn lease_arrays(leases: &[LeaseRef]) -> (Vec<i64>, Vec<i32>) {
+    leases.iter().map(|l| (l.id, l.attempt)).unzip()
+}
+
+/// WHERE clause and its arguments for a list filter (`$1…`).
+fn where_clause(f: &ListFilter) -> (String, PgArguments, usize) {
+    let mut sql = String::from(" WHERE true");
+    let mut args = PgArguments::default();
+    let mut n = 0;
+    if !f.states.is_empty() {
+        n += 1;
+        sql.push_str(&format!(" AND state = ANY(${n})"));
+        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
+        args.add(states).expect("bind");
+    }
+    if let Some(q) = &f.queue {
+        n += 1;
+        sql.push_str(&format!(" AND queue = ${n}"));
+        args.add(q.clone()).expect("bind");
+    }
+    if let Some(k) = &f.kind {
+        n += 1;
+        sql.push_str(&format!(" AND kind = ${n}"));
+        args.add(k.clone()).expect("bind");
+    }
+    (sql, args, n)
+}
+
+/// What an insert did, for in-process wake-ups.
+pub(crate) struct Inserted {
+    pub(crate) results: Vec<InsertResult>,
+    /// Queues that got available jobs.
+    pub(crate) woken: BTreeSet<String>,
+    /// Whether any job was inserted for later.
+    pub(crate) scheduled: bool,
+}
+
+impl PgStore {
+    /// Inserts on `conn` (a pool connection, or the caller's transaction). Returns the
+    /// results and the queues made available (for in-process wake-ups after commit).
+    pub(crate) async fn insert_on(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError> {
+        if let [job] = jobs {
+            if job.unique_key.is_none() {
+                return self.insert_plain(conn, job, now).await;
+            }
+        }
+        if jobs.iter().all(|j| j.unique_key.is_none()) {
+            return self.insert_batch_plain(conn, jobs, now).await;
+        }
+        let sql = &self.inner.sql;
+        let mut out: Vec<Option<InsertResult>> = vec![None; jobs.len()];
+        let mut pending: Vec<usize> = (0..jobs.len()).collect();
+        let mut woken = BTreeSet::new();
+        let mut scheduled = false;
+        // A holder of a unique key can finish between our conflict and our lookup; then the
+        // key is free and the job is inserted on the next round. Three rounds always settle.
+        for _round in 0..3 {
+            if pending.is_empty() {
+                break;
+            }
+            let batch: Vec<&NewJob> = pending.iter().map(|&i| &jobs[i]).collect();
+            let state = |j: &NewJob| {
+                if j.run_at > now {
+                    JobState::Scheduled
+                } else {
+                    JobState::Available
+                }
+            };
+            let rows = sqlx::query(&sql.insert)
+                .bind(batch.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| j.priority).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| j.run_at).collect::<Vec<_>>())
+                .bind(batch.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
+                .bind(
+                    batch
+                        .iter()
+                        .map(|j| j.unique_key.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    batch
+                        .iter()
+                        .map(|j| j.backoff.as_ref().map(to_json))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(batch.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
+                .bind(now)
+                .bind(&self.inner.channel)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?;
+            // Ids follow input order, so inserted rows line up with the batch in order; a
+            // job whose key is not next in line was not inserted.
+            let mut returned = rows
+                .iter()
+                .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)));
+            let mut next = returned.next();
+            let mut conflicted = Vec::new();
+            for (&i, job) in pending.iter().zip(&batch) {
+                match &next {
+                    Some((id, key)) if *key == job.unique_key => {
+                        out[i] = Some(InsertResult {
+                            id: *id,
+                            inserted: true,
+                        });
+                        match state(job) {
+                            JobState::Available => {
+                                woken.insert(job.queue.clone());
+                            }
+                            _ => scheduled = true,
+                        }
+                        next = returned.next();
+                    }
+                    _ => conflicted.push(i),
+                }
+            }
+            if conflicted.is_empty() {
+                break;
+            }
+            let keys: Vec<String> = conflicted
+                .iter()
+                .filter_map(|&i| jobs[i].unique_key.clone())
+                .collect();
+            let holders: HashMap<String, i64> = sqlx::query(&sql.find_unique)
+                .bind(&keys)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| (r.get::<String, _>(1), r.get::<i64, _>(0)))
+                .collect();
+            pending = Vec::new();
+            for i in conflicted {
+                match jobs[i].unique_key.as_ref().and_then(|k| holders.get(k)) {
+                    Some(&id) => {
+                        out[i] = Some(InsertResult {
+                            id,
+                            inserted: false,
+                        })
+                    }
+                    None => pending.push(i),
+                }
+            }
+        }
+        let out = out
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| {
+                    StoreError::Database(
+                        "unique key kept changing hands during insert; retry".into(),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Inserted {
+            results: out,
+            woken,
+            scheduled,
+        })
+    }
+
+    /// One job without a unique key: a plain `INSERT … VALUES`, the cheapest statement that
+    /// also notifies (the single-enqueue hot path).
+    async fn insert_plain(
+        &self,
+        conn: &mut PgConnection,
+        job: &NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError> {
+        let state = if job.run_at > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        let id: i64 = sqlx::query_scalar(&self.inner.sql.insert_one)
+            .bind(&job.kind)
+            .bind(&job.queue)
+            .bind(&job.args)
+            .bind(state.as_str())
+            .bind(job.priority)
+            .bind(job.max_attempts)
+            .bind(job.run_at)
+            .bind(now)
+            .bind(to_json(&job.tags))
+            .bind(job.backoff.as_ref().map(to_json))
+            .bind(job.timeout_ms)
+            .bind(&self.inner.channel)
+            .fetch_one(conn)
+            .await
+            .map_err(db)?;
+        let available = state == JobState::Available;
+        Ok(Inserted {
+            results: vec![InsertResult { id, inserted: true }],
+            woken: if available {
+                BTreeSet::from([job.queue.clone()])
+            } else {
+                BTreeSet::new()
+            },
+            scheduled: !available,
+        })
+    }
+
+    /// Jobs without unique keys: no conflict handling, no ordinality; ids are handed out in
+    /// input order, so the sorted ids line up with the input.
+    async fn insert_batch_plain(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<Inserted, StoreError> {
+        let state = |j: &NewJob| {
+            if j.run_at > now {
+                JobState::Scheduled
+            } else {
+                JobState::Available
+            }
+        };
+        let mut ids: Vec<i64> = sqlx::query_scalar(&self.inner.sql.insert_plain)
+            .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+            .bind(jobs.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
+            .bind(
+                jobs.iter()
+                    .map(|j| j.backoff.as_ref().map(to_json))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
+            .bind(now)
+            .bind(&self.inner.channel)
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+        ids.sort_unstable();
+        let woken = jobs
+            .iter()
+            .filter(|j| state(j) == JobState::Available)
+            .map(|j| j.queue.clone())
+            .collect();
+        Ok(Inserted {
+            results: ids
+                .into_iter()
+                .map(|id| InsertResult { id, inserted: true })
+                .collect(),
+            woken,
+            scheduled: jobs.iter().any(|j| state(j) == JobState::Scheduled),
+        })
+    }
+
+    async fn fetch(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        sqlx::query(&self.inner.sql.get)
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.inner.pool.acquire().await.map_err(db)?;
+        let done = self.insert_on(&mut conn, &jobs, now).await?;
+        for q in &done.woken {
+            self.inner.signals.notify(q);
+        }
+        if done.scheduled {
+            self.inner.signals.notify_scheduled();
+        }
+        Ok(done.results)
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
+        let rows = sqlx::query(&self.inner.sql.claim)
+            .bind(req.now)
+            .bind(&req.worker_id)
+            .bind(lease_until)
+            .bind(&req.queue)
+            .bind(i64::from(req.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let effects: Vec<_> = batch.iter().map(|f| f.effect()).collect();
+        let rows = sqlx::query(&self.inner.sql.finish)
+            .bind(batch.iter().map(|f| f.lease.id).collect::<Vec<_>>())
+            .bind(batch.iter().map(|f| f.lease.attempt).collect::<Vec<_>>())
+            .bind(effects.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
+            .bind(effects.iter().map(|e| e.attempt_delta).collect::<Vec<_>>())
+            .bind(effects.iter().map(|e| e.run_at).collect::<Vec<_>>())
+            .bind(effects.iter().map(|e| e.finalized_at).collect::<Vec<_>>())
+            .bind(
+                effects
+                    .iter()
+                    .map(|e| e.error.map(to_json))
+                    .collect::<Vec<_>>(),
+            )
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = lease_arrays(leases);
+        sqlx::query_scalar(&self.inner.sql.extend)
+            .bind(until)
+            .bind(ids)
+            .bind(attempts)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let (ids, attempts) = lease_arrays(leases);
+        let n: i64 = sqlx::query(&self.inner.sql.release)
+            .bind(now)
+            .bind(ids)
+            .bind(attempts)
+            .bind(&self.inner.channel)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError> {
+        // The message is rescue_message(worker), assembled around the worker id in SQL.
+        let template = rescue_message(Some("\u{1}"));
+        let (before, after) = template
+            .split_once('\u{1}')
+            .expect("template has the marker");
+        let at = serde_json::to_value(now).expect("timestamps serialize");
+        let states: Vec<String> = sqlx::query_scalar(&self.inner.sql.rescue)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(at.as_str().unwrap_or_default())
+            .bind(before)
+            .bind(after)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let discarded = states.iter().filter(|s| *s == "discarded").count() as u64;
+        Ok(RescueReport {
+            retried: states.len() as u64 - discarded,
+            discarded,
+        })
+    }
+
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError> {
+        let row = sqlx::query(&self.inner.sql.promote)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(&self.inner.channel)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        let queues: Vec<String> = row.try_get(0).map_err(db)?;
+        let counts: Vec<i64> = row.try_get(1).map_err(db)?;
+        let later: Option<DateTime<Utc>> = row.try_get(2).map_err(db)?;
+        let promoted = counts.iter().sum::<i64>() as u64;
+        for q in &queues {
+            self.inner.signals.notify(q);
+        }
+        Ok(PromoteReport {
+            promoted,
+            queues,
+            next_due: if promoted == u64::from(limit) {
+                Some(now)
+            } else {
+                later
+            },
+        })
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        let row = sqlx::query(&self.inner.sql.cancel)
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => Ok(CancelResult::Cancelled(decode(&row)?)),
+            None => Ok(match self.fetch(id).await? {
+                Some(row) => CancelResult::AlreadyFinal(row),
+                None => CancelResult::NotFound,
+            }),
+        }
+    }
+
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        let queue: Option<String> = sqlx::query_scalar(&self.inner.sql.retry)
+            .bind(now)
+            .bind(id)
+            .bind(&self.inner.channel)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        if let Some(q) = &queue {
+            self.inner.signals.notify(q);
+        }
+        self.fetch(id).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        self.fetch(id).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        let (mut clause, mut args, mut n) = where_clause(filter);
+        if let Some(before) = filter.before_id {
+            n += 1;
+            clause.push_str(&format!(" AND id < ${n}"));
+            args.add(before).expect("bind");
+        }
+        n += 1;
+        args.add(i64::from(filter.effective_limit())).expect("bind");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {}{clause} ORDER BY id DESC LIMIT ${n}",
+            self.inner.sql.table
+        );
+        let rows = sqlx::query_with::<Postgres, _>(&sql, args)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        let (clause, args, _) = where_clause(filter);
+        let sql = format!("SELECT count(*) FROM {}{clause}", self.inner.sql.table);
+        let n: i64 = sqlx::query_with::<Postgres, _>(&sql, args)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(db)?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
+        let states: Vec<&str> = if states.is_empty() {
+            JobState::ALL.iter().map(|s| s.as_str()).collect()
+        } else {
+            states.iter().map(|s| s.as_str()).collect()
+        };
+        let rows = sqlx::query(&self.inner.sql.stats)
+            .bind(states)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.get(1);
+                Ok(StateCount {
+                    queue: r.get(0),
+                    state: StoreError::parse_state(0, &state)?,
+                    count: r.get::<i64, _>(2) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let res = sqlx::query(&self.inner.sql.prune)
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(res.rows_affected())
+    }
+
+    fn signals(&self) -> &QueueSignals {
+        &self.inner.signals
+    }
+
+    fn listen(&self) {
+        PgStore::listen(self);
+    }
+
+    fn hears_other_processes(&self) -> bool {
+        self.inner.listener.get().is_some()
+    }
+}

@@ -1,0 +1,181 @@
+//! Every statement of the store, formatted once per schema.
+
+use crate::row::COLUMNS;
+
+const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
+const FINAL: &str = "('completed', 'discarded', 'cancelled')";
+
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) insert: String,
+    pub(crate) insert_one: String,
+    pub(crate) insert_plain: String,
+    pub(crate) find_unique: String,
+    pub(crate) claim: String,
+    pub(crate) finish: String,
+    pub(crate) extend: String,
+    pub(crate) release: String,
+    pub(crate) rescue: String,
+    pub(crate) promote: String,
+    pub(crate) cancel: String,
+    pub(crate) retry: String,
+    pub(crate) get: String,
+    pub(crate) stats: String,
+    pub(crate) prune: String,
+    pub(crate) complete_in_tx: String,
+    pub(crate) table: String,
+}
+
+impl Sql {
+    pub(crate) fn new(schema: &str) -> Self {
+        let t = format!("\"{schema}\".jobs");
+        Sql {
+            insert: format!(
+                "WITH input AS (
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[],
+                                        $6::int4[], $7::timestamptz[], $8::text[], $9::text[],
+                                        $10::text[], $11::int8[])
+                     WITH ORDINALITY AS i(kind, queue, args, state, priority, max_attempts, run_at,
+                                          tags, unique_key, backoff, timeout_ms, ord)
+                 ), ins AS (
+                   INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
+                                    created_at, tags, unique_key, backoff, timeout_ms)
+                   SELECT kind, queue, args::jsonb, state, priority, max_attempts, run_at, $12,
+                          tags::jsonb, unique_key, backoff::jsonb, timeout_ms
+                   FROM input ORDER BY ord
+                   ON CONFLICT DO NOTHING
+                   RETURNING id, queue, state, unique_key
+                 ), notified AS (
+                   SELECT pg_notify($13, q.queue) FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
+                   UNION ALL
+                   -- '' (never a queue name) wakes schedulers for jobs due later.
+                   SELECT pg_notify($13, '') WHERE EXISTS (SELECT 1 FROM ins WHERE state = 'scheduled')
+                 )
+                 SELECT id, unique_key, (SELECT count(*) FROM notified) AS n FROM ins ORDER BY id"
+            ),
+            insert_one: format!(
+                "WITH ins AS (
+                   INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
+                                    created_at, tags, backoff, timeout_ms)
+                   VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11)
+                   RETURNING id, queue, state
+                 )
+                 SELECT id, pg_notify($12, CASE WHEN state = 'available' THEN queue ELSE '' END)::text
+                 FROM ins"
+            ),
+            insert_plain: format!(
+                "WITH ins AS (
+                   INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
+                                    created_at, tags, backoff, timeout_ms)
+                   SELECT kind, queue, args::jsonb, state, priority, max_attempts, run_at, $11,
+                          tags::jsonb, backoff::jsonb, timeout_ms
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[],
+                               $6::int4[], $7::timestamptz[], $8::text[], $9::text[], $10::int8[])
+                        AS i(kind, queue, args, state, priority, max_attempts, run_at, tags,
+                             backoff, timeout_ms)
+                   RETURNING id, queue, state
+                 ), notified AS (
+                   SELECT pg_notify($12, q.queue) FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
+                   UNION ALL
+                   SELECT pg_notify($12, '') WHERE EXISTS (SELECT 1 FROM ins WHERE state = 'scheduled')
+                 )
+                 SELECT id, (SELECT count(*) FROM notified) FROM ins"
+            ),
+            find_unique: format!(
+                "SELECT id, unique_key FROM {t} WHERE unique_key = ANY($1) AND state IN {NON_FINAL}"
+            ),
+            claim: format!(
+                "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
+                        attempted_by = $2, lease_expires_at = $3
+                 WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
+                              ORDER BY priority, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                 RETURNING {COLUMNS}"
+            ),
+            finish: format!(
+                "UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
+                        attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
+                        finalized_at = u.finalized_at,
+                        errors = CASE WHEN u.error IS NULL THEN j.errors
+                                      ELSE j.errors || jsonb_build_array(u.error::jsonb) END
+                 FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[], $5::timestamptz[],
+                             $6::timestamptz[], $7::text[])
+                      AS u(id, attempt, state, delta, run_at, finalized_at, error)
+                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                 RETURNING j.id"
+            ),
+            extend: format!(
+                "UPDATE {t} AS j SET lease_expires_at = $1
+                 FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
+                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                 RETURNING j.id"
+            ),
+            release: format!(
+                "WITH released AS (
+                   UPDATE {t} AS j SET state = 'available', attempt = j.attempt - 1,
+                          lease_expires_at = NULL, run_at = least(j.run_at, $1)
+                   FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
+                   WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                   RETURNING j.queue
+                 ), notified AS (
+                   SELECT pg_notify($4, q.queue) FROM (SELECT DISTINCT queue FROM released) q
+                 )
+                 SELECT count(*), (SELECT count(*) FROM notified) FROM released"
+            ),
+            rescue: format!(
+                "WITH expired AS (
+                   SELECT id FROM {t} WHERE state = 'running' AND lease_expires_at < $1
+                   ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE {t} AS j SET
+                   state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END,
+                   finalized_at = CASE WHEN j.attempt >= j.max_attempts THEN $1 END,
+                   lease_expires_at = NULL, run_at = $1,
+                   errors = j.errors || jsonb_build_array(jsonb_build_object(
+                     'attempt', j.attempt, 'at', $3::text,
+                     'message', $4 || coalesce(j.attempted_by, '?') || $5))
+                 FROM expired WHERE j.id = expired.id
+                 RETURNING j.state"
+            ),
+            promote: format!(
+                "WITH promoted AS (
+                   UPDATE {t} SET state = 'available'
+                   WHERE id IN (SELECT id FROM {t} WHERE state IN ('scheduled', 'retryable')
+                                AND run_at <= $1 ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                   RETURNING queue
+                 ), queues AS (SELECT queue, count(*) AS n FROM promoted GROUP BY queue),
+                 notified AS (SELECT queue, n, pg_notify($3, queue) FROM queues)
+                 SELECT coalesce(array_agg(queue), '{{}}'), coalesce(array_agg(n), '{{}}'),
+                        (SELECT min(run_at) FROM {t} WHERE state IN ('scheduled', 'retryable')
+                         AND run_at > $1)
+                 FROM notified"
+            ),
+            cancel: format!(
+                "UPDATE {t} SET state = 'cancelled', finalized_at = $1, lease_expires_at = NULL
+                 WHERE id = $2 AND state IN {NON_FINAL} RETURNING {COLUMNS}"
+            ),
+            retry: format!(
+                "UPDATE {t} AS j SET state = 'available', run_at = $1, finalized_at = NULL,
+                        lease_expires_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+                 WHERE j.id = $2 AND j.state <> 'running'
+                   AND (j.unique_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {t} o WHERE o.unique_key = j.unique_key AND o.id <> j.id
+                        AND o.state IN {NON_FINAL}))
+                 RETURNING j.queue, pg_notify($3, j.queue)::text"
+            ),
+            get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
+            stats: format!(
+                "SELECT queue, state, count(*) FROM {t} WHERE state = ANY($1)
+                 GROUP BY queue, state ORDER BY queue, state"
+            ),
+            prune: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE state IN {FINAL}
+                 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            complete_in_tx: format!(
+                "UPDATE {t} SET state = 'completed', finalized_at = $1, lease_expires_at = NULL
+                 WHERE id = $2 AND state = 'running' AND attempt = $3"
+            ),
+            table: t,
+        }
+    }
+}

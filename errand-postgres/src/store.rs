@@ -1,0 +1,234 @@
+//! Connecting a Postgres store: URL, schema, pool, migrations, the listener.
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use errand_core::{QueueSignals, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::sql::Sql;
+use crate::{listener, migrate};
+
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    StoreError::database(e)
+}
+
+/// The PostgreSQL store. Clones share the pool, the schema and the listener.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), errand_core::StoreError> {
+/// use errand_postgres::PgStore;
+/// let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) pool: PgPool,
+    pub(crate) schema: String,
+    pub(crate) sql: Sql,
+    pub(crate) channel: String,
+    pub(crate) signals: QueueSignals,
+    pub(crate) listener: OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(h) = self.listener.get() {
+            h.abort();
+        }
+    }
+}
+
+/// Options for a [`PgStore`]; start with [`PgStore::builder`].
+#[derive(Debug, Clone)]
+pub struct PgStoreBuilder {
+    url: Option<String>,
+    pool: Option<PgPool>,
+    schema: String,
+    migrate: bool,
+    max_connections: u32,
+}
+
+/// Schema names are identifiers we quote ourselves: keep them plain.
+fn check_schema(schema: &str) -> Result<(), StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 48
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidUrl {
+            url: format!("schema '{schema}'"),
+            reason:
+                "schema names must be 1–48 characters of a-z, 0-9 and _, not starting with a digit"
+                    .into(),
+        })
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`) with a pool of 10 connections,
+    /// schema `errand`, and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder().url(url).open().await
+    }
+
+    /// Uses the application's pool (schema `errand`) and applies pending migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        Self::builder().pool(pool).open().await
+    }
+
+    /// Options: URL or pool, schema, migrations, pool size.
+    pub fn builder() -> PgStoreBuilder {
+        PgStoreBuilder {
+            url: None,
+            pool: None,
+            schema: "errand".into(),
+            migrate: true,
+            max_connections: 10,
+        }
+    }
+
+    /// Applies pending migrations (safe when several processes do it at once). Returns the
+    /// versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        migrate::run(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// The schema's version and the version this build needs.
+    pub async fn schema_version(&self) -> Result<(i64, i64), StoreError> {
+        let found = migrate::current_version(&self.inner.pool, &self.inner.schema).await?;
+        Ok((found, migrate::LATEST))
+    }
+
+    /// Fails with [`StoreError::NotMigrated`] (or `TooNew`) unless the schema is exactly the
+    /// version this build needs.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let (found, expected) = self.schema_version().await?;
+        let location = format!("postgres schema \"{}\"", self.inner.schema);
+        StoreError::check_version(location, found, expected)
+    }
+
+    /// The connection pool, for the application's and the jobs' own queries.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema holding errand's tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// Starts this process's `LISTEN` connection (once; later calls do nothing). Workers
+    /// call it when they start; a process that only enqueues never needs it.
+    pub fn listen(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let opts = self.inner.pool.connect_options();
+        let channel = self.inner.channel.clone();
+        self.inner
+            .listener
+            .get_or_init(|| tokio::spawn(listener::run(inner, (*opts).clone(), channel)));
+    }
+}
+
+impl PgStoreBuilder {
+    /// Database URL (ignored when a pool is given).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Shares the application's pool.
+    pub fn pool(mut self, pool: PgPool) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// Schema for errand's tables (default `errand`; a-z, 0-9, _).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Apply pending migrations on open (default `true`); when `false`, an unmigrated schema
+    /// is [`StoreError::NotMigrated`].
+    pub fn migrate(mut self, yes: bool) -> Self {
+        self.migrate = yes;
+        self
+    }
+
+    /// Pool size when connecting by URL (default 10).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Connects (or adopts the pool) and checks or migrates the schema.
+    pub async fn open(self) -> Result<PgStore, StoreError> {
+        check_schema(&self.schema)?;
+        let pool = match (self.pool, self.url) {
+            (Some(pool), _) => pool,
+            (None, Some(url)) => {
+                let opts =
+                    PgConnectOptions::from_str(&url).map_err(|e| StoreError::InvalidUrl {
+                        url: url.clone(),
+                        reason: e.to_string(),
+                    })?;
+                let opts = opts.application_name(&format!("errand:{}", std::process::id()));
+                PgPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| unreachable_db(&url, e))?
+            }
+            (None, None) => {
+                return Err(StoreError::InvalidUrl {
+                    url: String::new(),
+                    reason: "give PgStore::builder() a url(…) or a pool(…)".into(),
+                })
+            }
+        };
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                sql: Sql::new(&self.schema),
+                channel: format!("errand_{}", self.schema),
+                schema: self.schema,
+                pool,
+                signals: QueueSignals::default(),
+                listener: OnceLock::new(),
+            }),
+        };
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
+    }
+}
+
+fn unreachable_db(url: &str, e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => StoreError::Database(
+            format!(
+                "cannot reach PostgreSQL at {url}: {e}. Is it running? (on Debian: \
+                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
+            )
+            .into(),
+        ),
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
+            StoreError::Missing(format!("{url} ({})", d.message()))
+        }
+        _ => db(e),
+    }
+}

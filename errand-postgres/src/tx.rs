@@ -1,0 +1,41 @@
+//! Working inside the application's own transaction: enqueue jobs that exist only if it
+//! commits, and complete a running job together with the job's own writes.
+
+use chrono::Utc;
+use errand_core::{InsertResult, LeaseRef, NewJob, StoreError};
+use sqlx::PgConnection;
+
+use crate::store::{db, PgStore};
+
+impl PgStore {
+    /// Inserts jobs on the caller's connection or transaction (`&mut *tx`). They become
+    /// visible, and producers are notified, only when that transaction commits.
+    pub async fn insert_in(
+        &self,
+        conn: &mut PgConnection,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.insert_on(conn, &jobs, Utc::now()).await?.results)
+    }
+
+    /// Marks the running attempt `lease` completed on the caller's transaction. Returns
+    /// `false` when the attempt no longer holds the job (cancelled or rescued): the caller
+    /// should then roll back its own writes.
+    pub async fn complete_in(
+        &self,
+        conn: &mut PgConnection,
+        lease: LeaseRef,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(&self.inner.sql.complete_in_tx)
+            .bind(Utc::now())
+            .bind(lease.id)
+            .bind(lease.attempt)
+            .execute(conn)
+            .await
+            .map_err(db)?;
+        Ok(res.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,554 @@
+//! The [`Store`] contract on SQLite: one statement or one `BEGIN IMMEDIATE` transaction each.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use errand_core::{
+    rescue_message, CancelResult, ClaimRequest, ErrorRecord, Finish, InsertResult, JobId, JobRow,
+    JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount,
+    Store, StoreError,
+};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Row, Sqlite};
+
+use crate::row::{decode, micros, COLUMNS};
+use crate::store::{db, SqliteStore};
+
+const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
+const FINAL: &str = "('completed', 'discarded', 'cancelled')";
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("errand types serialize to JSON")
+}
+
+/// `[[id, attempt], …]`, read back in SQL with `json_each`.
+fn leases_json(leases: &[LeaseRef]) -> String {
+    let pairs: Vec<[i64; 2]> = leases
+        .iter()
+        .map(|l| [l.id, i64::from(l.attempt)])
+        .collect();
+    to_json(&pairs)
+}
+
+const LEASE_MATCH: &str = "state = 'running' AND (id, attempt) IN \
+     (SELECT value ->> 0, value ->> 1 FROM json_each(?))";
+
+/// WHERE clause and its arguments for a list filter.
+fn where_clause(f: &ListFilter) -> (String, SqliteArguments<'static>) {
+    let mut sql = String::from(" WHERE 1 = 1");
+    let mut args = SqliteArguments::default();
+    if !f.states.is_empty() {
+        sql.push_str(" AND state IN (");
+        for (i, s) in f.states.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            args.add(s.as_str()).expect("bind");
+        }
+        sql.push(')');
+    }
+    if let Some(q) = &f.queue {
+        sql.push_str(" AND queue = ?");
+        args.add(q.clone()).expect("bind");
+    }
+    if let Some(k) = &f.kind {
+        sql.push_str(" AND kind = ?");
+        args.add(k.clone()).expect("bind");
+    }
+    (sql, args)
+}
+
+impl SqliteStore {
+    /// Jobs without unique keys: one `INSERT … SELECT FROM json_each(?)` statement for the
+    /// whole batch, atomic without an explicit transaction.
+    async fn insert_plain(
+        &self,
+        jobs: &[NewJob],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        let state = |j: &NewJob| {
+            if j.run_at > now {
+                JobState::Scheduled
+            } else {
+                JobState::Available
+            }
+        };
+        if let [j] = jobs {
+            // The single-enqueue hot path: plain VALUES, no JSON round trip.
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, \
+                 run_at, created_at, tags, backoff, timeout_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&j.kind)
+            .bind(&j.queue)
+            .bind(&j.args)
+            .bind(state(j).as_str())
+            .bind(j.priority)
+            .bind(j.max_attempts)
+            .bind(micros(j.run_at))
+            .bind(micros(now))
+            .bind(to_json(&j.tags))
+            .bind(j.backoff.as_ref().map(to_json))
+            .bind(j.timeout_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+            match state(j) {
+                JobState::Available => self.signals.notify(&j.queue),
+                _ => self.signals.notify_scheduled(),
+            }
+            return Ok(vec![InsertResult { id, inserted: true }]);
+        }
+        let rows: Vec<serde_json::Value> = jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!([
+                    j.kind,
+                    j.queue,
+                    j.args,
+                    state(j).as_str(),
+                    j.priority,
+                    j.max_attempts,
+                    micros(j.run_at),
+                    to_json(&j.tags),
+                    j.backoff.as_ref().map(to_json),
+                    j.timeout_ms
+                ])
+            })
+            .collect();
+        let mut ids: Vec<(i64,)> = sqlx::query_as(
+            "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
+             created_at, tags, backoff, timeout_ms) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                    value ->> 6, ?, value ->> 7, value ->> 8, value ->> 9 \
+             FROM json_each(?) ORDER BY key RETURNING id",
+        )
+        .bind(micros(now))
+        .bind(to_json(&rows))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        // AUTOINCREMENT ids follow insertion order, which follows the input.
+        ids.sort_unstable();
+        let mut woken = BTreeSet::new();
+        for j in jobs.iter().filter(|j| state(j) == JobState::Available) {
+            woken.insert(j.queue.as_str());
+        }
+        for q in woken {
+            self.signals.notify(q);
+        }
+        if jobs.iter().any(|j| state(j) == JobState::Scheduled) {
+            self.signals.notify_scheduled();
+        }
+        Ok(ids
+            .into_iter()
+            .map(|(id,)| InsertResult { id, inserted: true })
+            .collect())
+    }
+
+    async fn fetch(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM errand_jobs WHERE id = ?");
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if jobs.iter().all(|j| j.unique_key.is_none()) {
+            return self.insert_plain(&jobs, now).await;
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut woken = BTreeSet::new();
+        let mut scheduled = false;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        for job in &jobs {
+            let state = if job.run_at > now {
+                JobState::Scheduled
+            } else {
+                JobState::Available
+            };
+            let inserted: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
+                 created_at, tags, unique_key, backoff, timeout_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(&job.kind)
+            .bind(&job.queue)
+            .bind(&job.args)
+            .bind(state.as_str())
+            .bind(job.priority)
+            .bind(job.max_attempts)
+            .bind(micros(job.run_at))
+            .bind(micros(now))
+            .bind(to_json(&job.tags))
+            .bind(&job.unique_key)
+            .bind(job.backoff.as_ref().map(to_json))
+            .bind(job.timeout_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            match inserted {
+                Some((id,)) => {
+                    if state == JobState::Available {
+                        woken.insert(job.queue.as_str());
+                    }
+                    scheduled |= state == JobState::Scheduled;
+                    out.push(InsertResult { id, inserted: true });
+                }
+                None => {
+                    let sql = format!(
+                        "SELECT id FROM errand_jobs WHERE unique_key = ? AND state IN {NON_FINAL}"
+                    );
+                    let (id,): (i64,) = sqlx::query_as(&sql)
+                        .bind(&job.unique_key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    out.push(InsertResult {
+                        id,
+                        inserted: false,
+                    });
+                }
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        for q in woken {
+            self.signals.notify(q);
+        }
+        if scheduled {
+            self.signals.notify_scheduled();
+        }
+        Ok(out)
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
+        // One statement: SQLite takes the write lock for it, so claims never overlap.
+        let sql = format!(
+            "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?, \
+             attempted_by = ?, lease_expires_at = ? \
+             WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ? \
+                          ORDER BY priority, run_at, id LIMIT ?) \
+             RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(micros(req.now))
+            .bind(&req.worker_id)
+            .bind(micros(lease_until))
+            .bind(&req.queue)
+            .bind(req.limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
+        Ok(jobs)
+    }
+
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        // Completions, the common case, in one statement; other outcomes one row each.
+        let (completes, others): (Vec<&Finish>, Vec<&Finish>) = batch
+            .iter()
+            .partition(|f| matches!(f.action, errand_core::FinishAction::Complete));
+        if !completes.is_empty() {
+            // One finalization time for the batch: the latest, at most a few ms after the
+            // others (a per-row time would make SQLite join each row back to the input).
+            let at = completes.iter().map(|f| f.at).max().expect("non-empty");
+            let leases: Vec<LeaseRef> = completes.iter().map(|f| f.lease).collect();
+            let sql = format!(
+                "UPDATE errand_jobs SET state = 'completed', lease_expires_at = NULL, \
+                 finalized_at = ? WHERE {LEASE_MATCH} RETURNING id"
+            );
+            let done: Vec<(i64,)> = sqlx::query_as(&sql)
+                .bind(micros(at))
+                .bind(leases_json(&leases))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            applied.extend(done.into_iter().map(|(id,)| id));
+        }
+        for f in others {
+            let effect = f.effect();
+            let error = effect.error.map(to_json);
+            let res = sqlx::query(
+                "UPDATE errand_jobs SET state = ?, lease_expires_at = NULL, \
+                 attempt = attempt + ?, run_at = coalesce(?, run_at), finalized_at = ?, \
+                 errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?)) END \
+                 WHERE id = ? AND state = 'running' AND attempt = ?",
+            )
+            .bind(effect.state.as_str())
+            .bind(effect.attempt_delta)
+            .bind(effect.run_at.map(micros))
+            .bind(effect.finalized_at.map(micros))
+            .bind(&error)
+            .bind(&error)
+            .bind(f.lease.id)
+            .bind(f.lease.attempt)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if res.rows_affected() == 1 {
+                applied.push(f.lease.id);
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(applied)
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("UPDATE errand_jobs SET lease_expires_at = ? WHERE {LEASE_MATCH} RETURNING id");
+        let rows: Vec<(i64,)> = sqlx::query_as(&sql)
+            .bind(micros(until))
+            .bind(leases_json(leases))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE errand_jobs SET state = 'available', attempt = attempt - 1, \
+             lease_expires_at = NULL, run_at = min(run_at, ?) WHERE {LEASE_MATCH} RETURNING queue"
+        );
+        let rows: Vec<(String,)> = sqlx::query_as(&sql)
+            .bind(micros(now))
+            .bind(leases_json(leases))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let queues: BTreeSet<&str> = rows.iter().map(|(q,)| q.as_str()).collect();
+        for q in queues {
+            self.signals.notify(q);
+        }
+        Ok(rows.len() as u64)
+    }
+
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let expired: Vec<(i64, i32, i32, Option<String>)> = sqlx::query_as(
+            "SELECT id, attempt, max_attempts, attempted_by FROM errand_jobs \
+             WHERE state = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let mut report = RescueReport::default();
+        for (id, attempt, max_attempts, worker) in expired {
+            let exhausted = attempt >= max_attempts;
+            let error = ErrorRecord::new(attempt, now, rescue_message(worker.as_deref()));
+            let state = if exhausted {
+                report.discarded += 1;
+                JobState::Discarded
+            } else {
+                report.retried += 1;
+                JobState::Retryable
+            };
+            sqlx::query(
+                "UPDATE errand_jobs SET state = ?, lease_expires_at = NULL, run_at = ?, \
+                 finalized_at = ?, errors = json_insert(errors, '$[#]', json(?)) \
+                 WHERE id = ? AND state = 'running' AND attempt = ?",
+            )
+            .bind(state.as_str())
+            .bind(micros(now))
+            .bind(exhausted.then_some(micros(now)))
+            .bind(to_json(&error))
+            .bind(id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(report)
+    }
+
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "UPDATE errand_jobs SET state = 'available' WHERE id IN \
+             (SELECT id FROM errand_jobs WHERE state IN ('scheduled', 'retryable') AND run_at <= ? \
+              ORDER BY run_at LIMIT ?) RETURNING queue",
+        )
+        .bind(micros(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let queues: BTreeSet<String> = rows.iter().map(|(q,)| q.clone()).collect();
+        for q in &queues {
+            self.signals.notify(q);
+        }
+        let next_due = if rows.len() == limit as usize {
+            Some(now)
+        } else {
+            let (next,): (Option<i64>,) = sqlx::query_as(
+                "SELECT min(run_at) FROM errand_jobs WHERE state IN ('scheduled', 'retryable')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+            next.and_then(DateTime::from_timestamp_micros)
+        };
+        Ok(PromoteReport {
+            promoted: rows.len() as u64,
+            queues: queues.into_iter().collect(),
+            next_due,
+        })
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        let sql = format!(
+            "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
+             WHERE id = ? AND state IN {NON_FINAL} RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(micros(now))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => Ok(CancelResult::Cancelled(decode(&row)?)),
+            None => Ok(match self.fetch(id).await? {
+                Some(row) => CancelResult::AlreadyFinal(row),
+                None => CancelResult::NotFound,
+            }),
+        }
+    }
+
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        // A final job whose unique key was taken by a newer job stays as it is.
+        let sql = format!(
+            "UPDATE errand_jobs SET state = 'available', run_at = ?, finalized_at = NULL, \
+             lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1) \
+             WHERE id = ? AND state != 'running' AND (unique_key IS NULL OR NOT EXISTS \
+               (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \
+                AND o.id != errand_jobs.id AND o.state IN {NON_FINAL})) \
+             RETURNING queue"
+        );
+        let queue: Option<(String,)> = sqlx::query_as(&sql)
+            .bind(micros(now))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        if let Some((q,)) = &queue {
+            self.signals.notify(q);
+        }
+        self.fetch(id).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        self.fetch(id).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        let (mut clause, mut args) = where_clause(filter);
+        if let Some(before) = filter.before_id {
+            clause.push_str(" AND id < ?");
+            args.add(before).expect("bind");
+        }
+        args.add(filter.effective_limit()).expect("bind");
+        let sql = format!("SELECT {COLUMNS} FROM errand_jobs{clause} ORDER BY id DESC LIMIT ?");
+        let rows = sqlx::query_with::<Sqlite, _>(&sql, args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        let (clause, args) = where_clause(filter);
+        let sql = format!("SELECT count(*) FROM errand_jobs{clause}");
+        let row = sqlx::query_with::<Sqlite, _>(&sql, args)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.try_get::<i64, _>(0).map_err(db)? as u64)
+    }
+
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
+        let filter = ListFilter {
+            states: states.to_vec(),
+            ..ListFilter::default()
+        };
+        let (clause, args) = where_clause(&filter);
+        let sql = format!(
+            "SELECT queue, state, count(*) FROM errand_jobs{clause} GROUP BY queue, state ORDER BY queue, state"
+        );
+        let rows: Vec<(String, String, i64)> = sqlx::query_as_with::<Sqlite, _, _>(&sql, args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.into_iter()
+            .map(|(queue, state, count)| {
+                Ok(StateCount {
+                    queue,
+                    state: StoreError::parse_state(0, &state)?,
+                    count: count as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let sql = format!(
+            "DELETE FROM errand_jobs WHERE id IN (SELECT id FROM errand_jobs \
+             WHERE state IN {FINAL} AND finalized_at < ? ORDER BY finalized_at LIMIT ?)"
+        );
+        let res = sqlx::query(&sql)
+            .bind(micros(before))
+            .bind(limit)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(res.rows_affected())
+    }
+
+    fn signals(&self) -> &QueueSignals {
+        &self.signals
+    }
+}

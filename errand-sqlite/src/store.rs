@@ -1,0 +1,150 @@
+//! Opening a SQLite store: URL, pragmas, pool, migrations.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use errand_core::{QueueSignals, StoreError};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::migrate;
+
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    StoreError::database(e)
+}
+
+/// The SQLite store. Clones share one connection pool.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), errand_core::StoreError> {
+/// use errand_sqlite::SqliteStore;
+/// let store = SqliteStore::open("errand.db").await?; // creates and migrates the file
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+    pub(crate) signals: QueueSignals,
+    path: PathBuf,
+}
+
+/// Options for opening a [`SqliteStore`]; start with [`SqliteStore::builder`].
+#[derive(Debug, Clone)]
+pub struct SqliteStoreBuilder {
+    url: String,
+    create_if_missing: bool,
+    migrate: bool,
+    max_connections: u32,
+    busy_timeout: Duration,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the file at `url` — a path or `sqlite://PATH` — and applies
+    /// pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).open().await
+    }
+
+    /// Options for opening the file at `url`.
+    pub fn builder(url: &str) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            url: url.to_owned(),
+            create_if_missing: true,
+            migrate: true,
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Applies pending migrations. Returns the versions applied (empty when up to date).
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        migrate::run(&self.pool).await
+    }
+
+    /// The database's schema version and the version this build needs.
+    pub async fn schema_version(&self) -> Result<(i64, i64), StoreError> {
+        Ok((migrate::current_version(&self.pool).await?, migrate::LATEST))
+    }
+
+    /// Fails with [`StoreError::NotMigrated`] (or `TooNew`) unless the schema is exactly the
+    /// version this build needs.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let (found, expected) = self.schema_version().await?;
+        let location = format!("sqlite://{}", self.path.display());
+        StoreError::check_version(location, found, expected)
+    }
+
+    /// The connection pool, for a job's own queries on the same file.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl SqliteStoreBuilder {
+    /// Create the file when it does not exist (default `true`). When `false`, a missing file
+    /// is [`StoreError::Missing`].
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+
+    /// Apply pending migrations on open (default `true`). When `false`, an unmigrated file is
+    /// [`StoreError::NotMigrated`].
+    pub fn migrate(mut self, yes: bool) -> Self {
+        self.migrate = yes;
+        self
+    }
+
+    /// Connections in the pool (default 4). SQLite has one writer at a time; more connections
+    /// only help concurrent readers.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a write waits for another writer (another process) before failing
+    /// (default 10 s).
+    pub fn busy_timeout(mut self, d: Duration) -> Self {
+        self.busy_timeout = d;
+        self
+    }
+
+    /// Opens the store.
+    pub async fn open(self) -> Result<SqliteStore, StoreError> {
+        let path = crate::url::parse_location(&self.url)?;
+        if !self.create_if_missing && !path.exists() {
+            return Err(StoreError::Missing(format!("sqlite://{}", path.display())));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(db)?
+            .filename(&path)
+            .create_if_missing(self.create_if_missing)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(self.busy_timeout)
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(db)?;
+        let store = SqliteStore {
+            pool,
+            signals: QueueSignals::default(),
+            path,
+        };
+        if self.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_schema().await?;
+        }
+        Ok(store)
+    }
+}

@@ -1,0 +1,85 @@
+//! Claiming: what a claim takes, in which order, and what it sets.
+
+use errand_core::{JobState, Store};
+
+use crate::helpers::*;
+
+/// A claim sets running, attempt + 1, attempted_at/by and the lease.
+pub async fn claim_sets_running_attempt_and_lease<S: Store>(store: S) {
+    let id = insert_one(&store, job("a", "q")).await;
+    let rows = claim(&store, "q", 10, at(5)).await;
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.id, id);
+    assert_eq!(r.state, JobState::Running);
+    assert_eq!(r.attempt, 1);
+    assert_eq!(r.attempted_at, Some(at(5)));
+    assert_eq!(r.attempted_by.as_deref(), Some("w1"));
+    assert_eq!(r.lease_expires_at, Some(at(35)));
+    assert_eq!(
+        get(&store, id).await,
+        *r,
+        "returned row must match the stored row"
+    );
+}
+
+/// Lower priority first, then earlier run_at, then lower id.
+pub async fn claim_orders_by_priority_run_at_id<S: Store>(store: S) {
+    let mut late = job("late", "q");
+    late.run_at = at(-10);
+    let mut early = job("early", "q");
+    early.run_at = at(-20);
+    let mut urgent = job("urgent", "q");
+    urgent.priority = -1;
+    let mut low = job("low", "q");
+    low.priority = 5;
+    low.run_at = at(-100);
+    let plain = job("plain", "q");
+    store
+        .insert(vec![low, plain, late, early, urgent], t0())
+        .await
+        .unwrap();
+    let kinds: Vec<String> = claim(&store, "q", 10, at(1))
+        .await
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(kinds, ["urgent", "early", "late", "plain", "low"]);
+}
+
+/// No more than `limit` jobs per claim; the rest stay available.
+pub async fn claim_respects_limit<S: Store>(store: S) {
+    insert_n(&store, "q", 5).await;
+    assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 2);
+    assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 2);
+    assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 1);
+    assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 0);
+}
+
+/// A claim never takes another queue's jobs.
+pub async fn claim_only_takes_its_queue<S: Store>(store: S) {
+    insert_n(&store, "mail", 2).await;
+    insert_n(&store, "reports", 3).await;
+    let rows = claim(&store, "mail", 10, at(1)).await;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.queue == "mail"));
+}
+
+/// Scheduled, retryable, running and final jobs are not claimed.
+pub async fn claim_skips_jobs_that_are_not_available<S: Store>(store: S) {
+    let mut sched = job("s", "q");
+    sched.run_at = at(100);
+    insert_one(&store, sched).await;
+    insert_n(&store, "q", 1).await;
+    let first = claim(&store, "q", 10, at(1)).await;
+    assert_eq!(first.len(), 1, "only the available job");
+    assert!(
+        claim(&store, "q", 10, at(2)).await.is_empty(),
+        "running job claimed twice"
+    );
+}
+
+/// An empty or unknown queue gives an empty batch.
+pub async fn claim_on_empty_queue_returns_nothing<S: Store>(store: S) {
+    assert!(claim(&store, "nothing-here", 10, at(1)).await.is_empty());
+}

@@ -1,0 +1,112 @@
+//! Inserting jobs: ids, initial state, payloads, unique keys, wake-ups.
+
+use std::time::Duration;
+
+use errand_core::{Backoff, JobState, Store};
+
+use crate::helpers::*;
+
+/// Ids increase in insertion order and every field is stored as given.
+pub async fn insert_returns_ids_in_order<S: Store>(store: S) {
+    let res = store
+        .insert(vec![job("a", "q"), job("b", "q"), job("c", "q")], t0())
+        .await
+        .unwrap();
+    assert_eq!(res.len(), 3);
+    assert!(res.iter().all(|r| r.inserted));
+    assert!(res[0].id < res[1].id && res[1].id < res[2].id, "{res:?}");
+    for (id, kind) in [(res[0].id, "a"), (res[1].id, "b"), (res[2].id, "c")] {
+        let row = get(&store, id).await;
+        assert_eq!(row.kind, kind);
+        assert_eq!(row.state, JobState::Available);
+        assert_eq!(row.attempt, 0);
+        assert_eq!(row.created_at, t0());
+    }
+}
+
+/// A job whose `run_at` is after the insert time starts `scheduled`.
+pub async fn insert_future_run_at_is_scheduled<S: Store>(store: S) {
+    let mut j = job("a", "q");
+    j.run_at = at(60);
+    let id = insert_one(&store, j).await;
+    let row = get(&store, id).await;
+    assert_eq!(row.state, JobState::Scheduled);
+    assert_eq!(row.run_at, at(60));
+    assert!(claim(&store, "q", 10, at(1)).await.is_empty());
+}
+
+/// Payload, priority, attempts, tags, backoff and timeout round-trip.
+pub async fn insert_keeps_args_and_options<S: Store>(store: S) {
+    let mut j = job("mail", "q");
+    j.args = r#"{"to":"zoë@example.com","n":[1,2,3],"quote":"it's \"fine\"; drop table"}"#.into();
+    j.priority = 3;
+    j.max_attempts = 7;
+    j.tags = vec!["a".into(), "b c".into()];
+    j.backoff = Some(Backoff::constant(Duration::from_secs(5)));
+    j.timeout_ms = Some(1500);
+    let id = insert_one(&store, j.clone()).await;
+    let row = get(&store, id).await;
+    assert_eq!(json(&row.args), json(&j.args));
+    assert_eq!(row.priority, 3);
+    assert_eq!(row.max_attempts, 7);
+    assert_eq!(row.tags, j.tags);
+    assert_eq!(row.backoff, j.backoff);
+    assert_eq!(row.timeout_ms, Some(1500));
+    assert_eq!(row.queue, "q");
+    assert!(row.errors.is_empty());
+}
+
+/// A second job with a held unique key is not written; the holder's id comes back.
+pub async fn insert_unique_key_returns_existing_job<S: Store>(store: S) {
+    let mut j = job("a", "q");
+    j.unique_key = Some("k1".into());
+    let first = store.insert(vec![j.clone()], t0()).await.unwrap()[0];
+    assert!(first.inserted);
+    let second = store.insert(vec![j], at(1)).await.unwrap()[0];
+    assert!(!second.inserted);
+    assert_eq!(second.id, first.id);
+    assert_eq!(store.count(&Default::default()).await.unwrap(), 1);
+}
+
+/// Once the holder is final, the key can be used again.
+pub async fn insert_unique_key_is_free_once_final<S: Store>(store: S) {
+    let mut j = job("a", "q");
+    j.unique_key = Some("k1".into());
+    let first = insert_one(&store, j.clone()).await;
+    let rows = claim(&store, "q", 1, at(1)).await;
+    store
+        .finish(&[finish(&rows[0], at(2), errand_core::FinishAction::Complete)])
+        .await
+        .unwrap();
+    let again = store.insert(vec![j], at(3)).await.unwrap()[0];
+    assert!(again.inserted);
+    assert_ne!(again.id, first);
+}
+
+/// Two jobs with the same key in one batch: the first is written, the second points at it.
+pub async fn insert_unique_key_in_one_batch<S: Store>(store: S) {
+    let mut j = job("a", "q");
+    j.unique_key = Some("same".into());
+    let res = store.insert(vec![j.clone(), j], t0()).await.unwrap();
+    assert!(res[0].inserted);
+    assert!(!res[1].inserted);
+    assert_eq!(res[0].id, res[1].id);
+}
+
+/// An empty batch writes nothing and does not fail.
+pub async fn insert_empty_batch_is_ok<S: Store>(store: S) {
+    assert!(store.insert(Vec::new(), t0()).await.unwrap().is_empty());
+    assert_eq!(store.count(&Default::default()).await.unwrap(), 0);
+}
+
+/// Inserting an available job wakes that queue's producer.
+pub async fn insert_wakes_the_queue<S: Store>(store: S) {
+    let signal = store.signals().get("wake");
+    let waiter = tokio::spawn(async move { signal.notified().await });
+    tokio::task::yield_now().await;
+    insert_n(&store, "wake", 1).await;
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("insert did not wake the queue within 5 s")
+        .unwrap();
+}

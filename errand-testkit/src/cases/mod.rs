@@ -1,0 +1,12 @@
+//! The conformance cases, one module per area of the [`errand_core::Store`] contract.
+//! Each case takes a fresh store and panics with a message when the store breaks the contract.
+
+pub mod cancel_retry;
+pub mod claim;
+pub mod concurrency;
+pub mod insert;
+pub mod lease;
+pub mod list;
+pub mod outcome;
+pub mod prune;
+pub mod schedule;

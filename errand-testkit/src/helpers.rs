@@ -1,0 +1,99 @@
+//! Small builders the cases share.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use errand_core::{ClaimRequest, ErrorRecord, Finish, FinishAction, JobId, JobRow, NewJob, Store};
+
+/// A fixed instant the cases count from (whole milliseconds, so every store round-trips it).
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 12, 0, 0).unwrap()
+}
+
+/// `t0` plus `secs` seconds.
+pub fn at(secs: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs)
+}
+
+/// A job of `kind` on `queue`, available at `t0`, 3 attempts.
+pub fn job(kind: &str, queue: &str) -> NewJob {
+    NewJob {
+        kind: kind.to_owned(),
+        queue: queue.to_owned(),
+        args: r#"{"n":1}"#.to_owned(),
+        priority: 0,
+        max_attempts: 3,
+        run_at: t0(),
+        tags: Vec::new(),
+        unique_key: None,
+        backoff: None,
+        timeout_ms: None,
+    }
+}
+
+/// Inserts one job and returns its id.
+pub async fn insert_one<S: Store>(store: &S, job: NewJob) -> JobId {
+    let res = store.insert(vec![job], t0()).await.expect("insert");
+    assert_eq!(res.len(), 1);
+    res[0].id
+}
+
+/// Inserts `n` default jobs on `queue`.
+pub async fn insert_n<S: Store>(store: &S, queue: &str, n: usize) -> Vec<JobId> {
+    let jobs = (0..n).map(|_| job("noop", queue)).collect();
+    store
+        .insert(jobs, t0())
+        .await
+        .expect("insert")
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// A claim request at `now` with a 30 s lease.
+pub fn claim_req(queue: &str, limit: u32, now: DateTime<Utc>) -> ClaimRequest {
+    ClaimRequest {
+        queue: queue.to_owned(),
+        limit,
+        worker_id: "w1".to_owned(),
+        now,
+        lease: Duration::from_secs(30),
+    }
+}
+
+/// Claims up to `limit` jobs on `queue` at `now`.
+pub async fn claim<S: Store>(
+    store: &S,
+    queue: &str,
+    limit: u32,
+    now: DateTime<Utc>,
+) -> Vec<JobRow> {
+    store
+        .claim(&claim_req(queue, limit, now))
+        .await
+        .expect("claim")
+}
+
+/// Fetches a job that must exist.
+pub async fn get<S: Store>(store: &S, id: JobId) -> JobRow {
+    store.get(id).await.expect("get").expect("job exists")
+}
+
+/// The finish of `row`'s attempt at `at` with `action`.
+pub fn finish(row: &JobRow, at: DateTime<Utc>, action: FinishAction) -> Finish {
+    Finish {
+        lease: row.lease_ref(),
+        at,
+        action,
+    }
+}
+
+/// An error record for `row`'s attempt.
+pub fn error(row: &JobRow, at: DateTime<Utc>, msg: &str) -> ErrorRecord {
+    ErrorRecord::new(row.attempt, at, msg)
+}
+
+/// Parses JSON text, for comparing payloads independent of a store's formatting.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("invalid JSON {s:?}: {e}"))
+}

@@ -1,0 +1,108 @@
+//! The errand store conformance suite.
+//!
+//! Every store runs every case: a store is correct when it passes all of them. The cases are
+//! `pub async fn`s grouped by area in [`cases`]; [`store_conformance!`] expands them to one
+//! named `#[tokio::test]` per case for a store, given an async factory that returns a fresh,
+//! isolated store:
+//!
+//! ```text
+//! async fn store() -> MyStore { MyStore::new_isolated().await }
+//! errand_testkit::store_conformance!(store);
+//! ```
+//!
+//! Cases pass explicit timestamps to the store, so they never sleep to move time forward.
+#![warn(missing_docs)]
+
+pub mod cases;
+pub mod helpers;
+
+/// Expands every conformance case into a `#[tokio::test]` named `<area>::<case>`, each run on
+/// a fresh store from `$factory` (an `async fn() -> impl Store + Clone` in scope).
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:ident) => {
+        $crate::store_conformance!(@areas $factory;
+            insert: [
+                insert_returns_ids_in_order,
+                insert_future_run_at_is_scheduled,
+                insert_keeps_args_and_options,
+                insert_unique_key_returns_existing_job,
+                insert_unique_key_is_free_once_final,
+                insert_unique_key_in_one_batch,
+                insert_empty_batch_is_ok,
+                insert_wakes_the_queue,
+            ],
+            claim: [
+                claim_sets_running_attempt_and_lease,
+                claim_orders_by_priority_run_at_id,
+                claim_respects_limit,
+                claim_only_takes_its_queue,
+                claim_skips_jobs_that_are_not_available,
+                claim_on_empty_queue_returns_nothing,
+            ],
+            outcome: [
+                complete_is_final,
+                retry_later_is_retryable_with_error,
+                retry_now_outcome_is_available,
+                snooze_reschedules_without_using_an_attempt,
+                cancel_outcome_is_final,
+                discard_keeps_error_and_payload,
+                outcome_of_a_stale_attempt_is_ignored,
+                outcome_batch_reports_applied_ids,
+                error_history_accumulates_in_order,
+            ],
+            lease: [
+                extend_leases_only_for_held_attempts,
+                rescue_makes_expired_jobs_retryable,
+                rescue_discards_when_out_of_attempts,
+                rescue_leaves_live_leases_alone,
+                release_returns_jobs_without_charging,
+                release_is_fenced,
+            ],
+            schedule: [
+                promote_moves_due_scheduled_and_retryable,
+                promote_reports_queues_and_wakes_them,
+                promote_leaves_future_jobs,
+                promote_respects_limit,
+                promote_reports_when_the_next_job_is_due,
+            ],
+            cancel_retry: [
+                cancel_available_job,
+                cancel_running_job_fences_its_outcome,
+                cancel_final_job_is_already_final,
+                cancel_missing_job_is_not_found,
+                retry_discarded_job_grants_an_attempt,
+                retry_running_job_leaves_it_alone,
+                retry_missing_job_is_none,
+            ],
+            list: [
+                list_filters_by_state_queue_and_kind,
+                list_pages_newest_first,
+                count_matches_filters,
+                stats_count_by_queue_and_state,
+                stats_for_chosen_states,
+            ],
+            prune: [
+                prune_deletes_only_old_final_jobs,
+                prune_respects_limit,
+            ],
+            concurrency: [
+                racing_claimers_claim_each_job_once,
+                racing_unique_inserts_insert_once,
+                racing_outcomes_and_rescue_leave_one_result,
+            ],
+        );
+    };
+    (@areas $factory:ident; $($area:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        $(
+            mod $area {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        $crate::cases::$area::$case(super::$factory().await).await;
+                    }
+                )*
+            }
+        )*
+    };
+}

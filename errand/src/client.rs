@@ -1,0 +1,252 @@
+//! Enqueueing jobs and operator lookups: the [`Client`].
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use errand_core::{
+    CancelResult, InsertResult, JobId, JobRow, ListFilter, NewJob, StateCount, Store, StoreError,
+};
+
+use crate::options::resolve;
+use crate::{EnqueueError, EnqueueOptions, Job};
+
+/// Default largest serialized job accepted by a [`Client`]: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// What an enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The job's id (for a duplicate unique key: the existing job's id).
+    pub id: JobId,
+    /// `false` when a non-final job with the same unique key existed and nothing was written.
+    pub inserted: bool,
+}
+
+impl From<InsertResult> for Enqueued {
+    fn from(r: InsertResult) -> Self {
+        Enqueued {
+            id: r.id,
+            inserted: r.inserted,
+        }
+    }
+}
+
+/// Jobs of different types to enqueue in one round trip; see [`Client::enqueue_batch`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    items: Vec<(&'static str, Result<NewJob, EnqueueError>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a job with its type's options.
+    pub fn add<J: Job>(&mut self, job: J) -> &mut Self {
+        self.add_with(job, EnqueueOptions::new())
+    }
+
+    /// Adds a job with overrides.
+    pub fn add_with<J: Job>(&mut self, job: J, opts: EnqueueOptions) -> &mut Self {
+        self.items.push((J::KIND, prepare(job, opts, usize::MAX)));
+        self
+    }
+
+    /// Jobs in the batch.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+pub(crate) fn prepare<J: Job>(
+    job: J,
+    opts: EnqueueOptions,
+    limit: usize,
+) -> Result<NewJob, EnqueueError> {
+    let defaults = job.options();
+    let args = serde_json::to_string(&job).map_err(|source| EnqueueError::Serialize {
+        kind: J::KIND,
+        source,
+    })?;
+    if args.len() > limit {
+        return Err(EnqueueError::PayloadTooLarge {
+            kind: J::KIND,
+            size: args.len(),
+            limit,
+        });
+    }
+    resolve(J::KIND, args, defaults, opts, Utc::now())
+}
+
+/// Enqueues jobs and looks them up. Cheap to clone; share one per application.
+///
+/// ```
+/// # use errand::{Client, MemoryStore, Job, JobContext, JobError, Outcome, EnqueueOptions};
+/// # use serde::{Deserialize, Serialize};
+/// # use std::time::Duration;
+/// # #[derive(Serialize, Deserialize)] struct SendEmail { to: String }
+/// # impl Job for SendEmail {
+/// #     const KIND: &'static str = "send_email";
+/// #     type State = ();
+/// #     async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> { Ok(Outcome::Complete) }
+/// # }
+/// # async fn demo() -> Result<(), errand::EnqueueError> {
+/// let client = Client::new(MemoryStore::new());
+/// let job = client.enqueue(SendEmail { to: "a@b.c".into() }).await?;
+/// client
+///     .enqueue_with(SendEmail { to: "d@e.f".into() }, EnqueueOptions::new().delay(Duration::from_secs(60)))
+///     .await?;
+/// client.enqueue_many((0..100).map(|i| SendEmail { to: format!("user{i}@b.c") })).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Client<S> {
+    store: Arc<S>,
+    max_payload_bytes: usize,
+}
+
+impl<S> Clone for Client<S> {
+    fn clone(&self) -> Self {
+        Client {
+            store: self.store.clone(),
+            max_payload_bytes: self.max_payload_bytes,
+        }
+    }
+}
+
+impl<S: Store> Client<S> {
+    /// A client on `store`.
+    pub fn new(store: S) -> Self {
+        Client {
+            store: Arc::new(store),
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+
+    /// Largest serialized job accepted (default 1 MiB); larger ones fail with
+    /// [`EnqueueError::PayloadTooLarge`].
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.max_payload_bytes = limit;
+        self
+    }
+
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn payload_limit(&self) -> usize {
+        self.max_payload_bytes
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Enqueues one job with its type's options.
+    pub async fn enqueue<J: Job>(&self, job: J) -> Result<Enqueued, EnqueueError> {
+        self.enqueue_with(job, EnqueueOptions::new()).await
+    }
+
+    /// Enqueues one job with overrides (delay, priority, queue, …).
+    pub async fn enqueue_with<J: Job>(
+        &self,
+        job: J,
+        opts: EnqueueOptions,
+    ) -> Result<Enqueued, EnqueueError> {
+        let new = prepare(job, opts, self.max_payload_bytes)?;
+        Ok(self.insert(vec![new]).await?.remove(0))
+    }
+
+    /// Enqueues jobs of one type in one round trip. Validates all before writing any.
+    pub async fn enqueue_many<J: Job>(
+        &self,
+        jobs: impl IntoIterator<Item = J>,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
+        let new = jobs
+            .into_iter()
+            .map(|j| prepare(j, EnqueueOptions::new(), self.max_payload_bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.insert(new).await
+    }
+
+    /// Enqueues a [`Batch`] of jobs of any types in one round trip. Validates all before
+    /// writing any.
+    pub async fn enqueue_batch(&self, batch: Batch) -> Result<Vec<Enqueued>, EnqueueError> {
+        let new = batch
+            .items
+            .into_iter()
+            .map(|(kind, item)| {
+                let job = item?;
+                if job.args.len() > self.max_payload_bytes {
+                    return Err(EnqueueError::PayloadTooLarge {
+                        kind,
+                        size: job.args.len(),
+                        limit: self.max_payload_bytes,
+                    });
+                }
+                Ok(job)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.insert(new).await
+    }
+
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+        let labels = labels(&jobs);
+        let res = self.store.insert(jobs, Utc::now()).await?;
+        Ok(count_enqueued(&labels, res))
+    }
+
+    /// One job by id.
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        self.store.get(id).await
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        self.store.list(filter).await
+    }
+
+    /// How many jobs match.
+    pub async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        self.store.count(filter).await
+    }
+
+    /// Counts by queue and state, every state.
+    pub async fn stats(&self) -> Result<Vec<StateCount>, StoreError> {
+        self.store.stats(&[]).await
+    }
+
+    /// Cancels a job that is not final (a running attempt's result is then ignored, and its
+    /// worker stops it at its next heartbeat).
+    pub async fn cancel(&self, id: JobId) -> Result<CancelResult, StoreError> {
+        self.store.cancel(id, Utc::now()).await
+    }
+
+    /// Makes a job that is not running available now (a discarded or cancelled job gets one
+    /// more attempt). `None` when no job has that id.
+    pub async fn retry(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        self.store.retry_now(id, Utc::now()).await
+    }
+}
+
+/// (queue, kind) of each job, for the enqueue counter.
+pub(crate) fn labels(jobs: &[NewJob]) -> Vec<(String, String)> {
+    jobs.iter()
+        .map(|j| (j.queue.clone(), j.kind.clone()))
+        .collect()
+}
+
+/// Counts the jobs actually inserted and turns store results into [`Enqueued`].
+pub(crate) fn count_enqueued(labels: &[(String, String)], res: Vec<InsertResult>) -> Vec<Enqueued> {
+    for ((queue, kind), r) in labels.iter().zip(&res) {
+        if r.inserted {
+            crate::telemetry::enqueued(queue, kind);
+        }
+    }
+    res.into_iter().map(Enqueued::from).collect()
+}

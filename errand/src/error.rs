@@ -1,0 +1,168 @@
+//! Errors: what a job returns when it fails, and what enqueueing or running a worker can fail with.
+
+use std::fmt;
+
+pub use errand_core::StoreError;
+
+/// What a failed run returns. Built from any error with `?`; by default the job is retried
+/// after its backoff. [`JobError::discard`] and [`JobError::cancel`] end it instead.
+///
+/// Like `anyhow::Error`, it does not implement `std::error::Error` itself, so that every
+/// error type converts into it with `?`.
+pub struct JobError {
+    message: String,
+    action: FailAction,
+}
+
+/// What the runtime does with a failed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailAction {
+    Retry,
+    Discard,
+    Cancel,
+}
+
+impl JobError {
+    /// A failure with a message, retried by policy.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        JobError {
+            message: message.to_string(),
+            action: FailAction::Retry,
+        }
+    }
+
+    /// An unrecoverable failure: the job is discarded now, whatever attempts remain.
+    /// Use with `map_err`: `parse(x).map_err(JobError::discard)?`.
+    pub fn discard(err: impl fmt::Display) -> Self {
+        JobError {
+            message: err.to_string(),
+            action: FailAction::Discard,
+        }
+    }
+
+    /// The job should not run again: it is cancelled now.
+    pub fn cancel(err: impl fmt::Display) -> Self {
+        JobError {
+            message: err.to_string(),
+            action: FailAction::Cancel,
+        }
+    }
+
+    /// The message recorded in the job's error history.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn action(&self) -> FailAction {
+        self.action
+    }
+}
+
+impl<E> From<E> for JobError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Self {
+        // Keep the whole cause chain: "outer: inner: root".
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        JobError::msg(message)
+    }
+}
+
+impl fmt::Debug for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobError")
+            .field("message", &self.message)
+            .field("action", &self.action)
+            .finish()
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Why an enqueue wrote nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// An option is out of range; the message says which and what is allowed.
+    #[error("invalid job option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The job could not be serialized to JSON.
+    #[error("job of kind '{kind}' could not be serialized to JSON: {source}")]
+    Serialize {
+        /// The job's kind.
+        kind: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The serialized job is larger than the client allows.
+    #[error("job of kind '{kind}' is {size} bytes serialized, over the {limit}-byte limit: store large data elsewhere and enqueue a reference, or raise Client::max_payload_bytes")]
+    PayloadTooLarge {
+        /// The job's kind.
+        kind: &'static str,
+        /// Its serialized size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The store failed; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a worker could not be built or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Two job types registered the same `KIND`.
+    #[error("job kind '{0}' is registered twice: each Job::KIND must be unique within a worker")]
+    DuplicateKind(&'static str),
+    /// A kind name is empty or too long.
+    #[error("job kind '{kind}' is invalid: {reason}")]
+    InvalidKind {
+        /// The kind.
+        kind: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No queue to work on.
+    #[error(
+        "the worker has no queues: add at least one with WorkerBuilder::queue(name, concurrency)"
+    )]
+    NoQueues,
+    /// A queue is configured wrongly.
+    #[error("queue '{queue}' is invalid: {reason}")]
+    InvalidQueue {
+        /// The queue.
+        queue: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid worker setting `{setting}`: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No job types registered.
+    #[error("the worker has no job types: register them with WorkerBuilder::register::<T>()")]
+    NoJobs,
+}

@@ -1,0 +1,119 @@
+//! The [`Job`] trait and what a run returns.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{JobContext, JobError, JobOptions};
+
+/// A unit of background work: a serde struct with a stable kind name and a `run` method.
+///
+/// The struct is serialized (JSON) at enqueue and deserialized by the worker that runs it,
+/// so renaming fields is a data migration, and `KIND` must never change once jobs are stored.
+///
+/// ```
+/// use errand::{Job, JobContext, JobError, JobOptions, Outcome};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone)]
+/// struct AppState { smtp_host: String }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendEmail { to: String }
+///
+/// impl Job for SendEmail {
+///     const KIND: &'static str = "send_email";
+///     type State = AppState;
+///
+///     async fn run(self, cx: JobContext<AppState>) -> Result<Outcome, JobError> {
+///         if self.to.is_empty() {
+///             return Ok(Outcome::discard("no recipient"));
+///         }
+///         let _host = &cx.state().smtp_host; // …send the mail…
+///         Ok(Outcome::Complete)
+///     }
+///
+///     fn options(&self) -> JobOptions {
+///         JobOptions::default().queue("mail").max_attempts(5)
+///     }
+/// }
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + 'static {
+    /// The name stored with each job and used to find its handler. Unique per worker;
+    /// never rename it while such jobs may be stored.
+    const KIND: &'static str;
+
+    /// Application state handed to every run (a pool, a client, config), cloned per job.
+    /// Use `()` when the job needs none.
+    type State: Clone + Send + Sync + 'static;
+
+    /// Does the work. An `Err` is a failure retried by the job's backoff (see [`JobError`]
+    /// to discard or cancel instead); a panic or a timeout counts as a failure too.
+    fn run(
+        self,
+        cx: JobContext<Self::State>,
+    ) -> impl Future<Output = Result<Outcome, JobError>> + Send;
+
+    /// Defaults for jobs of this type (queue, priority, attempts, backoff, timeout, unique
+    /// key, tags); [`crate::EnqueueOptions`] override them per call.
+    fn options(&self) -> JobOptions {
+        JobOptions::default()
+    }
+}
+
+/// How a run ended, as a value: the runtime records it on the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Done: the job becomes `completed`.
+    Complete,
+    /// Try again: after `after`, or after the job's backoff when `None`. Uses an attempt and
+    /// records `reason` in the error history; with no attempts left the job is discarded.
+    Retry {
+        /// Delay before the next attempt (`None`: the job's backoff).
+        after: Option<Duration>,
+        /// Recorded in the error history.
+        reason: String,
+    },
+    /// Run again after this delay without using an attempt (waiting on something external).
+    Snooze(Duration),
+    /// Stop for good: the job becomes `cancelled`, with the reason recorded.
+    Cancel(String),
+    /// Give up: the job becomes `discarded`, with the reason recorded (retryable by hand).
+    Discard(String),
+}
+
+impl Outcome {
+    /// Retry after the job's backoff.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Outcome::Retry {
+            after: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// Retry after `after`.
+    pub fn retry_after(after: Duration, reason: impl Into<String>) -> Self {
+        Outcome::Retry {
+            after: Some(after),
+            reason: reason.into(),
+        }
+    }
+
+    /// Run again after `after` without using an attempt.
+    pub fn snooze(after: Duration) -> Self {
+        Outcome::Snooze(after)
+    }
+
+    /// Cancel with a reason.
+    pub fn cancel(reason: impl Into<String>) -> Self {
+        Outcome::Cancel(reason.into())
+    }
+
+    /// Discard with a reason.
+    pub fn discard(reason: impl Into<String>) -> Self {
+        Outcome::Discard(reason.into())
+    }
+}

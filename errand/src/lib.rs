@@ -1,0 +1,63 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod client;
+#[cfg(feature = "postgres")]
+mod client_pg;
+mod context;
+mod error;
+mod job;
+mod maintenance;
+mod memory;
+mod options;
+mod telemetry;
+mod worker;
+
+pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use context::JobContext;
+pub use error::{EnqueueError, JobError, StoreError, WorkerError};
+pub use job::{Job, Outcome};
+pub use memory::MemoryStore;
+pub use options::{
+    EnqueueOptions, JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT,
+};
+pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
+
+pub use errand_core::{
+    Backoff, CancelResult, ErrorRecord, JobId, JobRow, JobState, ListFilter, StateCount, Store,
+};
+
+#[cfg(feature = "sqlite")]
+pub use errand_sqlite::{SqliteStore, SqliteStoreBuilder};
+
+#[cfg(feature = "postgres")]
+pub use errand_postgres::{PgConnection, PgPool, PgStore, PgStoreBuilder};
+
+/// Internals exposed for errand's own criterion benchmarks; not part of the API.
+#[doc(hidden)]
+pub mod bench_support {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// The registry, as the runtime uses it.
+    #[derive(Default)]
+    pub struct Dispatcher(crate::worker::Registry);
+
+    impl Dispatcher {
+        /// Registers `J`.
+        pub fn register<J: crate::Job>(&mut self, state: J::State) {
+            self.0.register::<J>(state).expect("valid kind");
+        }
+
+        /// Decodes the row's payload and builds its run future (not polled).
+        pub fn start(&self, row: Arc<crate::JobRow>) -> bool {
+            self.0.start(row, Arc::new(AtomicBool::new(false))).is_ok()
+        }
+    }
+}
+
+/// The store contract and its types, for store authors (see `errand-testkit` for the
+/// conformance suite a store must pass).
+pub mod store {
+    pub use errand_core::*;
+}

@@ -1,0 +1,134 @@
+//! Maintenance services: the scheduler, the rescuer, the pruner and the stats reporter.
+//!
+//! They share one shape: a struct holding the store and its settings, `run_once` doing one
+//! pass (tests call it directly), and [`spawn`] running it on a jittered interval until
+//! stopped. A failing pass is logged and retried on the next tick; it never stops the worker.
+//! Every worker runs them: each pass is idempotent and safe to run from many processes.
+
+mod pruner;
+mod rescuer;
+mod scheduler;
+mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use errand_core::{Store, StoreError};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+pub(crate) use pruner::Pruner;
+pub(crate) use rescuer::Rescuer;
+pub(crate) use scheduler::Scheduler;
+pub(crate) use stats::StatsReporter;
+
+/// Rows one pass touches per store call; a full batch is followed by another at once.
+pub(crate) const BATCH: u32 = 1000;
+
+/// Settings of the maintenance services.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) schedule_interval: Duration,
+    pub(crate) rescue_interval: Duration,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) prune_interval: Duration,
+    pub(crate) stats_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            schedule_interval: Duration::from_secs(1),
+            rescue_interval: Duration::from_secs(15),
+            retention: Some(Duration::from_secs(24 * 3600)),
+            prune_interval: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        for (name, d) in [
+            ("schedule_interval", self.schedule_interval),
+            ("rescue_interval", self.rescue_interval),
+            ("stats_interval", self.stats_interval),
+        ] {
+            if d < Duration::from_millis(10) {
+                return Err((name, "under 10 ms: use a longer interval"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One maintenance service.
+#[async_trait]
+pub(crate) trait Service: Send + Sync + 'static {
+    /// Name in logs.
+    fn name(&self) -> &'static str;
+    /// Time between passes (before jitter).
+    fn interval(&self) -> Duration;
+    /// One pass. May say how long to wait before the next one instead of the interval.
+    async fn run_once(&self) -> Result<Option<Duration>, StoreError>;
+    /// A signal that starts the next pass early.
+    fn wake(&self) -> Option<Arc<Notify>> {
+        None
+    }
+}
+
+/// Runs `svc` every interval (±10 % jitter, so many workers do not pass in lockstep), or
+/// when the pass asked for another wait, or when woken, until `stop` turns true.
+pub(crate) fn spawn(svc: impl Service, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let wake = svc.wake().unwrap_or_default();
+        let mut asked: Option<Duration> = None;
+        loop {
+            let wait = asked.take().unwrap_or_else(|| {
+                let base = svc.interval().as_secs_f64();
+                Duration::from_secs_f64(base * (0.9 + 0.2 * rand::random::<f64>()))
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+            match svc.run_once().await {
+                Ok(next) => asked = next,
+                Err(e) => tracing::warn!(service = svc.name(), error = %e,
+                    "maintenance pass failed; will retry"),
+            }
+        }
+    })
+}
+
+/// Starts every service the settings enable.
+pub(crate) fn spawn_all(
+    store: Arc<dyn Store>,
+    settings: &Settings,
+    queues: &[String],
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        spawn(
+            Scheduler::new(store.clone(), settings.schedule_interval),
+            stop.clone(),
+        ),
+        spawn(
+            Rescuer::new(store.clone(), settings.rescue_interval),
+            stop.clone(),
+        ),
+        spawn(
+            StatsReporter::new(store.clone(), settings.stats_interval, queues),
+            stop.clone(),
+        ),
+    ];
+    if let Some(keep) = settings.retention {
+        tasks.push(spawn(
+            Pruner::new(store, keep, settings.prune_interval),
+            stop,
+        ));
+    }
+    tasks
+}

@@ -1,0 +1,53 @@
+//! The pruner: deletes final jobs older than the retention, in batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use errand_core::{Store, StoreError};
+
+use super::{Service, BATCH};
+
+pub(crate) struct Pruner {
+    store: Arc<dyn Store>,
+    retention: Duration,
+    interval: Duration,
+}
+
+impl Pruner {
+    pub(crate) fn new(store: Arc<dyn Store>, retention: Duration, interval: Duration) -> Self {
+        Pruner {
+            store,
+            retention,
+            interval,
+        }
+    }
+}
+
+#[async_trait]
+impl Service for Pruner {
+    fn name(&self) -> &'static str {
+        "pruner"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
+        let before = Utc::now()
+            - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        loop {
+            let n = self.store.prune(before, BATCH).await?;
+            if n > 0 {
+                tracing::debug!(pruned = n, "pruned final jobs past retention");
+            }
+            if n < u64::from(BATCH) {
+                return Ok(None);
+            }
+            // Let other writers in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+}

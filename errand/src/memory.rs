@@ -1,0 +1,466 @@
+//! The in-memory store: the full [`Store`] contract in one process, nothing persisted.
+//!
+//! For tests and examples. It passes the same conformance suite as the database stores, so
+//! code tested against it behaves the same on SQLite and Postgres (except that nothing
+//! survives a restart).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use errand_core::{
+    CancelResult, ClaimRequest, ErrorRecord, Finish, InsertResult, JobId, JobRow, JobState,
+    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
+    StoreError,
+};
+
+/// A [`Store`] kept in memory. Clones share the same jobs.
+///
+/// ```
+/// # tokio_test_block(async {
+/// use errand::{Client, MemoryStore};
+/// let store = MemoryStore::new();
+/// let client = Client::new(store.clone());
+/// # });
+/// # fn tokio_test_block(f: impl std::future::Future) {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+    signals: QueueSignals,
+}
+
+type AvailKey = (i16, DateTime<Utc>, JobId);
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: JobId,
+    jobs: BTreeMap<JobId, JobRow>,
+    /// Claim order per queue over `available` jobs only.
+    available: HashMap<String, BTreeSet<AvailKey>>,
+    /// unique_key → id of the non-final job holding it.
+    unique: HashMap<String, JobId>,
+}
+
+fn avail_key(row: &JobRow) -> AvailKey {
+    (row.priority, row.run_at, row.id)
+}
+
+impl Inner {
+    /// Moves a job to `state`, keeping the indexes in step. The job's ordering fields
+    /// (priority, run_at) must already hold their new values.
+    fn set_state(&mut self, id: JobId, old_key: AvailKey, state: JobState) {
+        let Some(row) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if row.state == JobState::Available {
+            if let Some(set) = self.available.get_mut(&row.queue) {
+                set.remove(&old_key);
+            }
+        }
+        row.state = state;
+        if state == JobState::Available {
+            self.available
+                .entry(row.queue.clone())
+                .or_default()
+                .insert(avail_key(row));
+        }
+        if state.is_final() {
+            if let Some(key) = &row.unique_key {
+                if self.unique.get(key) == Some(&id) {
+                    self.unique.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Applies `f` to the row, then moves it to `state` with indexes updated.
+    fn update(&mut self, id: JobId, state: JobState, f: impl FnOnce(&mut JobRow)) {
+        let Some(row) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let old_key = avail_key(row);
+        f(row);
+        self.set_state(id, old_key, state);
+    }
+
+    fn running_attempt(&self, lease: &LeaseRef) -> bool {
+        self.jobs
+            .get(&lease.id)
+            .is_some_and(|r| r.state == JobState::Running && r.attempt == lease.attempt)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied change behind that
+        // matters more than stopping every worker, so keep going with the data as it is.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut woken = Vec::new();
+        let mut scheduled = false;
+        {
+            let mut g = self.lock();
+            for job in jobs {
+                if let Some(key) = &job.unique_key {
+                    if let Some(&id) = g.unique.get(key) {
+                        out.push(InsertResult {
+                            id,
+                            inserted: false,
+                        });
+                        continue;
+                    }
+                }
+                g.next_id += 1;
+                let id = g.next_id;
+                let state = if job.run_at > now {
+                    JobState::Scheduled
+                } else {
+                    JobState::Available
+                };
+                if let Some(key) = &job.unique_key {
+                    g.unique.insert(key.clone(), id);
+                }
+                let row = JobRow {
+                    id,
+                    kind: job.kind,
+                    queue: job.queue,
+                    args: job.args,
+                    state: JobState::Scheduled,
+                    priority: job.priority,
+                    attempt: 0,
+                    max_attempts: job.max_attempts,
+                    run_at: job.run_at,
+                    created_at: now,
+                    attempted_at: None,
+                    finalized_at: None,
+                    lease_expires_at: None,
+                    attempted_by: None,
+                    errors: Vec::new(),
+                    tags: job.tags,
+                    unique_key: job.unique_key,
+                    backoff: job.backoff,
+                    timeout_ms: job.timeout_ms,
+                };
+                let key = avail_key(&row);
+                if state == JobState::Available && !woken.contains(&row.queue) {
+                    woken.push(row.queue.clone());
+                }
+                scheduled |= state == JobState::Scheduled;
+                g.jobs.insert(id, row);
+                g.set_state(id, key, state);
+                out.push(InsertResult { id, inserted: true });
+            }
+        }
+        for q in woken {
+            self.signals.notify(&q);
+        }
+        if scheduled {
+            self.signals.notify_scheduled();
+        }
+        Ok(out)
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        let mut g = self.lock();
+        let ids: Vec<AvailKey> = match g.available.get(&req.queue) {
+            Some(set) => set.iter().take(req.limit as usize).copied().collect(),
+            None => return Ok(Vec::new()),
+        };
+        let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for (_, _, id) in ids {
+            g.update(id, JobState::Running, |r| {
+                r.attempt += 1;
+                r.attempted_at = Some(req.now);
+                r.attempted_by = Some(req.worker_id.clone());
+                r.lease_expires_at = Some(lease_until);
+            });
+            out.push(g.jobs[&id].clone());
+        }
+        Ok(out)
+    }
+
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        let mut g = self.lock();
+        let mut applied = Vec::with_capacity(batch.len());
+        for f in batch {
+            if !g.running_attempt(&f.lease) {
+                continue;
+            }
+            let effect = f.effect();
+            g.update(f.lease.id, effect.state, |r| {
+                r.lease_expires_at = None;
+                r.attempt += effect.attempt_delta;
+                if let Some(t) = effect.run_at {
+                    r.run_at = t;
+                }
+                if let Some(e) = effect.error {
+                    r.errors.push(e.clone());
+                }
+                if effect.finalized_at.is_some() {
+                    r.finalized_at = effect.finalized_at;
+                }
+            });
+            applied.push(f.lease.id);
+        }
+        Ok(applied)
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let mut g = self.lock();
+        let mut held = Vec::with_capacity(leases.len());
+        for l in leases {
+            if g.running_attempt(l) {
+                if let Some(r) = g.jobs.get_mut(&l.id) {
+                    r.lease_expires_at = Some(until);
+                }
+                held.push(l.id);
+            }
+        }
+        Ok(held)
+    }
+
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let mut n = 0;
+        for l in leases {
+            if g.running_attempt(l) {
+                g.update(l.id, JobState::Available, |r| {
+                    r.attempt -= 1;
+                    r.lease_expires_at = None;
+                    r.run_at = r.run_at.min(now);
+                });
+                n += 1;
+            }
+        }
+        if n > 0 {
+            let queues: BTreeSet<String> = leases
+                .iter()
+                .filter_map(|l| g.jobs.get(&l.id).map(|r| r.queue.clone()))
+                .collect();
+            drop(g);
+            for q in queues {
+                self.signals.notify(&q);
+            }
+        }
+        Ok(n)
+    }
+
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError> {
+        let mut g = self.lock();
+        let expired: Vec<(JobId, bool)> = g
+            .jobs
+            .values()
+            .filter(|r| r.state == JobState::Running && r.lease_expires_at.is_some_and(|t| t < now))
+            .take(limit as usize)
+            .map(|r| (r.id, r.attempt >= r.max_attempts))
+            .collect();
+        let mut report = RescueReport::default();
+        for (id, exhausted) in expired {
+            let state = if exhausted {
+                report.discarded += 1;
+                JobState::Discarded
+            } else {
+                report.retried += 1;
+                JobState::Retryable
+            };
+            g.update(id, state, |r| {
+                r.errors.push(rescue_error(r, now));
+                r.lease_expires_at = None;
+                r.run_at = now;
+                if exhausted {
+                    r.finalized_at = Some(now);
+                }
+            });
+        }
+        Ok(report)
+    }
+
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError> {
+        let mut g = self.lock();
+        let due: Vec<(JobId, String)> = g
+            .jobs
+            .values()
+            .filter(|r| {
+                matches!(r.state, JobState::Scheduled | JobState::Retryable) && r.run_at <= now
+            })
+            .take(limit as usize)
+            .map(|r| (r.id, r.queue.clone()))
+            .collect();
+        let mut report = PromoteReport::default();
+        let hit_limit = due.len() == limit as usize;
+        for (id, queue) in due {
+            g.update(id, JobState::Available, |_| {});
+            report.promoted += 1;
+            if !report.queues.contains(&queue) {
+                report.queues.push(queue);
+            }
+        }
+        report.next_due = if hit_limit {
+            Some(now)
+        } else {
+            g.jobs
+                .values()
+                .filter(|r| matches!(r.state, JobState::Scheduled | JobState::Retryable))
+                .map(|r| r.run_at)
+                .min()
+        };
+        drop(g);
+        for q in &report.queues {
+            self.signals.notify(q);
+        }
+        Ok(report)
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        let mut g = self.lock();
+        let Some(row) = g.jobs.get(&id) else {
+            return Ok(CancelResult::NotFound);
+        };
+        if row.state.is_final() {
+            return Ok(CancelResult::AlreadyFinal(row.clone()));
+        }
+        g.update(id, JobState::Cancelled, |r| {
+            r.finalized_at = Some(now);
+            r.lease_expires_at = None;
+        });
+        Ok(CancelResult::Cancelled(g.jobs[&id].clone()))
+    }
+
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        let mut g = self.lock();
+        let Some(row) = g.jobs.get(&id) else {
+            return Ok(None);
+        };
+        if row.state == JobState::Running {
+            return Ok(Some(row.clone()));
+        }
+        if let Some(key) = row.unique_key.clone() {
+            match g.unique.get(&key) {
+                Some(&holder) if holder != id => return Ok(Some(g.jobs[&id].clone())),
+                _ => {
+                    g.unique.insert(key, id);
+                }
+            }
+        }
+        g.update(id, JobState::Available, |r| {
+            r.run_at = now;
+            r.finalized_at = None;
+            if r.attempt >= r.max_attempts {
+                r.max_attempts = r.attempt + 1;
+            }
+        });
+        let row = g.jobs[&id].clone();
+        drop(g);
+        self.signals.notify(&row.queue);
+        Ok(Some(row))
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        Ok(self.lock().jobs.get(&id).cloned())
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        let g = self.lock();
+        let upper = filter.before_id.unwrap_or(JobId::MAX);
+        Ok(g.jobs
+            .range(..upper)
+            .rev()
+            .map(|(_, r)| r)
+            .filter(|r| filter.matches(r))
+            .take(filter.effective_limit() as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .jobs
+            .values()
+            .filter(|r| filter.matches(r))
+            .count() as u64)
+    }
+
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
+        let g = self.lock();
+        let mut counts: BTreeMap<(String, JobState), u64> = BTreeMap::new();
+        for r in g
+            .jobs
+            .values()
+            .filter(|r| states.is_empty() || states.contains(&r.state))
+        {
+            *counts.entry((r.queue.clone(), r.state)).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((queue, state), count)| StateCount {
+                queue,
+                state,
+                count,
+            })
+            .collect())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let old: Vec<JobId> = g
+            .jobs
+            .values()
+            .filter(|r| r.state.is_final() && r.finalized_at.is_some_and(|t| t < before))
+            .take(limit as usize)
+            .map(|r| r.id)
+            .collect();
+        for id in &old {
+            g.jobs.remove(id);
+        }
+        Ok(old.len() as u64)
+    }
+
+    fn signals(&self) -> &QueueSignals {
+        &self.signals
+    }
+
+    fn hears_other_processes(&self) -> bool {
+        true
+    }
+}
+
+fn rescue_error(r: &JobRow, now: DateTime<Utc>) -> ErrorRecord {
+    ErrorRecord::new(
+        r.attempt,
+        now,
+        errand_core::rescue_message(r.attempted_by.as_deref()),
+    )
+}

@@ -1,0 +1,93 @@
+//! Records outcomes in batches: the first outcome opens a batch, which collects more for a
+//! few milliseconds (or until full) and is written in one store call. A failed write is
+//! retried with backoff, keeping the batch: an outcome is never dropped while the worker runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::FinishAction;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{Pending, Shared};
+use crate::telemetry;
+use crate::worker::ErrorBackoff;
+
+pub(crate) enum Msg {
+    Outcome(Pending),
+    /// Write everything queued before this message, then answer.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let linger = shared.config.completer_linger;
+    let max = shared.config.completer_batch;
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let take = |m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<_>| match m {
+            Msg::Outcome(p) => batch.push(p),
+            Msg::Flush(tx) => flushes.push(tx),
+        };
+        take(first, &mut batch, &mut flushes);
+        let deadline = Instant::now() + linger;
+        while batch.len() < max && flushes.is_empty() {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) => take(m, &mut batch, &mut flushes),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        write(&shared, batch).await;
+        for tx in flushes {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn write(shared: &Shared, batch: Vec<Pending>) {
+    if batch.is_empty() {
+        return;
+    }
+    let finishes: Vec<_> = batch.iter().map(|p| p.finish.clone()).collect();
+    let mut backoff = ErrorBackoff::default();
+    let applied = loop {
+        match shared.store.finish(&finishes).await {
+            Ok(applied) => break applied,
+            Err(e) => {
+                let wait = backoff.next();
+                tracing::warn!(error = %e, jobs = finishes.len(), retry_in_ms = wait.as_millis() as u64,
+                    "could not record job outcomes; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    };
+    let applied: std::collections::HashSet<_> = applied.into_iter().collect();
+    for p in &batch {
+        if applied.contains(&p.finish.lease.id) {
+            telemetry::ended(&p.queue, &p.kind, p.ended, p.duration);
+            match &p.finish.action {
+                // Available again at once: wake the producer rather than wait for a poll.
+                FinishAction::Retry { run_at, .. } if *run_at <= p.finish.at => {
+                    shared.store.signals().notify(&p.queue)
+                }
+                // Due later: the scheduler sleeps until its next known job, so tell it.
+                FinishAction::Retry { .. } | FinishAction::Snooze { .. } => {
+                    shared.store.signals().notify_scheduled()
+                }
+                _ => {}
+            }
+        } else {
+            tracing::warn!(
+                job_id = p.finish.lease.id,
+                attempt = p.finish.lease.attempt,
+                "outcome ignored: the job was cancelled, rescued or finished elsewhere meanwhile"
+            );
+        }
+    }
+    shared
+        .inflight
+        .recorded(batch.iter().map(|p| p.finish.lease.id));
+}
+
+/// Default wait before a batch is written, so concurrent outcomes share one write.
+pub(crate) const DEFAULT_LINGER: Duration = Duration::from_millis(2);

@@ -1,0 +1,372 @@
+//! Runs one claimed job, as a pipeline: record start → resolve handler → run under timeout in
+//! its own task (so a panic is caught and an abort is possible) → normalize the result into
+//! an outcome → hand it to the completer.
+//!
+//! It never writes to the store itself and never lets a job's failure escape.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use errand_core::{Backoff, ErrorRecord, Finish, FinishAction, JobRow};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use super::registry::StartError;
+use super::{panic_message, Pending, Shared};
+use crate::error::FailAction;
+use crate::telemetry::{self, Ended};
+use crate::{JobError, Outcome};
+
+/// How a run ended, before it is turned into a store change.
+#[derive(Debug)]
+pub(crate) enum RunResult {
+    Returned(Result<Outcome, JobError>),
+    Panicked(String),
+    TimedOut(Duration),
+    UnknownKind,
+    BadPayload(String),
+}
+
+/// Runs `row` to its outcome and queues the outcome. Holds `permit` (one unit of the
+/// queue's concurrency) until done.
+pub(crate) async fn execute(shared: Arc<Shared>, row: JobRow, permit: OwnedSemaphorePermit) {
+    let row = Arc::new(row);
+    let span = tracing::info_span!(
+        "errand.job",
+        kind = %row.kind,
+        id = row.id,
+        queue = %row.queue,
+        attempt = row.attempt,
+    );
+    let began = Instant::now();
+    let now = Utc::now();
+    let due = row.run_at.max(row.created_at);
+    telemetry::started(
+        &row.queue,
+        &row.kind,
+        (now - due).to_std().unwrap_or_default(),
+    );
+    let completed_in_tx = Arc::new(AtomicBool::new(false));
+    let result = run(&shared, &row, span.clone(), completed_in_tx.clone()).await;
+    if completed_in_tx.load(Ordering::SeqCst) {
+        // The job committed its own completion: the row is final, nothing left to record.
+        span.in_scope(|| tracing::debug!("job completed in its own transaction"));
+        telemetry::ended(&row.queue, &row.kind, Ended::Completed, began.elapsed());
+        shared.inflight.recorded([row.id]);
+        drop(permit);
+        shared.capacity_freed(&row.queue, Some(began.elapsed()));
+        return;
+    }
+    let Some(result) = result else {
+        // Stopped by shutdown or by a lost lease: nothing to record.
+        drop(permit);
+        shared.capacity_freed(&row.queue, None);
+        return;
+    };
+    let duration = began.elapsed();
+    let default_backoff = shared.config.default_backoff;
+    let (action, ended) = decide(&row, result, Utc::now(), default_backoff, rand::random());
+    span.in_scope(|| log_outcome(&action, duration));
+    if shared.inflight.ended(row.id) {
+        shared.record(Pending {
+            finish: Finish {
+                lease: row.lease_ref(),
+                at: Utc::now(),
+                action,
+            },
+            queue: row.queue.clone(),
+            kind: row.kind.clone(),
+            ended,
+            duration,
+        });
+    }
+    drop(permit);
+    shared.capacity_freed(&row.queue, Some(duration));
+}
+
+/// Runs the job in its own task. `None` when the task was aborted (shutdown, lost lease).
+async fn run(
+    shared: &Arc<Shared>,
+    row: &Arc<JobRow>,
+    span: tracing::Span,
+    completed_in_tx: Arc<AtomicBool>,
+) -> Option<RunResult> {
+    let fut = match shared.registry.start(row.clone(), completed_in_tx) {
+        Ok(fut) => fut,
+        Err(StartError::UnknownKind) => return Some(RunResult::UnknownKind),
+        Err(StartError::BadPayload(e)) => return Some(RunResult::BadPayload(e.to_string())),
+    };
+    let handle = tokio::spawn(fut.instrument(span));
+    let abort = handle.abort_handle();
+    shared.inflight.spawned(row.id, abort.clone());
+    let timeout = row
+        .timeout_ms
+        .map(|ms| Duration::from_millis(ms.max(1) as u64))
+        .or(shared.config.default_timeout);
+    let joined = match timeout {
+        Some(t) => match tokio::time::timeout(t, handle).await {
+            Ok(j) => j,
+            Err(_) => {
+                abort.abort();
+                return Some(RunResult::TimedOut(t));
+            }
+        },
+        None => handle.await,
+    };
+    match joined {
+        Ok(res) => Some(RunResult::Returned(res)),
+        Err(e) if e.is_panic() => Some(RunResult::Panicked(panic_message(e.into_panic().as_ref()))),
+        Err(_) => {
+            shared.inflight.stopped(row.id);
+            None
+        }
+    }
+}
+
+/// Turns a run's result into the store change and the counter it moves. Pure: `unit` is the
+/// random number that places the backoff inside its jitter band.
+pub(crate) fn decide(
+    row: &JobRow,
+    result: RunResult,
+    now: DateTime<Utc>,
+    default_backoff: Backoff,
+    unit: f64,
+) -> (FinishAction, Ended) {
+    let fail = |message: String, panic: bool, after: Option<Duration>| {
+        let mut error = ErrorRecord::new(row.attempt, now, message);
+        error.panic = panic;
+        if row.attempt >= row.max_attempts {
+            return (FinishAction::Discard { error }, Ended::Discarded);
+        }
+        let delay = after.unwrap_or_else(|| {
+            row.backoff
+                .unwrap_or(default_backoff)
+                .delay(row.attempt, unit)
+        });
+        let run_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        (FinishAction::Retry { run_at, error }, Ended::Retried)
+    };
+    let record = |message: String| Some(ErrorRecord::new(row.attempt, now, message));
+    match result {
+        RunResult::Returned(Ok(Outcome::Complete)) => (FinishAction::Complete, Ended::Completed),
+        RunResult::Returned(Ok(Outcome::Retry { after, reason })) => fail(reason, false, after),
+        RunResult::Returned(Ok(Outcome::Snooze(after))) => (
+            FinishAction::Snooze {
+                run_at: now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX),
+            },
+            Ended::Snoozed,
+        ),
+        RunResult::Returned(Ok(Outcome::Cancel(reason))) => (
+            FinishAction::Cancel {
+                error: record(reason),
+            },
+            Ended::Cancelled,
+        ),
+        RunResult::Returned(Ok(Outcome::Discard(reason))) => (
+            FinishAction::Discard {
+                error: ErrorRecord::new(row.attempt, now, reason),
+            },
+            Ended::Discarded,
+        ),
+        RunResult::Returned(Err(e)) => match e.action() {
+            FailAction::Retry => fail(e.message().to_owned(), false, None),
+            FailAction::Discard => (
+                FinishAction::Discard {
+                    error: ErrorRecord::new(row.attempt, now, e.message()),
+                },
+                Ended::Discarded,
+            ),
+            FailAction::Cancel => (
+                FinishAction::Cancel {
+                    error: record(e.message().to_owned()),
+                },
+                Ended::Cancelled,
+            ),
+        },
+        RunResult::Panicked(msg) => fail(format!("job panicked: {msg}"), true, None),
+        RunResult::TimedOut(t) => fail(
+            format!("job timed out after {} ms and was stopped", t.as_millis()),
+            false,
+            None,
+        ),
+        RunResult::UnknownKind => fail(
+            format!(
+                "unknown job kind '{}': this worker has no handler for it (register the type with \
+                 WorkerBuilder::register, or run a worker that has it); the job is kept and retried",
+                row.kind
+            ),
+            false,
+            None,
+        ),
+        RunResult::BadPayload(e) => (
+            FinishAction::Discard {
+                error: ErrorRecord::new(
+                    row.attempt,
+                    now,
+                    format!(
+                        "payload does not deserialize into kind '{}': {e}; the payload is kept \
+                         unchanged: fix it or the job type, then retry the job",
+                        row.kind
+                    ),
+                ),
+            },
+            Ended::Discarded,
+        ),
+    }
+}
+
+fn log_outcome(action: &FinishAction, duration: Duration) {
+    let ms = duration.as_secs_f64() * 1e3;
+    match action {
+        FinishAction::Complete => tracing::debug!(duration_ms = ms, "job completed"),
+        FinishAction::Snooze { run_at } => tracing::debug!(%run_at, "job snoozed"),
+        FinishAction::Retry { run_at, error } => {
+            tracing::warn!(duration_ms = ms, %run_at, error = %error.message, "job failed, will retry")
+        }
+        FinishAction::Discard { error } => {
+            tracing::error!(duration_ms = ms, error = %error.message, "job discarded")
+        }
+        FinishAction::Cancel { error } => tracing::info!(
+            reason = error.as_ref().map(|e| e.message.as_str()).unwrap_or(""),
+            "job cancelled"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use errand_core::JobState;
+
+    fn row(attempt: i32, max: i32) -> JobRow {
+        let t = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
+        JobRow {
+            id: 1,
+            kind: "k".into(),
+            queue: "q".into(),
+            args: "{}".into(),
+            state: JobState::Running,
+            priority: 0,
+            attempt,
+            max_attempts: max,
+            run_at: t,
+            created_at: t,
+            attempted_at: Some(t),
+            finalized_at: None,
+            lease_expires_at: None,
+            attempted_by: None,
+            errors: vec![],
+            tags: vec![],
+            unique_key: None,
+            backoff: Some(Backoff::constant(Duration::from_secs(7))),
+            timeout_ms: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_900_000_100, 0).unwrap()
+    }
+
+    fn go(row: &JobRow, r: RunResult) -> (FinishAction, Ended) {
+        decide(row, r, now(), Backoff::default(), 0.5)
+    }
+
+    #[test]
+    fn error_retries_after_the_rows_backoff() {
+        let (a, e) = go(&row(1, 3), RunResult::Returned(Err(JobError::msg("nope"))));
+        assert_eq!(e, Ended::Retried);
+        match a {
+            FinishAction::Retry { run_at, error } => {
+                assert_eq!(run_at, now() + chrono::Duration::seconds(7));
+                assert_eq!(error.message, "nope");
+                assert_eq!(error.attempt, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn last_attempt_failure_discards() {
+        let (a, e) = go(&row(3, 3), RunResult::Returned(Err(JobError::msg("nope"))));
+        assert_eq!(e, Ended::Discarded);
+        assert!(matches!(a, FinishAction::Discard { error } if error.message == "nope"));
+    }
+
+    #[test]
+    fn panic_is_recorded_as_panic() {
+        let (a, _) = go(
+            &row(1, 3),
+            RunResult::Panicked("index out of bounds".into()),
+        );
+        match a {
+            FinishAction::Retry { error, .. } => {
+                assert!(error.panic);
+                assert_eq!(error.message, "job panicked: index out of bounds");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_payload_discards_at_once() {
+        let (a, e) = go(
+            &row(1, 20),
+            RunResult::BadPayload("missing field `to`".into()),
+        );
+        assert_eq!(e, Ended::Discarded);
+        assert!(
+            matches!(&a, FinishAction::Discard { error } if error.message.contains("missing field `to`")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_retried_not_dropped() {
+        let (a, e) = go(&row(1, 20), RunResult::UnknownKind);
+        assert_eq!(e, Ended::Retried);
+        assert!(
+            matches!(&a, FinishAction::Retry { error, .. } if error.message.contains("unknown job kind 'k'")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn explicit_outcomes_map_to_actions() {
+        let r = row(2, 3);
+        assert!(matches!(
+            go(&r, RunResult::Returned(Ok(Outcome::Complete))).0,
+            FinishAction::Complete
+        ));
+        assert!(matches!(
+            go(&r, RunResult::Returned(Ok(Outcome::snooze(Duration::from_secs(5))))).0,
+            FinishAction::Snooze { run_at } if run_at == now() + chrono::Duration::seconds(5)
+        ));
+        assert!(matches!(
+            go(&r, RunResult::Returned(Ok(Outcome::retry_after(Duration::from_secs(1), "later")))).0,
+            FinishAction::Retry { run_at, .. } if run_at == now() + chrono::Duration::seconds(1)
+        ));
+        assert!(matches!(
+            go(&r, RunResult::Returned(Ok(Outcome::cancel("gone")))).0,
+            FinishAction::Cancel { error: Some(e) } if e.message == "gone"
+        ));
+        assert!(matches!(
+            go(&r, RunResult::Returned(Err(JobError::discard("corrupt")))).0,
+            FinishAction::Discard { error } if error.message == "corrupt"
+        ));
+        assert!(matches!(
+            go(&r, RunResult::Returned(Err(JobError::cancel("stop")))).0,
+            FinishAction::Cancel { .. }
+        ));
+    }
+
+    #[test]
+    fn timeout_message_names_the_limit() {
+        let (a, _) = go(&row(1, 3), RunResult::TimedOut(Duration::from_millis(250)));
+        assert!(
+            matches!(&a, FinishAction::Retry { error, .. } if error.message.contains("timed out after 250 ms")),
+            "{a:?}"
+        );
+    }
+}

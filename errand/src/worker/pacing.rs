@@ -1,0 +1,107 @@
+//! How many claimed jobs a queue keeps waiting for a slot (prefetch).
+//!
+//! One claim per freed slot makes a queue of short jobs wait on claim round trips; a fixed
+//! large buffer makes a queue of long jobs hoard work that idle workers elsewhere could run.
+//! So by default the buffer holds what the queue's slots finish in about [`WINDOW`], from the
+//! running average of run times: none for minute-long jobs, up to the cap for no-op ones.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// Work the buffer may hold, in expected run time.
+pub(crate) const WINDOW: Duration = Duration::from_millis(50);
+
+/// The queue's prefetch setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefetch {
+    /// Always this many.
+    Fixed(usize),
+    /// What the slots finish in [`WINDOW`], at most `max`.
+    Auto { max: usize },
+}
+
+/// Per-queue state shared by the producer and its executors.
+#[derive(Debug, Default)]
+pub(crate) struct QueueState {
+    /// A slot was freed.
+    pub(crate) freed: Notify,
+    /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
+    avg_run_ns: AtomicU64,
+}
+
+impl QueueState {
+    pub(crate) fn record_run(&self, d: Duration) {
+        let sample = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let old = self.avg_run_ns.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.avg_run_ns.store(new, Ordering::Relaxed);
+    }
+
+    pub(crate) fn avg_run(&self) -> Option<Duration> {
+        match self.avg_run_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+}
+
+/// Jobs to keep waiting beyond the running ones.
+pub(crate) fn prefetch(setting: Prefetch, concurrency: usize, avg_run: Option<Duration>) -> usize {
+    match setting {
+        Prefetch::Fixed(n) => n,
+        Prefetch::Auto { max } => match avg_run {
+            None => concurrency.min(max),
+            Some(d) => {
+                let per_slot = WINDOW.as_nanos() / d.as_nanos().max(1);
+                (concurrency as u128 * per_slot).min(max as u128) as usize
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AUTO: Prefetch = Prefetch::Auto { max: 1000 };
+
+    #[test]
+    fn long_jobs_are_not_hoarded() {
+        assert_eq!(prefetch(AUTO, 10, Some(Duration::from_secs(60))), 0);
+        assert_eq!(prefetch(AUTO, 10, Some(Duration::from_millis(51))), 0);
+    }
+
+    #[test]
+    fn short_jobs_fill_the_window_up_to_the_cap() {
+        assert_eq!(prefetch(AUTO, 10, Some(Duration::from_millis(5))), 100);
+        assert_eq!(prefetch(AUTO, 10, Some(Duration::from_micros(20))), 1000);
+    }
+
+    #[test]
+    fn unknown_run_time_starts_at_concurrency_and_fixed_wins() {
+        assert_eq!(prefetch(AUTO, 10, None), 10);
+        assert_eq!(
+            prefetch(Prefetch::Fixed(3), 10, Some(Duration::from_micros(1))),
+            3
+        );
+    }
+
+    #[test]
+    fn average_follows_recent_runs() {
+        let q = QueueState::default();
+        assert_eq!(q.avg_run(), None);
+        q.record_run(Duration::from_millis(80));
+        assert_eq!(q.avg_run(), Some(Duration::from_millis(80)));
+        for _ in 0..50 {
+            q.record_run(Duration::from_millis(8));
+        }
+        let avg = q.avg_run().unwrap();
+        assert!(avg < Duration::from_millis(9), "{avg:?}");
+    }
+}

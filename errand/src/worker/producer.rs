@@ -1,0 +1,121 @@
+//! One producer per queue: claims batches and hands each job to an executor task as slots
+//! free up. It keeps some claimed jobs waiting beyond the running ones (like Que's buffer;
+//! how many is `pacing`'s call), so one claim feeds many completions: without it a queue of
+//! short jobs spends its time waiting on claim round trips. Buffered jobs hold leases like
+//! running ones; on shutdown they go back to `available` unstarted.
+//!
+//! It sleeps until a wake-up (insert or promotion in this process, or `NOTIFY`), a freed
+//! slot while work is likely waiting, or the poll interval — polling is only the fallback.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use errand_core::{ClaimRequest, JobRow};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::{executor, pacing, ErrorBackoff, QueueConfig, Shared};
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    queue: QueueConfig,
+    sem: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let inserted = shared.store.signals().get(&queue.name);
+    let state = shared.queue_state(&queue.name);
+    let cooldown = shared.config.fetch_cooldown;
+    let mut backoff = ErrorBackoff::default();
+    let mut last_claim: Option<Instant> = None;
+    let mut buffer: VecDeque<JobRow> = VecDeque::new();
+    // Whether work is likely waiting: the last claim filled its request, or a wake-up or the
+    // poll said to look. An empty claim clears it, so an idle queue is not claimed in a loop.
+    let mut more_waiting = true;
+    loop {
+        if *stop.borrow() {
+            // Buffered jobs never started: shutdown releases their leases.
+            return;
+        }
+        start_buffered(&shared, &sem, &mut buffer);
+        let running = queue.concurrency - sem.available_permits();
+        let prefetch = pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run());
+        let room = (queue.concurrency + prefetch).saturating_sub(running + buffer.len());
+        // Claim when slots are free, or to top the buffer up once it runs low.
+        let wanted = if sem.available_permits() > 0 || buffer.len() <= prefetch / 2 {
+            room
+        } else {
+            0
+        };
+        if wanted > 0 && more_waiting {
+            if let Some(t) = last_claim {
+                let since = t.elapsed();
+                if since < cooldown {
+                    tokio::select! {
+                        _ = tokio::time::sleep(cooldown - since) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+            last_claim = Some(Instant::now());
+            let limit = wanted as u32;
+            let req = ClaimRequest {
+                queue: queue.name.clone(),
+                limit,
+                worker_id: shared.worker_id.clone(),
+                now: Utc::now(),
+                lease: shared.config.lease,
+            };
+            match shared.store.claim(&req).await {
+                Ok(rows) => {
+                    backoff = ErrorBackoff::default();
+                    more_waiting = rows.len() == limit as usize;
+                    for row in rows {
+                        shared.inflight.claimed(row.lease_ref());
+                        buffer.push_back(row);
+                    }
+                    start_buffered(&shared, &sem, &mut buffer);
+                    if more_waiting && sem.available_permits() > 0 {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    let wait = backoff.next();
+                    tracing::warn!(queue = %queue.name, error = %e,
+                        retry_in_ms = wait.as_millis() as u64, "could not claim jobs");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            // New work: even if every slot is busy now, claim when the next one frees.
+            _ = inserted.notified() => more_waiting = true,
+            _ = state.freed.notified(), if more_waiting || !buffer.is_empty() => {}
+            _ = tokio::time::sleep(shared.config.poll_interval) => more_waiting = true,
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Starts buffered jobs while slots are free. A job whose lease was lost while it waited
+/// (cancelled by an operator) is dropped unstarted.
+fn start_buffered(shared: &Arc<Shared>, sem: &Arc<Semaphore>, buffer: &mut VecDeque<JobRow>) {
+    while !buffer.is_empty() {
+        let Ok(permit) = sem.clone().try_acquire_owned() else {
+            return;
+        };
+        let row = buffer.pop_front().expect("checked non-empty");
+        if shared.inflight.holds(row.id) {
+            tokio::spawn(executor::execute(shared.clone(), row, permit));
+        }
+    }
+}
+
+/// Queue defaults.
+pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::ZERO;

@@ -1,0 +1,73 @@
+//! Type erasure: each registered [`Job`] type becomes one boxed handler keyed by its kind.
+//! Nothing below the registry is generic over job types.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use errand_core::{JobRow, MAX_KIND_LEN};
+
+use crate::options::check_name;
+use crate::{Job, JobContext, JobError, Outcome, WorkerError};
+
+pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>>;
+
+type StartFn =
+    Box<dyn Fn(Arc<JobRow>, Arc<AtomicBool>) -> Result<RunFuture, serde_json::Error> + Send + Sync>;
+
+/// Why a claimed job could not be started.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// No handler for the row's kind in this worker.
+    UnknownKind,
+    /// The payload does not deserialize into the registered type.
+    BadPayload(serde_json::Error),
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    handlers: HashMap<&'static str, StartFn>,
+}
+
+impl Registry {
+    pub(crate) fn register<J: Job>(&mut self, state: J::State) -> Result<(), WorkerError> {
+        check_name("kind", J::KIND, MAX_KIND_LEN).map_err(|reason| WorkerError::InvalidKind {
+            kind: J::KIND,
+            reason,
+        })?;
+        if self.handlers.contains_key(J::KIND) {
+            return Err(WorkerError::DuplicateKind(J::KIND));
+        }
+        let start: StartFn = Box::new(move |row: Arc<JobRow>, completed: Arc<AtomicBool>| {
+            let job: J = serde_json::from_str(&row.args)?;
+            let cx = JobContext::new(state.clone(), row, completed);
+            Ok(Box::pin(job.run(cx)) as RunFuture)
+        });
+        self.handlers.insert(J::KIND, start);
+        Ok(())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.keys().copied()
+    }
+
+    /// Decodes the row's payload and builds the future that runs it. `completed` is set by
+    /// the job if it records its own completion in a transaction.
+    pub(crate) fn start(
+        &self,
+        row: Arc<JobRow>,
+        completed: Arc<AtomicBool>,
+    ) -> Result<RunFuture, StartError> {
+        let handler = self
+            .handlers
+            .get(row.kind.as_str())
+            .ok_or(StartError::UnknownKind)?;
+        handler(row, completed).map_err(StartError::BadPayload)
+    }
+}

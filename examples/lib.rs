@@ -1,0 +1,1 @@
+//! Runnable examples of errand: see the `[[example]]` entries of this package.
