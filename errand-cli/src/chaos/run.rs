@@ -42,6 +42,9 @@ pub struct ChaosArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Pass the worker processes' logs (warnings, or what `RUST_LOG` asks for) to stderr.
+    #[arg(long)]
+    pub worker_logs: bool,
 }
 
 /// What a chaos run found.
@@ -59,6 +62,12 @@ pub struct ChaosReport {
     pub duplicate_runs: u64,
     /// Jobs held (claimed) by a worker at the moment it was killed, summed over kills.
     pub in_flight_at_kills: u64,
+    /// Repeated runs that no kill explains: runs beyond the first of a job, less the runs of
+    /// that job's attempts a killed worker held. Must be 0 when nothing but kills happened;
+    /// a connection cut or restart longer than the lease may add some (allowed).
+    pub unexplained_repeats: u64,
+    /// Up to ten repeated jobs no kill explains, as `job:attempt@pid,…` (for diagnosis).
+    pub unexplained_sample: Vec<String>,
     /// Jobs held by the workers when the database restarted (their leases may run out while
     /// it is down, and then they run again: allowed by the guarantees).
     pub in_flight_at_restart: u64,
@@ -109,14 +118,18 @@ async fn scratch(url: &str) -> Result<Scratch, CliError> {
     }
 }
 
-fn spawn_worker(args: &[String], lease_ms: u64) -> Result<Child, CliError> {
+fn spawn_worker(args: &[String], chaos: &ChaosArgs) -> Result<Child, CliError> {
     let exe = std::env::current_exe().map_err(CliError::Io)?;
     Command::new(exe)
         .args(args)
         .args(["chaos-worker", "--concurrency", "10", "--poll-ms", "100"])
-        .args(["--lease-ms", &lease_ms.to_string()])
+        .args(["--lease-ms", &chaos.lease_ms.to_string()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if chaos.worker_logs {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .map_err(CliError::Io)
 }
@@ -161,7 +174,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
             .await?;
     }
     let mut workers: Vec<Child> = (0..args.workers.max(1))
-        .map(|_| spawn_worker(&sc.args, args.lease_ms))
+        .map(|_| spawn_worker(&sc.args, args))
         .collect::<Result<_, _>>()?;
 
     let open = ListFilter {
@@ -181,6 +194,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
     events.push((Duration::from_secs_f64(args.duration as f64 / 2.0), false));
     events.sort();
     let (mut kills, mut in_flight, mut terminated, mut restarted) = (0u32, 0u64, 0u64, false);
+    let mut held_at_kills: HashSet<(i64, i32)> = HashSet::new();
     let mut at_restart = 0u64;
     let recoveries: Arc<std::sync::Mutex<Vec<f64>>> = Arc::default();
     let mut watchers = Vec::new();
@@ -226,7 +240,8 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         let killed_at = Instant::now();
         kills += 1;
         in_flight += held.len() as u64;
-        workers[victim] = spawn_worker(&sc.args, args.lease_ms)?;
+        held_at_kills.extend(held.iter().map(|(id, attempt)| (*id, *attempt)));
+        workers[victim] = spawn_worker(&sc.args, args)?;
         let (store, recoveries) = (store.clone(), recoveries.clone());
         watchers.push(tokio::spawn(async move {
             // Recovered when no job is still held by the dead worker's attempt.
@@ -277,6 +292,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
     let runs = ledger.runs().await.map_err(errand::StoreError::database)?;
     let distinct: HashSet<i64> = runs.iter().map(|r| r.0).collect();
     let duplicate_runs = (runs.len() - distinct.len()) as u64;
+    let (unexplained_repeats, unexplained_sample) = unexplained(&runs, &held_at_kills);
     let max_recovery_s = recoveries
         .lock()
         .unwrap()
@@ -293,6 +309,8 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         lost,
         duplicate_runs,
         in_flight_at_kills: in_flight,
+        unexplained_repeats,
+        unexplained_sample,
         in_flight_at_restart: at_restart,
         kills,
         backends_terminated: terminated,
@@ -307,6 +325,35 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
             .await;
     }
     Ok(report)
+}
+
+/// Repeats no kill explains: per job, runs beyond the first less the runs whose attempt a
+/// killed worker held.
+fn unexplained(runs: &[(i64, i32, i64)], held: &HashSet<(i64, i32)>) -> (u64, Vec<String>) {
+    let mut by_job: HashMap<i64, Vec<(i32, i64)>> = HashMap::new();
+    for (job, attempt, pid) in runs {
+        by_job.entry(*job).or_default().push((*attempt, *pid));
+    }
+    let mut total = 0u64;
+    let mut sample = Vec::new();
+    let mut jobs: Vec<_> = by_job.into_iter().filter(|(_, r)| r.len() > 1).collect();
+    jobs.sort_unstable_by_key(|(job, _)| *job);
+    for (job, mut job_runs) in jobs {
+        let killed = job_runs
+            .iter()
+            .filter(|(attempt, _)| held.contains(&(job, *attempt)))
+            .count();
+        let extra = (job_runs.len() - 1).saturating_sub(killed) as u64;
+        if extra > 0 {
+            total += extra;
+            if sample.len() < 10 {
+                job_runs.sort_unstable();
+                let runs: Vec<String> = job_runs.iter().map(|(a, p)| format!("{a}@{p}")).collect();
+                sample.push(format!("{job}:{}", runs.join(",")));
+            }
+        }
+    }
+    (total, sample)
 }
 
 /// Terminates every backend of the worker processes (pool and LISTEN connections).
@@ -349,5 +396,13 @@ pub fn print_report(out: &mut impl std::io::Write, r: &ChaosReport) -> std::io::
         "completed {}  lost {}  duplicate runs {}  in flight at kills {} (at restart {})  max recovery {:.2} s",
         r.completed, r.lost, r.duplicate_runs, r.in_flight_at_kills, r.in_flight_at_restart, r.max_recovery_s
     )?;
+    if r.unexplained_repeats > 0 {
+        writeln!(
+            out,
+            "repeats no kill explains: {} (job:attempt@pid) {}",
+            r.unexplained_repeats,
+            r.unexplained_sample.join(" ")
+        )?;
+    }
     writeln!(out, "{}", if r.pass { "PASS" } else { "FAIL" })
 }

@@ -26,18 +26,18 @@ pub(crate) async fn beat(shared: &Shared) {
     if leases.is_empty() {
         return;
     }
+    let refs: Vec<_> = leases.iter().map(|h| h.lease).collect();
     let until = Utc::now() + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
-    match shared.store.extend_leases(&leases, until).await {
+    match shared.store.extend_leases(&refs, until).await {
         Ok(held) => {
             let held: HashSet<_> = held.into_iter().collect();
             let lost: Vec<_> = leases
-                .iter()
-                .map(|l| l.id)
-                .filter(|id| !held.contains(id))
+                .into_iter()
+                .filter(|h| !held.contains(&h.lease.id))
                 .collect();
-            if !lost.is_empty() {
-                tracing::warn!(jobs = ?lost, "stopping jobs whose lease is gone (cancelled, or rescued after this worker stopped heartbeating)");
-                shared.inflight.lost(&lost);
+            let stopped = shared.inflight.lost(&lost);
+            if !stopped.is_empty() {
+                tracing::warn!(jobs = ?stopped, "stopping jobs whose lease is gone (cancelled, or rescued after this worker stopped heartbeating)");
             }
         }
         Err(e) => tracing::warn!(error = %e, jobs = leases.len(), "could not extend leases"),
