@@ -18,6 +18,7 @@ mod new_job;
 mod row;
 mod signals;
 mod state;
+mod state_index;
 mod store;
 
 pub use backoff::Backoff;
@@ -31,6 +32,7 @@ pub use new_job::{InsertResult, NewJob};
 pub use row::{ErrorRecord, JobId, JobRow};
 pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
+pub use state_index::{state_predicates, STATE_INDEX_GROUPS};
 pub use store::{ClaimRequest, Store};
 
 /// Longest queue name accepted (bytes).

@@ -11,7 +11,10 @@ use sqlx::{Executor, PgPool};
 use crate::store::db;
 
 /// (version, SQL with `{schema}` placeholders), in order. Append only.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_jobs.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_jobs.sql")),
+    (2, include_str!("../migrations/0002_state_indexes.sql")),
+];
 
 /// The schema version this build needs.
 pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    rescue_message, CancelResult, ClaimRequest, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
-    StoreError,
+    rescue_message, state_predicates, CancelResult, ClaimRequest, Finish, InsertResult, JobId,
+    JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport,
+    StateCount, Store, StoreError,
 };
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, PgConnection, Postgres, Row};
@@ -23,28 +23,34 @@ fn lease_arrays(leases: &[LeaseRef]) -> (Vec<i64>, Vec<i32>) {
     leases.iter().map(|l| (l.id, l.attempt)).unzip()
 }
 
-/// WHERE clause and its arguments for a list filter (`$1…`).
-fn where_clause(f: &ListFilter) -> (String, PgArguments, usize) {
-    let mut sql = String::from(" WHERE true");
+/// `WHERE` clauses for a list filter: one per state index group the filter touches (so
+/// each can use its group's partial index; see [`state_predicates`]), or a single one
+/// without a state predicate. Queue and kind are bound once as `$1…` and shared by every
+/// clause; returns the clauses, the arguments and how many were bound.
+fn where_clauses(f: &ListFilter) -> (Vec<String>, PgArguments, usize) {
+    let mut rest = String::new();
     let mut args = PgArguments::default();
     let mut n = 0;
-    if !f.states.is_empty() {
-        n += 1;
-        sql.push_str(&format!(" AND state = ANY(${n})"));
-        let states: Vec<&str> = f.states.iter().map(|s| s.as_str()).collect();
-        args.add(states).expect("bind");
-    }
     if let Some(q) = &f.queue {
         n += 1;
-        sql.push_str(&format!(" AND queue = ${n}"));
+        rest.push_str(&format!(" AND queue = ${n}"));
         args.add(q.clone()).expect("bind");
     }
     if let Some(k) = &f.kind {
         n += 1;
-        sql.push_str(&format!(" AND kind = ${n}"));
+        rest.push_str(&format!(" AND kind = ${n}"));
         args.add(k.clone()).expect("bind");
     }
-    (sql, args, n)
+    let preds = state_predicates(&f.states);
+    let clauses = if preds.is_empty() {
+        vec![format!(" WHERE true{rest}")]
+    } else {
+        preds
+            .into_iter()
+            .map(|p| format!(" WHERE {p}{rest}"))
+            .collect()
+    };
+    (clauses, args, n)
 }
 
 /// What an insert did, for in-process wake-ups.
@@ -481,18 +487,30 @@ impl Store for PgStore {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
-        let (mut clause, mut args, mut n) = where_clause(filter);
-        if let Some(before) = filter.before_id {
+        let (clauses, mut args, mut n) = where_clauses(filter);
+        let mut before = String::new();
+        if let Some(id) = filter.before_id {
             n += 1;
-            clause.push_str(&format!(" AND id < ${n}"));
-            args.add(before).expect("bind");
+            before = format!(" AND id < ${n}");
+            args.add(id).expect("bind");
         }
         n += 1;
         args.add(i64::from(filter.effective_limit())).expect("bind");
-        let sql = format!(
-            "SELECT {COLUMNS} FROM {}{clause} ORDER BY id DESC LIMIT ${n}",
-            self.inner.sql.table
-        );
+        let table = &self.inner.sql.table;
+        let selects: Vec<String> = clauses
+            .iter()
+            .map(|c| {
+                format!("SELECT {COLUMNS} FROM {table}{c}{before} ORDER BY id DESC LIMIT ${n}")
+            })
+            .collect();
+        let sql = match selects.as_slice() {
+            [one] => one.clone(),
+            // The newest `limit` of each group, then the newest `limit` of those.
+            _ => format!(
+                "({}) ORDER BY id DESC LIMIT ${n}",
+                selects.join(") UNION ALL (")
+            ),
+        };
         let rows = sqlx::query_with::<Postgres, _>(&sql, args)
             .fetch_all(&self.inner.pool)
             .await
@@ -501,24 +519,34 @@ impl Store for PgStore {
     }
 
     async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
-        let (clause, args, _) = where_clause(filter);
-        let sql = format!("SELECT count(*) FROM {}{clause}", self.inner.sql.table);
-        let n: i64 = sqlx::query_with::<Postgres, _>(&sql, args)
+        let (clauses, args, _) = where_clauses(filter);
+        let table = &self.inner.sql.table;
+        let parts: Vec<String> = clauses
+            .iter()
+            .map(|c| format!("SELECT count(*) AS n FROM {table}{c}"))
+            .collect();
+        let sql = format!("SELECT sum(n)::int8 FROM ({}) c", parts.join(" UNION ALL "));
+        let n: Option<i64> = sqlx::query_with::<Postgres, _>(&sql, args)
             .fetch_one(&self.inner.pool)
             .await
             .map_err(db)?
             .get(0);
-        Ok(n as u64)
+        Ok(n.unwrap_or(0) as u64)
     }
 
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
-        let states: Vec<&str> = if states.is_empty() {
-            JobState::ALL.iter().map(|s| s.as_str()).collect()
-        } else {
-            states.iter().map(|s| s.as_str()).collect()
+        let filter = ListFilter {
+            states: states.to_vec(),
+            ..ListFilter::default()
         };
-        let rows = sqlx::query(&self.inner.sql.stats)
-            .bind(states)
+        let (clauses, _, _) = where_clauses(&filter);
+        let table = &self.inner.sql.table;
+        let parts: Vec<String> = clauses
+            .iter()
+            .map(|c| format!("SELECT queue, state, count(*) FROM {table}{c} GROUP BY queue, state"))
+            .collect();
+        let sql = format!("{} ORDER BY 1, 2", parts.join(" UNION ALL "));
+        let rows = sqlx::query(&sql)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db)?;

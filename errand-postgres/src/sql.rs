@@ -20,7 +20,6 @@ pub(crate) struct Sql {
     pub(crate) cancel: String,
     pub(crate) retry: String,
     pub(crate) get: String,
-    pub(crate) stats: String,
     pub(crate) prune: String,
     pub(crate) complete_in_tx: String,
     pub(crate) table: String,
@@ -163,10 +162,6 @@ impl Sql {
                  RETURNING j.queue, pg_notify($3, j.queue)::text"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
-            stats: format!(
-                "SELECT queue, state, count(*) FROM {t} WHERE state = ANY($1)
-                 GROUP BY queue, state ORDER BY queue, state"
-            ),
             prune: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE state IN {FINAL}
                  AND finalized_at < $1 ORDER BY finalized_at LIMIT $2 FOR UPDATE SKIP LOCKED)"

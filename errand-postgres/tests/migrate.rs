@@ -25,7 +25,7 @@ async fn concurrent_migrations_apply_once() {
             .await
             .unwrap()
             .expect("every concurrent open migrates or finds it done");
-        assert_eq!(store.schema_version().await.unwrap(), (1, 1));
+        assert_eq!(store.schema_version().await.unwrap(), (2, 2));
     }
     let versions: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT version FROM \"{schema}\".errand_schema ORDER BY version"
@@ -33,7 +33,7 @@ async fn concurrent_migrations_apply_once() {
     .fetch_all(base.pool())
     .await
     .unwrap();
-    assert_eq!(versions, vec![1], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2], "each migration recorded once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +51,7 @@ async fn unmigrated_schema_is_refused_with_instructions() {
             err,
             StoreError::NotMigrated {
                 found: 0,
-                expected: 1,
+                expected: 2,
                 ..
             }
         ),
@@ -88,4 +88,67 @@ async fn connect_runs_inside_a_spawned_task() {
         .unwrap()
         .unwrap();
     assert_eq!(store.schema(), "errand");
+}
+
+/// A schema made by the first release (version 1, indexes over every row) upgrades in place:
+/// its jobs stay, the old indexes go, the per-state ones come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
+    let base = scratch_store().await;
+    let schema = format!("{}_v1", base.schema());
+    let q = format!("\"{schema}\"");
+    let v1 = include_str!("../migrations/0001_jobs.sql").replace("{schema}", &q);
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA {q};
+         CREATE TABLE {q}.errand_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO {q}.errand_schema (version) VALUES (1);
+         {v1};
+         INSERT INTO {q}.jobs (kind, queue, args, state, max_attempts, run_at, created_at)
+         VALUES ('mail', 'default', '{{\"to\": \"a\"}}', 'available', 5, now(), now());"
+    ))
+    .execute(base.pool())
+    .await
+    .unwrap();
+    let refused = PgStore::builder()
+        .url(database_url())
+        .schema(&schema)
+        .migrate(false)
+        .open()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::NotMigrated { found: 1, .. }),
+        "{refused}"
+    );
+    let store = PgStore::builder()
+        .url(database_url())
+        .schema(&schema)
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), (2, 2));
+    let jobs = errand_core::Store::list(&store, &errand_core::ListFilter::new())
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].kind, "mail");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1",
+    )
+    .bind(&schema)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "jobs_claim",
+            "jobs_dead",
+            "jobs_due",
+            "jobs_finalized",
+            "jobs_lease",
+            "jobs_pkey",
+            "jobs_unique"
+        ]
+    );
 }

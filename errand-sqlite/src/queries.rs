@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    rescue_message, CancelResult, ClaimRequest, ErrorRecord, Finish, InsertResult, JobId, JobRow,
-    JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount,
-    Store, StoreError,
+    rescue_message, state_predicates, CancelResult, ClaimRequest, ErrorRecord, Finish,
+    InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
+    QueueSignals, RescueReport, StateCount, Store, StoreError,
 };
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Row, Sqlite};
@@ -34,27 +34,35 @@ fn leases_json(leases: &[LeaseRef]) -> String {
 const LEASE_MATCH: &str = "state = 'running' AND (id, attempt) IN \
      (SELECT value ->> 0, value ->> 1 FROM json_each(?))";
 
-/// WHERE clause and its arguments for a list filter.
-fn where_clause(f: &ListFilter) -> (String, SqliteArguments<'static>) {
-    let mut sql = String::from(" WHERE 1 = 1");
-    let mut args = SqliteArguments::default();
-    if !f.states.is_empty() {
-        sql.push_str(" AND state IN (");
-        for (i, s) in f.states.iter().enumerate() {
-            sql.push_str(if i == 0 { "?" } else { ", ?" });
-            args.add(s.as_str()).expect("bind");
-        }
-        sql.push(')');
+/// `WHERE` clauses for a list filter: one per state index group the filter touches (so
+/// each can use its group's partial index; see [`state_predicates`]), or a single one
+/// without a state predicate. Each use of a clause binds its arguments with [`bind_filter`].
+fn where_clauses(f: &ListFilter) -> Vec<String> {
+    let mut rest = String::new();
+    if f.queue.is_some() {
+        rest.push_str(" AND queue = ?");
     }
+    if f.kind.is_some() {
+        rest.push_str(" AND kind = ?");
+    }
+    let preds = state_predicates(&f.states);
+    if preds.is_empty() {
+        return vec![format!(" WHERE 1 = 1{rest}")];
+    }
+    preds
+        .into_iter()
+        .map(|p| format!(" WHERE {p}{rest}"))
+        .collect()
+}
+
+/// The arguments of one [`where_clauses`] clause, in order.
+fn bind_filter(args: &mut SqliteArguments<'static>, f: &ListFilter) {
     if let Some(q) = &f.queue {
-        sql.push_str(" AND queue = ?");
         args.add(q.clone()).expect("bind");
     }
     if let Some(k) = &f.kind {
-        sql.push_str(" AND kind = ?");
         args.add(k.clone()).expect("bind");
     }
-    (sql, args)
 }
 
 impl SqliteStore {
@@ -486,13 +494,32 @@ impl Store for SqliteStore {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
-        let (mut clause, mut args) = where_clause(filter);
-        if let Some(before) = filter.before_id {
-            clause.push_str(" AND id < ?");
-            args.add(before).expect("bind");
-        }
-        args.add(filter.effective_limit()).expect("bind");
-        let sql = format!("SELECT {COLUMNS} FROM errand_jobs{clause} ORDER BY id DESC LIMIT ?");
+        let mut args = SqliteArguments::default();
+        let mut selects: Vec<String> = where_clauses(filter)
+            .into_iter()
+            .map(|clause| {
+                bind_filter(&mut args, filter);
+                let mut sql = format!("SELECT {COLUMNS} FROM errand_jobs{clause}");
+                if let Some(before) = filter.before_id {
+                    sql.push_str(" AND id < ?");
+                    args.add(before).expect("bind");
+                }
+                sql.push_str(" ORDER BY id DESC LIMIT ?");
+                args.add(filter.effective_limit()).expect("bind");
+                sql
+            })
+            .collect();
+        let sql = if selects.len() == 1 {
+            selects.pop().expect("one")
+        } else {
+            // The newest `limit` of each group, then the newest `limit` of those.
+            args.add(filter.effective_limit()).expect("bind");
+            let parts: Vec<String> = selects
+                .iter()
+                .map(|s| format!("SELECT * FROM ({s})"))
+                .collect();
+            format!("{} ORDER BY id DESC LIMIT ?", parts.join(" UNION ALL "))
+        };
         let rows = sqlx::query_with::<Sqlite, _>(&sql, args)
             .fetch_all(&self.pool)
             .await
@@ -501,8 +528,15 @@ impl Store for SqliteStore {
     }
 
     async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
-        let (clause, args) = where_clause(filter);
-        let sql = format!("SELECT count(*) FROM errand_jobs{clause}");
+        let mut args = SqliteArguments::default();
+        let parts: Vec<String> = where_clauses(filter)
+            .into_iter()
+            .map(|clause| {
+                bind_filter(&mut args, filter);
+                format!("SELECT count(*) AS n FROM errand_jobs{clause}")
+            })
+            .collect();
+        let sql = format!("SELECT sum(n) FROM ({})", parts.join(" UNION ALL "));
         let row = sqlx::query_with::<Sqlite, _>(&sql, args)
             .fetch_one(&self.pool)
             .await
@@ -515,11 +549,16 @@ impl Store for SqliteStore {
             states: states.to_vec(),
             ..ListFilter::default()
         };
-        let (clause, args) = where_clause(&filter);
-        let sql = format!(
-            "SELECT queue, state, count(*) FROM errand_jobs{clause} GROUP BY queue, state ORDER BY queue, state"
-        );
-        let rows: Vec<(String, String, i64)> = sqlx::query_as_with::<Sqlite, _, _>(&sql, args)
+        let parts: Vec<String> = where_clauses(&filter)
+            .into_iter()
+            .map(|clause| {
+                format!(
+                    "SELECT queue, state, count(*) FROM errand_jobs{clause} GROUP BY queue, state"
+                )
+            })
+            .collect();
+        let sql = format!("{} ORDER BY 1, 2", parts.join(" UNION ALL "));
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(&sql)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

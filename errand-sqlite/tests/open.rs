@@ -10,7 +10,7 @@ async fn open_runs_inside_a_spawned_task() {
     let url: &'static str =
         Box::leak(format!("sqlite://{}", dir.path().join("a.db").display()).into_boxed_str());
     let store = tokio::spawn(SqliteStore::open(url)).await.unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (1, 1));
+    assert_eq!(store.schema_version().await.unwrap(), (2, 2));
 }
 
 #[tokio::test]
@@ -35,4 +35,64 @@ async fn missing_and_unmigrated_files_are_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("errand migrate"), "{err}");
+}
+
+/// A file made by the first release (schema version 1, indexes over every row) upgrades in
+/// place when opened: its jobs stay, the old indexes go, the per-state ones come.
+#[tokio::test]
+async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../migrations/0001_jobs.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE errand_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+         INSERT INTO errand_schema VALUES (1, datetime('now'));
+         INSERT INTO errand_jobs (kind, queue, args, state, max_attempts, run_at, created_at)
+         VALUES ('mail', 'default', '{\"to\":\"a\"}', 'available', 5, 0, 0);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let unmigrated = SqliteStore::builder(path.to_str().unwrap())
+        .migrate(false)
+        .open()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unmigrated, StoreError::NotMigrated { found: 1, .. }),
+        "{unmigrated}"
+    );
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), (2, 2));
+    let job = errand_core::Store::get(&store, 1).await.unwrap().unwrap();
+    assert_eq!(
+        (job.kind.as_str(), job.args.as_str()),
+        ("mail", "{\"to\":\"a\"}")
+    );
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'errand_jobs_%' ORDER BY name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let names: Vec<&str> = indexes.iter().map(|(n,)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "errand_jobs_claim",
+            "errand_jobs_dead",
+            "errand_jobs_due",
+            "errand_jobs_finalized",
+            "errand_jobs_lease",
+            "errand_jobs_unique"
+        ]
+    );
 }

@@ -81,6 +81,7 @@ macro_rules! store_conformance {
                 count_matches_filters,
                 stats_count_by_queue_and_state,
                 stats_for_chosen_states,
+                queries_across_many_states_are_exact,
             ],
             prune: [
                 prune_deletes_only_old_final_jobs,

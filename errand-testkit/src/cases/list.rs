@@ -112,3 +112,128 @@ pub async fn stats_for_chosen_states<S: Store>(store: S) {
         ("a", JobState::Running, 1)
     );
 }
+
+/// One job in every state on queue `q` (ids in state order: scheduled, available, running,
+/// retryable, completed, discarded, cancelled), and one available job on queue `other`.
+async fn one_per_state<S: Store>(store: &S) -> Vec<(JobState, errand_core::JobId)> {
+    use errand_core::FinishAction;
+    let mut later = job("noop", "q");
+    later.run_at = at(3600);
+    let scheduled = insert_one(store, later).await;
+    let available = insert_one(store, job("noop", "q")).await;
+    let ids = insert_n(store, "q", 5).await;
+    insert_one(store, job("noop", "other")).await;
+    // Claim the five (and not `available`, which is older: claim them by moving it aside).
+    store.cancel(available, at(1)).await.unwrap();
+    let rows = claim(store, "q", 5, at(1)).await;
+    assert_eq!(rows.len(), 5);
+    store.retry_now(available, at(1)).await.unwrap();
+    let by_id = |id| rows.iter().find(|r| r.id == id).unwrap();
+    let running = ids[0];
+    let actions = [
+        (
+            ids[1],
+            FinishAction::Retry {
+                run_at: at(3600),
+                error: error(by_id(ids[1]), at(2), "boom"),
+            },
+        ),
+        (ids[2], FinishAction::Complete),
+        (
+            ids[3],
+            FinishAction::Discard {
+                error: error(by_id(ids[3]), at(2), "bad"),
+            },
+        ),
+        (ids[4], FinishAction::Cancel { error: None }),
+    ];
+    let finishes: Vec<_> = actions
+        .into_iter()
+        .map(|(id, action)| finish(by_id(id), at(2), action))
+        .collect();
+    assert_eq!(store.finish(&finishes).await.unwrap().len(), 4);
+    let want = vec![
+        (JobState::Scheduled, scheduled),
+        (JobState::Available, available),
+        (JobState::Running, running),
+        (JobState::Retryable, ids[1]),
+        (JobState::Completed, ids[2]),
+        (JobState::Discarded, ids[3]),
+        (JobState::Cancelled, ids[4]),
+    ];
+    for (state, id) in &want {
+        assert_eq!(get(store, *id).await.state, *state, "job {id}");
+    }
+    want
+}
+
+/// Filters naming states of several kinds at once (waiting, running, failed, done) list,
+/// page, count and group exactly the jobs in those states, newest first.
+pub async fn queries_across_many_states_are_exact<S: Store>(store: S) {
+    let jobs = one_per_state(&store).await;
+    let id_of = |s: JobState| jobs.iter().find(|(st, _)| *st == s).unwrap().1;
+    let picked = [
+        JobState::Retryable,
+        JobState::Running,
+        JobState::Discarded,
+        JobState::Completed,
+        JobState::Available,
+    ];
+    let mut want: Vec<_> = picked.iter().map(|s| id_of(*s)).collect();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    let mut filter = ListFilter::new().queue("q").limit(2);
+    for s in picked {
+        filter = filter.state(s);
+    }
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list(&filter).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        filter = filter.before(last.id);
+        seen.extend(page.iter().map(|r| r.id));
+    }
+    assert_eq!(seen, want, "pages newest first over every group asked");
+    let all_picked = picked
+        .iter()
+        .fold(ListFilter::new().queue("q"), |f, s| f.state(*s));
+    assert_eq!(store.count(&all_picked).await.unwrap(), 5);
+    // A part of a group: retryable without scheduled, discarded without cancelled.
+    assert_eq!(
+        store
+            .count(&ListFilter::new().state(JobState::Retryable))
+            .await
+            .unwrap(),
+        1
+    );
+    let dead = store
+        .list(&ListFilter::new().state(JobState::Discarded))
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, id_of(JobState::Discarded));
+    // Other queues stay out; no state filter means every state.
+    assert_eq!(store.count(&ListFilter::new().queue("q")).await.unwrap(), 7);
+    assert_eq!(store.count(&ListFilter::new()).await.unwrap(), 8);
+    let mut stats: Vec<(String, JobState, u64)> = store
+        .stats(&[
+            JobState::Available,
+            JobState::Scheduled,
+            JobState::Cancelled,
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.queue, s.state, s.count))
+        .collect();
+    stats.sort();
+    assert_eq!(
+        stats,
+        vec![
+            ("other".to_owned(), JobState::Available, 1),
+            ("q".to_owned(), JobState::Scheduled, 1),
+            ("q".to_owned(), JobState::Available, 1),
+            ("q".to_owned(), JobState::Cancelled, 1),
+        ]
+    );
+}

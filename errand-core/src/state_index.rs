@@ -1,0 +1,99 @@
+//! How the SQL stores index job states, shared so both write the same predicates.
+//!
+//! There is no index over every state: each group below has its own partial index, so a
+//! state change touches only the small indexes of the states it leaves and enters (a job
+//! that runs once touches four index entries, not eight). A query over several groups asks
+//! each group separately, with a predicate the database can match to that group's index.
+
+use crate::JobState;
+
+/// The groups of states that share one partial index in the SQL schemas.
+///
+/// | group | index | serves |
+/// |---|---|---|
+/// | available | `(queue, priority, run_at, id)` | claims, counts per queue |
+/// | running | `(lease_expires_at)` | the rescuer, counts |
+/// | scheduled, retryable | `(run_at, state, queue)` | the scheduler, counts per queue |
+/// | discarded, cancelled | `(queue, id)` | lists of failed jobs |
+/// | completed | none (pruned by `finalized_at`) | lists walk ids backwards |
+pub const STATE_INDEX_GROUPS: [&[JobState]; 5] = [
+    &[JobState::Available],
+    &[JobState::Running],
+    &[JobState::Scheduled, JobState::Retryable],
+    &[JobState::Discarded, JobState::Cancelled],
+    &[JobState::Completed],
+];
+
+/// SQL predicates over `state`, one per index group that `states` touches, each written so
+/// the database can use that group's partial index (the group's exact index predicate,
+/// narrowed when only some of its states are asked for). Empty when `states` is empty,
+/// which means "any state": no predicate.
+///
+/// State names come from [`JobState::as_str`], so the literals are safe to inline.
+pub fn state_predicates(states: &[JobState]) -> Vec<String> {
+    let list = |states: &[JobState]| {
+        let names: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
+        names.join(", ")
+    };
+    let mut out = Vec::new();
+    for group in STATE_INDEX_GROUPS {
+        let asked: Vec<JobState> = group
+            .iter()
+            .copied()
+            .filter(|s| states.contains(s))
+            .collect();
+        if asked.is_empty() {
+            continue;
+        }
+        let mut pred = match group {
+            [one] => format!("state = '{one}'"),
+            _ => format!("state IN ({})", list(group)),
+        };
+        if asked.len() < group.len() {
+            pred.push_str(&format!(" AND state IN ({})", list(&asked)));
+        }
+        out.push(pred);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_is_in_exactly_one_group() {
+        for s in JobState::ALL {
+            let n = STATE_INDEX_GROUPS.iter().filter(|g| g.contains(&s)).count();
+            assert_eq!(n, 1, "{s}");
+        }
+    }
+
+    #[test]
+    fn predicates_follow_the_index_groups() {
+        assert!(state_predicates(&[]).is_empty());
+        assert_eq!(
+            state_predicates(&[JobState::Available]),
+            vec!["state = 'available'"]
+        );
+        assert_eq!(
+            state_predicates(&[JobState::Retryable, JobState::Running]),
+            vec![
+                "state = 'running'",
+                "state IN ('scheduled', 'retryable') AND state IN ('retryable')"
+            ]
+        );
+        let non_final: Vec<_> = JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .collect();
+        assert_eq!(
+            state_predicates(&non_final),
+            vec![
+                "state = 'available'",
+                "state = 'running'",
+                "state IN ('scheduled', 'retryable')"
+            ]
+        );
+    }
+}
