@@ -12,7 +12,7 @@ use errand_core::{
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Row, Sqlite};
 
-use crate::row::{decode, micros, COLUMNS};
+use crate::row::{decode, decode_claimed, micros, CLAIMED_COLUMNS, COLUMNS};
 use crate::store::{db, SqliteStore};
 
 const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
@@ -174,6 +174,7 @@ impl Store for SqliteStore {
         jobs: Vec<NewJob>,
         now: DateTime<Utc>,
     ) -> Result<Vec<InsertResult>, StoreError> {
+        let _turn = self.write_turn().await;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -245,6 +246,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        let _turn = self.write_turn().await;
         let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
         // One statement: SQLite takes the write lock for it, so claims never overlap.
         let sql = format!(
@@ -252,7 +254,7 @@ impl Store for SqliteStore {
              attempted_by = ?, lease_expires_at = ? \
              WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ? \
                           ORDER BY priority, run_at, id LIMIT ?) \
-             RETURNING {COLUMNS}"
+             RETURNING {CLAIMED_COLUMNS}"
         );
         let rows = sqlx::query(&sql)
             .bind(micros(req.now))
@@ -263,12 +265,16 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| decode_claimed(r, req, lease_until))
+            .collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
     }
 
     async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        let _turn = self.write_turn().await;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -328,6 +334,7 @@ impl Store for SqliteStore {
         leases: &[LeaseRef],
         until: DateTime<Utc>,
     ) -> Result<Vec<JobId>, StoreError> {
+        let _turn = self.write_turn().await;
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -343,6 +350,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         if leases.is_empty() {
             return Ok(0);
         }
@@ -368,6 +376,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<RescueReport, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let expired: Vec<(i64, i32, i32, Option<String>)> = sqlx::query_as(
             "SELECT id, attempt, max_attempts, attempted_by FROM errand_jobs \
@@ -413,6 +422,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<PromoteReport, StoreError> {
+        let _turn = self.write_turn().await;
         let rows: Vec<(String,)> = sqlx::query_as(
             "UPDATE errand_jobs SET state = 'available' WHERE id IN \
              (SELECT id FROM errand_jobs WHERE state IN ('scheduled', 'retryable') AND run_at <= ? \
@@ -446,6 +456,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        let _turn = self.write_turn().await;
         let sql = format!(
             "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
              WHERE id = ? AND state IN {NON_FINAL} RETURNING {COLUMNS}"
@@ -466,6 +477,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         // A final job whose unique key was taken by a newer job stays as it is.
         let sql = format!(
@@ -574,6 +586,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let sql = format!(
             "DELETE FROM errand_jobs WHERE id IN (SELECT id FROM errand_jobs \
              WHERE state IN {FINAL} AND finalized_at < ? ORDER BY finalized_at LIMIT ?)"

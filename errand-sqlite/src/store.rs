@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use errand_core::{QueueSignals, StoreError};
@@ -16,6 +17,11 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
 
 /// The SQLite store. Clones share one connection pool.
 ///
+/// SQLite lets one connection write at a time; a writer that finds the file locked sleeps
+/// in the busy handler (1, 2, 5, 10 … ms) and tries again. Within a process the store
+/// queues its own writes instead (a fair async lock), so a claim never sleeps behind the
+/// completer's write; the busy timeout remains for other processes on the same file.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), errand_core::StoreError> {
 /// use errand_sqlite::SqliteStore;
@@ -26,6 +32,8 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     pub(crate) signals: QueueSignals,
+    /// Held for every write this store makes (see the type's docs).
+    writes: Arc<tokio::sync::Mutex<()>>,
     path: PathBuf,
 }
 
@@ -55,6 +63,11 @@ impl SqliteStore {
             max_connections: 4,
             busy_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Waits for this process's turn to write (see the type's docs).
+    pub(crate) async fn write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
     }
 
     /// Applies pending migrations. Returns the versions applied (empty when up to date).
@@ -138,6 +151,7 @@ impl SqliteStoreBuilder {
         let store = SqliteStore {
             pool,
             signals: QueueSignals::default(),
+            writes: Arc::default(),
             path,
         };
         if self.migrate {
