@@ -49,6 +49,7 @@ macro_rules! store_conformance {
                 discard_keeps_error_and_payload,
                 outcome_of_a_stale_attempt_is_ignored,
                 outcome_batch_reports_applied_ids,
+                large_completion_batch_is_exact,
                 error_history_accumulates_in_order,
             ],
             lease: [

@@ -172,6 +172,32 @@ pub async fn outcome_batch_reports_applied_ids<S: Store>(store: S) {
     assert_eq!(get(&store, rows[2].id).await.state, JobState::Running);
 }
 
+/// A batch of thousands of completions, one of them stale, applies all the others (stores
+/// that split big batches into several statements still answer for the whole batch).
+pub async fn large_completion_batch_is_exact<S: Store>(store: S) {
+    let n = 9_000;
+    insert_n(&store, "q", n).await;
+    let rows = claim(&store, "q", n as u32, at(1)).await;
+    assert_eq!(rows.len(), n);
+    let mut finishes: Vec<_> = rows
+        .iter()
+        .map(|r| finish(r, at(2), FinishAction::Complete))
+        .collect();
+    finishes[n - 10].lease.attempt += 1; // an attempt this job never had
+    let mut applied = store.finish(&finishes).await.unwrap();
+    applied.sort_unstable();
+    let mut want: Vec<_> = rows.iter().map(|r| r.id).collect();
+    let stale = want.remove(n - 10);
+    want.sort_unstable();
+    assert_eq!(applied, want);
+    assert_eq!(get(&store, stale).await.state, JobState::Running);
+    let done = store
+        .count(&errand_core::ListFilter::new().state(JobState::Completed))
+        .await
+        .unwrap();
+    assert_eq!(done, n as u64 - 1);
+}
+
 /// Each failed attempt appends one record, oldest first.
 pub async fn error_history_accumulates_in_order<S: Store>(store: S) {
     insert_one(&store, job("a", "q")).await;
