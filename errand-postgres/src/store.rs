@@ -14,6 +14,9 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     StoreError::database(e)
 }
 
+/// Connections idle at least this long are pinged before use (pgxpool's rule).
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The PostgreSQL store. Clones share the pool, the schema and the listener.
 ///
 /// ```no_run
@@ -187,6 +190,19 @@ impl PgStoreBuilder {
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
                     .acquire_timeout(std::time::Duration::from_secs(10))
+                    // sqlx pings every connection it hands out: one more round trip per
+                    // statement. Like pgxpool, ping only connections idle for a while; a
+                    // connection that died sooner fails its statement, which errand's
+                    // loops retry.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for < PING_IF_IDLE_FOR {
+                                return Ok(true);
+                            }
+                            Ok(sqlx::Connection::ping(conn).await.is_ok())
+                        })
+                    })
                     .connect_with(opts)
                     .await
                     .map_err(|e| unreachable_db(&url, e))?

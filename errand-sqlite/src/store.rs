@@ -144,6 +144,9 @@ impl SqliteStoreBuilder {
             .foreign_keys(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(self.max_connections)
+            // A local file's connections do not go stale; sqlx's ping before every use
+            // would be one more round trip to the connection's thread.
+            .test_before_acquire(false)
             .min_connections(1)
             .connect_with(opts)
             .await
