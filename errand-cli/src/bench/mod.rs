@@ -86,7 +86,8 @@ pub struct Side {
     /// Jobs per second enqueued in batches of 1,000 (median of five rounds, alternating with
     /// the other side).
     pub enqueue_batch_per_s: Option<f64>,
-    /// Jobs per second run to completion.
+    /// Jobs per second run to completion (median of three rounds, alternating with the other
+    /// side).
     pub process_per_s: Option<f64>,
     /// Enqueue→start latency.
     pub latency_ms: Option<Latency>,
@@ -99,9 +100,9 @@ pub struct Side {
     /// Peak RSS of the process during `process`, MiB (errand only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mb: Option<f64>,
-    /// Runs beyond one per job in `process` (must be 0).
+    /// Runs beyond one per job in `process`, all rounds (must be 0).
     pub duplicates: u64,
-    /// Jobs that never ran in `process` (must be 0).
+    /// Jobs that never ran in `process`, all rounds (must be 0).
     pub lost: u64,
 }
 
@@ -302,6 +303,8 @@ impl Scratch {
 
 /// Rounds of the batch enqueue phase (each side enqueues `--jobs` per round).
 const BATCH_ROUNDS: usize = 5;
+/// Rounds of the process phase (each side runs `--jobs` per round).
+const PROCESS_ROUNDS: usize = 3;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -366,27 +369,47 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
     }
 
     if on(Phase::Process) || on(Phase::Memory) {
-        let probe = Probe::new(n);
-        let pb = bar(args.json, n.into(), "errand process");
-        errand_side::enqueue_batch(&client, n, &ProgressBar::hidden()).await?;
-        let done = errand_side::process(&sc.store, &probe, w, &pb).await?;
-        pb.finish();
-        if on(Phase::Process) {
-            e.process_per_s = Some(per_s(n, done.elapsed));
-        }
-        if on(Phase::Memory) {
-            e.peak_rss_mb = done.peak_rss_mb;
-        }
-        e.duplicates = probe.duplicates();
-        e.lost = probe.lost();
-        sc.clear().await?;
-        if on(Phase::Process) {
+        // Like the batch phase, alternate rounds and keep the median throughput of each
+        // side; runs are checked in every round (duplicates and losses add up).
+        let rounds = if on(Phase::Process) {
+            PROCESS_ROUNDS
+        } else {
+            1
+        };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let seqs: Vec<u32> = (0..n).collect();
+        for round in 1..=rounds {
             let probe = Probe::new(n);
-            let seqs: Vec<u32> = (0..n).collect();
+            let pb = bar(
+                args.json,
+                n.into(),
+                &format!("errand process {round}/{rounds}"),
+            );
+            errand_side::enqueue_batch(&client, n, &ProgressBar::hidden()).await?;
+            let done = errand_side::process(&sc.store, &probe, w, &pb).await?;
+            pb.finish();
+            ours.push(per_s(n, done.elapsed));
+            if on(Phase::Memory) {
+                e.peak_rss_mb = match (e.peak_rss_mb, done.peak_rss_mb) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            e.duplicates += probe.duplicates();
+            e.lost += probe.lost();
+            sc.clear().await?;
+            if !on(Phase::Process) {
+                break;
+            }
+            let probe = Probe::new(n);
             for chunk in seqs.chunks(BATCH) {
                 sc.raw.insert_many(chunk).await.map_err(db)?;
             }
-            let pb = bar(args.json, n.into(), "raw process");
+            let pb = bar(
+                args.json,
+                n.into(),
+                &format!("raw process {round}/{rounds}"),
+            );
             let ticker = {
                 let (pb, probe) = (pb.clone(), probe.clone());
                 tokio::spawn(async move {
@@ -400,10 +423,14 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
             ticker.abort();
             pb.set_position(n.into());
             pb.finish();
-            r.process_per_s = Some(per_s(n, elapsed));
-            r.duplicates = probe.duplicates();
-            r.lost = probe.lost();
+            theirs.push(per_s(n, elapsed));
+            r.duplicates += probe.duplicates();
+            r.lost += probe.lost();
             sc.clear().await?;
+        }
+        if on(Phase::Process) {
+            e.process_per_s = Some(median(ours));
+            r.process_per_s = Some(median(theirs));
         }
     }
 
