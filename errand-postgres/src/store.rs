@@ -86,6 +86,11 @@ impl PgStore {
     }
 
     /// Uses the application's pool (schema `errand`) and applies pending migrations.
+    ///
+    /// The pool keeps its own options. sqlx pings a connection before every use by default
+    /// (one more round trip per statement); pools errand opens itself ping only connections
+    /// idle for a second or more, and an application pool can do the same with
+    /// `PgPoolOptions::test_before_acquire(false)` and a `before_acquire` hook.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
         Self::builder().pool(pool).open().await
     }
