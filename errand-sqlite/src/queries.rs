@@ -37,6 +37,7 @@ const LEASES_PER_STATEMENT: usize = 4096;
 
 /// Completes the jobs of `leases` (fenced by attempt) at `at`; returns how many changed and,
 /// when `returning`, which.
+///
 /// The leases are bound as a `VALUES` list: a fifth cheaper per row than unpacking JSON,
 /// and the statement is not kept in the cache (its text depends on the batch size).
 async fn complete_leases(
