@@ -221,6 +221,12 @@ impl PgStore {
             .bind(job.backoff.as_ref().map(to_json))
             .bind(job.timeout_ms)
             .bind(&self.inner.channel)
+            // The queue wakes its producers; an empty payload wakes schedulers.
+            .bind(if state == JobState::Available {
+                job.queue.as_str()
+            } else {
+                ""
+            })
             .fetch_one(conn)
             .await
             .map_err(db)?;

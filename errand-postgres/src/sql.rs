@@ -57,10 +57,9 @@ impl Sql {
                    INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
                                     created_at, tags, backoff, timeout_ms)
                    VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11)
-                   RETURNING id, queue, state
+                   RETURNING id
                  )
-                 SELECT id, pg_notify($12, CASE WHEN state = 'available' THEN queue ELSE '' END)::text
-                 FROM ins"
+                 SELECT id, pg_notify($12, $13)::text FROM ins"
             ),
             insert_plain: format!(
                 "WITH ins AS (
