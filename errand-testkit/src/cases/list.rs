@@ -81,25 +81,37 @@ pub async fn count_matches_filters<S: Store>(store: S) {
     );
 }
 
-/// Stats give non-zero counts per (queue, state).
-pub async fn stats_count_by_queue_and_state<S: Store>(store: S) {
-    seed(&store).await;
-    let mut stats: Vec<(String, JobState, u64)> = store
-        .stats(&[])
+/// Asserts `stats(states)`, as (queue, state, count) triples in any order.
+async fn assert_stats<S: Store>(store: &S, states: &[JobState], want: &[(&str, JobState, u64)]) {
+    let mut got: Vec<_> = store
+        .stats(states)
         .await
         .unwrap()
         .into_iter()
         .map(|s| (s.queue, s.state, s.count))
         .collect();
-    stats.sort();
-    assert_eq!(
-        stats,
-        vec![
-            ("a".to_owned(), JobState::Available, 1),
-            ("a".to_owned(), JobState::Running, 1),
-            ("b".to_owned(), JobState::Available, 2),
-        ]
-    );
+    got.sort();
+    let mut want: Vec<_> = want
+        .iter()
+        .map(|(q, s, n)| (q.to_string(), *s, *n))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Stats give non-zero counts per (queue, state).
+pub async fn stats_count_by_queue_and_state<S: Store>(store: S) {
+    seed(&store).await;
+    assert_stats(
+        &store,
+        &[],
+        &[
+            ("a", JobState::Available, 1),
+            ("a", JobState::Running, 1),
+            ("b", JobState::Available, 2),
+        ],
+    )
+    .await;
 }
 
 /// Stats for chosen states leave the others out.
@@ -215,25 +227,20 @@ pub async fn queries_across_many_states_are_exact<S: Store>(store: S) {
     // Other queues stay out; no state filter means every state.
     assert_eq!(store.count(&ListFilter::new().queue("q")).await.unwrap(), 7);
     assert_eq!(store.count(&ListFilter::new()).await.unwrap(), 8);
-    let mut stats: Vec<(String, JobState, u64)> = store
-        .stats(&[
-            JobState::Available,
-            JobState::Scheduled,
-            JobState::Cancelled,
-        ])
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| (s.queue, s.state, s.count))
-        .collect();
-    stats.sort();
-    assert_eq!(
-        stats,
-        vec![
-            ("other".to_owned(), JobState::Available, 1),
-            ("q".to_owned(), JobState::Scheduled, 1),
-            ("q".to_owned(), JobState::Available, 1),
-            ("q".to_owned(), JobState::Cancelled, 1),
-        ]
-    );
+    let states = [
+        JobState::Available,
+        JobState::Scheduled,
+        JobState::Cancelled,
+    ];
+    assert_stats(
+        &store,
+        &states,
+        &[
+            ("other", JobState::Available, 1),
+            ("q", JobState::Scheduled, 1),
+            ("q", JobState::Available, 1),
+            ("q", JobState::Cancelled, 1),
+        ],
+    )
+    .await;
 }
