@@ -386,11 +386,12 @@ async fn shutdown_returns_prefetched_jobs_unstarted<S: Store + Clone>(store: S) 
 
 async fn heartbeat_keeps_a_long_job_past_its_lease<S: Store + Clone>(store: S) {
     let client = Client::new(store.clone());
-    // 3.2× the lease; a lease of 1 s leaves heartbeats (every ~333 ms) room on a busy machine.
-    let id = client.enqueue(Sleeper { ms: 3_200 }).await.unwrap().id;
+    // 3.2× the lease. Heartbeats come every third of it, so the 2 s lease survives a stall of
+    // over a second on a loaded 2-core CI machine (1 s proved too tight for the chaos test).
+    let id = client.enqueue(Sleeper { ms: 6_400 }).await.unwrap().id;
     let worker = builder(store.clone(), Probe::default())
         .queue("default", 1)
-        .lease(Duration::from_secs(1))
+        .lease(Duration::from_secs(2))
         .build()
         .unwrap()
         .start();
