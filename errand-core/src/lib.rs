@@ -32,7 +32,7 @@ pub use new_job::{InsertResult, NewJob};
 pub use row::{ErrorRecord, JobId, JobRow};
 pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
-pub use state_index::{state_predicates, STATE_INDEX_GROUPS};
+pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};
 pub use store::{ClaimRequest, Store};
 
 /// Longest queue name accepted (bytes).

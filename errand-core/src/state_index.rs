@@ -29,12 +29,12 @@ pub const STATE_INDEX_GROUPS: [&[JobState]; 5] = [
 /// narrowed when only some of its states are asked for). Empty when `states` is empty,
 /// which means "any state": no predicate.
 ///
+/// Several states are written as a chain of `=` tests, never `IN (…)`: SQLite evaluates
+/// an index's predicate for every row a statement changes, and an `IN` list there costs
+/// several times the chain (see [`state_any`]).
+///
 /// State names come from [`JobState::as_str`], so the literals are safe to inline.
 pub fn state_predicates(states: &[JobState]) -> Vec<String> {
-    let list = |states: &[JobState]| {
-        let names: Vec<String> = states.iter().map(|s| format!("'{s}'")).collect();
-        names.join(", ")
-    };
     let mut out = Vec::new();
     for group in STATE_INDEX_GROUPS {
         let asked: Vec<JobState> = group
@@ -45,16 +45,31 @@ pub fn state_predicates(states: &[JobState]) -> Vec<String> {
         if asked.is_empty() {
             continue;
         }
-        let mut pred = match group {
-            [one] => format!("state = '{one}'"),
-            _ => format!("state IN ({})", list(group)),
-        };
+        let mut pred = state_any(group);
         if asked.len() < group.len() {
-            pred.push_str(&format!(" AND state IN ({})", list(&asked)));
+            pred.push_str(" AND ");
+            pred.push_str(&state_any(&asked));
         }
         out.push(pred);
     }
     out
+}
+
+/// `state = 'a'`, or `(state = 'a' OR state = 'b' …)` for several states: the form of every
+/// state predicate in the SQL schemas and the queries that must match them.
+///
+/// SQLite matches a partial index to a query by the text of its predicate, and evaluates the
+/// predicates (and `CHECK` constraints) of every index over `state` for each row an update
+/// changes; there a chain of `=` costs far less than `state IN ('a', 'b')`. Postgres proves
+/// either form from the other, so both stores write this one.
+pub fn state_any(states: &[JobState]) -> String {
+    match states {
+        [one] => format!("state = '{one}'"),
+        _ => {
+            let tests: Vec<String> = states.iter().map(|s| format!("state = '{s}'")).collect();
+            format!("({})", tests.join(" OR "))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,7 +95,7 @@ mod tests {
             state_predicates(&[JobState::Retryable, JobState::Running]),
             vec![
                 "state = 'running'",
-                "state IN ('scheduled', 'retryable') AND state IN ('retryable')"
+                "(state = 'scheduled' OR state = 'retryable') AND state = 'retryable'"
             ]
         );
         let non_final: Vec<_> = JobState::ALL
@@ -92,8 +107,21 @@ mod tests {
             vec![
                 "state = 'available'",
                 "state = 'running'",
-                "state IN ('scheduled', 'retryable')"
+                "(state = 'scheduled' OR state = 'retryable')"
             ]
+        );
+    }
+
+    #[test]
+    fn several_states_are_a_chain_of_equalities() {
+        assert_eq!(state_any(&[JobState::Running]), "state = 'running'");
+        assert_eq!(
+            state_any(&[
+                JobState::Completed,
+                JobState::Discarded,
+                JobState::Cancelled
+            ]),
+            "(state = 'completed' OR state = 'discarded' OR state = 'cancelled')"
         );
     }
 }

@@ -10,6 +10,7 @@ use crate::store::db;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_jobs.sql")),
     (2, include_str!("../migrations/0002_state_indexes.sql")),
+    (3, include_str!("../migrations/0003_or_predicates.sql")),
 ];
 
 /// The schema version this build needs.

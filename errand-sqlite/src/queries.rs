@@ -15,8 +15,13 @@ use sqlx::{Arguments, Row, Sqlite};
 use crate::row::{decode, decode_claimed, micros, CLAIMED_COLUMNS, COLUMNS};
 use crate::store::{db, SqliteStore};
 
-const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
-const FINAL: &str = "('completed', 'discarded', 'cancelled')";
+// State predicates exactly as the partial indexes of migration 0003 spell them (OR chains,
+// see `errand_core::state_any`): SQLite uses a partial index only for a query that repeats
+// its predicate, and an `IN` list in a predicate costs more per row.
+const NON_FINAL: &str =
+    "(state = 'scheduled' OR state = 'available' OR state = 'running' OR state = 'retryable')";
+const FINAL: &str = "(state = 'completed' OR state = 'discarded' OR state = 'cancelled')";
+const DUE: &str = "(state = 'scheduled' OR state = 'retryable')";
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("errand types serialize to JSON")
@@ -39,7 +44,10 @@ const LEASES_PER_STATEMENT: usize = 4096;
 /// when `returning`, which.
 ///
 /// The leases are bound as a `VALUES` list: a fifth cheaper per row than unpacking JSON,
-/// and the statement is not kept in the cache (its text depends on the batch size).
+/// and the statement is not kept in the cache (its text depends on the batch size). The
+/// list is the outer side of an `UPDATE … FROM`, so each lease is one lookup by id: a
+/// `(id, attempt) IN (…)` filter instead made SQLite walk every running job's entry in
+/// the lease index, for each batch.
 async fn complete_leases(
     tx: &mut sqlx::SqliteConnection,
     leases: &[LeaseRef],
@@ -48,18 +56,13 @@ async fn complete_leases(
 ) -> Result<(u64, Vec<i64>), sqlx::Error> {
     let (mut changed, mut ids) = (0, Vec::new());
     for chunk in leases.chunks(LEASES_PER_STATEMENT) {
-        let mut sql = String::from(
-            "UPDATE errand_jobs SET state = 'completed', lease_expires_at = NULL, finalized_at = ? \
-             WHERE state = 'running' AND (id, attempt) IN (VALUES ",
-        );
+        let mut sql = complete_sql(chunk.len());
         let mut args = SqliteArguments::default();
         args.add(at).expect("bind");
-        for (i, l) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+        for l in chunk {
             args.add(l.id).expect("bind");
             args.add(l.attempt).expect("bind");
         }
-        sql.push(')');
         if returning {
             sql.push_str(" RETURNING id");
             let rows: Vec<(i64,)> = sqlx::query_as_with(&sql, args)
@@ -79,8 +82,42 @@ async fn complete_leases(
     Ok((changed, ids))
 }
 
-const LEASE_MATCH: &str = "state = 'running' AND (id, attempt) IN \
-     (SELECT value ->> 0, value ->> 1 FROM json_each(?))";
+/// Completes `n` leases bound as `finalized_at, id1, attempt1, id2, attempt2, …`.
+fn complete_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "UPDATE errand_jobs SET state = 'completed', lease_expires_at = NULL, finalized_at = ? \
+         FROM (VALUES ",
+    );
+    for i in 0..n {
+        sql.push_str(if i == 0 { "(?, ?)" } else { ", (?, ?)" });
+    }
+    sql.push_str(") AS u WHERE id = u.column1 AND attempt = u.column2 AND state = 'running'");
+    sql
+}
+
+/// Moves up to `?2` scheduled and retryable jobs due at `?1` to `available`.
+fn promote_sql() -> String {
+    format!(
+        "UPDATE errand_jobs SET state = 'available' WHERE id IN \
+         (SELECT id FROM errand_jobs WHERE {DUE} AND run_at <= ? \
+          ORDER BY run_at LIMIT ?) RETURNING queue"
+    )
+}
+
+/// Deletes up to `?2` final jobs finalized before `?1`, oldest first.
+fn prune_sql() -> String {
+    format!(
+        "DELETE FROM errand_jobs WHERE id IN (SELECT id FROM errand_jobs \
+         WHERE {FINAL} AND finalized_at < ? ORDER BY finalized_at LIMIT ?)"
+    )
+}
+
+/// The running jobs of the leases bound as `[[id, attempt], …]` ([`leases_json`]), for an
+/// `UPDATE errand_jobs SET … {LEASE_MATCH}`: a lookup by id per lease (see
+/// [`complete_leases`]).
+const LEASE_MATCH: &str = "FROM (SELECT value ->> 0 AS lease_id, value ->> 1 AS lease_attempt \
+     FROM json_each(?)) AS u \
+     WHERE id = u.lease_id AND attempt = u.lease_attempt AND state = 'running'";
 
 /// `WHERE` clauses for a list filter: one per state index group the filter touches (so
 /// each can use its group's partial index; see [`state_predicates`]), or a single one
@@ -268,9 +305,8 @@ impl Store for SqliteStore {
                     out.push(InsertResult { id, inserted: true });
                 }
                 None => {
-                    let sql = format!(
-                        "SELECT id FROM errand_jobs WHERE unique_key = ? AND state IN {NON_FINAL}"
-                    );
+                    let sql =
+                        format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
                     let (id,): (i64,) = sqlx::query_as(&sql)
                         .bind(&job.unique_key)
                         .fetch_one(&mut *tx)
@@ -390,8 +426,7 @@ impl Store for SqliteStore {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let sql =
-            format!("UPDATE errand_jobs SET lease_expires_at = ? WHERE {LEASE_MATCH} RETURNING id");
+        let sql = format!("UPDATE errand_jobs SET lease_expires_at = ? {LEASE_MATCH} RETURNING id");
         let rows: Vec<(i64,)> = sqlx::query_as(&sql)
             .bind(micros(until))
             .bind(leases_json(leases))
@@ -408,7 +443,7 @@ impl Store for SqliteStore {
         }
         let sql = format!(
             "UPDATE errand_jobs SET state = 'available', attempt = attempt - 1, \
-             lease_expires_at = NULL, run_at = min(run_at, ?) WHERE {LEASE_MATCH} RETURNING queue"
+             lease_expires_at = NULL, run_at = min(run_at, ?) {LEASE_MATCH} RETURNING queue"
         );
         let rows: Vec<(String,)> = sqlx::query_as(&sql)
             .bind(micros(now))
@@ -475,16 +510,12 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<PromoteReport, StoreError> {
         let _turn = self.write_turn().await;
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "UPDATE errand_jobs SET state = 'available' WHERE id IN \
-             (SELECT id FROM errand_jobs WHERE state IN ('scheduled', 'retryable') AND run_at <= ? \
-              ORDER BY run_at LIMIT ?) RETURNING queue",
-        )
-        .bind(micros(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows: Vec<(String,)> = sqlx::query_as(&promote_sql())
+            .bind(micros(now))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         let queues: BTreeSet<String> = rows.iter().map(|(q,)| q.clone()).collect();
         for q in &queues {
             self.signals.notify(q);
@@ -492,12 +523,11 @@ impl Store for SqliteStore {
         let next_due = if rows.len() == limit as usize {
             Some(now)
         } else {
-            let (next,): (Option<i64>,) = sqlx::query_as(
-                "SELECT min(run_at) FROM errand_jobs WHERE state IN ('scheduled', 'retryable')",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+            let (next,): (Option<i64>,) =
+                sqlx::query_as(&format!("SELECT min(run_at) FROM errand_jobs WHERE {DUE}"))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db)?;
             next.and_then(DateTime::from_timestamp_micros)
         };
         Ok(PromoteReport {
@@ -511,7 +541,7 @@ impl Store for SqliteStore {
         let _turn = self.write_turn().await;
         let sql = format!(
             "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
-             WHERE id = ? AND state IN {NON_FINAL} RETURNING {COLUMNS}"
+             WHERE id = ? AND {NON_FINAL} RETURNING {COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(micros(now))
@@ -531,13 +561,14 @@ impl Store for SqliteStore {
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        // A final job whose unique key was taken by a newer job stays as it is.
+        // A final job whose unique key was taken by a newer job stays as it is. (`state` in
+        // the subquery is `o.state`: names resolve to the innermost table first.)
         let sql = format!(
             "UPDATE errand_jobs SET state = 'available', run_at = ?, finalized_at = NULL, \
              lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1) \
              WHERE id = ? AND state != 'running' AND (unique_key IS NULL OR NOT EXISTS \
                (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \
-                AND o.id != errand_jobs.id AND o.state IN {NON_FINAL})) \
+                AND o.id != errand_jobs.id AND {NON_FINAL})) \
              RETURNING queue"
         );
         let queue: Option<(String,)> = sqlx::query_as(&sql)
@@ -639,11 +670,7 @@ impl Store for SqliteStore {
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let _turn = self.write_turn().await;
-        let sql = format!(
-            "DELETE FROM errand_jobs WHERE id IN (SELECT id FROM errand_jobs \
-             WHERE state IN {FINAL} AND finalized_at < ? ORDER BY finalized_at LIMIT ?)"
-        );
-        let res = sqlx::query(&sql)
+        let res = sqlx::query(&prune_sql())
             .bind(micros(before))
             .bind(limit)
             .execute(&self.pool)
@@ -654,5 +681,73 @@ impl Store for SqliteStore {
 
     fn signals(&self) -> &QueueSignals {
         &self.signals
+    }
+}
+
+/// The plans of the hot statements: each uses the index (or id lookups) it was written for.
+/// SQLite picks a partial index only when the query repeats its predicate's text, so a
+/// predicate spelled differently from its index would silently scan the table.
+#[cfg(test)]
+mod plans {
+    use super::*;
+
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(store.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+    }
+
+    #[tokio::test]
+    async fn hot_statements_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("p.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let p = plan(&store, &complete_sql(3)).await;
+        assert!(
+            p.contains("USING INTEGER PRIMARY KEY") && !p.contains("errand_jobs_lease"),
+            "{p}"
+        );
+        let p = plan(
+            &store,
+            &format!("UPDATE errand_jobs SET lease_expires_at = 1 {LEASE_MATCH}"),
+        )
+        .await;
+        assert!(
+            p.contains("USING INTEGER PRIMARY KEY") && !p.contains("errand_jobs_lease"),
+            "{p}"
+        );
+        assert!(plan(&store, &promote_sql())
+            .await
+            .contains("errand_jobs_due"));
+        assert!(plan(&store, &prune_sql())
+            .await
+            .contains("errand_jobs_finalized"));
+        let unique = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
+        assert!(plan(&store, &unique).await.contains("errand_jobs_unique"));
+        // Lists and counts, one query per state group, each on the group's index.
+        let filter = ListFilter {
+            states: JobState::ALL.to_vec(),
+            queue: Some("q".into()),
+            ..ListFilter::default()
+        };
+        let clauses = where_clauses(&filter);
+        assert_eq!(clauses.len(), errand_core::STATE_INDEX_GROUPS.len());
+        for (clause, index) in clauses.iter().zip([
+            "errand_jobs_claim",
+            "errand_jobs_lease",
+            "errand_jobs_due",
+            "errand_jobs_dead",
+            "",
+        ]) {
+            let p = plan(&store, &format!("SELECT count(*) FROM errand_jobs{clause}")).await;
+            if index.is_empty() {
+                continue; // completed jobs have no index of their own
+            }
+            assert!(p.contains(index), "{clause}: {p}");
+        }
     }
 }

@@ -10,7 +10,7 @@ async fn open_runs_inside_a_spawned_task() {
     let url: &'static str =
         Box::leak(format!("sqlite://{}", dir.path().join("a.db").display()).into_boxed_str());
     let store = tokio::spawn(SqliteStore::open(url)).await.unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (2, 2));
+    assert_eq!(store.schema_version().await.unwrap(), (3, 3));
 }
 
 #[tokio::test]
@@ -54,7 +54,11 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         "CREATE TABLE errand_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
          INSERT INTO errand_schema VALUES (1, datetime('now'));
          INSERT INTO errand_jobs (kind, queue, args, state, max_attempts, run_at, created_at)
-         VALUES ('mail', 'default', '{\"to\":\"a\"}', 'available', 5, 0, 0);",
+         VALUES ('mail', 'default', '{\"to\":\"a\"}', 'available', 5, 0, 0),
+                ('mail', 'default', '{\"to\":\"b\"}', 'completed', 5, 0, 0),
+                ('mail', 'default', '{\"to\":\"c\"}', 'completed', 5, 0, 0);
+         -- Job 3 was pruned: its id must never be handed out again.
+         DELETE FROM errand_jobs WHERE id = 3;",
     )
     .execute(&pool)
     .await
@@ -71,12 +75,40 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         "{unmigrated}"
     );
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (2, 2));
+    assert_eq!(store.schema_version().await.unwrap(), (3, 3));
     let job = errand_core::Store::get(&store, 1).await.unwrap().unwrap();
     assert_eq!(
         (job.kind.as_str(), job.args.as_str()),
         ("mail", "{\"to\":\"a\"}")
     );
+    // Version 3 rebuilt the table: the rows, the AUTOINCREMENT counter and the CHECK stay.
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM errand_jobs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    let now = chrono::Utc::now();
+    let job = errand_core::NewJob {
+        kind: "mail".into(),
+        queue: "default".into(),
+        args: "{}".into(),
+        priority: 0,
+        max_attempts: 5,
+        run_at: now,
+        tags: vec![],
+        unique_key: None,
+        backoff: None,
+        timeout_ms: None,
+    };
+    let ids = errand_core::Store::insert(&store, vec![job], now)
+        .await
+        .unwrap();
+    assert_eq!(ids[0].id, 4, "the id of the pruned job 3 is not reused");
+    let bad = sqlx::query("UPDATE errand_jobs SET state = 'lost' WHERE id = 1")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("CHECK"), "{bad}");
     let indexes: Vec<(String,)> = sqlx::query_as(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'errand_jobs_%' ORDER BY name",
     )
