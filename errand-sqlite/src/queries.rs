@@ -12,7 +12,7 @@ use errand_core::{
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Row, Sqlite};
 
-use crate::row::{decode, decode_claimed, micros, CLAIMED_COLUMNS, COLUMNS};
+use crate::row::{decode, decode_claimed, micros, CLAIMED, COLUMNS};
 use crate::store::{db, SqliteStore};
 
 // State predicates exactly as the partial indexes of migration 0003 spell them (OR chains,
@@ -338,9 +338,9 @@ impl Store for SqliteStore {
              attempted_by = ?, lease_expires_at = ? \
              WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ? \
                           ORDER BY priority, run_at, id LIMIT ?) \
-             RETURNING {CLAIMED_COLUMNS}"
+             RETURNING {CLAIMED}"
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<(String,)> = sqlx::query_as(&sql)
             .bind(micros(req.now))
             .bind(&req.worker_id)
             .bind(micros(lease_until))
@@ -351,7 +351,7 @@ impl Store for SqliteStore {
             .map_err(db)?;
         let mut jobs = rows
             .iter()
-            .map(|r| decode_claimed(r, req, lease_until))
+            .map(|(text,)| decode_claimed(text, req, lease_until))
             .collect::<Result<Vec<_>, _>>()?;
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)

@@ -34,6 +34,7 @@ macro_rules! store_conformance {
             ],
             claim: [
                 claim_sets_running_attempt_and_lease,
+                claim_returns_every_field_exactly,
                 claim_orders_by_priority_run_at_id,
                 claim_respects_limit,
                 claim_only_takes_its_queue,

@@ -1,6 +1,6 @@
 //! Claiming: what a claim takes, in which order, and what it sets.
 
-use errand_core::{JobState, Store};
+use errand_core::{FinishAction, JobState, Store};
 
 use crate::helpers::*;
 
@@ -21,6 +21,63 @@ pub async fn claim_sets_running_attempt_and_lease<S: Store>(store: S) {
         *r,
         "returned row must match the stored row"
     );
+}
+
+/// A claimed row carries every field exactly as stored: escapes and non-ASCII text in the
+/// payload, tags, unique key, backoff, timeout, and the error history of earlier attempts.
+pub async fn claim_returns_every_field_exactly<S: Store>(store: S) {
+    let mut j = job("odd \"kind\"", "q");
+    j.args = r#"{"s": "é \" \\ \n 😀 \u00e9", "n": [1, -2, 3.5], "deep": {"a": [{}]}}"#.into();
+    j.priority = -3;
+    j.max_attempts = 7;
+    j.tags = vec!["a".into(), "b \"c\"".into()];
+    j.unique_key = Some("key \"1\"".into());
+    j.backoff = Some(errand_core::Backoff::Constant {
+        delay_ms: 5,
+        jitter: 0.25,
+    });
+    j.timeout_ms = Some(1234);
+    let id = insert_one(&store, j.clone()).await;
+    let first = claim(&store, "q", 10, at(1)).await.remove(0);
+    assert_eq!(
+        first,
+        get(&store, id).await,
+        "first claim matches the stored row"
+    );
+    assert_eq!(json(&first.args), json(&j.args));
+    assert_eq!(
+        (first.kind.as_str(), first.priority, first.max_attempts),
+        ("odd \"kind\"", -3, 7)
+    );
+    assert_eq!(
+        (
+            &first.tags,
+            &first.unique_key,
+            &first.backoff,
+            first.timeout_ms
+        ),
+        (&j.tags, &j.unique_key, &j.backoff, j.timeout_ms)
+    );
+    let failure = error(&first, at(2), "boom \"quoted\" ✗");
+    store
+        .finish(&[finish(
+            &first,
+            at(2),
+            FinishAction::Retry {
+                run_at: at(2),
+                error: failure.clone(),
+            },
+        )])
+        .await
+        .unwrap();
+    let second = claim(&store, "q", 10, at(3)).await.remove(0);
+    assert_eq!(
+        second,
+        get(&store, id).await,
+        "second claim matches the stored row"
+    );
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.errors, vec![failure]);
 }
 
 /// Lower priority first, then earlier run_at, then lower id.
