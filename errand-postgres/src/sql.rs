@@ -71,13 +71,13 @@ impl Sql {
                                $6::int4[], $7::timestamptz[], $8::text[], $9::text[], $10::int8[])
                         AS i(kind, queue, args, state, priority, max_attempts, run_at, tags,
                              backoff, timeout_ms)
-                   RETURNING id, queue, state
+                   RETURNING id
                  ), notified AS (
-                   SELECT pg_notify($12, q.queue) FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
-                   UNION ALL
-                   SELECT pg_notify($12, '') WHERE EXISTS (SELECT 1 FROM ins WHERE state = 'scheduled')
+                   -- Every job is written (no unique keys), so the client knows what to wake:
+                   -- queues with available jobs, and '' for schedulers if any are scheduled.
+                   SELECT pg_notify($12, q) FROM unnest($13::text[]) AS q
                  )
-                 SELECT id, (SELECT count(*) FROM notified) FROM ins"
+                 SELECT array_agg(id), (SELECT count(*) FROM notified) FROM ins"
             ),
             find_unique: format!(
                 "SELECT id, unique_key FROM {t} WHERE unique_key = ANY($1) AND state IN {NON_FINAL}"

@@ -188,6 +188,16 @@ async fn notify_wakes_a_worker_in_another_process_quickly() {
         latencies.push(ms);
         tokio::time::sleep(Duration::from_millis(5 + u64::from(n % 4) * 5)).await;
     }
+    // A batch wakes it the same way (its notification is built by the client).
+    let batch = client
+        .enqueue_many((100..110).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    for job in &batch {
+        let row = wait_state(&store, job.id, JobState::Completed).await;
+        let ms = (row.attempted_at.unwrap() - row.created_at).num_milliseconds();
+        assert!(ms < 10_000, "a batch job waited for the poll: {ms} ms");
+    }
     worker.shutdown().await;
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
