@@ -26,11 +26,22 @@ where
             QUERIES.fetch_add(1, Ordering::Relaxed);
         }
     }
-    // A dynamic filter: asked at every event, never cached per callsite, so switching the
-    // flag takes effect at once.
-    Count.with_filter(tracing_subscriber::filter::dynamic_filter_fn(
-        |meta, _cx| meta.target() == "sqlx::query" && COUNT_QUERIES.load(Ordering::Relaxed),
-    ))
+    // A dynamic filter for sqlx's statement events: asked at every event, never cached, so
+    // switching the flag takes effect at once. Every other callsite is ruled out once, when
+    // first seen: a filter asked at every span and event would make errand's own (disabled)
+    // per-job spans and debug events cost a check each, which an application does not pay.
+    Count.with_filter(
+        tracing_subscriber::filter::dynamic_filter_fn(|meta, _cx| {
+            meta.target() == "sqlx::query" && COUNT_QUERIES.load(Ordering::Relaxed)
+        })
+        .with_callsite_filter(|meta| {
+            if meta.target() == "sqlx::query" {
+                tracing::subscriber::Interest::sometimes()
+            } else {
+                tracing::subscriber::Interest::never()
+            }
+        }),
+    )
 }
 
 /// Counts statements issued while `f` runs.
