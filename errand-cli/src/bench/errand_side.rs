@@ -73,6 +73,8 @@ pub(crate) async fn enqueue_batch(
 pub(crate) struct Processed {
     pub(crate) elapsed: Duration,
     pub(crate) peak_rss_mb: Option<f64>,
+    /// Jobs that ran but are not `completed` in the store afterwards (counted as lost).
+    pub(crate) not_completed: u64,
 }
 
 /// `n` jobs are ready; a worker with `concurrency` runs them; done when all are completed in
@@ -84,24 +86,38 @@ pub(crate) async fn process(
     pb: &ProgressBar,
 ) -> Result<Processed, errand::StoreError> {
     let n = probe.len() as u64;
-    let completed = errand::ListFilter::new().state(errand::JobState::Completed);
+    // Once every job ran, the clock stops when no job is left in a non-final state: a count
+    // over the small per-state indexes, cheap to ask every millisecond (counting the
+    // completed jobs would scan them all, and a slow poll would be timed as errand's).
+    let unfinished = [
+        errand::JobState::Available,
+        errand::JobState::Running,
+        errand::JobState::Scheduled,
+        errand::JobState::Retryable,
+    ]
+    .into_iter()
+    .fold(errand::ListFilter::new(), |f, s| f.state(s));
     measure::reset_peak_rss();
     let start = Instant::now();
     let handle = worker(store, probe, concurrency);
     loop {
         pb.set_position(probe.ran_count() as u64);
-        if probe.all_ran() && store.count(&completed).await? >= n {
+        if probe.all_ran() && store.count(&unfinished).await? == 0 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = start.elapsed();
     let peak_rss_mb = measure::peak_rss_mb();
     pb.set_position(n);
     handle.shutdown().await;
+    // Outside the clock: every job must have ended `completed`, not just left the queue.
+    let completed = errand::ListFilter::new().state(errand::JobState::Completed);
+    let not_completed = n.saturating_sub(store.count(&completed).await?);
     Ok(Processed {
         elapsed,
         peak_rss_mb,
+        not_completed,
     })
 }
 

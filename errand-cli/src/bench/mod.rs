@@ -396,7 +396,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
                 };
             }
             e.duplicates += probe.duplicates();
-            e.lost += probe.lost();
+            e.lost += probe.lost().max(done.not_completed);
             sc.clear().await?;
             if !on(Phase::Process) {
                 break;
