@@ -42,11 +42,11 @@ fn worker(store: &BenchStore, probe: &Arc<Probe>, concurrency: usize) -> WorkerH
 
 pub(crate) async fn enqueue_single(
     client: &Client<BenchStore>,
-    n: u32,
+    seqs: std::ops::Range<u32>,
     pb: &ProgressBar,
 ) -> Result<Duration, errand::EnqueueError> {
     let start = Instant::now();
-    for seq in 0..n {
+    for seq in seqs {
         client.enqueue(BenchJob { seq }).await?;
         pb.inc(1);
     }
