@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use errand_core::{Backoff, JobState, Store};
+use errand_core::{Backoff, JobState, NewJob, Store};
 
 use crate::helpers::*;
 
@@ -54,6 +54,57 @@ pub async fn insert_keeps_args_and_options<S: Store>(store: S) {
     assert_eq!(row.timeout_ms, Some(1500));
     assert_eq!(row.queue, "q");
     assert!(row.errors.is_empty());
+}
+
+/// A batch keeps each job's own payload and options, whether its jobs share their options
+/// (one job type enqueued many times) or differ in every one.
+pub async fn insert_batch_keeps_each_jobs_options<S: Store>(store: S) {
+    let mut shared = job("mail", "q");
+    shared.priority = 2;
+    shared.max_attempts = 4;
+    shared.tags = vec!["t".into()];
+    shared.backoff = Some(Backoff::constant(Duration::from_secs(3)));
+    shared.timeout_ms = Some(900);
+    let same: Vec<NewJob> = (0..3)
+        .map(|n| {
+            let mut j = shared.clone();
+            j.args = format!(r#"{{"n":{n}}}"#);
+            j.run_at = at(-n);
+            j
+        })
+        .collect();
+    let mut mixed = vec![job("a", "q1"), job("b", "q2"), job("c", "q1")];
+    mixed[1].priority = -1;
+    mixed[1].tags = vec!["x".into(), "y".into()];
+    mixed[2].run_at = at(60); // due later: scheduled
+    mixed[2].timeout_ms = Some(5);
+    for batch in [same, mixed] {
+        let results = store.insert(batch.clone(), t0()).await.unwrap();
+        assert_eq!(results.len(), batch.len());
+        assert!(
+            results.windows(2).all(|w| w[0].id < w[1].id),
+            "ids in input order"
+        );
+        for (r, j) in results.iter().zip(&batch) {
+            assert!(r.inserted);
+            let row = get(&store, r.id).await;
+            assert_eq!(
+                (row.kind.as_str(), row.queue.as_str(), json(&row.args)),
+                (j.kind.as_str(), j.queue.as_str(), json(&j.args))
+            );
+            assert_eq!(
+                (row.priority, row.max_attempts, row.run_at, row.timeout_ms),
+                (j.priority, j.max_attempts, j.run_at, j.timeout_ms)
+            );
+            assert_eq!((&row.tags, &row.backoff), (&j.tags, &j.backoff));
+            let want = if j.run_at > t0() {
+                JobState::Scheduled
+            } else {
+                JobState::Available
+            };
+            assert_eq!(row.state, want);
+        }
+    }
 }
 
 /// A second job with a held unique key is not written; the holder's id comes back.
