@@ -81,12 +81,13 @@ pub struct Latency {
 /// One side's figures; phases not run are `null`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Side {
-    /// Single enqueues per second from one task.
+    /// Single enqueues per second from one task (ten slices, alternating with the other
+    /// side; the times of each side's slices are summed).
     pub enqueue_single_per_s: Option<f64>,
     /// Jobs per second enqueued in batches of 1,000 (median of five rounds, alternating with
     /// the other side).
     pub enqueue_batch_per_s: Option<f64>,
-    /// Jobs per second run to completion (median of three rounds, alternating with the other
+    /// Jobs per second run to completion (median of five rounds, alternating with the other
     /// side).
     pub process_per_s: Option<f64>,
     /// Enqueue→start latency.
@@ -307,7 +308,7 @@ const SINGLE_SLICES: u32 = 10;
 /// Rounds of the batch enqueue phase (each side enqueues `--jobs` per round).
 const BATCH_ROUNDS: usize = 5;
 /// Rounds of the process phase (each side runs `--jobs` per round).
-const PROCESS_ROUNDS: usize = 3;
+const PROCESS_ROUNDS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
