@@ -21,9 +21,15 @@ pub struct ErrorRecord {
 }
 
 impl ErrorRecord {
-    /// A record for `attempt` at `at`, truncating `message` to [`crate::MAX_ERROR_LEN`] bytes.
+    /// A record for `attempt` at `at`, truncating `message` to [`crate::MAX_ERROR_LEN`] bytes
+    /// and replacing any NUL character with U+FFFD.
     pub fn new(attempt: i32, at: DateTime<Utc>, message: impl Into<String>) -> Self {
         let mut message = message.into();
+        // PostgreSQL cannot store U+0000 in text or JSON: a message holding one (text read
+        // from a binary source, say) would make the outcome unwritable.
+        if message.contains('\0') {
+            message = message.replace('\0', "\u{fffd}");
+        }
         if message.len() > crate::MAX_ERROR_LEN {
             let mut cut = crate::MAX_ERROR_LEN;
             while !message.is_char_boundary(cut) {

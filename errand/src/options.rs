@@ -250,8 +250,18 @@ pub(crate) fn resolve(
     if unique_key.as_deref().is_some_and(str::is_empty) {
         return Err(invalid("unique_key", "empty: use a non-empty key, or none"));
     }
+    // PostgreSQL cannot store U+0000 in text or JSON; refuse it on every store alike.
+    if unique_key.as_deref().is_some_and(|k| k.contains('\0')) {
+        return Err(invalid("unique_key", "contains a NUL character"));
+    }
     let mut tags = defaults.tags;
     tags.extend(call.tags);
+    if let Some(t) = tags.iter().find(|t| t.contains('\0')) {
+        return Err(invalid(
+            "tags",
+            format!("tag {t:?} contains a NUL character"),
+        ));
+    }
     Ok(NewJob {
         kind: kind.to_owned(),
         queue,
@@ -324,6 +334,13 @@ mod tests {
         // Quotes, semicolons and unicode are fine: names are bound as parameters.
         try_resolve(EnqueueOptions::new().queue("it's; ünïcode 队列")).unwrap();
         try_resolve(EnqueueOptions::new().queue("q".repeat(128))).unwrap();
+    }
+
+    #[test]
+    fn nul_in_unique_keys_and_tags_is_rejected() {
+        assert!(rejected(EnqueueOptions::new().unique_key("a\0b"), "unique_key").contains("NUL"));
+        assert!(rejected(EnqueueOptions::new().tag("ok").tag("x\0"), "tags").contains("NUL"));
+        try_resolve(EnqueueOptions::new().unique_key("ünï\tcode").tag("a b")).unwrap();
     }
 
     #[test]

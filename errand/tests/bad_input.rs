@@ -59,17 +59,34 @@ impl Job for HugeError {
     }
 }
 
+/// Fails with a message holding NUL and other control characters (as text read from a
+/// binary source may): PostgreSQL cannot store U+0000 in `text` or `jsonb`.
+#[derive(Serialize, Deserialize)]
+struct NulError;
+impl Job for NulError {
+    const KIND: &'static str = "nul_error";
+    type State = Probe;
+    async fn run(self, _cx: JobContext<Probe>) -> Result<Outcome, JobError> {
+        Err(JobError::msg("bad byte \0 here\u{1}\u{7f} end"))
+    }
+    fn options(&self) -> JobOptions {
+        JobOptions::default().max_attempts(1)
+    }
+}
+
 fn with_bad_jobs<S: Store>(store: S) -> errand::WorkerBuilder<S, Probe> {
     builder(store, Probe::default())
         .register::<PanicsWithNumber>()
         .register::<NeverYields>()
         .register::<HugeError>()
+        .register::<NulError>()
 }
 
 on_every_store!(
     panic_with_non_string_payload_is_recorded,
     job_that_never_yields_times_out_and_worker_goes_on,
     megabyte_error_message_is_truncated_not_rejected,
+    error_message_with_a_nul_is_recorded_and_other_outcomes_too,
     odd_queue_names_work_end_to_end,
     far_past_and_far_future_run_at,
     max_attempts_over_the_limit_is_refused,
@@ -132,6 +149,31 @@ async fn megabyte_error_message_is_truncated_not_rejected<S: Store + Clone>(stor
         msg.starts_with("xxxx") && msg.ends_with("(truncated)"),
         "{}",
         &msg[msg.len() - 40..]
+    );
+}
+
+/// The outcome is written with the NUL replaced, and outcomes written in the same batch are
+/// not held up by it.
+async fn error_message_with_a_nul_is_recorded_and_other_outcomes_too<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    let bad = client.enqueue(NulError).await.unwrap().id;
+    let goods: Vec<_> = client
+        .enqueue_many((0..20).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    let worker = with_bad_jobs(store.clone())
+        .queue("default", 4)
+        .build()
+        .unwrap()
+        .start();
+    let row = wait_state(&store, bad, JobState::Discarded).await;
+    for g in &goods {
+        wait_state(&store, g.id, JobState::Completed).await;
+    }
+    worker.shutdown().await;
+    assert_eq!(
+        row.errors[0].message,
+        "bad byte \u{fffd} here\u{1}\u{7f} end"
     );
 }
 

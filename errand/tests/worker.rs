@@ -502,6 +502,22 @@ async fn builder_rejects_bad_configuration() {
         .queue("q", 1)
         .build();
     assert!(matches!(no_jobs, Err(WorkerError::NoJobs)), "{no_jobs:?}");
+    for bad_id in ["", "host\0:1", "a\nb"] {
+        let r = builder(store.clone(), Probe::default())
+            .worker_id(bad_id)
+            .queue("q", 1)
+            .build();
+        assert!(
+            matches!(
+                r,
+                Err(WorkerError::InvalidSetting {
+                    setting: "worker_id",
+                    ..
+                })
+            ),
+            "{bad_id:?}: {r:?}"
+        );
+    }
     let early = builder(store, Probe::default())
         .prefetch(5)
         .queue("q", 1)

@@ -13,6 +13,9 @@ use super::{completer, producer, Config, QueueConfig, Shared, Worker};
 use crate::options::check_name;
 use crate::{maintenance, Job, WorkerError};
 
+/// Longest worker id accepted.
+const MAX_WORKER_ID_LEN: usize = 256;
+
 /// Configures a [`Worker`]: which job types it runs, which queues with what concurrency, and
 /// the runtime's timings. Every setting has a default suited to production.
 pub struct WorkerBuilder<S, St> {
@@ -159,7 +162,8 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
-    /// Overrides the worker id recorded as `attempted_by` (default `host:pid:random`).
+    /// Overrides the worker id recorded as `attempted_by` (default `host:pid:random`; 1–256
+    /// bytes, no control characters).
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
         self
@@ -213,6 +217,10 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             .maintenance
             .validate()
             .map_err(|(s, r)| setting(s, r))?;
+        if let Some(id) = &self.worker_id {
+            // Written as `attempted_by` by every claim: a bad one would fail them all.
+            check_name("worker", id, MAX_WORKER_ID_LEN).map_err(|r| setting("worker_id", &r))?;
+        }
         let store = Arc::new(self.store);
         let (tx, rx) = mpsc::unbounded_channel();
         let queue_states = self
