@@ -6,6 +6,11 @@ pub enum StoreError {
     /// Usually transient: the runtime retries with backoff.
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database refused the change itself: a value it cannot store or a violated
+    /// constraint. Retrying the same call fails again; the runtime writes the other
+    /// outcomes of a batch and leaves a refused one's job to the rescuer.
+    #[error("the database refused the change: {0}")]
+    Rejected(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database exists but its errand schema is missing or older than this build.
     #[error("the database {location} is not migrated (schema version {found}, this build needs {expected}): run `errand migrate --database-url {location}` or open the store with migrations enabled")]
     NotMigrated {
@@ -55,6 +60,11 @@ impl StoreError {
         StoreError::Database(Box::new(e))
     }
 
+    /// Wraps a driver error that says the database refused the statement's data.
+    pub fn rejected(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Rejected(Box::new(e))
+    }
+
     /// `Ok` when the schema version `found` at `location` is the `expected` one; otherwise
     /// [`StoreError::NotMigrated`] or [`StoreError::TooNew`].
     pub fn check_version(location: String, found: i64, expected: i64) -> Result<(), StoreError> {
@@ -90,7 +100,8 @@ impl StoreError {
         }
     }
 
-    /// Whether retrying the same call later may succeed (outages, busy databases).
+    /// Whether retrying the same call later may succeed (outages, busy databases, lock
+    /// timeouts): [`StoreError::Database`]. A [`StoreError::Rejected`] change never will.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Database(_))
     }

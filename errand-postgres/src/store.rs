@@ -10,8 +10,21 @@ use sqlx::PgPool;
 use crate::sql::Sql;
 use crate::{listener, migrate};
 
+/// A driver error as a store error: the server refusing the data (SQLSTATE class 22, data
+/// exception, or 23, integrity constraint) is [`StoreError::Rejected`]; the rest, outages
+/// and lock or serialization failures among them, may pass on a retry.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::database(e)
+    let refused = match &e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+        _ => false,
+    };
+    if refused {
+        StoreError::rejected(e)
+    } else {
+        StoreError::database(e)
+    }
 }
 
 /// Connections idle at least this long are pinged before use (pgxpool's rule).

@@ -15,8 +15,23 @@ use crate::migrate;
 /// (up to ~1,000 jobs with the default prefetch) without stalling.
 const ROW_BUFFER: usize = 2048;
 
+/// A driver error as a store error: SQLite refusing the data (`SQLITE_TOOBIG`,
+/// `SQLITE_CONSTRAINT` including a trigger's `RAISE(ABORT)`, `SQLITE_MISMATCH`) is
+/// [`StoreError::Rejected`]; the rest, a busy or locked file and I/O errors among them, may
+/// pass on a retry.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::database(e)
+    let refused = match &e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 18..=20)),
+        _ => false,
+    };
+    if refused {
+        StoreError::rejected(e)
+    } else {
+        StoreError::database(e)
+    }
 }
 
 /// The SQLite store. Clones share one connection pool.

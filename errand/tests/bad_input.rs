@@ -74,12 +74,28 @@ impl Job for NulError {
     }
 }
 
+/// Fails with a message the test's database refuses to store (a constraint or trigger the
+/// test adds), standing for any outcome the database rejects outright.
+#[derive(Serialize, Deserialize)]
+struct Refused;
+impl Job for Refused {
+    const KIND: &'static str = "refused";
+    type State = Probe;
+    async fn run(self, _cx: JobContext<Probe>) -> Result<Outcome, JobError> {
+        Err(JobError::msg("poison"))
+    }
+    fn options(&self) -> JobOptions {
+        JobOptions::default().max_attempts(1)
+    }
+}
+
 fn with_bad_jobs<S: Store>(store: S) -> errand::WorkerBuilder<S, Probe> {
     builder(store, Probe::default())
         .register::<PanicsWithNumber>()
         .register::<NeverYields>()
         .register::<HugeError>()
         .register::<NulError>()
+        .register::<Refused>()
 }
 
 on_every_store!(
@@ -333,4 +349,59 @@ async fn odd_kind_names_work_and_empty_ones_are_refused() {
         1,
         "nothing written for the empty kind"
     );
+}
+
+/// An outcome the database refuses does not hold up the outcomes written with it; its job
+/// is left to the rescuer, which ends it like a job whose worker died.
+async fn refused_outcome_is_left_to_the_rescuer<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    let bad = client.enqueue(Refused).await.unwrap().id;
+    let goods = client
+        .enqueue_many((0..30).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    let worker = with_bad_jobs(store.clone())
+        .queue("default", 8)
+        .lease(Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .start();
+    for g in &goods {
+        wait_state(&store, g.id, JobState::Completed).await;
+    }
+    let row = wait_state(&store, bad, JobState::Discarded).await;
+    worker.shutdown().await;
+    assert_eq!(row.errors.len(), 1, "{:?}", row.errors);
+    assert!(
+        row.errors[0].message.contains("lease expired"),
+        "{}",
+        row.errors[0].message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_outcome_is_left_to_the_rescuer_sqlite() {
+    let (store, _dir) = sqlite().await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE UPDATE OF errors ON errand_jobs \
+         WHEN NEW.errors LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    refused_outcome_is_left_to_the_rescuer(store).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_outcome_is_left_to_the_rescuer_postgres() {
+    let store = errand_postgres::testing::scratch_store().await;
+    sqlx::query(&format!(
+        "ALTER TABLE \"{}\".jobs ADD CONSTRAINT refuse_poison CHECK (errors::text NOT LIKE '%poison%')",
+        store.schema()
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    refused_outcome_is_left_to_the_rescuer(store).await;
 }

@@ -1,11 +1,17 @@
 //! Records outcomes in batches: the first outcome opens a batch, which collects more for a
 //! few milliseconds (or until full) and is written in one store call. A failed write is
-//! retried with backoff, keeping the batch: an outcome is never dropped while the worker runs.
+//! retried with backoff, keeping the batch: an outcome is never dropped while the database
+//! is unreachable or busy. An outcome the database refuses outright
+//! ([`StoreError::Rejected`](errand_core::StoreError::Rejected)) is found by halving the
+//! batch, logged, and left to the rescuer (its job's lease runs out, as if its worker had
+//! died): one unwritable outcome never holds up the others.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::FinishAction;
+use std::collections::HashSet;
+
+use errand_core::{Finish, FinishAction, JobId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -49,20 +55,11 @@ async fn write(shared: &Shared, batch: Vec<Pending>) {
         return;
     }
     let finishes: Vec<_> = batch.iter().map(|p| p.finish.clone()).collect();
-    let mut backoff = ErrorBackoff::default();
-    let applied = loop {
-        match shared.store.finish(&finishes).await {
-            Ok(applied) => break applied,
-            Err(e) => {
-                let wait = backoff.next();
-                tracing::warn!(error = %e, jobs = finishes.len(), retry_in_ms = wait.as_millis() as u64,
-                    "could not record job outcomes; retrying");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    };
-    let applied: std::collections::HashSet<_> = applied.into_iter().collect();
+    let (applied, refused) = finish_all(shared, finishes).await;
     for p in &batch {
+        if refused.contains(&p.finish.lease.id) {
+            continue; // logged by finish_all
+        }
         if applied.contains(&p.finish.lease.id) {
             telemetry::ended(&p.queue, &p.kind, p.ended, p.duration);
             match &p.finish.action {
@@ -87,6 +84,42 @@ async fn write(shared: &Shared, batch: Vec<Pending>) {
     shared
         .inflight
         .recorded(batch.iter().map(|p| p.finish.lease.id));
+}
+
+/// Writes `finishes`: what the store applied, and the outcomes it refused. Transient
+/// failures are retried with backoff; a refused part is halved until the refused outcomes
+/// stand alone, so the rest are written.
+async fn finish_all(shared: &Shared, finishes: Vec<Finish>) -> (HashSet<JobId>, HashSet<JobId>) {
+    let (mut applied, mut refused) = (HashSet::new(), HashSet::new());
+    let mut todo = vec![finishes];
+    let mut backoff = ErrorBackoff::default();
+    while let Some(mut part) = todo.pop() {
+        match shared.store.finish(&part).await {
+            Ok(ids) => {
+                applied.extend(ids);
+                backoff = ErrorBackoff::default();
+            }
+            Err(e) if e.is_transient() => {
+                let wait = backoff.next();
+                tracing::warn!(error = %e, jobs = part.len(), retry_in_ms = wait.as_millis() as u64,
+                    "could not record job outcomes; retrying");
+                tokio::time::sleep(wait).await;
+                todo.push(part);
+            }
+            Err(e) if part.len() == 1 => {
+                let f = &part[0];
+                tracing::error!(error = %e, job_id = f.lease.id, attempt = f.lease.attempt,
+                    "the database refused this job's outcome; its lease will run out and the rescuer will retry or discard it");
+                refused.insert(f.lease.id);
+            }
+            Err(_) => {
+                let rest = part.split_off(part.len() / 2);
+                todo.push(rest);
+                todo.push(part);
+            }
+        }
+    }
+    (applied, refused)
 }
 
 /// Default wait before a batch is written, so concurrent outcomes share one write.
