@@ -95,6 +95,26 @@ fn complete_sql(n: usize) -> String {
     sql
 }
 
+/// Jobs per batch insert statement: eleven parameters each, well under SQLite's limit.
+const INSERT_ROWS_PER_STATEMENT: usize = 512;
+
+/// Inserts `n` jobs, each bound as `kind, queue, args, state, priority, max_attempts, run_at,
+/// created_at, tags, backoff, timeout_ms`, in order; returns their ids.
+fn insert_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
+         created_at, tags, backoff, timeout_ms) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(" RETURNING id");
+    sql
+}
+
 /// Moves up to `?2` scheduled and retryable jobs due at `?1` to `available`.
 fn promote_sql() -> String {
     format!(
@@ -151,8 +171,9 @@ fn bind_filter(args: &mut SqliteArguments<'static>, f: &ListFilter) {
 }
 
 impl SqliteStore {
-    /// Jobs without unique keys: one `INSERT … SELECT FROM json_each(?)` statement for the
-    /// whole batch, atomic without an explicit transaction.
+    /// Jobs without unique keys: one transaction of multi-row `INSERT … VALUES` statements
+    /// (chunks of 512, then powers of two, so every statement text stays prepared), each
+    /// returning its ids; a single job is one plain `INSERT`.
     async fn insert_plain(
         &self,
         jobs: &[NewJob],
@@ -192,35 +213,40 @@ impl SqliteStore {
             }
             return Ok(vec![InsertResult { id, inserted: true }]);
         }
-        let rows: Vec<serde_json::Value> = jobs
-            .iter()
-            .map(|j| {
-                serde_json::json!([
-                    j.kind,
-                    j.queue,
-                    j.args,
-                    state(j).as_str(),
-                    j.priority,
-                    j.max_attempts,
-                    micros(j.run_at),
-                    to_json(&j.tags),
-                    j.backoff.as_ref().map(to_json),
-                    j.timeout_ms
-                ])
-            })
-            .collect();
-        let mut ids: Vec<(i64,)> = sqlx::query_as(
-            "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
-             created_at, tags, backoff, timeout_ms) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                    value ->> 6, ?, value ->> 7, value ->> 8, value ->> 9 \
-             FROM json_each(?) ORDER BY key RETURNING id",
-        )
-        .bind(micros(now))
-        .bind(to_json(&rows))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        // Chunks of power-of-two sizes (512, 256, … 1), so each statement text stays
+        // prepared, in one transaction: the batch is atomic.
+        let mut ids: Vec<i64> = Vec::with_capacity(jobs.len());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let mut rest = jobs;
+        while !rest.is_empty() {
+            let n = if rest.len() >= INSERT_ROWS_PER_STATEMENT {
+                INSERT_ROWS_PER_STATEMENT
+            } else {
+                1 << rest.len().ilog2()
+            };
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut args = SqliteArguments::default();
+            for j in chunk {
+                args.add(j.kind.as_str()).expect("bind");
+                args.add(j.queue.as_str()).expect("bind");
+                args.add(j.args.as_str()).expect("bind");
+                args.add(state(j).as_str()).expect("bind");
+                args.add(j.priority).expect("bind");
+                args.add(j.max_attempts).expect("bind");
+                args.add(micros(j.run_at)).expect("bind");
+                args.add(micros(now)).expect("bind");
+                args.add(to_json(&j.tags)).expect("bind");
+                args.add(j.backoff.as_ref().map(to_json)).expect("bind");
+                args.add(j.timeout_ms).expect("bind");
+            }
+            let rows: Vec<(i64,)> = sqlx::query_as_with(&insert_sql(n), args)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            ids.extend(rows.into_iter().map(|(id,)| id));
+        }
+        tx.commit().await.map_err(db)?;
         // AUTOINCREMENT ids follow insertion order, which follows the input.
         ids.sort_unstable();
         let mut woken = BTreeSet::new();
@@ -235,7 +261,7 @@ impl SqliteStore {
         }
         Ok(ids
             .into_iter()
-            .map(|(id,)| InsertResult { id, inserted: true })
+            .map(|id| InsertResult { id, inserted: true })
             .collect())
     }
 
