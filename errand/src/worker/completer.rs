@@ -6,10 +6,9 @@
 //! batch, logged, and left to the rescuer (its job's lease runs out, as if its worker had
 //! died): one unwritable outcome never holds up the others.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::collections::HashSet;
 
 use errand_core::{Finish, FinishAction, JobId};
 use tokio::sync::{mpsc, oneshot};
