@@ -19,6 +19,25 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("errand types serialize to JSON")
 }
 
+/// Whether every job of a batch has the first one's options (all but payload and run time),
+/// and all are due now or all later: then they are bound once (`insert_shared`).
+fn shares_options(jobs: &[NewJob], now: DateTime<Utc>) -> bool {
+    let Some(first) = jobs.first() else {
+        return false;
+    };
+    let due = first.run_at <= now;
+    jobs.iter().all(|j| {
+        (j.run_at <= now) == due
+            && j.kind == first.kind
+            && j.queue == first.queue
+            && j.priority == first.priority
+            && j.max_attempts == first.max_attempts
+            && j.tags == first.tags
+            && j.backoff == first.backoff
+            && j.timeout_ms == first.timeout_ms
+    })
+}
+
 fn lease_arrays(leases: &[LeaseRef]) -> (Vec<i64>, Vec<i32>) {
     leases.iter().map(|l| (l.id, l.attempt)).unzip()
 }
@@ -269,22 +288,39 @@ impl PgStore {
             .chain(scheduled.then_some(""))
             .collect();
         // One row holding every id: a thousand rows cost the client more to read.
-        let (ids, _): (Option<Vec<i64>>, i64) = sqlx::query_as(&self.inner.sql.insert_plain)
-            .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
-            .bind(jobs.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
-            .bind(
-                jobs.iter()
-                    .map(|j| j.backoff.as_ref().map(to_json))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
-            .bind(now)
+        let query = if shares_options(jobs, now) {
+            let first = &jobs[0];
+            sqlx::query_as(&self.inner.sql.insert_shared)
+                .bind(&first.kind)
+                .bind(&first.queue)
+                .bind(state(first).as_str())
+                .bind(first.priority)
+                .bind(first.max_attempts)
+                .bind(now)
+                .bind(to_json(&first.tags))
+                .bind(first.backoff.as_ref().map(to_json))
+                .bind(first.timeout_ms)
+                .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        } else {
+            sqlx::query_as(&self.inner.sql.insert_plain)
+                .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+                .bind(jobs.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
+                .bind(
+                    jobs.iter()
+                        .map(|j| j.backoff.as_ref().map(to_json))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
+                .bind(now)
+        };
+        let (ids, _): (Option<Vec<i64>>, i64) = query
             .bind(&self.inner.channel)
             .bind(wake)
             .fetch_one(conn)

@@ -10,6 +10,7 @@ pub(crate) struct Sql {
     pub(crate) insert: String,
     pub(crate) insert_one: String,
     pub(crate) insert_plain: String,
+    pub(crate) insert_shared: String,
     pub(crate) find_unique: String,
     pub(crate) claim: String,
     pub(crate) finish: String,
@@ -75,6 +76,21 @@ impl Sql {
                  ), notified AS (
                    -- Every job is written (no unique keys), so the client knows what to wake:
                    -- queues with available jobs, and '' for schedulers if any are scheduled.
+                   SELECT pg_notify($12, q) FROM unnest($13::text[]) AS q
+                 )
+                 SELECT array_agg(id), (SELECT count(*) FROM notified) FROM ins"
+            ),
+            // The common batch: one job type with its default options, so every column but
+            // the payload and the run time is the same. Binding those once instead of as
+            // arrays spares the server zipping ten arrays row by row (~25 % of the insert).
+            insert_shared: format!(
+                "WITH ins AS (
+                   INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
+                                    created_at, tags, backoff, timeout_ms)
+                   SELECT $1, $2, a::jsonb, $3, $4, $5, r, $6, $7::jsonb, $8::jsonb, $9
+                   FROM unnest($10::text[], $11::timestamptz[]) AS u(a, r)
+                   RETURNING id
+                 ), notified AS (
                    SELECT pg_notify($12, q) FROM unnest($13::text[]) AS q
                  )
                  SELECT array_agg(id), (SELECT count(*) FROM notified) FROM ins"

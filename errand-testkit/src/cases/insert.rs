@@ -73,12 +73,21 @@ pub async fn insert_batch_keeps_each_jobs_options<S: Store>(store: S) {
             j
         })
         .collect();
+    // The same options, all due later: scheduled, however the store binds shared options.
+    let later: Vec<NewJob> = same
+        .iter()
+        .zip(1..)
+        .map(|(j, n)| NewJob {
+            run_at: at(30 + n),
+            ..j.clone()
+        })
+        .collect();
     let mut mixed = vec![job("a", "q1"), job("b", "q2"), job("c", "q1")];
     mixed[1].priority = -1;
     mixed[1].tags = vec!["x".into(), "y".into()];
     mixed[2].run_at = at(60); // due later: scheduled
     mixed[2].timeout_ms = Some(5);
-    for batch in [same, mixed] {
+    for batch in [same, later, mixed] {
         let results = store.insert(batch.clone(), t0()).await.unwrap();
         assert_eq!(results.len(), batch.len());
         assert!(
