@@ -10,6 +10,7 @@ use errand_core::{
     StateCount, Store, StoreError,
 };
 use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
 use sqlx::{Arguments, PgConnection, Postgres, Row};
 
 use crate::row::{decode, COLUMNS};
@@ -17,6 +18,37 @@ use crate::store::{db, PgStore};
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("errand types serialize to JSON")
+}
+
+/// Binds one array per job column, `$1…$10` of the batch inserts: kind, queue, args, state,
+/// priority, max_attempts, run_at, tags, backoff, timeout_ms (state from `now`).
+fn bind_job_arrays<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    jobs: &[&'q NewJob],
+    now: DateTime<Utc>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    let state = |j: &NewJob| {
+        if j.run_at > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        }
+    };
+    query
+        .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+        .bind(jobs.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.backoff.as_ref().map(to_json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
 }
 
 /// Whether every job of a batch has the first one's options (all but payload and run time),
@@ -117,38 +149,22 @@ impl PgStore {
                     JobState::Available
                 }
             };
-            let rows = sqlx::query(&sql.insert)
-                .bind(batch.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| j.priority).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| j.run_at).collect::<Vec<_>>())
-                .bind(batch.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
-                .bind(
-                    batch
-                        .iter()
-                        .map(|j| j.unique_key.clone())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    batch
-                        .iter()
-                        .map(|j| j.backoff.as_ref().map(to_json))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(batch.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
-                .bind(now)
-                .bind(&self.inner.channel)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db)?;
+            let rows: Vec<(i64, Option<String>, i64)> =
+                bind_job_arrays(sqlx::query_as(&sql.insert), &batch, now)
+                    .bind(
+                        batch
+                            .iter()
+                            .map(|j| j.unique_key.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(now)
+                    .bind(&self.inner.channel)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db)?;
             // Ids follow input order, so inserted rows line up with the batch in order; a
             // job whose key is not next in line was not inserted.
-            let mut returned = rows
-                .iter()
-                .map(|r| (r.get::<i64, _>(0), r.get::<Option<String>, _>(1)));
+            let mut returned = rows.into_iter().map(|(id, key, _)| (id, key));
             let mut next = returned.next();
             let mut conflicted = Vec::new();
             for (&i, job) in pending.iter().zip(&batch) {
@@ -303,22 +319,8 @@ impl PgStore {
                 .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
                 .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
         } else {
-            sqlx::query_as(&self.inner.sql.insert_plain)
-                .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
-                .bind(jobs.iter().map(|j| to_json(&j.tags)).collect::<Vec<_>>())
-                .bind(
-                    jobs.iter()
-                        .map(|j| j.backoff.as_ref().map(to_json))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(jobs.iter().map(|j| j.timeout_ms).collect::<Vec<_>>())
-                .bind(now)
+            let jobs: Vec<&NewJob> = jobs.iter().collect();
+            bind_job_arrays(sqlx::query_as(&self.inner.sql.insert_plain), &jobs, now).bind(now)
         };
         let (ids, _): (Option<Vec<i64>>, i64) = query
             .bind(&self.inner.channel)

@@ -34,9 +34,9 @@ impl Sql {
                 "WITH input AS (
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[],
                                         $6::int4[], $7::timestamptz[], $8::text[], $9::text[],
-                                        $10::text[], $11::int8[])
+                                        $10::int8[], $11::text[])
                      WITH ORDINALITY AS i(kind, queue, args, state, priority, max_attempts, run_at,
-                                          tags, unique_key, backoff, timeout_ms, ord)
+                                          tags, backoff, timeout_ms, unique_key, ord)
                  ), ins AS (
                    INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
                                     created_at, tags, unique_key, backoff, timeout_ms)
