@@ -13,6 +13,7 @@ use errand_core::{Backoff, ErrorRecord, Finish, FinishAction, JobRow};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::pacing::QueueState;
 use super::registry::StartError;
 use super::{panic_message, Pending, Shared};
 use crate::error::FailAction;
@@ -29,9 +30,31 @@ pub(crate) enum RunResult {
     BadPayload(String),
 }
 
-/// Runs `row` to its outcome and queues the outcome. Holds `permit` (one unit of the
-/// queue's concurrency) until done.
-pub(crate) async fn execute(shared: Arc<Shared>, row: JobRow, permit: OwnedSemaphorePermit) {
+/// Runs `row` to its outcome and queues the outcome, then the queue's next buffered jobs
+/// while there are any. Holds `permit` (one unit of the queue's concurrency) until done.
+pub(crate) async fn execute(
+    shared: Arc<Shared>,
+    queue: Arc<QueueState>,
+    row: JobRow,
+    permit: OwnedSemaphorePermit,
+) {
+    let mut next = Some(row);
+    while let Some(row) = next {
+        // A job whose lease was lost while it waited (cancelled by an operator) is dropped.
+        if shared.inflight.holds(row.id) {
+            if let Some(ran) = execute_one(&shared, row).await {
+                queue.record_run(ran);
+            }
+        }
+        next = queue.next_buffered();
+    }
+    drop(permit);
+    queue.freed.notify_one();
+}
+
+/// Runs one job to its outcome and queues the outcome; how long it ran, unless it was
+/// stopped (shutdown, lost lease).
+async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
     let row = Arc::new(row);
     let span = tracing::info_span!(
         "errand.job",
@@ -49,22 +72,16 @@ pub(crate) async fn execute(shared: Arc<Shared>, row: JobRow, permit: OwnedSemap
         (now - due).to_std().unwrap_or_default(),
     );
     let completed_in_tx = Arc::new(AtomicBool::new(false));
-    let result = run(&shared, &row, span.clone(), completed_in_tx.clone()).await;
+    let result = run(shared, &row, span.clone(), completed_in_tx.clone()).await;
     if completed_in_tx.load(Ordering::SeqCst) {
         // The job committed its own completion: the row is final, nothing left to record.
         span.in_scope(|| tracing::debug!("job completed in its own transaction"));
         telemetry::ended(&row.queue, &row.kind, Ended::Completed, began.elapsed());
         shared.inflight.recorded([row.id]);
-        drop(permit);
-        shared.capacity_freed(&row.queue, Some(began.elapsed()));
-        return;
+        return Some(began.elapsed());
     }
-    let Some(result) = result else {
-        // Stopped by shutdown or by a lost lease: nothing to record.
-        drop(permit);
-        shared.capacity_freed(&row.queue, None);
-        return;
-    };
+    // Stopped by shutdown or by a lost lease: nothing to record.
+    let result = result?;
     let duration = began.elapsed();
     let default_backoff = shared.config.default_backoff;
     let (action, ended) = decide(&row, result, Utc::now(), default_backoff, rand::random());
@@ -82,8 +99,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, row: JobRow, permit: OwnedSemap
             duration,
         });
     }
-    drop(permit);
-    shared.capacity_freed(&row.queue, Some(duration));
+    Some(duration)
 }
 
 /// Runs the job in its own task. `None` when the task was aborted (shutdown, lost lease).

@@ -78,16 +78,6 @@ impl Shared {
         let _ = self.completer.send(completer::Msg::Outcome(p));
     }
 
-    /// A slot of `queue` is free again; `ran` is how long its job ran, if it did.
-    pub(crate) fn capacity_freed(&self, queue: &str, ran: Option<Duration>) {
-        if let Some(q) = self.queues.get(queue) {
-            if let Some(d) = ran {
-                q.record_run(d);
-            }
-            q.freed.notify_one();
-        }
-    }
-
     fn queue_state(&self, queue: &str) -> Arc<pacing::QueueState> {
         self.queues.get(queue).cloned().unwrap_or_default()
     }
@@ -254,6 +244,10 @@ impl WorkerHandle {
             heartbeat,
             sems,
         } = self;
+        // No buffered job starts from here on; their leases are released below.
+        for q in shared.queues.values() {
+            q.stop();
+        }
         let _ = stop_tx.send(true);
         for p in producers {
             let _ = p.await;

@@ -5,9 +5,12 @@
 //! So by default the buffer holds what the queue's slots finish in about [`WINDOW`], from the
 //! running average of run times: none for minute-long jobs, up to the cap for no-op ones.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use errand_core::JobRow;
 use tokio::sync::Notify;
 
 /// Work the buffer may hold, in expected run time.
@@ -25,8 +28,16 @@ pub(crate) enum Prefetch {
 /// Per-queue state shared by the producer and its executors.
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
-    /// A slot was freed.
+    /// A slot was freed, or the buffer ran low.
     pub(crate) freed: Notify,
+    /// Claimed jobs waiting for a slot: the producer fills it and starts executors on free
+    /// slots; an executor whose job ended takes the next one itself, so a queue of short jobs
+    /// does not wake the producer and spawn a task per job.
+    buffer: Mutex<VecDeque<JobRow>>,
+    /// At or below this many buffered jobs the producer wants to claim more.
+    low_water: AtomicUsize,
+    /// The worker is shutting down: executors start no buffered job.
+    stopping: AtomicBool,
     /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
     avg_run_ns: AtomicU64,
 }
@@ -41,6 +52,47 @@ impl QueueState {
             old - old / 8 + sample / 8
         };
         self.avg_run_ns.store(new, Ordering::Relaxed);
+    }
+
+    fn buffer(&self) -> std::sync::MutexGuard<'_, VecDeque<JobRow>> {
+        self.buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds claimed jobs to the buffer.
+    pub(crate) fn buffer_extend(&self, rows: Vec<JobRow>) {
+        self.buffer().extend(rows);
+    }
+
+    /// Jobs waiting in the buffer.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffer().len()
+    }
+
+    /// Sets how low the buffer may run before the producer is woken to claim.
+    pub(crate) fn set_low_water(&self, jobs: usize) {
+        self.low_water.store(jobs, Ordering::Relaxed);
+    }
+
+    /// The next buffered job, unless the worker is stopping. Wakes the producer when this
+    /// leaves the buffer at or below its low-water mark.
+    pub(crate) fn next_buffered(&self) -> Option<JobRow> {
+        if self.stopping.load(Ordering::Acquire) {
+            return None;
+        }
+        let (row, left) = {
+            let mut b = self.buffer();
+            (b.pop_front()?, b.len())
+        };
+        if left <= self.low_water.load(Ordering::Relaxed) {
+            self.freed.notify_one();
+        }
+        Some(row)
+    }
+
+    /// Shutdown: no buffered job starts any more (the worker releases their leases).
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.buffer().clear();
     }
 
     pub(crate) fn avg_run(&self) -> Option<Duration> {

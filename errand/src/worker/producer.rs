@@ -7,15 +7,15 @@
 //! It sleeps until a wake-up (insert or promotion in this process, or `NOTIFY`), a freed
 //! slot while work is likely waiting, or the poll interval — polling is only the fallback.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use errand_core::{ClaimRequest, JobRow};
+use errand_core::ClaimRequest;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
+use super::pacing::QueueState;
 use super::{executor, pacing, ErrorBackoff, QueueConfig, Shared};
 
 pub(crate) async fn run(
@@ -29,7 +29,6 @@ pub(crate) async fn run(
     let cooldown = shared.config.fetch_cooldown;
     let mut backoff = ErrorBackoff::default();
     let mut last_claim: Option<Instant> = None;
-    let mut buffer: VecDeque<JobRow> = VecDeque::new();
     // Whether work is likely waiting: the last claim filled its request, or a wake-up or the
     // poll said to look. An empty claim clears it, so an idle queue is not claimed in a loop.
     let mut more_waiting = true;
@@ -38,12 +37,14 @@ pub(crate) async fn run(
             // Buffered jobs never started: shutdown releases their leases.
             return;
         }
-        start_buffered(&shared, &sem, &mut buffer);
+        start_buffered(&shared, &sem, &state);
         let running = queue.concurrency - sem.available_permits();
         let prefetch = pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run());
-        let room = (queue.concurrency + prefetch).saturating_sub(running + buffer.len());
+        state.set_low_water(prefetch / 2);
+        let buffered = state.buffered();
+        let room = (queue.concurrency + prefetch).saturating_sub(running + buffered);
         // Claim when slots are free, or to top the buffer up once it runs low.
-        let wanted = if sem.available_permits() > 0 || buffer.len() <= prefetch / 2 {
+        let wanted = if sem.available_permits() > 0 || buffered <= prefetch / 2 {
             room
         } else {
             0
@@ -71,11 +72,11 @@ pub(crate) async fn run(
                 Ok(rows) => {
                     backoff = ErrorBackoff::default();
                     more_waiting = rows.len() == limit as usize;
-                    for row in rows {
+                    for row in &rows {
                         shared.inflight.claimed(row.lease_ref());
-                        buffer.push_back(row);
                     }
-                    start_buffered(&shared, &sem, &mut buffer);
+                    state.buffer_extend(rows);
+                    start_buffered(&shared, &sem, &state);
                     if more_waiting && sem.available_permits() > 0 {
                         continue;
                     }
@@ -95,7 +96,7 @@ pub(crate) async fn run(
         tokio::select! {
             // New work: even if every slot is busy now, claim when the next one frees.
             _ = inserted.notified() => more_waiting = true,
-            _ = state.freed.notified(), if more_waiting || !buffer.is_empty() => {}
+            _ = state.freed.notified(), if more_waiting || state.buffered() > 0 => {}
             _ = tokio::time::sleep(shared.config.poll_interval) => more_waiting = true,
             _ = stop.changed() => return,
         }
@@ -104,15 +105,20 @@ pub(crate) async fn run(
 
 /// Starts buffered jobs while slots are free. A job whose lease was lost while it waited
 /// (cancelled by an operator) is dropped unstarted.
-fn start_buffered(shared: &Arc<Shared>, sem: &Arc<Semaphore>, buffer: &mut VecDeque<JobRow>) {
-    while !buffer.is_empty() {
+fn start_buffered(shared: &Arc<Shared>, sem: &Arc<Semaphore>, state: &Arc<QueueState>) {
+    loop {
         let Ok(permit) = sem.clone().try_acquire_owned() else {
             return;
         };
-        let row = buffer.pop_front().expect("checked non-empty");
-        if shared.inflight.holds(row.id) {
-            tokio::spawn(executor::execute(shared.clone(), row, permit));
-        }
+        let Some(row) = state.next_buffered() else {
+            return;
+        };
+        tokio::spawn(executor::execute(
+            shared.clone(),
+            state.clone(),
+            row,
+            permit,
+        ));
     }
 }
 
