@@ -1,11 +1,13 @@
-//! One producer per queue: claims batches and hands each job to an executor task as slots
-//! free up. It keeps some claimed jobs waiting beyond the running ones (like Que's buffer;
+//! One producer per queue: claims batches into the queue's buffer and starts an executor
+//! task on each free slot; an executor runs buffered jobs one after another until the buffer
+//! is empty. The buffer keeps some claimed jobs waiting beyond the running ones (like Que's;
 //! how many is `pacing`'s call), so one claim feeds many completions: without it a queue of
 //! short jobs spends its time waiting on claim round trips. Buffered jobs hold leases like
 //! running ones; on shutdown they go back to `available` unstarted.
 //!
 //! It sleeps until a wake-up (insert or promotion in this process, or `NOTIFY`), a freed
-//! slot while work is likely waiting, or the poll interval — polling is only the fallback.
+//! slot or a low buffer while work is likely waiting, or the poll interval — polling is only
+//! the fallback.
 
 use std::sync::Arc;
 use std::time::Duration;
