@@ -25,6 +25,8 @@ on_every_store!(
     delayed_job_waits_for_its_time,
     graceful_shutdown_returns_unfinished_jobs,
     shutdown_returns_prefetched_jobs_unstarted,
+    shutdown_finishes_the_running_job_but_starts_no_buffered_one,
+    a_buffered_job_cancelled_meanwhile_is_skipped,
     shutdown_lets_short_jobs_finish,
     heartbeat_keeps_a_long_job_past_its_lease,
     cancelling_a_running_job_stops_it,
@@ -382,6 +384,88 @@ async fn shutdown_returns_prefetched_jobs_unstarted<S: Store + Clone>(store: S) 
         let row = store.get(id).await.unwrap().unwrap();
         assert_eq!((row.state, row.attempt), (JobState::Available, 0));
     }
+}
+
+/// The slot's executor takes buffered jobs itself when its job ends; once shutdown began it
+/// must not, even though the job it ran finished within the grace period.
+async fn shutdown_finishes_the_running_job_but_starts_no_buffered_one<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    let ids: Vec<_> = client
+        .enqueue_many((0..4).map(|_| Sleeper { ms: 400 }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let probe = Probe::default();
+    let worker = builder(store.clone(), probe.clone())
+        .queue("default", 1)
+        .prefetch(3)
+        .grace_period(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .start();
+    for id in &ids {
+        wait_state(&store, *id, JobState::Running).await;
+    }
+    wait_for("the first job to start", Duration::from_secs(5), || async {
+        probe.total() == 1
+    })
+    .await;
+    let report = worker.shutdown().await;
+    assert_eq!(report.released, 3);
+    assert_eq!(
+        probe.total(),
+        1,
+        "no buffered job started after shutdown began"
+    );
+    for id in ids {
+        let row = store.get(id).await.unwrap().unwrap();
+        let want = if probe.runs(id) == 1 {
+            (JobState::Completed, 1)
+        } else {
+            (JobState::Available, 0)
+        };
+        assert_eq!((row.state, row.attempt), want, "job {id}");
+    }
+}
+
+/// A job cancelled while it waits in the buffer loses its lease (the heartbeat finds out)
+/// and is skipped when its turn comes; the one behind it runs.
+async fn a_buffered_job_cancelled_meanwhile_is_skipped<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    let ids: Vec<_> = client
+        .enqueue_many([1_500, 10, 10].map(|ms| Sleeper { ms }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let probe = Probe::default();
+    let worker = builder(store.clone(), probe.clone())
+        .queue("default", 1)
+        .prefetch(2)
+        // Heartbeats every 300 ms: several while the first job runs.
+        .lease(Duration::from_millis(900))
+        .build()
+        .unwrap()
+        .start();
+    for id in &ids {
+        wait_state(&store, *id, JobState::Running).await;
+    }
+    assert_eq!(probe.runs(ids[0]), 1, "the first job runs, the others wait");
+    client.cancel(ids[1]).await.unwrap();
+    wait_state(&store, ids[2], JobState::Completed).await;
+    worker.shutdown().await;
+    assert_eq!(probe.runs(ids[1]), 0, "the cancelled job never started");
+    assert_eq!(
+        store.get(ids[1]).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        store.get(ids[0]).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
 }
 
 async fn heartbeat_keeps_a_long_job_past_its_lease<S: Store + Clone>(store: S) {
