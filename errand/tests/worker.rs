@@ -352,29 +352,42 @@ async fn graceful_shutdown_returns_unfinished_jobs<S: Store + Clone>(store: S) {
     assert!(row.errors.is_empty());
 }
 
-async fn shutdown_returns_prefetched_jobs_unstarted<S: Store + Clone>(store: S) {
+/// Sleepers of `ms` each on one slot, the first running and the rest waiting claimed in the
+/// buffer; `tune` adjusts the worker. Returns once the first runs.
+async fn one_running_rest_buffered<S: Store + Clone>(
+    store: &S,
+    ms: &[u64],
+    tune: impl FnOnce(errand::WorkerBuilder<S, Probe>) -> errand::WorkerBuilder<S, Probe>,
+) -> (Vec<i64>, Probe, errand::WorkerHandle) {
     let client = Client::new(store.clone());
     let ids: Vec<_> = client
-        .enqueue_many((0..4).map(|_| Sleeper { ms: 60_000 }))
+        .enqueue_many(ms.iter().map(|&ms| Sleeper { ms }))
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.id)
         .collect();
     let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
+    let worker = tune(builder(store.clone(), probe.clone()))
         .queue("default", 1)
-        .prefetch(3)
-        .grace_period(Duration::from_millis(100))
+        .prefetch(ms.len() - 1)
         .build()
         .unwrap()
         .start();
-    // One runs, three wait claimed in the buffer.
     for id in &ids {
-        wait_state(&store, *id, JobState::Running).await;
+        wait_state(store, *id, JobState::Running).await;
     }
     wait_for("the first job to start", Duration::from_secs(5), || async {
         probe.total() == 1
+    })
+    .await;
+    assert_eq!(probe.runs(ids[0]), 1, "the first job runs, the others wait");
+    (ids, probe, worker)
+}
+
+async fn shutdown_returns_prefetched_jobs_unstarted<S: Store + Clone>(store: S) {
+    let (ids, probe, worker) = one_running_rest_buffered(&store, &[60_000; 4], |b| {
+        b.grace_period(Duration::from_millis(100))
     })
     .await;
     let report = worker.shutdown().await;
@@ -389,27 +402,8 @@ async fn shutdown_returns_prefetched_jobs_unstarted<S: Store + Clone>(store: S) 
 /// The slot's executor takes buffered jobs itself when its job ends; once shutdown began it
 /// must not, even though the job it ran finished within the grace period.
 async fn shutdown_finishes_the_running_job_but_starts_no_buffered_one<S: Store + Clone>(store: S) {
-    let client = Client::new(store.clone());
-    let ids: Vec<_> = client
-        .enqueue_many((0..4).map(|_| Sleeper { ms: 400 }))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
-        .queue("default", 1)
-        .prefetch(3)
-        .grace_period(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .start();
-    for id in &ids {
-        wait_state(&store, *id, JobState::Running).await;
-    }
-    wait_for("the first job to start", Duration::from_secs(5), || async {
-        probe.total() == 1
+    let (ids, probe, worker) = one_running_rest_buffered(&store, &[400; 4], |b| {
+        b.grace_period(Duration::from_secs(10))
     })
     .await;
     let report = worker.shutdown().await;
@@ -433,27 +427,12 @@ async fn shutdown_finishes_the_running_job_but_starts_no_buffered_one<S: Store +
 /// A job cancelled while it waits in the buffer loses its lease (the heartbeat finds out)
 /// and is skipped when its turn comes; the one behind it runs.
 async fn a_buffered_job_cancelled_meanwhile_is_skipped<S: Store + Clone>(store: S) {
+    // Heartbeats every 300 ms: several while the first job runs.
+    let (ids, probe, worker) = one_running_rest_buffered(&store, &[1_500, 10, 10], |b| {
+        b.lease(Duration::from_millis(900))
+    })
+    .await;
     let client = Client::new(store.clone());
-    let ids: Vec<_> = client
-        .enqueue_many([1_500, 10, 10].map(|ms| Sleeper { ms }))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
-        .queue("default", 1)
-        .prefetch(2)
-        // Heartbeats every 300 ms: several while the first job runs.
-        .lease(Duration::from_millis(900))
-        .build()
-        .unwrap()
-        .start();
-    for id in &ids {
-        wait_state(&store, *id, JobState::Running).await;
-    }
-    assert_eq!(probe.runs(ids[0]), 1, "the first job runs, the others wait");
     client.cancel(ids[1]).await.unwrap();
     wait_state(&store, ids[2], JobState::Completed).await;
     worker.shutdown().await;
