@@ -427,9 +427,9 @@ async fn shutdown_finishes_the_running_job_but_starts_no_buffered_one<S: Store +
 /// A job cancelled while it waits in the buffer loses its lease (the heartbeat finds out)
 /// and is skipped when its turn comes; the one behind it runs.
 async fn a_buffered_job_cancelled_meanwhile_is_skipped<S: Store + Clone>(store: S) {
-    // Heartbeats every 300 ms: several while the first job runs.
-    let (ids, probe, worker) = one_running_rest_buffered(&store, &[1_500, 10, 10], |b| {
-        b.lease(Duration::from_millis(900))
+    // Heartbeats every 400 ms: several while the first job runs.
+    let (ids, probe, worker) = one_running_rest_buffered(&store, &[2_000, 10, 10], |b| {
+        b.lease(Duration::from_millis(1_200))
     })
     .await;
     let client = Client::new(store.clone());
