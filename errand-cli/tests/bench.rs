@@ -45,6 +45,12 @@ fn check_shape(doc: &serde_json::Value, store: &str) {
                 "{side}.latency_ms.{p}: {doc}"
             );
         }
+        assert!(
+            doc[side]["latency_ms"]["invalid_samples"]
+                .as_u64()
+                .is_some(),
+            "{side}.latency_ms.invalid_samples: {doc}"
+        );
         assert_eq!(doc[side]["duplicates"], 0, "{side} ran a job twice: {doc}");
         assert_eq!(doc[side]["lost"], 0, "{side} lost a job: {doc}");
     }

@@ -122,12 +122,13 @@ pub(crate) async fn process(
 }
 
 /// An idle worker; `samples` single enqueues spaced 5–25 ms; microseconds from each enqueue
-/// call to the start of its run.
+/// call to the start of its run, and the count of impossible samples (see
+/// `Probe::latencies_us`).
 pub(crate) async fn latency(
     store: &BenchStore,
     probe: &Arc<Probe>,
     pb: &ProgressBar,
-) -> Result<Vec<u64>, errand::EnqueueError> {
+) -> Result<(Vec<u64>, u64), errand::EnqueueError> {
     let handle = worker(store, probe, 10);
     // Let the worker settle (and, on Postgres, its LISTEN connection come up).
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -81,7 +81,7 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
 }
 
 /// p50/p95/p99 in milliseconds of latencies given in microseconds.
-pub(crate) fn percentiles(micros: &[u64]) -> Option<super::Latency> {
+pub(crate) fn percentiles(micros: &[u64], invalid_samples: u64) -> Option<super::Latency> {
     if micros.is_empty() {
         return None;
     }
@@ -94,5 +94,6 @@ pub(crate) fn percentiles(micros: &[u64]) -> Option<super::Latency> {
         p50: ms(0.50),
         p95: ms(0.95),
         p99: ms(0.99),
+        invalid_samples,
     })
 }

@@ -76,6 +76,9 @@ pub struct Latency {
     pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// Samples left out because their job started before its enqueue began: impossible for
+    /// a sound measurement, so a non-zero count marks the run as suspect (must be 0).
+    pub invalid_samples: u64,
 }
 
 /// One side's figures; phases not run are `null`.
@@ -185,16 +188,24 @@ impl Probe {
             .filter(|c| c.load(Ordering::SeqCst) == 0)
             .count() as u64
     }
-    /// Start minus send time per job, in microseconds (jobs that never started are skipped).
-    pub(crate) fn latencies_us(&self, sent_ns: &[u64]) -> Vec<u64> {
-        sent_ns
+    /// Start minus send time per job, in microseconds (jobs that never started are skipped),
+    /// and how many jobs started before they were sent (left out: see
+    /// [`Latency::invalid_samples`]).
+    pub(crate) fn latencies_us(&self, sent_ns: &[u64]) -> (Vec<u64>, u64) {
+        let mut invalid = 0;
+        let samples = sent_ns
             .iter()
             .zip(&self.started_ns)
-            .filter_map(|(sent, started)| {
-                let s = started.load(Ordering::SeqCst);
-                (s > 0).then(|| s.saturating_sub(*sent) / 1000)
+            .filter_map(|(&sent, started)| match started.load(Ordering::SeqCst) {
+                0 => None,
+                s if s < sent => {
+                    invalid += 1;
+                    None
+                }
+                s => Some((s - sent) / 1000),
             })
-            .collect()
+            .collect();
+        (samples, invalid)
     }
 }
 
@@ -451,7 +462,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         let pb = bar(args.json, m.into(), "errand latency");
         let lat = errand_side::latency(&sc.store, &probe, &pb).await?;
         pb.finish();
-        e.latency_ms = measure::percentiles(&lat);
+        e.latency_ms = measure::percentiles(&lat.0, lat.1);
         sc.clear().await?;
 
         let probe = Probe::new(m);
@@ -476,7 +487,8 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         stop.notify_one();
         consumer.await.expect("raw consumer task").map_err(db)?;
         pb.finish();
-        r.latency_ms = measure::percentiles(&probe.latencies_us(&sent));
+        let (lat, invalid) = probe.latencies_us(&sent);
+        r.latency_ms = measure::percentiles(&lat, invalid);
         sc.clear().await?;
     }
 
@@ -564,6 +576,12 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
             String::new(),
         ],
         vec![
+            "latency samples left out".into(),
+            num(lat(r.errand.latency_ms, |l| l.invalid_samples as f64), 0),
+            num(lat(r.raw.latency_ms, |l| l.invalid_samples as f64), 0),
+            String::new(),
+        ],
+        vec![
             "idle queries/s".into(),
             num(r.errand.idle_queries_per_s, 2),
             "-".into(),
@@ -589,4 +607,24 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
         ],
     ];
     crate::output::table(out, &["", "errand", "raw", "errand/raw"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_started_before_its_send_is_left_out_and_counted() {
+        let probe = Probe::new(3);
+        let sent0 = probe.now_ns();
+        probe.ran(0);
+        probe.ran(1);
+        // Job 1 "started" a nanosecond before it was sent; job 2 never started.
+        let sent1 = probe.started_ns[1].load(Ordering::SeqCst) + 1;
+        let (samples, invalid) = probe.latencies_us(&[sent0, sent1, probe.now_ns()]);
+        assert_eq!(samples.len(), 1, "only job 0 is a sample");
+        assert_eq!(invalid, 1);
+        let lat = measure::percentiles(&samples, invalid).expect("one sample");
+        assert_eq!(lat.invalid_samples, 1);
+    }
 }
