@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 
-use crate::{Backoff, JobId};
+use crate::{Backoff, JobId, JobState};
 
 /// A job ready to be inserted: validated by the client, written as is by the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,18 @@ pub struct NewJob {
     pub backoff: Option<Backoff>,
     /// Timeout in milliseconds overriding the job type's.
     pub timeout_ms: Option<i64>,
+}
+
+impl NewJob {
+    /// The state an insert at `now` writes: `scheduled` when it is due later, else
+    /// `available`. Every store inserts by this rule.
+    pub fn state_at(&self, now: DateTime<Utc>) -> JobState {
+        if self.run_at > now {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        }
+    }
 }
 
 /// What happened to one job of an insert.

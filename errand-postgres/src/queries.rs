@@ -27,18 +27,15 @@ fn bind_job_arrays<'q, O>(
     jobs: &[&'q NewJob],
     now: DateTime<Utc>,
 ) -> QueryAs<'q, Postgres, O, PgArguments> {
-    let state = |j: &NewJob| {
-        if j.run_at > now {
-            JobState::Scheduled
-        } else {
-            JobState::Available
-        }
-    };
     query
         .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.queue.as_str()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.args.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| state(j).as_str()).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.state_at(now).as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(jobs.iter().map(|j| j.priority).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
@@ -142,13 +139,6 @@ impl PgStore {
                 break;
             }
             let batch: Vec<&NewJob> = pending.iter().map(|&i| &jobs[i]).collect();
-            let state = |j: &NewJob| {
-                if j.run_at > now {
-                    JobState::Scheduled
-                } else {
-                    JobState::Available
-                }
-            };
             let rows: Vec<(i64, Option<String>, i64)> =
                 bind_job_arrays(sqlx::query_as(&sql.insert), &batch, now)
                     .bind(
@@ -174,7 +164,7 @@ impl PgStore {
                             id: *id,
                             inserted: true,
                         });
-                        match state(job) {
+                        match job.state_at(now) {
                             JobState::Available => {
                                 woken.insert(job.queue.clone());
                             }
@@ -238,11 +228,7 @@ impl PgStore {
         job: &NewJob,
         now: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
-        let state = if job.run_at > now {
-            JobState::Scheduled
-        } else {
-            JobState::Available
-        };
+        let state = job.state_at(now);
         let id: i64 = sqlx::query_scalar(&self.inner.sql.insert_one)
             .bind(&job.kind)
             .bind(&job.queue)
@@ -285,19 +271,12 @@ impl PgStore {
         jobs: &[NewJob],
         now: DateTime<Utc>,
     ) -> Result<Inserted, StoreError> {
-        let state = |j: &NewJob| {
-            if j.run_at > now {
-                JobState::Scheduled
-            } else {
-                JobState::Available
-            }
-        };
         let woken: BTreeSet<String> = jobs
             .iter()
-            .filter(|j| state(j) == JobState::Available)
+            .filter(|j| j.state_at(now) == JobState::Available)
             .map(|j| j.queue.clone())
             .collect();
-        let scheduled = jobs.iter().any(|j| state(j) == JobState::Scheduled);
+        let scheduled = jobs.iter().any(|j| j.state_at(now) == JobState::Scheduled);
         let wake: Vec<&str> = woken
             .iter()
             .map(String::as_str)
@@ -309,7 +288,7 @@ impl PgStore {
             sqlx::query_as(&self.inner.sql.insert_shared)
                 .bind(&first.kind)
                 .bind(&first.queue)
-                .bind(state(first).as_str())
+                .bind(first.state_at(now).as_str())
                 .bind(first.priority)
                 .bind(first.max_attempts)
                 .bind(now)

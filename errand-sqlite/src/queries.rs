@@ -82,6 +82,14 @@ async fn complete_leases(
     Ok((changed, ids))
 }
 
+/// A non-empty batch of completions as one finalization time (µs) and its leases. The time
+/// is the latest of the batch, at most a few ms after the others: a per-row time would make
+/// SQLite join each row back to the input.
+fn completion_batch(completes: &[&Finish]) -> (i64, Vec<LeaseRef>) {
+    let at = completes.iter().map(|f| f.at).max().expect("non-empty");
+    (micros(at), completes.iter().map(|f| f.lease).collect())
+}
+
 /// The jobs of `leases` now completed at `finalized_at` under their lease's attempt.
 /// `CROSS JOIN` keeps the leases the outer loop: one lookup by id each (SQLite otherwise
 /// scanned every lease for each job of a state).
@@ -97,10 +105,7 @@ async fn complete_only(
     pool: &sqlx::SqlitePool,
     completes: &[&Finish],
 ) -> Result<Vec<JobId>, sqlx::Error> {
-    // One finalization time for the batch: the latest, at most a few ms after the others
-    // (a per-row time would make SQLite join each row back to the input).
-    let at = micros(completes.iter().map(|f| f.at).max().expect("non-empty"));
-    let leases: Vec<LeaseRef> = completes.iter().map(|f| f.lease).collect();
+    let (at, leases) = completion_batch(completes);
     let mut conn = pool.acquire().await?;
     // Usually every outcome applies, and the count says so without a row per job.
     let (changed, _) = complete_leases(&mut conn, &leases, at, false).await?;
@@ -217,13 +222,6 @@ impl SqliteStore {
         jobs: &[NewJob],
         now: DateTime<Utc>,
     ) -> Result<Vec<InsertResult>, StoreError> {
-        let state = |j: &NewJob| {
-            if j.run_at > now {
-                JobState::Scheduled
-            } else {
-                JobState::Available
-            }
-        };
         if let [j] = jobs {
             // The single-enqueue hot path: plain VALUES, no JSON round trip.
             let (id,): (i64,) = sqlx::query_as(
@@ -234,7 +232,7 @@ impl SqliteStore {
             .bind(&j.kind)
             .bind(&j.queue)
             .bind(&j.args)
-            .bind(state(j).as_str())
+            .bind(j.state_at(now).as_str())
             .bind(j.priority)
             .bind(j.max_attempts)
             .bind(micros(j.run_at))
@@ -245,7 +243,7 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-            match state(j) {
+            match j.state_at(now) {
                 JobState::Available => self.signals.notify(&j.queue),
                 _ => self.signals.notify_scheduled(),
             }
@@ -269,7 +267,7 @@ impl SqliteStore {
                 args.add(j.kind.as_str()).expect("bind");
                 args.add(j.queue.as_str()).expect("bind");
                 args.add(j.args.as_str()).expect("bind");
-                args.add(state(j).as_str()).expect("bind");
+                args.add(j.state_at(now).as_str()).expect("bind");
                 args.add(j.priority).expect("bind");
                 args.add(j.max_attempts).expect("bind");
                 args.add(micros(j.run_at)).expect("bind");
@@ -288,13 +286,16 @@ impl SqliteStore {
         // AUTOINCREMENT ids follow insertion order, which follows the input.
         ids.sort_unstable();
         let mut woken = BTreeSet::new();
-        for j in jobs.iter().filter(|j| state(j) == JobState::Available) {
+        for j in jobs
+            .iter()
+            .filter(|j| j.state_at(now) == JobState::Available)
+        {
             woken.insert(j.queue.as_str());
         }
         for q in woken {
             self.signals.notify(q);
         }
-        if jobs.iter().any(|j| state(j) == JobState::Scheduled) {
+        if jobs.iter().any(|j| j.state_at(now) == JobState::Scheduled) {
             self.signals.notify_scheduled();
         }
         Ok(ids
@@ -335,11 +336,7 @@ impl Store for SqliteStore {
         let mut scheduled = false;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         for job in &jobs {
-            let state = if job.run_at > now {
-                JobState::Scheduled
-            } else {
-                JobState::Available
-            };
+            let state = job.state_at(now);
             let inserted: Option<(i64,)> = sqlx::query_as(
                 "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
                  created_at, tags, unique_key, backoff, timeout_ms) \
@@ -438,12 +435,9 @@ impl Store for SqliteStore {
         let mut applied = Vec::with_capacity(batch.len());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         if !completes.is_empty() {
-            // One finalization time for the batch: the latest, at most a few ms after the
-            // others (a per-row time would make SQLite join each row back to the input).
-            let at = completes.iter().map(|f| f.at).max().expect("non-empty");
-            let leases: Vec<LeaseRef> = completes.iter().map(|f| f.lease).collect();
+            let (at, leases) = completion_batch(&completes);
             // Usually every outcome applies, and the count says so without a row per job.
-            let (changed, _) = complete_leases(&mut tx, &leases, micros(at), false)
+            let (changed, _) = complete_leases(&mut tx, &leases, at, false)
                 .await
                 .map_err(db)?;
             if changed as usize == leases.len() {
@@ -452,7 +446,7 @@ impl Store for SqliteStore {
                 // Some are stale (cancelled or rescued meanwhile): undo, and ask which apply.
                 tx.rollback().await.map_err(db)?;
                 tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-                let (_, done) = complete_leases(&mut tx, &leases, micros(at), true)
+                let (_, done) = complete_leases(&mut tx, &leases, at, true)
                     .await
                     .map_err(db)?;
                 applied.extend(done);

@@ -131,11 +131,7 @@ impl Store for MemoryStore {
                 }
                 g.next_id += 1;
                 let id = g.next_id;
-                let state = if job.run_at > now {
-                    JobState::Scheduled
-                } else {
-                    JobState::Available
-                };
+                let state = job.state_at(now);
                 if let Some(key) = &job.unique_key {
                     g.unique.insert(key.clone(), id);
                 }

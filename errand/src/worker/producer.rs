@@ -42,11 +42,12 @@ pub(crate) async fn run(
         start_buffered(&shared, &sem, &state);
         let running = queue.concurrency - sem.available_permits();
         let prefetch = pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run());
-        state.set_low_water(prefetch / 2);
+        let low_water = prefetch / 2;
+        state.set_low_water(low_water);
         let buffered = state.buffered();
         let room = (queue.concurrency + prefetch).saturating_sub(running + buffered);
         // Claim when slots are free, or to top the buffer up once it runs low.
-        let wanted = if sem.available_permits() > 0 || buffered <= prefetch / 2 {
+        let wanted = if sem.available_permits() > 0 || buffered <= low_water {
             room
         } else {
             0
@@ -105,8 +106,8 @@ pub(crate) async fn run(
     }
 }
 
-/// Starts buffered jobs while slots are free. A job whose lease was lost while it waited
-/// (cancelled by an operator) is dropped unstarted.
+/// Starts an executor on each free slot while jobs are buffered (each executor skips a job
+/// whose lease was lost while it waited, then runs the next ones).
 fn start_buffered(shared: &Arc<Shared>, sem: &Arc<Semaphore>, state: &Arc<QueueState>) {
     loop {
         let Ok(permit) = sem.clone().try_acquire_owned() else {
