@@ -105,21 +105,31 @@ impl Raw {
 
     pub(crate) async fn insert_many(&self, seqs: &[u32]) -> Result<(), sqlx::Error> {
         match self {
-            Raw::Pg { pool, table, .. } => {
+            Raw::Pg {
+                pool,
+                table,
+                channel,
+            } => {
+                // Notifies once per batch, as its single insert does and a hand-written queue
+                // with LISTEN must (or its idle workers would miss batch-inserted jobs until
+                // their next poll). A data-modifying WITH runs whether or not it is read.
                 let seqs: Vec<i32> = seqs.iter().map(|s| *s as i32).collect();
                 sqlx::query(&format!(
-                    "INSERT INTO {table} (seq) SELECT * FROM unnest($1::int4[])"
+                    "WITH ins AS (INSERT INTO {table} (seq) SELECT * FROM unnest($1::int4[])) \
+                     SELECT pg_notify($2, '')"
                 ))
                 .bind(seqs)
+                .bind(channel)
                 .execute(pool)
                 .await?;
             }
-            Raw::Sqlite { pool, .. } => {
+            Raw::Sqlite { pool, inserted } => {
                 let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO raw_jobs (seq) ");
                 qb.push_values(seqs, |mut b, s| {
                     b.push_bind(*s);
                 });
                 qb.build().execute(pool).await?;
+                inserted.notify_one();
             }
         }
         Ok(())
