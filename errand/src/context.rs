@@ -108,6 +108,12 @@ impl<S> JobContext<S> {
         self.row.created_at
     }
 
+    /// When this attempt was due: the enqueue time or the requested run time on the first
+    /// attempt (for a cron job, its tick), a retry's or snooze's time after that.
+    pub fn scheduled_at(&self) -> DateTime<Utc> {
+        self.row.run_at
+    }
+
     /// Failures of earlier attempts, oldest first.
     pub fn errors(&self) -> &[ErrorRecord] {
         &self.row.errors

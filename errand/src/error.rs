@@ -162,6 +162,14 @@ pub enum WorkerError {
         /// What is wrong.
         reason: String,
     },
+    /// A cron entry is configured wrongly (see [`crate::WorkerBuilder::cron`]).
+    #[error("cron entry '{name}' is invalid: {reason}")]
+    InvalidCron {
+        /// The entry's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No job types registered.
     #[error("the worker has no job types: register them with WorkerBuilder::register::<T>()")]
     NoJobs,

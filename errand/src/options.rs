@@ -122,6 +122,17 @@ impl EnqueueOptions {
         Self::default()
     }
 
+    /// The first override a cron entry cannot take (it sets each tick's run time and key).
+    pub(crate) fn cron_conflict(&self) -> Option<&'static str> {
+        [
+            ("run_at", self.run_at.is_some()),
+            ("delay", self.delay.is_some()),
+            ("unique_key", self.unique_key.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+    }
+
     /// Queue to run on.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());

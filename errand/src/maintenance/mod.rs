@@ -1,10 +1,11 @@
-//! Maintenance services: the scheduler, the rescuer, the pruner and the stats reporter.
+//! Maintenance services: the scheduler, cron, the rescuer, the pruner and the stats reporter.
 //!
 //! They share one shape: a struct holding the store and its settings, `run_once` doing one
 //! pass (tests call it directly), and [`spawn`] running it on a jittered interval until
 //! stopped. A failing pass is logged and retried on the next tick; it never stops the worker.
 //! Every worker runs them: each pass is idempotent and safe to run from many processes.
 
+mod cron;
 mod pruner;
 mod rescuer;
 mod scheduler;
@@ -18,6 +19,7 @@ use errand_core::{Store, StoreError};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+pub(crate) use cron::{Cron, CronEntry};
 pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;
 pub(crate) use scheduler::Scheduler;
@@ -34,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) retention: Option<Duration>,
     pub(crate) prune_interval: Duration,
     pub(crate) stats_interval: Duration,
+    /// Cron entries (none: no cron service).
+    pub(crate) cron: Arc<[CronEntry]>,
 }
 
 impl Default for Settings {
@@ -44,6 +48,7 @@ impl Default for Settings {
             retention: Some(Duration::from_secs(24 * 3600)),
             prune_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(10),
+            cron: Arc::from([]),
         }
     }
 }
@@ -124,6 +129,16 @@ pub(crate) fn spawn_all(
             stop.clone(),
         ),
     ];
+    if !settings.cron.is_empty() {
+        tasks.push(spawn(
+            Cron::new(
+                store.clone(),
+                settings.cron.clone(),
+                settings.schedule_interval,
+            ),
+            stop.clone(),
+        ));
+    }
     if let Some(keep) = settings.retention {
         tasks.push(spawn(
             Pruner::new(store, keep, settings.prune_interval),

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 use super::pacing::Prefetch;
 use super::registry::Registry;
 use super::{completer, producer, Config, QueueConfig, Shared, Worker};
+use crate::maintenance::{self, CronEntry};
 use crate::options::check_name;
-use crate::{maintenance, Job, WorkerError};
+use crate::{EnqueueOptions, Job, WorkerError, DEFAULT_MAX_PAYLOAD_BYTES};
 
 /// Longest worker id accepted.
 const MAX_WORKER_ID_LEN: usize = 256;
@@ -26,6 +27,7 @@ pub struct WorkerBuilder<S, St> {
     queues: Vec<QueueConfig>,
     config: Config,
     worker_id: Option<String>,
+    crons: Vec<CronEntry>,
 }
 
 impl<S, St> std::fmt::Debug for WorkerBuilder<S, St> {
@@ -57,6 +59,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
                 maintenance: maintenance::Settings::default(),
             },
             worker_id: None,
+            crons: Vec::new(),
         }
     }
 
@@ -64,6 +67,69 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     pub fn register<J: Job<State = St>>(mut self) -> Self {
         if let Err(e) = self.registry.register::<J>(self.state.clone()) {
             self.errors.push(e);
+        }
+        self
+    }
+
+    /// Enqueues `job` at every time `schedule` names, in UTC: five fields (minute, hour,
+    /// day of month, month, day of week), six with seconds first, or a nickname such as
+    /// `@hourly` or `@daily`. A bad schedule or name fails at [`build`](Self::build).
+    ///
+    /// Each tick is one job, however many workers carry the same entry: it is enqueued
+    /// `scheduled` with the unique key `cron:<name>:<tick>` as soon as the tick before it
+    /// has passed, and runs like any job of its type (queue, retries, timeout from its
+    /// options). [`JobContext::scheduled_at`](crate::JobContext::scheduled_at) gives its tick
+    /// on the first attempt. While no worker runs, the tick already enqueued waits and runs
+    /// late, once, when one returns; later ticks are skipped, not caught up. The worker that
+    /// enqueues need not run the job: any worker with `J` registered on its queue does. Changing an entry's schedule or removing it leaves the tick already
+    /// enqueued, which still runs once; cancel it to skip it.
+    ///
+    /// ```no_run
+    /// # use errand::{Worker, SqliteStore, Job, JobContext, JobError, Outcome};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Report { kind: String }
+    /// # impl Job for Report {
+    /// #     const KIND: &'static str = "report";
+    /// #     type State = ();
+    /// #     async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> { Ok(Outcome::Complete) }
+    /// # }
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = SqliteStore::open("errand.db").await?;
+    /// let worker = Worker::builder(store, ())
+    ///     .register::<Report>()
+    ///     .queue("default", 10)
+    ///     // 03:00 UTC every day.
+    ///     .cron("nightly-report", "0 3 * * *", Report { kind: "sales".into() })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cron<J: Job>(self, name: impl Into<String>, schedule: &str, job: J) -> Self {
+        self.cron_with(name, schedule, job, EnqueueOptions::new())
+    }
+
+    /// [`cron`](Self::cron) with overrides (queue, priority, attempts, …). The options
+    /// cannot set a run time, a delay or a unique key: the schedule sets those.
+    pub fn cron_with<J: Job>(
+        mut self,
+        name: impl Into<String>,
+        schedule: &str,
+        job: J,
+        opts: EnqueueOptions,
+    ) -> Self {
+        let name = name.into();
+        let entry = match opts.cron_conflict() {
+            Some(field) => Err(format!(
+                "the options set `{field}`: the schedule sets each tick's run time and unique key, remove it"
+            )),
+            None => crate::client::prepare(job, opts, DEFAULT_MAX_PAYLOAD_BYTES)
+                .map_err(|e| e.to_string())
+                .and_then(|template| {
+                    CronEntry::new(name.clone(), schedule, template, chrono::Utc::now())
+                }),
+        };
+        match entry {
+            Ok(entry) => self.crons.push(entry),
+            Err(reason) => self.errors.push(WorkerError::InvalidCron { name, reason }),
         }
         self
     }
@@ -217,6 +283,14 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             .maintenance
             .validate()
             .map_err(|(s, r)| setting(s, r))?;
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = self.crons.iter().find(|c| !names.insert(&c.name)) {
+            return Err(WorkerError::InvalidCron {
+                name: dup.name.clone(),
+                reason: "two entries have this name: each tick's unique key is made of it".into(),
+            });
+        }
+        self.config.maintenance.cron = std::mem::take(&mut self.crons).into();
         if let Some(id) = &self.worker_id {
             // Written as `attempted_by` by every claim: a bad one would fail them all.
             check_name("worker", id, MAX_WORKER_ID_LEN).map_err(|r| setting("worker_id", &r))?;

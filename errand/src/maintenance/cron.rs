@@ -1,0 +1,315 @@
+//! Cron: enqueues each entry's job at the times its schedule names.
+//!
+//! A tick is one job with the unique key `cron:<name>:<tick>` (the tick in RFC 3339, UTC).
+//! It is enqueued `scheduled` as soon as the tick before it has passed, so for a whole period
+//! before it is due it exists in a non-final state: every worker running the same entry
+//! inserts the same key, the store's unique index keeps one, and the scheduler makes it
+//! available at its time. Nothing enqueues a tick whose time has passed, so a tick is never
+//! enqueued again after it ran. That holds while the workers' clocks agree to within the
+//! shortest period (any NTP-synchronised fleet). When every worker is down, the tick that was
+//! already enqueued runs late, once, when one returns; the ticks after it are skipped, not
+//! caught up.
+//!
+//! Each pass sleeps until the earliest entry's next tick (at most a minute); a pass that
+//! finds nothing new to enqueue issues no query.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use croner::parser::{CronParser, Seconds, Year};
+use errand_core::{NewJob, Store, StoreError};
+
+use super::Service;
+use crate::client::{count_enqueued, labels};
+
+/// Longest sleep between passes, so a clock jump is noticed within it.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Longest cron entry name accepted.
+pub(crate) const MAX_CRON_NAME_LEN: usize = 128;
+
+/// One schedule and the job it enqueues.
+#[derive(Debug, Clone)]
+pub(crate) struct CronEntry {
+    pub(crate) name: String,
+    schedule: croner::Cron,
+    /// The job of every tick, but for its run time and unique key.
+    template: NewJob,
+}
+
+impl CronEntry {
+    /// Parses `pattern` (5 fields from minutes, or 6 from seconds; `@hourly` and the like)
+    /// and checks it fires after `now`. The error says what is wrong.
+    pub(crate) fn new(
+        name: String,
+        pattern: &str,
+        template: NewJob,
+        now: DateTime<Utc>,
+    ) -> Result<Self, String> {
+        crate::options::check_name("cron entry", &name, MAX_CRON_NAME_LEN)?;
+        let schedule = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(pattern)
+            .map_err(|e| {
+                format!("schedule {pattern:?} is not a cron expression ({e}): use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first")
+            })?;
+        let entry = CronEntry {
+            name,
+            schedule,
+            template,
+        };
+        if entry.next_after(now).is_none() {
+            return Err(format!("schedule {pattern:?} never fires"));
+        }
+        Ok(entry)
+    }
+
+    /// The first tick strictly after `now`; `None` when the schedule never fires again.
+    pub(crate) fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.find_next_occurrence(&now, false).ok()
+    }
+
+    fn tick_job(&self, tick: DateTime<Utc>) -> NewJob {
+        NewJob {
+            run_at: tick,
+            unique_key: Some(tick_key(&self.name, tick)),
+            ..self.template.clone()
+        }
+    }
+}
+
+/// The unique key of `name`'s job for `tick`.
+pub(crate) fn tick_key(name: &str, tick: DateTime<Utc>) -> String {
+    format!(
+        "cron:{name}:{}",
+        tick.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    )
+}
+
+pub(crate) struct Cron {
+    store: Arc<dyn Store>,
+    entries: Arc<[CronEntry]>,
+    /// Wait before retrying a failed pass.
+    retry: Duration,
+    /// The tick each entry last enqueued: a pass woken before that tick passes writes nothing.
+    enqueued: Mutex<Vec<Option<DateTime<Utc>>>>,
+}
+
+impl Cron {
+    pub(crate) fn new(store: Arc<dyn Store>, entries: Arc<[CronEntry]>, retry: Duration) -> Self {
+        let enqueued = Mutex::new(vec![None; entries.len()]);
+        Cron {
+            store,
+            entries,
+            retry,
+            enqueued,
+        }
+    }
+
+    /// Enqueues every entry's next tick after `now` not enqueued yet; returns the time until
+    /// the earliest of them.
+    async fn pass(&self, now: DateTime<Utc>) -> Result<Duration, StoreError> {
+        let mut wait = MAX_WAIT;
+        let mut due = Vec::new();
+        {
+            let enqueued = self.enqueued.lock().expect("cron state");
+            for (i, entry) in self.entries.iter().enumerate() {
+                let Some(tick) = entry.next_after(now) else {
+                    continue;
+                };
+                wait = wait.min((tick - now).to_std().unwrap_or_default());
+                if enqueued[i] != Some(tick) {
+                    due.push((i, tick));
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(wait);
+        }
+        let jobs: Vec<NewJob> = due
+            .iter()
+            .map(|&(i, tick)| self.entries[i].tick_job(tick))
+            .collect();
+        let labels = labels(&jobs);
+        let res = self.store.insert(jobs, now).await?;
+        let res = count_enqueued(&labels, res);
+        let mut enqueued = self.enqueued.lock().expect("cron state");
+        for (&(i, tick), r) in due.iter().zip(res) {
+            enqueued[i] = Some(tick);
+            tracing::debug!(cron = %self.entries[i].name, %tick, job_id = r.id, inserted = r.inserted,
+                "cron tick enqueued");
+        }
+        Ok(wait)
+    }
+}
+
+#[async_trait]
+impl Service for Cron {
+    fn name(&self) -> &'static str {
+        "cron"
+    }
+
+    fn interval(&self) -> Duration {
+        self.retry
+    }
+
+    async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
+        // Wake just after the tick, so the next pass looks past it.
+        let wait = self.pass(Utc::now()).await?;
+        Ok(Some(wait + Duration::from_millis(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+    use errand_core::{ClaimRequest, Finish, FinishAction, JobState, ListFilter};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// An entry named after its pattern, enqueueing an empty job on queue "q".
+    fn entry(pattern: &str) -> Result<CronEntry, String> {
+        let job = NewJob {
+            kind: "k".into(),
+            queue: "q".into(),
+            args: "{}".into(),
+            priority: 0,
+            max_attempts: 1,
+            run_at: Utc::now(),
+            tags: vec![],
+            unique_key: None,
+            backoff: None,
+            timeout_ms: None,
+        };
+        CronEntry::new(pattern.to_owned(), pattern, job, Utc::now())
+    }
+
+    fn service(store: &MemoryStore, patterns: &[&str]) -> Cron {
+        let entries: Vec<CronEntry> = patterns.iter().map(|p| entry(p).unwrap()).collect();
+        Cron::new(
+            Arc::new(store.clone()),
+            entries.into(),
+            Duration::from_secs(1),
+        )
+    }
+
+    async fn jobs(store: &MemoryStore) -> Vec<errand_core::JobRow> {
+        let mut rows = store.list(&ListFilter::new()).await.unwrap();
+        rows.sort_by_key(|r| r.id);
+        rows
+    }
+
+    #[test]
+    fn schedules_parse_with_or_without_seconds() {
+        let now = at("2030-01-01T10:00:30.5Z");
+        let minutely = entry("* * * * *").unwrap();
+        assert_eq!(minutely.next_after(now), Some(at("2030-01-01T10:01:00Z")));
+        let secondly = entry("* * * * * *").unwrap();
+        assert_eq!(secondly.next_after(now), Some(at("2030-01-01T10:00:31Z")));
+        let hourly = entry("@hourly").unwrap();
+        assert_eq!(hourly.next_after(now), Some(at("2030-01-01T11:00:00Z")));
+        // Strictly after: a pass at the tick itself looks at the next one.
+        let tick = at("2030-01-01T10:01:00Z");
+        assert_eq!(minutely.next_after(tick), Some(at("2030-01-01T10:02:00Z")));
+        assert_eq!(tick_key("report", tick), "cron:report:2030-01-01T10:01:00Z");
+    }
+
+    #[test]
+    fn bad_schedules_say_what_is_wrong() {
+        for (pattern, says) in [
+            ("every minute", "not a cron expression"),
+            ("* * * *", "not a cron expression"),
+            ("61 * * * *", "not a cron expression"),
+            ("* * * * * * *", "not a cron expression"),
+            ("0 0 30 2 *", "never fires"),
+        ] {
+            let err = entry(pattern).unwrap_err();
+            assert!(err.contains(says), "{pattern}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_tick_is_enqueued_ahead_as_scheduled() {
+        let store = MemoryStore::new();
+        let svc = service(&store, &["* * * * *"]);
+        let wait = svc.pass(at("2030-01-01T10:00:30Z")).await.unwrap();
+        assert_eq!(wait, Duration::from_secs(30));
+        let rows = jobs(&store).await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, JobState::Scheduled);
+        assert_eq!(rows[0].run_at, at("2030-01-01T10:01:00Z"));
+        assert_eq!(
+            rows[0].unique_key.as_deref(),
+            Some("cron:* * * * *:2030-01-01T10:01:00Z")
+        );
+        // Once that tick passes, the following one.
+        svc.pass(at("2030-01-01T10:01:00.001Z")).await.unwrap();
+        let rows = jobs(&store).await;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].run_at, at("2030-01-01T10:02:00Z"));
+    }
+
+    #[tokio::test]
+    async fn many_workers_enqueue_one_job_per_tick() {
+        let store = MemoryStore::new();
+        let a = service(&store, &["* * * * *", "*/5 * * * * *"]);
+        let b = service(&store, &["* * * * *", "*/5 * * * * *"]);
+        a.pass(at("2030-01-01T10:00:30Z")).await.unwrap();
+        b.pass(at("2030-01-01T10:00:31Z")).await.unwrap();
+        a.pass(at("2030-01-01T10:00:32Z")).await.unwrap();
+        let keys: Vec<String> = jobs(&store)
+            .await
+            .into_iter()
+            .map(|r| r.unique_key.unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "cron:* * * * *:2030-01-01T10:01:00Z",
+                "cron:*/5 * * * * *:2030-01-01T10:00:35Z",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tick_that_ran_is_not_enqueued_again_by_an_early_wake() {
+        let store = MemoryStore::new();
+        let svc = service(&store, &["* * * * * *"]);
+        svc.pass(at("2030-01-01T10:00:00.2Z")).await.unwrap();
+        // The tick runs and completes (its row is final, so the unique index no longer
+        // holds its key) ...
+        let tick = at("2030-01-01T10:00:01Z");
+        store.promote_due(tick, 10).await.unwrap();
+        let claimed = store
+            .claim(&ClaimRequest {
+                queue: "q".into(),
+                limit: 10,
+                worker_id: "w".into(),
+                now: tick,
+                lease: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        store
+            .finish(&[Finish {
+                lease: claimed[0].lease_ref(),
+                at: tick,
+                action: FinishAction::Complete,
+            }])
+            .await
+            .unwrap();
+        // ... and a pass woken just before the tick (timers, jitter) must not write it again.
+        svc.pass(at("2030-01-01T10:00:00.999Z")).await.unwrap();
+        let rows = jobs(&store).await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].state, JobState::Completed);
+    }
+}
