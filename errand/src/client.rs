@@ -82,7 +82,29 @@ pub(crate) fn prepare<J: Job>(
             limit,
         });
     }
+    if has_escaped_nul(&args) {
+        return Err(EnqueueError::NulInPayload { kind: J::KIND });
+    }
     resolve(J::KIND, args, defaults, opts, Utc::now())
+}
+
+/// Whether JSON text holds the escape `\u0000` (serde_json writes a NUL in a string or key
+/// as that; a raw NUL cannot appear). A `u0000` after an even run of backslashes is text.
+fn has_escaped_nul(json: &str) -> bool {
+    let mut from = 0;
+    while let Some(at) = json[from..].find("u0000") {
+        let u = from + at;
+        let slashes = json.as_bytes()[..u]
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b'\\')
+            .count();
+        if slashes % 2 == 1 {
+            return true;
+        }
+        from = u + 1;
+    }
+    false
 }
 
 /// Enqueues jobs and looks them up. Cheap to clone; share one per application.
@@ -249,4 +271,47 @@ pub(crate) fn count_enqueued(labels: &[(String, String)], res: Vec<InsertResult>
         }
     }
     res.into_iter().map(Enqueued::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Note {
+        text: String,
+    }
+
+    impl Job for Note {
+        const KIND: &'static str = "note";
+        type State = ();
+        async fn run(self, _: crate::JobContext<()>) -> Result<crate::Outcome, crate::JobError> {
+            Ok(crate::Outcome::Complete)
+        }
+    }
+
+    fn prepared(text: &str) -> Result<NewJob, EnqueueError> {
+        prepare(
+            Note { text: text.into() },
+            EnqueueOptions::new(),
+            usize::MAX,
+        )
+    }
+
+    #[test]
+    fn a_nul_in_the_payload_is_refused_and_backslash_text_is_not() {
+        for text in ["a\0b", "\0", "x\\\0", "\\\\\0"] {
+            assert!(
+                matches!(
+                    prepared(text),
+                    Err(EnqueueError::NulInPayload { kind: "note" })
+                ),
+                "{text:?}"
+            );
+        }
+        // The six characters `\u0000` as text serialize as `\\u0000`: not a NUL.
+        for text in ["\\u0000", "\\\\u0000", "u0000", "plain"] {
+            assert!(prepared(text).is_ok(), "{text:?}");
+        }
+    }
 }

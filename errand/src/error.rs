@@ -121,6 +121,13 @@ pub enum EnqueueError {
         /// The limit.
         limit: usize,
     },
+    /// A string in the serialized job holds a NUL character (U+0000), which PostgreSQL
+    /// cannot store in JSON; refused on every store alike, so jobs move between stores.
+    #[error("job of kind '{kind}' holds a NUL character (U+0000) in a string, which PostgreSQL cannot store: strip it, or carry binary data encoded (e.g. base64)")]
+    NulInPayload {
+        /// The job's kind.
+        kind: &'static str,
+    },
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
