@@ -157,6 +157,11 @@ impl Service for Cron {
         self.retry
     }
 
+    /// A tick due within the first interval is enqueued before its time.
+    fn starts_at_once(&self) -> bool {
+        true
+    }
+
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
         // Wake just after the tick, so the next pass looks past it.
         let wait = self.pass(Utc::now()).await?;
@@ -254,6 +259,27 @@ mod tests {
         let rows = jobs(&store).await;
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].run_at, at("2030-01-01T10:02:00Z"));
+    }
+
+    #[tokio::test]
+    async fn the_first_pass_runs_at_start() {
+        let store = MemoryStore::new();
+        let entries: Vec<CronEntry> = vec![entry("@hourly").unwrap()];
+        // A retry interval of an hour: only a pass at start enqueues within the test.
+        let svc = Cron::new(
+            Arc::new(store.clone()),
+            entries.into(),
+            Duration::from_secs(3600),
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = super::super::spawn(svc, stop_rx);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while jobs(&store).await.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "no pass at start");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
     }
 
     #[tokio::test]

@@ -81,6 +81,11 @@ pub(crate) trait Service: Send + Sync + 'static {
     fn wake(&self) -> Option<Arc<Notify>> {
         None
     }
+    /// Whether the first pass runs at start instead of after the first interval (which
+    /// spreads the passes of workers started together).
+    fn starts_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `svc` every interval (±10 % jitter, so many workers do not pass in lockstep), or
@@ -88,7 +93,7 @@ pub(crate) trait Service: Send + Sync + 'static {
 pub(crate) fn spawn(svc: impl Service, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let wake = svc.wake().unwrap_or_default();
-        let mut asked: Option<Duration> = None;
+        let mut asked = svc.starts_at_once().then_some(Duration::ZERO);
         loop {
             let wait = asked.take().unwrap_or_else(|| {
                 let base = svc.interval().as_secs_f64();
