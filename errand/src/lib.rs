@@ -11,6 +11,7 @@ mod maintenance;
 mod memory;
 mod options;
 mod telemetry;
+pub mod testing;
 mod worker;
 
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
