@@ -81,8 +81,10 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     /// options). [`JobContext::scheduled_at`](crate::JobContext::scheduled_at) gives its tick
     /// on the first attempt. While no worker runs, the tick already enqueued waits and runs
     /// late, once, when one returns; later ticks are skipped, not caught up. The worker that
-    /// enqueues need not run the job: any worker with `J` registered on its queue does. Changing an entry's schedule or removing it leaves the tick already
-    /// enqueued, which still runs once; cancel it to skip it.
+    /// enqueues need not run the job: any worker with `J` registered on its queue does.
+    /// Changing an entry's schedule or removing it leaves the tick already enqueued, which
+    /// still runs once; cancel it to skip it. Workers' clocks must agree to within the
+    /// shortest period.
     ///
     /// ```no_run
     /// # use errand::{Worker, SqliteStore, Job, JobContext, JobError, Outcome};
