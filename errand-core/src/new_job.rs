@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 
-use crate::{Backoff, JobId, JobState};
+use crate::{Backoff, JobId, JobRow, JobState};
 
 /// A job ready to be inserted: validated by the client, written as is by the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,32 @@ impl NewJob {
             JobState::Scheduled
         } else {
             JobState::Available
+        }
+    }
+
+    /// The row an insert at `now` writes for this job under `id`: in the state
+    /// [`state_at`](Self::state_at) gives, not attempted yet, no error history.
+    pub fn into_row(self, id: JobId, now: DateTime<Utc>) -> JobRow {
+        JobRow {
+            id,
+            state: self.state_at(now),
+            kind: self.kind,
+            queue: self.queue,
+            args: self.args,
+            priority: self.priority,
+            attempt: 0,
+            max_attempts: self.max_attempts,
+            run_at: self.run_at,
+            created_at: now,
+            attempted_at: None,
+            finalized_at: None,
+            lease_expires_at: None,
+            attempted_by: None,
+            errors: Vec::new(),
+            tags: self.tags,
+            unique_key: self.unique_key,
+            backoff: self.backoff,
+            timeout_ms: self.timeout_ms,
         }
     }
 }

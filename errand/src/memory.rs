@@ -135,26 +135,10 @@ impl Store for MemoryStore {
                 if let Some(key) = &job.unique_key {
                     g.unique.insert(key.clone(), id);
                 }
+                // Entered as scheduled; `set_state` moves it to its state and indexes it.
                 let row = JobRow {
-                    id,
-                    kind: job.kind,
-                    queue: job.queue,
-                    args: job.args,
                     state: JobState::Scheduled,
-                    priority: job.priority,
-                    attempt: 0,
-                    max_attempts: job.max_attempts,
-                    run_at: job.run_at,
-                    created_at: now,
-                    attempted_at: None,
-                    finalized_at: None,
-                    lease_expires_at: None,
-                    attempted_by: None,
-                    errors: Vec::new(),
-                    tags: job.tags,
-                    unique_key: job.unique_key,
-                    backoff: job.backoff,
-                    timeout_ms: job.timeout_ms,
+                    ..job.into_row(id, now)
                 };
                 let key = avail_key(&row);
                 if state == JobState::Available && !woken.contains(&row.queue) {

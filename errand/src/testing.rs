@@ -85,25 +85,11 @@ pub async fn perform_attempt<J: Job>(
     );
     let now = Utc::now();
     let row = JobRow {
-        id: 1,
-        kind: new.kind,
-        queue: new.queue,
-        args: new.args,
         state: JobState::Running,
-        priority: new.priority,
         attempt,
-        max_attempts: new.max_attempts,
-        run_at: new.run_at,
-        created_at: now,
         attempted_at: Some(now),
-        finalized_at: None,
-        lease_expires_at: None,
         attempted_by: Some("errand::testing".into()),
-        errors: Vec::new(),
-        tags: new.tags,
-        unique_key: new.unique_key,
-        backoff: new.backoff,
-        timeout_ms: new.timeout_ms,
+        ..new.into_row(1, now)
     };
     let cx = JobContext::new(state, Arc::new(row), Arc::new(AtomicBool::new(false)));
     job.run(cx).await
