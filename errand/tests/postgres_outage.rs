@@ -1,7 +1,8 @@
 //! PostgreSQL down for 10 s in the middle of a run. The test starts a private cluster (its
 //! own data directory and port, so stopping it disturbs no other test), runs a worker on it,
 //! stops the server for 10 s, starts it again, and checks that the worker resumed by itself
-//! and finished every job exactly once.
+//! and finished every job exactly once, and that its cron entry went on enqueueing one job
+//! per tick.
 #![cfg(all(feature = "postgres", feature = "sqlite"))]
 
 mod common;
@@ -11,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, JobState, ListFilter, PgStore, Store};
+use errand::{Client, EnqueueOptions, JobState, ListFilter, PgStore, Store};
 
 /// A throwaway PostgreSQL cluster run as the `postgres` user.
 struct Cluster {
@@ -143,6 +144,13 @@ async fn worker_resumes_after_postgres_is_down_for_10_s() {
     let probe = Probe::default();
     let worker = builder(store.clone(), probe.clone())
         .queue("default", 4)
+        .queue("cron", 1)
+        .cron_with(
+            "every-second",
+            "* * * * * *",
+            Echo { n: 0 },
+            EnqueueOptions::new().queue("cron"),
+        )
         .build()
         .unwrap()
         .start();
@@ -165,23 +173,53 @@ async fn worker_resumes_after_postgres_is_down_for_10_s() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let during = probe.total();
     cluster.start();
+    let restarted = chrono::Utc::now();
 
     wait_for(
         "every job completed after the outage",
         Duration::from_secs(90),
         || async {
             store
-                .count(&ListFilter::new().state(JobState::Completed))
+                .count(
+                    &ListFilter::new()
+                        .queue("default")
+                        .state(JobState::Completed),
+                )
                 .await
                 .unwrap_or(0)
                 == 400
         },
     )
     .await;
+    let cron_done = || async {
+        store
+            .list(&ListFilter::new().queue("cron").state(JobState::Completed))
+            .await
+            .unwrap_or_default()
+    };
+    wait_for(
+        "a cron tick after the restart ran",
+        Duration::from_secs(30),
+        || async { cron_done().await.iter().any(|r| r.run_at > restarted) },
+    )
+    .await;
     let report = worker.shutdown().await;
     assert_eq!(report.released, 0);
+    let ticks = cron_done().await;
+    let keys: std::collections::HashSet<_> = ticks.iter().map(|r| &r.unique_key).collect();
+    assert_eq!(keys.len(), ticks.len(), "a tick ran twice: {ticks:?}");
+    for t in &ticks {
+        assert_eq!(
+            probe.runs(t.id),
+            1,
+            "cron job {} ran {} times",
+            t.id,
+            probe.runs(t.id)
+        );
+    }
     for id in ids {
         assert_eq!(probe.runs(id), 1, "job {id} ran {} times", probe.runs(id));
     }
+    eprintln!("outage: {} cron ticks ran once each around it", ticks.len());
     eprintln!("outage: {during} jobs had run when the server went down for 10 s; all 400 completed once afterwards");
 }
