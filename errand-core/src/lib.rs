@@ -15,11 +15,13 @@ mod error;
 mod filter;
 mod finish;
 mod new_job;
+mod redact;
 mod row;
 mod signals;
 mod state;
 mod state_index;
 mod store;
+mod time;
 
 pub use backoff::Backoff;
 pub use error::StoreError;
@@ -29,11 +31,13 @@ pub use finish::{
     RescueReport,
 };
 pub use new_job::{InsertResult, NewJob};
+pub use redact::{redact_url, scrub, url_password};
 pub use row::{ErrorRecord, JobId, JobRow};
 pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
 pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};
 pub use store::{ClaimRequest, Store};
+pub use time::{is_clamped, later, MAX_DELAY};
 
 /// Longest queue name accepted (bytes).
 pub const MAX_QUEUE_LEN: usize = 128;

@@ -353,7 +353,7 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
-        let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
+        let lease_until = errand_core::later(req.now, req.lease);
         let rows = sqlx::query(&self.inner.sql.claim)
             .bind(req.now)
             .bind(&req.worker_id)

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use errand_core::{QueueSignals, StoreError};
+use errand_core::{redact_url, scrub, QueueSignals, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
@@ -201,10 +201,13 @@ impl PgStoreBuilder {
             (None, Some(url)) => {
                 let opts =
                     PgConnectOptions::from_str(&url).map_err(|e| StoreError::InvalidUrl {
-                        url: url.clone(),
-                        reason: e.to_string(),
+                        url: redact_url(&url),
+                        reason: scrub(&e.to_string(), &url),
                     })?;
                 let opts = opts.application_name(&format!("errand:{}", std::process::id()));
+                // One direct attempt first: the pool retries a refused connection until its
+                // acquire timeout and then reports only that it timed out.
+                probe(&opts, &url).await?;
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
                     .acquire_timeout(std::time::Duration::from_secs(10))
@@ -251,18 +254,71 @@ impl PgStoreBuilder {
     }
 }
 
-fn unreachable_db(url: &str, e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => StoreError::Database(
+/// How long opening a store waits for the server to answer one connection attempt.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One connection, made and closed, so that an unreachable, full or refusing server is
+/// reported at once with its own cause.
+async fn probe(opts: &PgConnectOptions, url: &str) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions, Connection};
+    match tokio::time::timeout(CONNECT_TIMEOUT, opts.connect()).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(unreachable_db(url, e)),
+        Err(_) => Err(StoreError::Database(
             format!(
-                "cannot reach PostgreSQL at {url}: {e}. Is it running? (on Debian: \
-                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
+                "cannot reach PostgreSQL at {}: no answer within {} s (a firewall, a wrong \
+                 host, or a server that is stopped or frozen)",
+                redact_url(url),
+                CONNECT_TIMEOUT.as_secs()
             )
             .into(),
-        ),
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("3D000") => {
-            StoreError::Missing(format!("{url} ({})", d.message()))
-        }
-        _ => db(e),
+        )),
     }
+}
+
+/// A failure to connect as a store error that names the server (password redacted) and
+/// says what to do about the cause it reports.
+fn unreachable_db(url: &str, e: sqlx::Error) -> StoreError {
+    let shown = redact_url(url);
+    let text = scrub(&e.to_string(), url);
+    let message = match &e {
+        sqlx::Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            format!(
+                "cannot reach PostgreSQL at {shown}: {text}. Is it running? (on Debian: \
+                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
+            )
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            format!("cannot reach PostgreSQL at {shown}: {text}")
+        }
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            Some("3D000") => {
+                return StoreError::Missing(format!("{shown} ({})", scrub(d.message(), url)))
+            }
+            // too_many_connections: the server's max_connections, or a role's limit.
+            Some("53300") => format!(
+                "PostgreSQL at {shown} refused the connection: {text}. The server (or this \
+                 role) has no connection slot free: close idle clients, lower the pools' sizes \
+                 (PgStore::builder().max_connections), or raise max_connections"
+            ),
+            Some("57P03") => format!(
+                "PostgreSQL at {shown} is starting up or shutting down: {text}. Try again shortly"
+            ),
+            Some(c) if c.starts_with("28") => format!(
+                "PostgreSQL at {shown} refused the login: {text}. Check the user and password \
+                 in the URL and the server's pg_hba.conf"
+            ),
+            _ => format!("PostgreSQL at {shown} refused the connection: {text}"),
+        },
+        _ => format!("cannot connect to PostgreSQL at {shown}: {text}"),
+    };
+    StoreError::Database(message.into())
 }

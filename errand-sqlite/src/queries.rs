@@ -392,7 +392,7 @@ impl Store for SqliteStore {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
         let turn = self.write_turn().await;
-        let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
+        let lease_until = errand_core::later(req.now, req.lease);
         // One statement: SQLite takes the write lock for it, so claims never overlap.
         let sql = format!(
             "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?, \

@@ -165,7 +165,7 @@ impl Store for MemoryStore {
             Some(set) => set.iter().take(req.limit as usize).copied().collect(),
             None => return Ok(Vec::new()),
         };
-        let lease_until = req.now + chrono::Duration::from_std(req.lease).unwrap_or_default();
+        let lease_until = errand_core::later(req.now, req.lease);
         let mut out = Vec::with_capacity(ids.len());
         for (_, _, id) in ids {
             g.update(id, JobState::Running, |r| {

@@ -53,21 +53,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    pub(crate) fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        for (name, d) in [
-            ("schedule_interval", self.schedule_interval),
-            ("rescue_interval", self.rescue_interval),
-            ("stats_interval", self.stats_interval),
-        ] {
-            if d < Duration::from_millis(10) {
-                return Err((name, "under 10 ms: use a longer interval"));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// One maintenance service.
 #[async_trait]
 pub(crate) trait Service: Send + Sync + 'static {

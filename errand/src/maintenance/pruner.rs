@@ -36,8 +36,11 @@ impl Service for Pruner {
     }
 
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
-        let before = Utc::now()
-            - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        // The builder bounds retention; saturate anyway rather than panic.
+        let before = chrono::TimeDelta::from_std(self.retention)
+            .ok()
+            .and_then(|keep| Utc::now().checked_sub_signed(keep))
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         loop {
             let n = self.store.prune(before, BATCH).await?;
             if n > 0 {

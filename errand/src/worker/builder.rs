@@ -266,25 +266,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             setting,
             reason: reason.to_owned(),
         };
-        if self.config.lease < Duration::from_millis(300) {
-            return Err(setting(
-                "lease",
-                "under 300 ms: heartbeats could not keep up",
-            ));
-        }
-        if self.config.poll_interval.is_zero() {
-            return Err(setting(
-                "poll_interval",
-                "zero would spin: use at least 1 ms",
-            ));
-        }
-        if self.config.grace_period > Duration::from_secs(24 * 3600) {
-            return Err(setting("grace_period", "over a day"));
-        }
-        self.config
-            .maintenance
-            .validate()
-            .map_err(|(s, r)| setting(s, r))?;
+        check_durations(&self.config)?;
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = self.crons.iter().find(|c| !names.insert(&c.name)) {
             return Err(WorkerError::InvalidCron {
@@ -320,6 +302,72 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             completer_rx: rx,
         })
     }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// Every duration the builder takes, against its allowed range: a value out of range (say
+/// `Duration::MAX`, which no timestamp can hold) is refused, never wrapped or zeroed.
+fn check_durations(c: &Config) -> Result<(), WorkerError> {
+    let m = &c.maintenance;
+    let mut checks = vec![
+        // Under 300 ms heartbeats (every third of the lease) could not keep up.
+        ("lease", c.lease, Duration::from_millis(300), DAY),
+        (
+            "poll_interval",
+            c.poll_interval,
+            MS,
+            Duration::from_secs(3600),
+        ),
+        (
+            "fetch_cooldown",
+            c.fetch_cooldown,
+            Duration::ZERO,
+            Duration::from_secs(60),
+        ),
+        ("grace_period", c.grace_period, Duration::ZERO, DAY),
+        (
+            "schedule_interval",
+            m.schedule_interval,
+            Duration::from_millis(10),
+            DAY,
+        ),
+        (
+            "rescue_interval",
+            m.rescue_interval,
+            Duration::from_millis(10),
+            DAY,
+        ),
+        (
+            "stats_interval",
+            m.stats_interval,
+            Duration::from_millis(10),
+            DAY,
+        ),
+    ];
+    if let Some(t) = c.default_timeout {
+        checks.push(("default_timeout", t, MS, errand_core::MAX_DELAY));
+    }
+    if let Some(keep) = m.retention {
+        checks.push(("retention", keep, Duration::ZERO, errand_core::MAX_DELAY));
+    }
+    for (setting, value, min, max) in checks {
+        if value < min || value > max {
+            return Err(WorkerError::InvalidSetting {
+                setting,
+                reason: format!(
+                    "{value:?} is out of range: use {min:?} to {}",
+                    if max == errand_core::MAX_DELAY {
+                        "100 years".to_owned()
+                    } else {
+                        format!("{max:?}")
+                    }
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn default_worker_id() -> String {

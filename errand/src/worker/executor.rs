@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use errand_core::{Backoff, ErrorRecord, Finish, FinishAction, JobRow};
+use errand_core::{later, Backoff, ErrorRecord, Finish, FinishAction, JobRow};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
@@ -161,7 +161,7 @@ pub(crate) fn decide(
                 .unwrap_or(default_backoff)
                 .delay(row.attempt, unit)
         });
-        let run_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let run_at = later(now, delay);
         (FinishAction::Retry { run_at, error }, Ended::Retried)
     };
     let record = |message: String| Some(ErrorRecord::new(row.attempt, now, message));
@@ -170,7 +170,7 @@ pub(crate) fn decide(
         RunResult::Returned(Ok(Outcome::Retry { after, reason })) => fail(reason, false, after),
         RunResult::Returned(Ok(Outcome::Snooze(after))) => (
             FinishAction::Snooze {
-                run_at: now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX),
+                run_at: later(now, after),
             },
             Ended::Snoozed,
         ),

@@ -27,7 +27,7 @@ pub(crate) async fn beat(shared: &Shared) {
         return;
     }
     let refs: Vec<_> = leases.iter().map(|h| h.lease).collect();
-    let until = Utc::now() + chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
+    let until = errand_core::later(Utc::now(), shared.config.lease);
     match shared.store.extend_leases(&refs, until).await {
         Ok(held) => {
             let held: HashSet<_> = held.into_iter().collect();
