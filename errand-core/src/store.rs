@@ -115,6 +115,17 @@ pub trait Store: Send + Sync + 'static {
     fn hears_other_processes(&self) -> bool {
         false
     }
+
+    /// A handle on the same database for use on another tokio runtime, opened on the
+    /// runtime that calls this (the worker's keeper thread, which runs heartbeats and
+    /// writes outcomes away from the application's runtime so blocking job code cannot
+    /// starve them). `None` (the default) when this handle works from any runtime: its
+    /// I/O belongs to no runtime (SQLite's connection threads, the in-memory store). A store
+    /// whose sockets are registered with the runtime that opened them (Postgres) returns a
+    /// handle with connections of its own, sharing [`Store::signals`].
+    fn detached(&self) -> Option<std::sync::Arc<dyn Store>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -185,5 +196,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn hears_other_processes(&self) -> bool {
         (**self).hears_other_processes()
+    }
+    fn detached(&self) -> Option<std::sync::Arc<dyn Store>> {
+        (**self).detached()
     }
 }

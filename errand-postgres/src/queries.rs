@@ -615,4 +615,8 @@ impl Store for PgStore {
     fn hears_other_processes(&self) -> bool {
         self.inner.listener.get().is_some()
     }
+
+    fn detached(&self) -> Option<std::sync::Arc<dyn Store>> {
+        Some(std::sync::Arc::new(self.with_own_pool(2)))
+    }
 }

@@ -105,30 +105,60 @@ impl Sql {
                               ORDER BY priority, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)
                  RETURNING {COLUMNS}"
             ),
+            // Outcomes, lease extensions and releases of running attempts share one shape:
+            // `locked` finds the rows by primary key alone and locks them in id order, then
+            // the fence (running, same attempt) is checked on the locked rows.
+            // - By primary key alone: with `state = 'running'` on the scanned table, the
+            //   planner may drive the statement from the running-jobs index and test every
+            //   running row against the id array (a nested loop of running rows × batch:
+            //   24 s for 1,000 ids among 90,000 running rows when the statistics said few
+            //   were running). Here the cost is the batch's, whatever the statistics say.
+            // - In id order: the completer and the heartbeat update overlapping sets of rows
+            //   at once; taking row locks in one order makes a deadlock between them
+            //   impossible (it happened under load when each locked in its array's order).
+            // A row locked while another transaction changed it is re-read before the fence
+            // is checked (EvalPlanQual), so the fence sees the latest state.
             finish: format!(
-                "UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
+                "WITH u AS (
+                   SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[],
+                                        $5::timestamptz[], $6::timestamptz[], $7::text[])
+                     AS u(id, attempt, state, delta, run_at, finalized_at, error)
+                 ), locked AS (
+                   SELECT id, state, attempt FROM {t} WHERE id = ANY($1::int8[])
+                   ORDER BY id FOR UPDATE
+                 )
+                 UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
                         attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
                         finalized_at = u.finalized_at,
                         errors = CASE WHEN u.error IS NULL THEN j.errors
                                       ELSE j.errors || jsonb_build_array(u.error::jsonb) END
-                 FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[], $5::timestamptz[],
-                             $6::timestamptz[], $7::text[])
-                      AS u(id, attempt, state, delta, run_at, finalized_at, error)
-                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                 FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
+                 WHERE j.id = l.id AND l.state = 'running'
                  RETURNING j.id"
             ),
             extend: format!(
-                "UPDATE {t} AS j SET lease_expires_at = $1
-                 FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
-                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                "WITH u AS (
+                   SELECT * FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
+                 ), locked AS (
+                   SELECT id, state, attempt FROM {t} WHERE id = ANY($2::int8[])
+                   ORDER BY id FOR UPDATE
+                 )
+                 UPDATE {t} AS j SET lease_expires_at = $1
+                 FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
+                 WHERE j.id = l.id AND l.state = 'running'
                  RETURNING j.id"
             ),
             release: format!(
-                "WITH released AS (
+                "WITH u AS (
+                   SELECT * FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
+                 ), locked AS (
+                   SELECT id, state, attempt FROM {t} WHERE id = ANY($2::int8[])
+                   ORDER BY id FOR UPDATE
+                 ), released AS (
                    UPDATE {t} AS j SET state = 'available', attempt = j.attempt - 1,
                           lease_expires_at = NULL, run_at = least(j.run_at, $1)
-                   FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
-                   WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt
+                   FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
+                   WHERE j.id = l.id AND l.state = 'running'
                    RETURNING j.queue
                  ), notified AS (
                    SELECT pg_notify($4, q.queue) FROM (SELECT DISTINCT queue FROM released) q

@@ -149,6 +149,25 @@ impl PgStore {
         &self.inner.schema
     }
 
+    /// A handle on the same schema with a pool of its own (at most `max` connections,
+    /// opened on first use by the runtime that uses them), sharing this handle's wake-ups.
+    /// The worker's keeper thread uses one: a pool's sockets belong to the runtime that
+    /// opened them and stall when that runtime's threads are all held by job code.
+    pub(crate) fn with_own_pool(&self, max: u32) -> PgStore {
+        let opts = (*self.inner.pool.connect_options()).clone();
+        let pool = pool_options(max).connect_lazy_with(opts);
+        PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                schema: self.inner.schema.clone(),
+                sql: Sql::new(&self.inner.schema),
+                channel: self.inner.channel.clone(),
+                signals: self.inner.signals.clone(),
+                listener: OnceLock::new(),
+            }),
+        }
+    }
+
     /// Starts this process's `LISTEN` connection (once; later calls do nothing). Workers
     /// call it when they start; a process that only enqueues never needs it.
     pub fn listen(&self) {
@@ -208,22 +227,7 @@ impl PgStoreBuilder {
                 // One direct attempt first: the pool retries a refused connection until its
                 // acquire timeout and then reports only that it timed out.
                 probe(&opts, &url).await?;
-                PgPoolOptions::new()
-                    .max_connections(self.max_connections)
-                    .acquire_timeout(std::time::Duration::from_secs(10))
-                    // sqlx pings every connection it hands out: one more round trip per
-                    // statement. Like pgxpool, ping only connections idle for a while; a
-                    // connection that died sooner fails its statement, which errand's
-                    // loops retry.
-                    .test_before_acquire(false)
-                    .before_acquire(|conn, meta| {
-                        Box::pin(async move {
-                            if meta.idle_for < PING_IF_IDLE_FOR {
-                                return Ok(true);
-                            }
-                            Ok(sqlx::Connection::ping(conn).await.is_ok())
-                        })
-                    })
+                pool_options(self.max_connections)
                     .connect_with(opts)
                     .await
                     .map_err(|e| unreachable_db(&url, e))?
@@ -252,6 +256,25 @@ impl PgStoreBuilder {
         }
         Ok(store)
     }
+}
+
+/// The options of every pool errand opens itself.
+fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        // sqlx pings every connection it hands out: one more round trip per statement.
+        // Like pgxpool, ping only connections idle for a while; a connection that died
+        // sooner fails its statement, which errand's loops retry.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < PING_IF_IDLE_FOR {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
 }
 
 /// How long opening a store waits for the server to answer one connection attempt.

@@ -54,3 +54,15 @@ async fn drop_stale_schemas(store: &PgStore) {
         }
     }
 }
+
+/// The SQL text of one of the store's statements (`"finish"`, `"extend"`, `"release"`),
+/// for plan tests.
+pub fn statement(store: &PgStore, which: &str) -> String {
+    let sql = &store.inner.sql;
+    match which {
+        "finish" => sql.finish.clone(),
+        "extend" => sql.extend.clone(),
+        "release" => sql.release.clone(),
+        other => panic!("no statement named {other}"),
+    }
+}

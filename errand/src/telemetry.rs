@@ -17,6 +17,7 @@ pub(crate) const RESCUED: &str = "errand_jobs_rescued_total";
 pub(crate) const DURATION: &str = "errand_job_duration_seconds";
 pub(crate) const LATENCY: &str = "errand_job_latency_seconds";
 pub(crate) const GAUGE: &str = "errand_jobs";
+pub(crate) const STALLED: &str = "errand_jobs_stalled_total";
 
 pub(crate) fn enqueued(queue: &str, kind: &str) {
     metrics::counter!(ENQUEUED, "queue" => queue.to_owned(), "kind" => kind.to_owned())
@@ -50,6 +51,11 @@ pub(crate) fn ended(queue: &str, kind: &str, how: Ended, duration: Duration) {
     metrics::counter!(name, "queue" => queue.to_owned(), "kind" => kind.to_owned()).increment(1);
     metrics::histogram!(DURATION, "queue" => queue.to_owned(), "kind" => kind.to_owned())
         .record(duration.as_secs_f64());
+}
+
+/// A job's poll held its thread past the stall threshold (see `worker::watchdog`).
+pub(crate) fn stalled(kind: &str) {
+    metrics::counter!(STALLED, "kind" => kind.to_owned()).increment(1);
 }
 
 pub(crate) fn rescued(n: u64) {

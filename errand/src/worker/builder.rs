@@ -56,6 +56,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
                 default_backoff: Backoff::default(),
                 completer_linger: completer::DEFAULT_LINGER,
                 completer_batch: 1000,
+                stall_warning: Duration::from_secs(1),
                 maintenance: maintenance::Settings::default(),
             },
             worker_id: None,
@@ -200,6 +201,16 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// A job whose code runs this long without yielding (a blocking call inside async code)
+    /// is logged as a warning naming it, and counted in `errand_jobs_stalled_total`
+    /// (default 1 s). Such code holds one of the runtime's threads: it delays every other
+    /// task there and cannot be stopped by a timeout until it yields. Run it with
+    /// [`JobContext::blocking`](crate::JobContext::blocking).
+    pub fn stall_warning(mut self, after: Duration) -> Self {
+        self.config.stall_warning = after;
+        self
+    }
+
     /// Backoff for jobs whose options set none (default: [`Backoff::default`]).
     pub fn default_backoff(mut self, backoff: Backoff) -> Self {
         self.config.default_backoff = backoff;
@@ -280,7 +291,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             check_name("worker", id, MAX_WORKER_ID_LEN).map_err(|r| setting("worker_id", &r))?;
         }
         let store = Arc::new(self.store);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(completer::BACKLOG);
         let queue_states = self
             .queues
             .iter()
@@ -293,6 +304,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             worker_id: self.worker_id.unwrap_or_else(default_worker_id),
             inflight: Default::default(),
             completer: tx,
+            outcomes_written: Default::default(),
             queues: queue_states,
         });
         Ok(Worker {
@@ -342,6 +354,12 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
         (
             "stats_interval",
             m.stats_interval,
+            Duration::from_millis(10),
+            DAY,
+        ),
+        (
+            "stall_warning",
+            c.stall_warning,
             Duration::from_millis(10),
             DAY,
         ),

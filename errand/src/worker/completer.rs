@@ -7,10 +7,11 @@
 //! died): one unwritable outcome never holds up the others.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{Finish, FinishAction, JobId};
+use errand_core::{Finish, FinishAction, JobId, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -24,7 +25,13 @@ pub(crate) enum Msg {
     Flush(oneshot::Sender<()>),
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+/// Outcomes that may wait for the completer; an executor whose outcome finds the queue full
+/// waits (holding its slot), so a store that falls behind slows claiming down instead of
+/// letting finished-but-unrecorded jobs pile up in memory.
+pub(crate) const BACKLOG: usize = 5_000;
+
+/// Runs on the keeper thread, writing through `store` (see `keeper`).
+pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
     let linger = shared.config.completer_linger;
     let max = shared.config.completer_batch;
     while let Some(first) = rx.recv().await {
@@ -42,19 +49,19 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg
                 Ok(None) | Err(_) => break,
             }
         }
-        write(&shared, batch).await;
+        write(&shared, &*store, batch).await;
         for tx in flushes {
             let _ = tx.send(());
         }
     }
 }
 
-async fn write(shared: &Shared, batch: Vec<Pending>) {
+async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
     if batch.is_empty() {
         return;
     }
     let finishes: Vec<_> = batch.iter().map(|p| p.finish.clone()).collect();
-    let (applied, refused) = finish_all(shared, finishes).await;
+    let (applied, refused) = finish_all(store, finishes).await;
     for p in &batch {
         if refused.contains(&p.finish.lease.id) {
             continue; // logged by finish_all
@@ -64,11 +71,11 @@ async fn write(shared: &Shared, batch: Vec<Pending>) {
             match &p.finish.action {
                 // Available again at once: wake the producer rather than wait for a poll.
                 FinishAction::Retry { run_at, .. } if *run_at <= p.finish.at => {
-                    shared.store.signals().notify(&p.queue)
+                    store.signals().notify(&p.queue)
                 }
                 // Due later: the scheduler sleeps until its next known job, so tell it.
                 FinishAction::Retry { .. } | FinishAction::Snooze { .. } => {
-                    shared.store.signals().notify_scheduled()
+                    store.signals().notify_scheduled()
                 }
                 _ => {}
             }
@@ -82,18 +89,21 @@ async fn write(shared: &Shared, batch: Vec<Pending>) {
     }
     shared
         .inflight
-        .recorded(batch.iter().map(|p| p.finish.lease.id));
+        .recorded(batch.iter().map(|p| p.finish.lease));
+    shared
+        .outcomes_written
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
 }
 
 /// Writes `finishes`: what the store applied, and the outcomes it refused. Transient
 /// failures are retried with backoff; a refused part is halved until the refused outcomes
 /// stand alone, so the rest are written.
-async fn finish_all(shared: &Shared, finishes: Vec<Finish>) -> (HashSet<JobId>, HashSet<JobId>) {
+async fn finish_all(store: &dyn Store, finishes: Vec<Finish>) -> (HashSet<JobId>, HashSet<JobId>) {
     let (mut applied, mut refused) = (HashSet::new(), HashSet::new());
     let mut todo = vec![finishes];
     let mut backoff = ErrorBackoff::default();
     while let Some(mut part) = todo.pop() {
-        match shared.store.finish(&part).await {
+        match store.finish(&part).await {
             Ok(ids) => {
                 applied.extend(ids);
                 backoff = ErrorBackoff::default();

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::pacing::QueueState;
 use super::registry::StartError;
+use super::watchdog::{Watch, Watched};
 use super::{panic_message, Pending, Shared};
 use crate::error::FailAction;
 use crate::telemetry::{self, Ended};
@@ -25,7 +26,12 @@ use crate::{JobError, Outcome};
 pub(crate) enum RunResult {
     Returned(Result<Outcome, JobError>),
     Panicked(String),
-    TimedOut(Duration),
+    /// The timeout passed; `overran` is how long the job went on before it could be stopped
+    /// (code that does not yield runs until its next await).
+    TimedOut {
+        limit: Duration,
+        overran: Duration,
+    },
     UnknownKind,
     BadPayload(String),
 }
@@ -41,7 +47,7 @@ pub(crate) async fn execute(
     let mut next = Some(row);
     while let Some(row) = next {
         // A job whose lease was lost while it waited (cancelled by an operator) is dropped.
-        if shared.inflight.holds(row.id) {
+        if shared.inflight.holds(row.lease_ref()) {
             if let Some(ran) = execute_one(&shared, row).await {
                 queue.record_run(ran);
             }
@@ -77,7 +83,7 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
         // The job committed its own completion: the row is final, nothing left to record.
         span.in_scope(|| tracing::debug!("job completed in its own transaction"));
         telemetry::ended(&row.queue, &row.kind, Ended::Completed, began.elapsed());
-        shared.inflight.recorded([row.id]);
+        shared.inflight.recorded([row.lease_ref()]);
         return Some(began.elapsed());
     }
     // Stopped by shutdown or by a lost lease: nothing to record.
@@ -86,18 +92,20 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
     let default_backoff = shared.config.default_backoff;
     let (action, ended) = decide(&row, result, Utc::now(), default_backoff, rand::random());
     span.in_scope(|| log_outcome(&action, duration));
-    if shared.inflight.ended(row.id) {
-        shared.record(Pending {
-            finish: Finish {
-                lease: row.lease_ref(),
-                at: Utc::now(),
-                action,
-            },
-            queue: row.queue.clone(),
-            kind: row.kind.clone(),
-            ended,
-            duration,
-        });
+    if shared.inflight.ended(row.lease_ref()) {
+        shared
+            .record(Pending {
+                finish: Finish {
+                    lease: row.lease_ref(),
+                    at: Utc::now(),
+                    action,
+                },
+                queue: row.queue.clone(),
+                kind: row.kind.clone(),
+                ended,
+                duration,
+            })
+            .await;
     }
     Some(duration)
 }
@@ -114,19 +122,34 @@ async fn run(
         Err(StartError::UnknownKind) => return Some(RunResult::UnknownKind),
         Err(StartError::BadPayload(e)) => return Some(RunResult::BadPayload(e.to_string())),
     };
-    let handle = tokio::spawn(fut.instrument(span));
-    let abort = handle.abort_handle();
-    shared.inflight.spawned(row.id, abort.clone());
     let timeout = row
         .timeout_ms
         .map(|ms| Duration::from_millis(ms.max(1) as u64))
         .or(shared.config.default_timeout);
+    let watch = Watch::new(&row.kind, timeout.is_some(), shared.config.lease * 10);
+    let watched = Watched {
+        inner: fut,
+        watch: watch.clone(),
+    };
+    let mut handle = tokio::spawn(watched.instrument(span));
+    let abort = handle.abort_handle();
+    shared
+        .inflight
+        .spawned(row.lease_ref(), abort.clone(), watch);
     let joined = match timeout {
-        Some(t) => match tokio::time::timeout(t, handle).await {
+        Some(t) => match tokio::time::timeout(t, &mut handle).await {
             Ok(j) => j,
             Err(_) => {
                 abort.abort();
-                return Some(RunResult::TimedOut(t));
+                // The job keeps its slot and its lease until its task has really ended:
+                // code that does not yield runs on until its next await, and starting the
+                // next job meanwhile would run more than the queue's concurrency.
+                let over = Instant::now();
+                let _ = handle.await;
+                return Some(RunResult::TimedOut {
+                    limit: t,
+                    overran: over.elapsed(),
+                });
             }
         },
         None => handle.await,
@@ -135,7 +158,7 @@ async fn run(
         Ok(res) => Some(RunResult::Returned(res)),
         Err(e) if e.is_panic() => Some(RunResult::Panicked(panic_message(e.into_panic().as_ref()))),
         Err(_) => {
-            shared.inflight.stopped(row.id);
+            shared.inflight.stopped(row.lease_ref());
             None
         }
     }
@@ -202,11 +225,7 @@ pub(crate) fn decide(
             ),
         },
         RunResult::Panicked(msg) => fail(format!("job panicked: {msg}"), true, None),
-        RunResult::TimedOut(t) => fail(
-            format!("job timed out after {} ms and was stopped", t.as_millis()),
-            false,
-            None,
-        ),
+        RunResult::TimedOut { limit, overran } => fail(timeout_message(limit, overran), false, None),
         RunResult::UnknownKind => fail(
             format!(
                 "unknown job kind '{}': this worker has no handler for it (register the type with \
@@ -230,6 +249,26 @@ pub(crate) fn decide(
             },
             Ended::Discarded,
         ),
+    }
+}
+
+/// A stop that takes longer than this was the job not yielding, not the abort's own latency.
+const PROMPT_STOP: Duration = Duration::from_millis(50);
+
+fn timeout_message(limit: Duration, overran: Duration) -> String {
+    if overran < PROMPT_STOP {
+        format!(
+            "job timed out after {} ms and was stopped",
+            limit.as_millis()
+        )
+    } else {
+        format!(
+            "job timed out after {} ms but did not yield, so it ran on for another {} ms \
+             before it could be stopped (its slot and lease were held until then): blocking \
+             code in an async job holds a runtime thread; run it with cx.blocking(...)",
+            limit.as_millis(),
+            overran.as_millis()
+        )
     }
 }
 
@@ -379,9 +418,18 @@ mod tests {
 
     #[test]
     fn timeout_message_names_the_limit() {
-        let (a, _) = go(&row(1, 3), RunResult::TimedOut(Duration::from_millis(250)));
+        let timed_out = |overran| RunResult::TimedOut {
+            limit: Duration::from_millis(250),
+            overran,
+        };
+        let (a, _) = go(&row(1, 3), timed_out(Duration::from_millis(1)));
         assert!(
-            matches!(&a, FinishAction::Retry { error, .. } if error.message.contains("timed out after 250 ms")),
+            matches!(&a, FinishAction::Retry { error, .. } if error.message == "job timed out after 250 ms and was stopped"),
+            "{a:?}"
+        );
+        let (a, _) = go(&row(1, 3), timed_out(Duration::from_millis(4_000)));
+        assert!(
+            matches!(&a, FinishAction::Retry { error, .. } if error.message.contains("did not yield, so it ran on for another 4000 ms")),
             "{a:?}"
         );
     }

@@ -6,29 +6,35 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Utc;
+use errand_core::Store;
 use tokio::sync::watch;
 
 use super::Shared;
 
-pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Runs on the keeper thread, writing through `store` (see `keeper`).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = shared.config.lease / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        beat(&shared).await;
+        beat(&shared, &*store).await;
     }
 }
 
-pub(crate) async fn beat(shared: &Shared) {
+pub(crate) async fn beat(shared: &Shared, store: &dyn Store) {
     let leases = shared.inflight.leases();
     if leases.is_empty() {
         return;
     }
     let refs: Vec<_> = leases.iter().map(|h| h.lease).collect();
     let until = errand_core::later(Utc::now(), shared.config.lease);
-    match shared.store.extend_leases(&refs, until).await {
+    match store.extend_leases(&refs, until).await {
         Ok(held) => {
             let held: HashSet<_> = held.into_iter().collect();
             let lost: Vec<_> = leases

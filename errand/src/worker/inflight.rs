@@ -1,16 +1,25 @@
 //! The jobs this worker holds a lease on: running, or finished with the outcome not yet
 //! written. The heartbeat extends exactly these leases; shutdown releases the running ones.
+//!
+//! Entries are keyed by lease (job id and attempt): a job rescued from this worker and
+//! claimed by it again is a second entry, so the first attempt, still running, can still
+//! be stopped and its outcome is still fenced.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use std::sync::Arc;
+
 use errand_core::{JobId, LeaseRef};
 use tokio::task::AbortHandle;
 
+use super::watchdog::Watch;
+
 #[derive(Debug)]
 enum Phase {
-    /// Claimed: waiting in the producer's buffer, or running (abort handle once spawned).
-    Running(Option<AbortHandle>),
+    /// Claimed: waiting in the producer's buffer, or running (abort handle and the
+    /// watchdog's view once spawned).
+    Running(Option<(AbortHandle, Arc<Watch>)>),
     /// The job ended; its outcome waits in the completer.
     Recording,
     /// The job was stopped by shutdown before it ended: release it.
@@ -19,7 +28,6 @@ enum Phase {
 
 #[derive(Debug)]
 struct Entry {
-    attempt: i32,
     /// Which claim this is: a job can end, come back (retry, snooze) and be claimed again by
     /// this worker, even with the same attempt number, while a heartbeat is under way.
     claim: u64,
@@ -35,7 +43,7 @@ pub(crate) struct Held {
 
 #[derive(Debug, Default)]
 struct Map {
-    entries: HashMap<JobId, Entry>,
+    entries: HashMap<LeaseRef, Entry>,
     claims: u64,
 }
 
@@ -54,9 +62,8 @@ impl InFlight {
         g.claims += 1;
         let claim = g.claims;
         g.entries.insert(
-            lease.id,
+            lease,
             Entry {
-                attempt: lease.attempt,
                 claim,
                 phase: Phase::Running(None),
             },
@@ -64,13 +71,13 @@ impl InFlight {
     }
 
     /// Whether this worker still holds the job's lease.
-    pub(crate) fn holds(&self, id: JobId) -> bool {
-        self.lock().entries.contains_key(&id)
+    pub(crate) fn holds(&self, lease: LeaseRef) -> bool {
+        self.lock().entries.contains_key(&lease)
     }
 
-    pub(crate) fn spawned(&self, id: JobId, abort: AbortHandle) {
-        if let Some(e) = self.lock().entries.get_mut(&id) {
-            e.phase = Phase::Running(Some(abort));
+    pub(crate) fn spawned(&self, lease: LeaseRef, abort: AbortHandle, watch: Arc<Watch>) {
+        if let Some(e) = self.lock().entries.get_mut(&lease) {
+            e.phase = Phase::Running(Some((abort, watch)));
         } else {
             // Lost its lease before it started.
             abort.abort();
@@ -79,8 +86,8 @@ impl InFlight {
 
     /// The job ended with an outcome. Returns `false` if the lease was lost meanwhile
     /// (the outcome would be ignored by the store anyway).
-    pub(crate) fn ended(&self, id: JobId) -> bool {
-        match self.lock().entries.get_mut(&id) {
+    pub(crate) fn ended(&self, lease: LeaseRef) -> bool {
+        match self.lock().entries.get_mut(&lease) {
             Some(e) => {
                 e.phase = Phase::Recording;
                 true
@@ -90,17 +97,17 @@ impl InFlight {
     }
 
     /// The job's task was aborted by shutdown.
-    pub(crate) fn stopped(&self, id: JobId) {
-        if let Some(e) = self.lock().entries.get_mut(&id) {
+    pub(crate) fn stopped(&self, lease: LeaseRef) {
+        if let Some(e) = self.lock().entries.get_mut(&lease) {
             e.phase = Phase::Stopped;
         }
     }
 
     /// The outcome was written (or found stale): forget the job.
-    pub(crate) fn recorded(&self, ids: impl IntoIterator<Item = JobId>) {
+    pub(crate) fn recorded(&self, leases: impl IntoIterator<Item = LeaseRef>) {
         let mut g = self.lock();
-        for id in ids {
-            g.entries.remove(&id);
+        for lease in leases {
+            g.entries.remove(&lease);
         }
     }
 
@@ -109,11 +116,8 @@ impl InFlight {
         self.lock()
             .entries
             .iter()
-            .map(|(&id, e)| Held {
-                lease: LeaseRef {
-                    id,
-                    attempt: e.attempt,
-                },
+            .map(|(&lease, e)| Held {
+                lease,
                 claim: e.claim,
             })
             .collect()
@@ -127,19 +131,18 @@ impl InFlight {
         let mut g = self.lock();
         let mut stopped = Vec::new();
         for held in leases {
-            let id = held.lease.id;
-            let Some(e) = g.entries.get(&id) else {
+            let Some(e) = g.entries.get(&held.lease) else {
                 continue;
             };
             if e.claim != held.claim {
                 continue;
             }
-            if let Phase::Running(abort) = &e.phase {
-                if let Some(abort) = abort {
+            if let Phase::Running(running) = &e.phase {
+                if let Some((abort, _)) = running {
                     abort.abort();
                 }
-                g.entries.remove(&id);
-                stopped.push(id);
+                g.entries.remove(&held.lease);
+                stopped.push(held.lease.id);
             }
         }
         stopped
@@ -150,7 +153,7 @@ impl InFlight {
         let g = self.lock();
         let mut n = 0;
         for e in g.entries.values() {
-            if let Phase::Running(Some(abort)) = &e.phase {
+            if let Phase::Running(Some((abort, _))) = &e.phase {
                 abort.abort();
                 n += 1;
             }
@@ -162,18 +165,26 @@ impl InFlight {
     /// removes them.
     pub(crate) fn take_unfinished(&self) -> Vec<LeaseRef> {
         let mut g = self.lock();
-        let ids: Vec<JobId> = g
+        let leases: Vec<LeaseRef> = g
             .entries
             .iter()
             .filter(|(_, e)| !matches!(e.phase, Phase::Recording))
-            .map(|(&id, _)| id)
+            .map(|(&lease, _)| lease)
             .collect();
-        ids.into_iter()
-            .filter_map(|id| {
-                g.entries.remove(&id).map(|e| LeaseRef {
-                    id,
-                    attempt: e.attempt,
-                })
+        for lease in &leases {
+            g.entries.remove(lease);
+        }
+        leases
+    }
+
+    /// The running jobs, for the watchdog.
+    pub(crate) fn watches(&self) -> Vec<(LeaseRef, Arc<Watch>)> {
+        self.lock()
+            .entries
+            .iter()
+            .filter_map(|(&lease, e)| match &e.phase {
+                Phase::Running(Some((_, w))) => Some((lease, w.clone())),
+                _ => None,
             })
             .collect()
     }
@@ -198,16 +209,16 @@ mod tests {
         let seen = f.leases();
         // Meanwhile the job ended, came back (a snooze gives the attempt back) and was
         // claimed again by this worker with the same attempt.
-        assert!(f.ended(7));
-        f.recorded([7]);
+        assert!(f.ended(lease(7, 1)));
+        f.recorded([lease(7, 1)]);
         f.claimed(lease(7, 1));
         assert!(
             f.lost(&seen).is_empty(),
             "the new claim is not the lost one"
         );
-        assert!(f.holds(7));
+        assert!(f.holds(lease(7, 1)));
         assert_eq!(f.lost(&f.leases()), vec![7]);
-        assert!(!f.holds(7));
+        assert!(!f.holds(lease(7, 1)));
     }
 
     #[test]
@@ -215,9 +226,34 @@ mod tests {
         let f = InFlight::default();
         f.claimed(lease(3, 2));
         let seen = f.leases();
-        assert!(f.ended(3));
+        assert!(f.ended(lease(3, 2)));
         assert!(f.lost(&seen).is_empty());
-        assert!(f.holds(3), "its outcome still waits to be written");
+        assert!(
+            f.holds(lease(3, 2)),
+            "its outcome still waits to be written"
+        );
         assert_eq!(f.take_unfinished(), vec![], "ended jobs are not released");
+    }
+
+    #[test]
+    fn a_second_attempt_of_the_same_job_does_not_replace_the_first() {
+        // Attempt 1 was rescued from this worker (it stalled) and claimed by it again.
+        let f = InFlight::default();
+        f.claimed(lease(9, 1));
+        f.claimed(lease(9, 2));
+        assert_eq!(f.len(), 2);
+        assert!(f.holds(lease(9, 1)) && f.holds(lease(9, 2)));
+        // The store says attempt 1's lease is gone: only it is stopped.
+        let first: Vec<Held> = f
+            .leases()
+            .into_iter()
+            .filter(|h| h.lease.attempt == 1)
+            .collect();
+        assert_eq!(f.lost(&first), vec![9]);
+        assert!(!f.holds(lease(9, 1)));
+        assert!(f.holds(lease(9, 2)));
+        let mut left = f.take_unfinished();
+        left.sort_by_key(|l| l.attempt);
+        assert_eq!(left, vec![lease(9, 2)]);
     }
 }

@@ -9,11 +9,14 @@ mod completer;
 pub(crate) mod executor;
 mod heartbeat;
 mod inflight;
+mod keeper;
 mod pacing;
 mod producer;
 mod registry;
+mod watchdog;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) default_backoff: Backoff,
     pub(crate) completer_linger: Duration,
     pub(crate) completer_batch: usize,
+    /// A poll of a job's future running this long is logged as a stall (watchdog).
+    pub(crate) stall_warning: Duration,
     pub(crate) maintenance: maintenance::Settings,
 }
 
@@ -68,14 +73,18 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) worker_id: String,
     pub(crate) inflight: InFlight,
-    completer: mpsc::UnboundedSender<completer::Msg>,
+    completer: mpsc::Sender<completer::Msg>,
+    /// Outcomes the completer has dealt with (written, found stale or refused): shutdown
+    /// waits for outcomes while this moves.
+    pub(crate) outcomes_written: AtomicU64,
     queues: HashMap<String, Arc<pacing::QueueState>>,
 }
 
 impl Shared {
-    pub(crate) fn record(&self, p: Pending) {
+    /// Hands an outcome to the completer, waiting while its backlog is full.
+    pub(crate) async fn record(&self, p: Pending) {
         // The completer outlives every executor, so the send only fails after a forced stop.
-        let _ = self.completer.send(completer::Msg::Outcome(p));
+        let _ = self.completer.send(completer::Msg::Outcome(p)).await;
     }
 
     fn queue_state(&self, queue: &str) -> Arc<pacing::QueueState> {
@@ -109,7 +118,7 @@ pub struct Worker<S> {
     store: Arc<S>,
     shared: Arc<Shared>,
     queues: Vec<QueueConfig>,
-    completer_rx: mpsc::UnboundedReceiver<completer::Msg>,
+    completer_rx: mpsc::Receiver<completer::Msg>,
 }
 
 impl<S> std::fmt::Debug for Worker<S> {
@@ -164,8 +173,7 @@ impl<S: Store> Worker<S> {
                 stop_rx.clone(),
             )));
         }
-        let completer = tokio::spawn(completer::run(shared.clone(), self.completer_rx));
-        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), final_rx));
+        let keeper = keeper::start(shared.clone(), self.completer_rx, final_rx);
         let services = maintenance::spawn_all(
             shared.store.clone(),
             &shared.config.maintenance,
@@ -184,8 +192,7 @@ impl<S: Store> Worker<S> {
             final_tx,
             producers,
             services,
-            completer,
-            heartbeat,
+            keeper,
             sems,
         }
     }
@@ -211,8 +218,7 @@ pub struct WorkerHandle {
     final_tx: watch::Sender<bool>,
     producers: Vec<JoinHandle<()>>,
     services: Vec<JoinHandle<()>>,
-    completer: JoinHandle<()>,
-    heartbeat: JoinHandle<()>,
+    keeper: keeper::Keeper,
     sems: Vec<(Arc<Semaphore>, usize)>,
 }
 
@@ -240,8 +246,7 @@ impl WorkerHandle {
             final_tx,
             producers,
             services,
-            completer,
-            heartbeat,
+            keeper,
             sems,
         } = self;
         // No buffered job starts from here on; their leases are released below.
@@ -281,22 +286,61 @@ impl WorkerHandle {
                 }
             }
         }
-        let (tx, rx) = oneshot::channel();
-        if shared.completer.send(completer::Msg::Flush(tx)).is_ok()
-            && tokio::time::timeout(Duration::from_secs(10), rx)
-                .await
-                .is_err()
-        {
-            tracing::warn!("outcomes not recorded within 10 s of shutdown: those jobs will be rescued after their lease");
-        }
+        flush_outcomes(&shared).await;
         let _ = final_tx.send(true);
-        completer.abort();
-        let _ = heartbeat.await;
+        keeper.join().await;
         for s in services {
             let _ = s.await;
         }
         tracing::info!(worker = %shared.worker_id, released = report.released, "errand worker stopped");
         report
+    }
+}
+
+/// How long shutdown waits for the completer to deal with another outcome before it gives
+/// up on the rest (the store is unreachable): their jobs are rescued after their lease.
+const FLUSH_STALL: Duration = Duration::from_secs(10);
+
+/// Waits until every outcome handed to the completer is written. Outcomes recorded in
+/// memory are not abandoned while the store takes them, however many there are: shutdown
+/// gives up only when no outcome was written for [`FLUSH_STALL`].
+async fn flush_outcomes(shared: &Shared) {
+    let (tx, mut rx) = oneshot::channel();
+    let mut seen = shared.outcomes_written.load(Ordering::Relaxed);
+    let mut send = std::pin::pin!(shared.completer.send(completer::Msg::Flush(tx)));
+    let mut sent = false;
+    loop {
+        let waited = if sent {
+            tokio::time::timeout(FLUSH_STALL, &mut rx).await.map(|_| ())
+        } else {
+            match tokio::time::timeout(FLUSH_STALL, &mut send).await {
+                Ok(Ok(())) => {
+                    sent = true;
+                    continue;
+                }
+                // The completer is gone: nothing more can be written.
+                Ok(Err(_)) => return,
+                Err(e) => Err(e),
+            }
+        };
+        if waited.is_ok() {
+            return;
+        }
+        let now = shared.outcomes_written.load(Ordering::Relaxed);
+        if now == seen {
+            tracing::warn!(
+                in_flight = shared.inflight.len(),
+                "no job outcome could be recorded for {} s during shutdown: giving up; those \
+                 jobs will be rescued after their lease",
+                FLUSH_STALL.as_secs()
+            );
+            return;
+        }
+        tracing::info!(
+            recorded = now - seen,
+            "shutdown: still recording job outcomes"
+        );
+        seen = now;
     }
 }
 

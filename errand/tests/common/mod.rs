@@ -205,8 +205,18 @@ where
 
 /// Waits until job `id` is in `state` and returns it.
 pub async fn wait_state<S: Store>(store: &S, id: JobId, state: JobState) -> JobRow {
+    wait_state_within(store, id, state, Duration::from_secs(10)).await
+}
+
+/// Waits at most `limit` until job `id` is in `state` and returns it.
+pub async fn wait_state_within<S: Store>(
+    store: &S,
+    id: JobId,
+    state: JobState,
+    limit: Duration,
+) -> JobRow {
     let mut last = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let row = store.get(id).await.unwrap().expect("job exists");
         if row.state == state {

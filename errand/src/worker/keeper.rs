@@ -1,0 +1,74 @@
+//! The keeper thread: the heartbeat, the completer and the watchdog run on an OS thread of
+//! their own with a single-threaded tokio runtime, so job code that holds the application's
+//! runtime threads (a blocking call inside async code) cannot starve them. Were they on the
+//! application's runtime, four jobs sleeping on a two-thread runtime would stop heartbeats
+//! (their leases run out and other workers rescue jobs that are still running), stop
+//! outcomes being written and stop the timeouts from firing.
+//!
+//! Its store calls go through [`Store::detached`](errand_core::Store::detached): a store
+//! whose connections belong to the runtime that opened them (Postgres) gives the keeper a
+//! small pool of its own, opened on the keeper's runtime.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{completer, heartbeat, watchdog, Shared};
+
+/// The running keeper thread.
+#[derive(Debug)]
+pub(crate) struct Keeper {
+    thread: Option<std::thread::JoinHandle<()>>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Starts the keeper thread. It runs until `stop` turns true and the completer has written
+/// what it was given.
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    outcomes: mpsc::Receiver<completer::Msg>,
+    stop: watch::Receiver<bool>,
+) -> Keeper {
+    let (done_tx, done) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("errand-keeper".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("errand-keeper")
+                .build()
+                .expect("errand: cannot start the keeper thread's tokio runtime");
+            rt.block_on(async move {
+                // Opened here, so its connections belong to this runtime.
+                let store = shared
+                    .store
+                    .detached()
+                    .unwrap_or_else(|| shared.store.clone());
+                let completer =
+                    tokio::spawn(completer::run(shared.clone(), store.clone(), outcomes));
+                let watchdog = tokio::spawn(watchdog::run(shared.clone(), stop.clone()));
+                heartbeat::run(shared.clone(), store.clone(), stop).await;
+                let _ = watchdog.await;
+                completer.abort();
+                let _ = completer.await;
+                drop(store);
+            });
+            drop(rt);
+            let _ = done_tx.send(());
+        })
+        .expect("errand: cannot spawn the keeper thread");
+    Keeper {
+        thread: Some(thread),
+        done,
+    }
+}
+
+impl Keeper {
+    /// Waits for the thread to end (after `stop` was sent).
+    pub(crate) async fn join(mut self) {
+        let _ = (&mut self.done).await;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
