@@ -59,6 +59,13 @@ pub(crate) fn short(s: &str, max: usize) -> String {
 /// `jobs show` in text.
 pub(crate) fn job_details(out: &mut impl Write, j: &JobRow) -> std::io::Result<()> {
     writeln!(out, "job {}  {}  ({})", j.id, j.kind, j.state)?;
+    if let Some(problem) = &j.corrupt {
+        writeln!(out, "  UNREADABLE:   {problem}")?;
+        writeln!(
+            out,
+            "                (the fields named read as defaults below; repair the column, then retry the job)"
+        )?;
+    }
     writeln!(out, "  queue:        {}", j.queue)?;
     writeln!(out, "  priority:     {}", j.priority)?;
     writeln!(out, "  attempt:      {} of {}", j.attempt, j.max_attempts)?;

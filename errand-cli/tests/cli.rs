@@ -224,3 +224,62 @@ fn unmigrated_database_says_to_migrate() {
         "{err}"
     );
 }
+
+/// A row made unreadable behind errand's back (a `null` jitter, as serde_json wrote NaN)
+/// still lists, shows and cancels, saying what is wrong with it (issue 12, section 1).
+async fn an_unreadable_row_lists_shows_and_cancels(db: Db) {
+    let store = db.store();
+    let id = Client::new(store.clone())
+        .enqueue(LedgerJob { work_ms: 0 })
+        .await
+        .unwrap()
+        .id;
+    let corrupt = r#"{"mode":"constant","delay_ms":1000,"jitter":null}"#;
+    match &db.backend {
+        errand_cli::Backend::Sqlite(s) => {
+            sqlx::query("UPDATE errand_jobs SET backoff = ? WHERE id = ?")
+                .bind(corrupt)
+                .bind(id)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        }
+        errand_cli::Backend::Postgres(s) => {
+            sqlx::query(&format!(
+                "UPDATE \"{}\".jobs SET backoff = $1::jsonb WHERE id = $2",
+                s.schema()
+            ))
+            .bind(corrupt)
+            .bind(id)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        }
+    }
+    let o = db.errand(&["jobs", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("(unreadable)"), "{}", stdout(&o));
+    let o = db.errand(&["jobs", "show", &id.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("UNREADABLE:   column backoff"),
+        "{}",
+        stdout(&o)
+    );
+    let o = db.errand(&["jobs", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"corrupt\""), "{}", stdout(&o));
+    let o = db.errand(&["jobs", "cancel", &id.to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_unreadable_row() {
+    an_unreadable_row_lists_shows_and_cancels(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreadable_row() {
+    an_unreadable_row_lists_shows_and_cancels(Db::postgres().await).await;
+}

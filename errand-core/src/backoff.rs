@@ -100,6 +100,57 @@ impl Backoff {
         self
     }
 
+    /// Checks the parameters: every jitter a fraction in `[0, 1]` (NaN and negative ones
+    /// are refused: NaN is stored as `null` and would not read back), every delay and cap
+    /// at least 1 ms, a cap not below its base, an exponential factor finite and at least 1.
+    /// The message says which parameter and what is allowed.
+    pub fn check(&self) -> Result<(), String> {
+        let jitter = match *self {
+            Backoff::Constant { jitter, .. }
+            | Backoff::Linear { jitter, .. }
+            | Backoff::Exponential { jitter, .. } => jitter,
+        };
+        if !(0.0..=1.0).contains(&jitter) {
+            return Err(format!("jitter {jitter} is not a fraction: use 0 to 1"));
+        }
+        let positive = |name: &str, ms: u64| {
+            if ms == 0 {
+                Err(format!("{name} is 0 ms: use at least 1 ms"))
+            } else {
+                Ok(())
+            }
+        };
+        match *self {
+            Backoff::Constant { delay_ms, .. } => positive("delay", delay_ms),
+            Backoff::Linear {
+                base_ms, max_ms, ..
+            } => {
+                positive("base", base_ms)?;
+                if max_ms < base_ms {
+                    return Err(format!("max {max_ms} ms is below base {base_ms} ms"));
+                }
+                Ok(())
+            }
+            Backoff::Exponential {
+                base_ms,
+                factor,
+                max_ms,
+                ..
+            } => {
+                positive("base", base_ms)?;
+                if max_ms < base_ms {
+                    return Err(format!("max {max_ms} ms is below base {base_ms} ms"));
+                }
+                if !(factor.is_finite() && factor >= 1.0) {
+                    return Err(format!(
+                        "factor {factor} is invalid: use a finite number of at least 1"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Delay before the attempt after failed `attempt` (1-based).
     ///
     /// `unit` is a random number in `[0, 1)` that places the delay inside the jitter band;
@@ -173,6 +224,42 @@ mod tests {
         assert!(matches!(b, Backoff::Exponential { jitter, .. } if jitter > 0.0));
         assert_eq!(b.delay(1, 0.5), Duration::from_secs(1));
         assert_eq!(b.delay(50, 0.5), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn invalid_parameters_are_named() {
+        let nan = Backoff::Constant {
+            delay_ms: 1000,
+            jitter: f64::NAN,
+        };
+        assert!(nan.check().unwrap_err().contains("jitter NaN"));
+        let neg = Backoff::Constant {
+            delay_ms: 1000,
+            jitter: -0.5,
+        };
+        assert!(neg.check().unwrap_err().contains("jitter -0.5"));
+        assert!(Backoff::constant(Duration::ZERO)
+            .check()
+            .unwrap_err()
+            .contains("delay is 0 ms"));
+        let inf = Backoff::Exponential {
+            base_ms: 1,
+            factor: f64::INFINITY,
+            max_ms: 10,
+            jitter: 0.0,
+        };
+        assert!(inf.check().unwrap_err().contains("factor inf"));
+        let capped_below = Backoff::linear(
+            Duration::from_secs(5),
+            Duration::ZERO,
+            Duration::from_secs(1),
+        );
+        assert!(capped_below.check().unwrap_err().contains("below base"));
+        Backoff::default().check().unwrap();
+        Backoff::constant(Duration::from_millis(1))
+            .with_jitter(1.0)
+            .check()
+            .unwrap();
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use finish::{
 };
 pub use new_job::{InsertResult, NewJob};
 pub use redact::{redact_url, scrub, url_password};
-pub use row::{ErrorRecord, JobId, JobRow};
+pub use row::{unreadable_message, ErrorRecord, JobId, JobRow, RowReader};
 pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
 pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};
@@ -43,5 +43,12 @@ pub use time::{is_clamped, later, MAX_DELAY};
 pub const MAX_QUEUE_LEN: usize = 128;
 /// Longest job kind accepted (bytes).
 pub const MAX_KIND_LEN: usize = 128;
+/// Longest unique key accepted (bytes): Postgres indexes keys up to about 2.7 KB, SQLite
+/// any length; one limit keeps the stores alike.
+pub const MAX_UNIQUE_KEY_LEN: usize = 1024;
+/// Most tags a job may carry.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag accepted (bytes).
+pub const MAX_TAG_LEN: usize = 256;
 /// Longest error message kept in a job's error history (bytes); longer ones are truncated.
 pub const MAX_ERROR_LEN: usize = 16 * 1024;

@@ -61,6 +61,7 @@ impl NewJob {
             unique_key: self.unique_key,
             backoff: self.backoff,
             timeout_ms: self.timeout_ms,
+            corrupt: None,
         }
     }
 }

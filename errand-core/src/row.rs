@@ -94,6 +94,101 @@ pub struct JobRow {
     pub backoff: Option<Backoff>,
     /// Timeout chosen at enqueue in milliseconds, overriding the job type's.
     pub timeout_ms: Option<i64>,
+    /// Set when a column could not be read (hand-edited or written by a faulty tool): what
+    /// was wrong, naming the column and quoting what it held. The field read as its default
+    /// (empty history, no tags, no backoff…). A claimed job in this condition is not run: the
+    /// store discards it with this message recorded, and the rest of its batch runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<String>,
+}
+
+/// Reads the columns of one stored row, keeping going past a column that cannot be read:
+/// the column reads as a fallback value and the problem is noted (see [`JobRow::corrupt`]).
+/// Store decoders use it so one bad row affects only itself.
+#[derive(Debug, Default)]
+pub struct RowReader {
+    problems: Vec<String>,
+}
+
+/// How much of a bad column's stored text a problem quotes.
+const QUOTE: usize = 200;
+
+fn quote(text: &str) -> String {
+    if text.len() <= QUOTE {
+        return text.to_owned();
+    }
+    let mut cut = QUOTE;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
+impl RowReader {
+    /// A value the driver read, or `fallback` with the problem noted.
+    pub fn value<T, E: std::fmt::Display>(
+        &mut self,
+        column: &str,
+        read: Result<T, E>,
+        fallback: T,
+    ) -> T {
+        read.unwrap_or_else(|e| {
+            self.problems.push(format!("column {column}: {e}"));
+            fallback
+        })
+    }
+
+    /// A JSON column, or `T::default()` with the problem (and the stored text) noted.
+    pub fn json<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        column: &str,
+        text: &str,
+    ) -> T {
+        serde_json::from_str(text).unwrap_or_else(|e| {
+            self.problems
+                .push(format!("column {column}: {e} (stored: {})", quote(text)));
+            T::default()
+        })
+    }
+
+    /// A nullable JSON column.
+    pub fn json_opt<T: serde::de::DeserializeOwned>(
+        &mut self,
+        column: &str,
+        text: Option<&str>,
+    ) -> Option<T> {
+        let text = text?;
+        match serde_json::from_str(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problems
+                    .push(format!("column {column}: {e} (stored: {})", quote(text)));
+                None
+            }
+        }
+    }
+
+    /// Notes a problem found otherwise.
+    pub fn problem(&mut self, message: String) {
+        self.problems.push(message);
+    }
+
+    /// What went wrong, if anything: the value for [`JobRow::corrupt`].
+    pub fn finish(self) -> Option<String> {
+        if self.problems.is_empty() {
+            None
+        } else {
+            Some(self.problems.join("; "))
+        }
+    }
+}
+
+/// The error recorded on a claimed job that could not be read, when its store discards it.
+pub fn unreadable_message(problem: &str) -> String {
+    format!(
+        "job could not be read and was discarded without running: {problem}. Repair the \
+         column (or the tool that wrote it), then retry the job"
+    )
 }
 
 impl JobRow {

@@ -102,6 +102,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` final jobs finalized before `before`. Returns how many.
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
+    /// The time by which this store judges leases and schedules, given the caller's clock
+    /// `local`. The runtime and the client take every timestamp they pass to the store
+    /// from here. A store on one machine (SQLite, memory) answers `local`; a store shared by
+    /// machines (Postgres) answers with the database's clock, so a worker whose own clock
+    /// is wrong can neither take running jobs from healthy workers nor start scheduled jobs
+    /// early.
+    async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        local
+    }
+
     /// The in-process wake-ups this store fires when jobs become available.
     fn signals(&self) -> &QueueSignals;
 
@@ -187,6 +197,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         (**self).prune(before, limit).await
+    }
+    async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        (**self).now(local).await
     }
     fn signals(&self) -> &QueueSignals {
         (**self).signals()

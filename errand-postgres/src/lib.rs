@@ -22,6 +22,7 @@
 //! the pool.
 #![warn(missing_docs)]
 
+mod clock;
 mod listener;
 mod migrate;
 mod queries;

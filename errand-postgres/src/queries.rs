@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    rescue_message, state_predicates, CancelResult, ClaimRequest, Finish, InsertResult, JobId,
-    JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport,
-    StateCount, Store, StoreError,
+    rescue_message, state_predicates, unreadable_message, CancelResult, ClaimRequest, ErrorRecord,
+    Finish, InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
+    QueueSignals, RescueReport, StateCount, Store, StoreError,
 };
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
@@ -319,6 +319,27 @@ impl PgStore {
         })
     }
 
+    /// Discards a claimed job whose row cannot be read, recording why (see
+    /// [`JobRow::corrupt`]): it never reaches a worker, and the rest of its claim runs.
+    async fn quarantine(&self, job: &JobRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let problem = job.corrupt.as_deref().unwrap_or("unreadable");
+        tracing::error!(
+            job_id = job.id,
+            problem,
+            "claimed job cannot be read: discarding it"
+        );
+        let error = ErrorRecord::new(job.attempt, now, unreadable_message(problem));
+        sqlx::query(&self.inner.sql.quarantine)
+            .bind(now)
+            .bind(to_json(&error))
+            .bind(job.id)
+            .bind(job.attempt)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     async fn fetch(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
         sqlx::query(&self.inner.sql.get)
             .bind(id)
@@ -363,7 +384,19 @@ impl Store for PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db)?;
-        let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
+            .iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .partition(|j| j.corrupt.is_none());
+        for job in unreadable {
+            // On failure the job's lease runs out and the rescuer retries it; it is met
+            // again at its next claim. The readable jobs are returned either way.
+            if let Err(e) = self.quarantine(&job, req.now).await {
+                tracing::warn!(job_id = job.id, error = %e, "could not discard an unreadable job");
+            }
+        }
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
     }
@@ -602,6 +635,10 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         Ok(res.rows_affected())
+    }
+
+    async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        self.inner.clock.now(&self.inner.pool, local).await
     }
 
     fn signals(&self) -> &QueueSignals {

@@ -1,7 +1,7 @@
 //! Reading job rows back from Postgres.
 
 use chrono::{DateTime, Utc};
-use errand_core::{JobRow, StoreError};
+use errand_core::{JobRow, JobState, RowReader, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -10,43 +10,49 @@ pub(crate) const COLUMNS: &str = "id, kind, queue, args::text, state, priority, 
      max_attempts, run_at, created_at, attempted_at, finalized_at, lease_expires_at, \
      attempted_by, errors::text, tags::text, unique_key, backoff::text, timeout_ms";
 
-fn json<T: serde::de::DeserializeOwned>(id: i64, col: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::corrupt_json(id, col, e))
-}
-
-/// Decodes a row selected with [`COLUMNS`].
+/// Decodes a row selected with [`COLUMNS`]. Only an unreadable id fails the call: any
+/// other column that cannot be read takes a fallback value and is named in
+/// [`JobRow::corrupt`], so one bad row never fails the others read with it.
 pub(crate) fn decode(row: &PgRow) -> Result<JobRow, StoreError> {
-    let db = crate::store::db;
-    let id: i64 = row.try_get(0).map_err(db)?;
-    let state: String = row.try_get(4).map_err(db)?;
-    let errors: String = row.try_get(14).map_err(db)?;
-    let tags: String = row.try_get(15).map_err(db)?;
-    let backoff: Option<String> = row.try_get(17).map_err(db)?;
-    let time = |i: usize| -> Result<DateTime<Utc>, StoreError> { row.try_get(i).map_err(db) };
-    let opt_time =
-        |i: usize| -> Result<Option<DateTime<Utc>>, StoreError> { row.try_get(i).map_err(db) };
-    Ok(JobRow {
+    let id: i64 = row.try_get(0).map_err(crate::store::db)?;
+    let mut r = RowReader::default();
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    let text = |r: &mut RowReader, i: usize, col: &str| -> String {
+        r.value(col, row.try_get::<String, _>(i), String::new())
+    };
+    let state_text = text(&mut r, 4, "state");
+    let state = r.value("state", state_text.parse::<JobState>(), JobState::Discarded);
+    let errors = text(&mut r, 14, "errors");
+    let tags = text(&mut r, 15, "tags");
+    let backoff: Option<String> = r.value("backoff", row.try_get(17), None);
+    let time = |r: &mut RowReader, i: usize, col: &str| r.value(col, row.try_get(i), epoch);
+    let opt_time = |r: &mut RowReader, i: usize, col: &str| {
+        r.value(col, row.try_get(i), None::<DateTime<Utc>>)
+    };
+    let job = JobRow {
         id,
-        kind: row.try_get(1).map_err(db)?,
-        queue: row.try_get(2).map_err(db)?,
-        args: row.try_get(3).map_err(db)?,
-        state: StoreError::parse_state(id, &state)?,
-        priority: row.try_get(5).map_err(db)?,
-        attempt: row.try_get(6).map_err(db)?,
-        max_attempts: row.try_get(7).map_err(db)?,
-        run_at: time(8)?,
-        created_at: time(9)?,
-        attempted_at: opt_time(10)?,
-        finalized_at: opt_time(11)?,
-        lease_expires_at: opt_time(12)?,
-        attempted_by: row.try_get(13).map_err(db)?,
-        errors: json(id, "errors", &errors)?,
-        tags: json(id, "tags", &tags)?,
-        unique_key: row.try_get(16).map_err(db)?,
-        backoff: backoff
-            .as_deref()
-            .map(|b| json(id, "backoff", b))
-            .transpose()?,
-        timeout_ms: row.try_get(18).map_err(db)?,
+        kind: text(&mut r, 1, "kind"),
+        queue: text(&mut r, 2, "queue"),
+        args: text(&mut r, 3, "args"),
+        state,
+        priority: r.value("priority", row.try_get(5), 0),
+        attempt: r.value("attempt", row.try_get(6), 0),
+        max_attempts: r.value("max_attempts", row.try_get(7), 1),
+        run_at: time(&mut r, 8, "run_at"),
+        created_at: time(&mut r, 9, "created_at"),
+        attempted_at: opt_time(&mut r, 10, "attempted_at"),
+        finalized_at: opt_time(&mut r, 11, "finalized_at"),
+        lease_expires_at: opt_time(&mut r, 12, "lease_expires_at"),
+        attempted_by: r.value("attempted_by", row.try_get(13), None),
+        errors: r.json("errors", &errors),
+        tags: r.json("tags", &tags),
+        unique_key: r.value("unique_key", row.try_get(16), None),
+        backoff: r.json_opt("backoff", backoff.as_deref()),
+        timeout_ms: r.value("timeout_ms", row.try_get(18), None),
+        corrupt: None,
+    };
+    Ok(JobRow {
+        corrupt: r.finish(),
+        ..job
     })
 }

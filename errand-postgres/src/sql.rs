@@ -23,6 +23,7 @@ pub(crate) struct Sql {
     pub(crate) get: String,
     pub(crate) prune: String,
     pub(crate) complete_in_tx: String,
+    pub(crate) quarantine: String,
     pub(crate) table: String,
 }
 
@@ -214,6 +215,15 @@ impl Sql {
             complete_in_tx: format!(
                 "UPDATE {t} SET state = 'completed', finalized_at = $1, lease_expires_at = NULL
                  WHERE id = $2 AND state = 'running' AND attempt = $3"
+            ),
+            // A claimed row that cannot be read: discarded with the problem recorded. The
+            // history is appended to when it is an array, started afresh when the history
+            // itself is what is unreadable (the problem quotes what it held).
+            quarantine: format!(
+                "UPDATE {t} SET state = 'discarded', finalized_at = $1, lease_expires_at = NULL,
+                        errors = CASE WHEN jsonb_typeof(errors) = 'array' THEN errors
+                                      ELSE '[]'::jsonb END || jsonb_build_array($2::jsonb)
+                 WHERE id = $3 AND state = 'running' AND attempt = $4"
             ),
             table: t,
         }

@@ -7,6 +7,7 @@ use errand_core::{redact_url, scrub, QueueSignals, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+use crate::clock::DbClock;
 use crate::sql::Sql;
 use crate::{listener, migrate};
 
@@ -51,6 +52,8 @@ pub(crate) struct Inner {
     pub(crate) channel: String,
     pub(crate) signals: QueueSignals,
     pub(crate) listener: OnceLock<tokio::task::JoinHandle<()>>,
+    /// The database's clock, shared with handles made by [`PgStore::with_own_pool`].
+    pub(crate) clock: Arc<DbClock>,
 }
 
 impl Drop for Inner {
@@ -164,6 +167,7 @@ impl PgStore {
                 channel: self.inner.channel.clone(),
                 signals: self.inner.signals.clone(),
                 listener: OnceLock::new(),
+                clock: self.inner.clock.clone(),
             }),
         }
     }
@@ -247,6 +251,7 @@ impl PgStoreBuilder {
                 pool,
                 signals: QueueSignals::default(),
                 listener: OnceLock::new(),
+                clock: Arc::default(),
             }),
         };
         if self.migrate {

@@ -15,10 +15,21 @@ impl PgStore {
         conn: &mut PgConnection,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<InsertResult>, StoreError> {
+        let now = errand_core::Store::now(self, Utc::now()).await;
+        self.insert_in_at(conn, jobs, now).await
+    }
+
+    /// [`insert_in`](Self::insert_in) at `now`, a time read from [`Store::now`](errand_core::Store::now).
+    pub async fn insert_in_at(
+        &self,
+        conn: &mut PgConnection,
+        jobs: Vec<NewJob>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.insert_on(conn, &jobs, Utc::now()).await?.results)
+        Ok(self.insert_on(conn, &jobs, now).await?.results)
     }
 
     /// Marks the running attempt `lease` completed on the caller's transaction. Returns
@@ -29,8 +40,9 @@ impl PgStore {
         conn: &mut PgConnection,
         lease: LeaseRef,
     ) -> Result<bool, StoreError> {
+        let now = errand_core::Store::now(self, Utc::now()).await;
         let res = sqlx::query(&self.inner.sql.complete_in_tx)
-            .bind(Utc::now())
+            .bind(now)
             .bind(lease.id)
             .bind(lease.attempt)
             .execute(conn)

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    rescue_message, state_predicates, CancelResult, ClaimRequest, ErrorRecord, Finish,
-    InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
+    rescue_message, state_predicates, unreadable_message, CancelResult, ClaimRequest, ErrorRecord,
+    Finish, InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
     QueueSignals, RescueReport, StateCount, Store, StoreError,
 };
 use sqlx::sqlite::SqliteArguments;
@@ -304,6 +304,40 @@ impl SqliteStore {
             .collect())
     }
 
+    /// Discards a claimed job whose row cannot be read, recording why (see
+    /// [`JobRow::corrupt`]): it never reaches a worker, and the rest of its claim runs. The
+    /// history is appended to when it is a JSON array, started afresh when the history
+    /// itself is what is unreadable (the problem quotes what it held).
+    async fn quarantine(&self, job: &JobRow, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let problem = job.corrupt.as_deref().unwrap_or("unreadable");
+        tracing::error!(
+            job_id = job.id,
+            problem,
+            "claimed job cannot be read: discarding it"
+        );
+        let error = to_json(&ErrorRecord::new(
+            job.attempt,
+            now,
+            unreadable_message(problem),
+        ));
+        let _turn = self.write_turn().await;
+        sqlx::query(
+            "UPDATE errand_jobs SET state = 'discarded', finalized_at = ?, lease_expires_at = NULL, \
+             errors = CASE WHEN json_valid(errors) AND json_type(errors) = 'array' \
+                           THEN json_insert(errors, '$[#]', json(?)) ELSE json_array(json(?)) END \
+             WHERE id = ? AND state = 'running' AND attempt = ?",
+        )
+        .bind(micros(now))
+        .bind(&error)
+        .bind(&error)
+        .bind(job.id)
+        .bind(job.attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
     async fn fetch(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM errand_jobs WHERE id = ?");
         sqlx::query(&sql)
@@ -412,10 +446,19 @@ impl Store for SqliteStore {
             .map_err(db)?;
         // Decoding needs no turn: let the completer write meanwhile.
         drop(turn);
-        let mut jobs = rows
+        let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
             .iter()
             .map(|(text,)| decode_claimed(text, req, lease_until))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .partition(|j| j.corrupt.is_none());
+        for job in unreadable {
+            // On failure the job's lease runs out and the rescuer retries it; it is met
+            // again at its next claim. The readable jobs are returned either way.
+            if let Err(e) = self.quarantine(&job, req.now).await {
+                tracing::warn!(job_id = job.id, error = %e, "could not discard an unreadable job");
+            }
+        }
         jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
         Ok(jobs)
     }

@@ -1,7 +1,7 @@
 //! Reading job rows back from SQLite.
 
 use chrono::{DateTime, Utc};
-use errand_core::{ClaimRequest, JobRow, JobState, StoreError};
+use errand_core::{ClaimRequest, JobRow, JobState, RowReader, StoreError};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
@@ -14,52 +14,59 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(id: i64, us: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::Corrupt {
-        id,
-        reason: format!("timestamp {us} out of range"),
-    })
+fn time(us: i64) -> Result<DateTime<Utc>, String> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| format!("timestamp {us} out of range"))
 }
 
-fn opt_time(id: i64, us: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    us.map(|us| time(id, us)).transpose()
-}
+const EPOCH: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 
-fn json<T: serde::de::DeserializeOwned>(id: i64, col: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::corrupt_json(id, col, e))
-}
-
-/// Decodes a row selected with [`COLUMNS`].
+/// Decodes a row selected with [`COLUMNS`]. Only an unreadable id fails the call: any
+/// other column that cannot be read takes a fallback value and is named in
+/// [`JobRow::corrupt`], so one bad row never fails the others read with it.
 pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
-    let db = crate::store::db;
-    let id: i64 = row.try_get(0).map_err(db)?;
-    let state: String = row.try_get(4).map_err(db)?;
-    let errors: String = row.try_get(14).map_err(db)?;
-    let tags: String = row.try_get(15).map_err(db)?;
-    let backoff: Option<String> = row.try_get(17).map_err(db)?;
-    Ok(JobRow {
+    let id: i64 = row.try_get(0).map_err(crate::store::db)?;
+    let mut r = RowReader::default();
+    let text = |r: &mut RowReader, i: usize, col: &str| -> String {
+        r.value(col, row.try_get::<String, _>(i), String::new())
+    };
+    let at = |r: &mut RowReader, i: usize, col: &str| -> DateTime<Utc> {
+        let us = r.value(col, row.try_get::<i64, _>(i).map_err(|e| e.to_string()), 0);
+        r.value(col, time(us), EPOCH)
+    };
+    let opt_at = |r: &mut RowReader, i: usize, col: &str| -> Option<DateTime<Utc>> {
+        let us = r.value(col, row.try_get::<Option<i64>, _>(i), None)?;
+        Some(r.value(col, time(us), EPOCH))
+    };
+    let state_text = text(&mut r, 4, "state");
+    let state = r.value("state", state_text.parse::<JobState>(), JobState::Discarded);
+    let errors = text(&mut r, 14, "errors");
+    let tags = text(&mut r, 15, "tags");
+    let backoff: Option<String> = r.value("backoff", row.try_get(17), None);
+    let job = JobRow {
         id,
-        kind: row.try_get(1).map_err(db)?,
-        queue: row.try_get(2).map_err(db)?,
-        args: row.try_get(3).map_err(db)?,
-        state: StoreError::parse_state(id, &state)?,
-        priority: row.try_get(5).map_err(db)?,
-        attempt: row.try_get(6).map_err(db)?,
-        max_attempts: row.try_get(7).map_err(db)?,
-        run_at: time(id, row.try_get(8).map_err(db)?)?,
-        created_at: time(id, row.try_get(9).map_err(db)?)?,
-        attempted_at: opt_time(id, row.try_get(10).map_err(db)?)?,
-        finalized_at: opt_time(id, row.try_get(11).map_err(db)?)?,
-        lease_expires_at: opt_time(id, row.try_get(12).map_err(db)?)?,
-        attempted_by: row.try_get(13).map_err(db)?,
-        errors: json(id, "errors", &errors)?,
-        tags: json(id, "tags", &tags)?,
-        unique_key: row.try_get(16).map_err(db)?,
-        backoff: backoff
-            .as_deref()
-            .map(|b| json(id, "backoff", b))
-            .transpose()?,
-        timeout_ms: row.try_get(18).map_err(db)?,
+        kind: text(&mut r, 1, "kind"),
+        queue: text(&mut r, 2, "queue"),
+        args: text(&mut r, 3, "args"),
+        state,
+        priority: r.value("priority", row.try_get(5), 0),
+        attempt: r.value("attempt", row.try_get(6), 0),
+        max_attempts: r.value("max_attempts", row.try_get(7), 1),
+        run_at: at(&mut r, 8, "run_at"),
+        created_at: at(&mut r, 9, "created_at"),
+        attempted_at: opt_at(&mut r, 10, "attempted_at"),
+        finalized_at: opt_at(&mut r, 11, "finalized_at"),
+        lease_expires_at: opt_at(&mut r, 12, "lease_expires_at"),
+        attempted_by: r.value("attempted_by", row.try_get(13), None),
+        errors: r.json("errors", &errors),
+        tags: r.json("tags", &tags),
+        unique_key: r.value("unique_key", row.try_get(16), None),
+        backoff: r.json_opt("backoff", backoff.as_deref()),
+        timeout_ms: r.value("timeout_ms", row.try_get(18), None),
+        corrupt: None,
+    };
+    Ok(JobRow {
+        corrupt: r.finish(),
+        ..job
     })
 }
 
@@ -73,67 +80,57 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
 pub(crate) const CLAIMED: &str = "json_array(id, kind, args, priority, attempt, max_attempts, \
      run_at, created_at, errors, tags, unique_key, backoff, timeout_ms)";
 
-/// The columns of [`CLAIMED`], in order.
-type Claimed = (
-    i64,
-    String,
-    String,
-    i16,
-    i32,
-    i32,
-    i64,
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
 /// Decodes one [`CLAIMED`] value of the claim `req`, whose lease runs until `lease_until`.
+/// Like [`decode`], a column that cannot be read is named in [`JobRow::corrupt`]; only a
+/// value without a readable id fails the call.
 pub(crate) fn decode_claimed(
     text: &str,
     req: &ClaimRequest,
     lease_until: DateTime<Utc>,
 ) -> Result<JobRow, StoreError> {
-    let (
-        id,
-        kind,
-        args,
-        priority,
-        attempt,
-        max_attempts,
-        run_at,
-        created_at,
-        errors,
-        tags,
-        unique_key,
-        backoff,
-        timeout_ms,
-    ): Claimed =
+    let v: Vec<serde_json::Value> =
         serde_json::from_str(text).map_err(|e| StoreError::corrupt_json(0, "claimed row", e))?;
-    Ok(JobRow {
+    let get = |i: usize| v.get(i).unwrap_or(&serde_json::Value::Null);
+    let id = get(0).as_i64().ok_or_else(|| StoreError::Corrupt {
+        id: 0,
+        reason: format!("claimed row without a readable id: {text}"),
+    })?;
+    let mut r = RowReader::default();
+    fn field<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, String> {
+        T::deserialize(v).map_err(|e| format!("{e} (stored: {v})"))
+    }
+    let at = |r: &mut RowReader, i: usize, col: &str| -> DateTime<Utc> {
+        let us = r.value(col, field::<i64>(get(i)), 0);
+        r.value(col, time(us), EPOCH)
+    };
+    let errors: String = r.value("errors", field(get(8)), "[]".into());
+    let tags: String = r.value("tags", field(get(9)), "[]".into());
+    let backoff: Option<String> = r.value("backoff", field(get(11)), None);
+    let job = JobRow {
         id,
-        kind,
+        kind: r.value("kind", field(get(1)), String::new()),
         queue: req.queue.clone(),
-        args,
+        args: r.value("args", field(get(2)), String::new()),
         state: JobState::Running,
-        priority,
-        attempt,
-        max_attempts,
-        run_at: time(id, run_at)?,
-        created_at: time(id, created_at)?,
-        attempted_at: Some(time(id, micros(req.now))?),
+        priority: r.value("priority", field(get(3)), 0),
+        attempt: r.value("attempt", field(get(4)), 0),
+        max_attempts: r.value("max_attempts", field(get(5)), 1),
+        run_at: at(&mut r, 6, "run_at"),
+        created_at: at(&mut r, 7, "created_at"),
+        // As stored: microseconds.
+        attempted_at: DateTime::from_timestamp_micros(micros(req.now)),
         finalized_at: None,
-        lease_expires_at: Some(time(id, micros(lease_until))?),
+        lease_expires_at: DateTime::from_timestamp_micros(micros(lease_until)),
         attempted_by: Some(req.worker_id.clone()),
-        errors: json(id, "errors", &errors)?,
-        tags: json(id, "tags", &tags)?,
-        unique_key,
-        backoff: backoff
-            .as_deref()
-            .map(|b| json(id, "backoff", b))
-            .transpose()?,
-        timeout_ms,
+        errors: r.json("errors", &errors),
+        tags: r.json("tags", &tags),
+        unique_key: r.value("unique_key", field(get(10)), None),
+        backoff: r.json_opt("backoff", backoff.as_deref()),
+        timeout_ms: r.value("timeout_ms", field(get(12)), None),
+        corrupt: None,
+    };
+    Ok(JobRow {
+        corrupt: r.finish(),
+        ..job
     })
 }

@@ -57,6 +57,7 @@ fn row(args: String) -> JobRow {
         unique_key: None,
         backoff: None,
         timeout_ms: None,
+        corrupt: None,
     }
 }
 

@@ -8,6 +8,7 @@ use errand_core::{
 };
 
 use crate::options::resolve;
+use crate::payload;
 use crate::{EnqueueError, EnqueueOptions, Job};
 
 /// Default largest serialized job accepted by a [`Client`]: 1 MiB.
@@ -31,10 +32,13 @@ impl From<InsertResult> for Enqueued {
     }
 }
 
+/// A job of a [`Batch`], serialized, with its call's options; resolved at enqueue.
+type BatchItem = Result<(Serialized, EnqueueOptions), EnqueueError>;
+
 /// Jobs of different types to enqueue in one round trip; see [`Client::enqueue_batch`].
 #[derive(Debug, Default)]
 pub struct Batch {
-    items: Vec<(&'static str, Result<NewJob, EnqueueError>)>,
+    items: Vec<(&'static str, BatchItem)>,
 }
 
 impl Batch {
@@ -50,7 +54,8 @@ impl Batch {
 
     /// Adds a job with overrides.
     pub fn add_with<J: Job>(&mut self, job: J, opts: EnqueueOptions) -> &mut Self {
-        self.items.push((J::KIND, prepare(job, opts, usize::MAX)));
+        self.items
+            .push((J::KIND, serialize(job, usize::MAX).map(|s| (s, opts))));
         self
     }
 
@@ -65,12 +70,55 @@ impl Batch {
     }
 }
 
+/// A job serialized and checked, with its type's options: resolved against the call's
+/// options at the store's time (`Serialized::resolve`).
+#[derive(Debug)]
+pub(crate) struct Serialized {
+    kind: &'static str,
+    args: String,
+    defaults: crate::JobOptions,
+}
+
+impl Serialized {
+    /// The row to insert, run times measured from `now` (the store's clock).
+    pub(crate) fn resolve(
+        self,
+        opts: EnqueueOptions,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<NewJob, EnqueueError> {
+        resolve(self.kind, self.args, self.defaults, opts, now)
+    }
+}
+
+/// [`serialize`], then [`Serialized::resolve`].
 pub(crate) fn prepare<J: Job>(
     job: J,
     opts: EnqueueOptions,
     limit: usize,
+    now: chrono::DateTime<Utc>,
 ) -> Result<NewJob, EnqueueError> {
+    serialize(job, limit)?.resolve(opts, now)
+}
+
+/// Serializes a job, refusing what would not round-trip through every store.
+pub(crate) fn serialize<J: Job>(job: J, limit: usize) -> Result<Serialized, EnqueueError> {
     let defaults = job.options();
+    // Before serializing: a hostile depth must not recurse through serde_json first.
+    payload::check(&job).map_err(|p| match p {
+        payload::Problem::NonFinite { value, at } => EnqueueError::NonFiniteNumber {
+            kind: J::KIND,
+            value,
+            at,
+        },
+        payload::Problem::TooDeep => EnqueueError::TooDeep {
+            kind: J::KIND,
+            limit: payload::MAX_PAYLOAD_DEPTH,
+        },
+        payload::Problem::Custom(m) => EnqueueError::Serialize {
+            kind: J::KIND,
+            source: <serde_json::Error as serde::ser::Error>::custom(m),
+        },
+    })?;
     let args = serde_json::to_string(&job).map_err(|source| EnqueueError::Serialize {
         kind: J::KIND,
         source,
@@ -85,7 +133,11 @@ pub(crate) fn prepare<J: Job>(
     if has_escaped_nul(&args) {
         return Err(EnqueueError::NulInPayload { kind: J::KIND });
     }
-    resolve(J::KIND, args, defaults, opts, Utc::now())
+    Ok(Serialized {
+        kind: J::KIND,
+        args,
+        defaults,
+    })
 }
 
 /// Whether JSON text holds the escape `\u0000` (serde_json writes a NUL in a string or key
@@ -180,8 +232,9 @@ impl<S: Store> Client<S> {
         job: J,
         opts: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
-        let new = prepare(job, opts, self.max_payload_bytes)?;
-        Ok(self.insert(vec![new]).await?.remove(0))
+        let now = self.now().await;
+        let new = prepare(job, opts, self.max_payload_bytes, now)?;
+        Ok(self.insert(vec![new], now).await?.remove(0))
     }
 
     /// Enqueues jobs of one type in one round trip. Validates all before writing any.
@@ -189,21 +242,24 @@ impl<S: Store> Client<S> {
         &self,
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
+        let now = self.now().await;
         let new = jobs
             .into_iter()
-            .map(|j| prepare(j, EnqueueOptions::new(), self.max_payload_bytes))
+            .map(|j| prepare(j, EnqueueOptions::new(), self.max_payload_bytes, now))
             .collect::<Result<Vec<_>, _>>()?;
-        self.insert(new).await
+        self.insert(new, now).await
     }
 
     /// Enqueues a [`Batch`] of jobs of any types in one round trip. Validates all before
     /// writing any.
     pub async fn enqueue_batch(&self, batch: Batch) -> Result<Vec<Enqueued>, EnqueueError> {
+        let now = self.now().await;
         let new = batch
             .items
             .into_iter()
             .map(|(kind, item)| {
-                let job = item?;
+                let (job, opts) = item?;
+                let job = job.resolve(opts, now)?;
                 if job.args.len() > self.max_payload_bytes {
                     return Err(EnqueueError::PayloadTooLarge {
                         kind,
@@ -214,13 +270,23 @@ impl<S: Store> Client<S> {
                 Ok(job)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        self.insert(new).await
+        self.insert(new, now).await
     }
 
-    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, EnqueueError> {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<Enqueued>, EnqueueError> {
         let labels = labels(&jobs);
-        let res = self.store.insert(jobs, Utc::now()).await?;
+        let res = self.store.insert(jobs, now).await?;
         Ok(count_enqueued(&labels, res))
+    }
+
+    /// The store's time (the database's on Postgres): run times and delays are measured
+    /// from it, so a client whose clock is wrong does not schedule jobs early or late.
+    pub(crate) async fn now(&self) -> chrono::DateTime<Utc> {
+        self.store.now(Utc::now()).await
     }
 
     /// One job by id.
@@ -246,13 +312,13 @@ impl<S: Store> Client<S> {
     /// Cancels a job that is not final (a running attempt's result is then ignored, and its
     /// worker stops it at its next heartbeat).
     pub async fn cancel(&self, id: JobId) -> Result<CancelResult, StoreError> {
-        self.store.cancel(id, Utc::now()).await
+        self.store.cancel(id, self.now().await).await
     }
 
     /// Makes a job that is not running available now (a discarded or cancelled job gets one
     /// more attempt). `None` when no job has that id.
     pub async fn retry(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
-        self.store.retry_now(id, Utc::now()).await
+        self.store.retry_now(id, self.now().await).await
     }
 }
 
@@ -295,6 +361,7 @@ mod tests {
             Note { text: text.into() },
             EnqueueOptions::new(),
             usize::MAX,
+            Utc::now(),
         )
     }
 

@@ -44,8 +44,9 @@ impl Client<PgStore> {
         job: J,
         opts: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
-        let new = prepare(job, opts, self.payload_limit())?;
-        self.insert_tx(conn, vec![new])
+        let now = self.now().await;
+        let new = prepare(job, opts, self.payload_limit(), now)?;
+        self.insert_tx(conn, vec![new], now)
             .await
             .map(|mut v| v.remove(0))
     }
@@ -57,20 +58,22 @@ impl Client<PgStore> {
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let limit = self.payload_limit();
+        let now = self.now().await;
         let new = jobs
             .into_iter()
-            .map(|j| prepare(j, EnqueueOptions::new(), limit))
+            .map(|j| prepare(j, EnqueueOptions::new(), limit, now))
             .collect::<Result<Vec<_>, _>>()?;
-        self.insert_tx(conn, new).await
+        self.insert_tx(conn, new, now).await
     }
 
     async fn insert_tx(
         &self,
         conn: &mut PgConnection,
         jobs: Vec<errand_core::NewJob>,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let labels = labels(&jobs);
-        let res = self.store().insert_in(conn, jobs).await?;
+        let res = self.store().insert_in_at(conn, jobs, now).await?;
         Ok(count_enqueued(&labels, res))
     }
 }

@@ -128,6 +128,26 @@ pub enum EnqueueError {
         /// The job's kind.
         kind: &'static str,
     },
+    /// A float in the job is NaN or infinite: JSON has no such numbers (serde_json writes
+    /// them as `null`, which would not read back as the float).
+    #[error("job of kind '{kind}' holds {value} at {at}, which JSON cannot carry (it would be stored as null and the job would not deserialize): use a finite number, or an Option set to None")]
+    NonFiniteNumber {
+        /// The job's kind.
+        kind: &'static str,
+        /// The value (NaN, inf or -inf).
+        value: f64,
+        /// Where: the field, when known.
+        at: String,
+    },
+    /// The job nests arrays and objects deeper than [`crate::MAX_PAYLOAD_DEPTH`] levels,
+    /// more than serde_json reads back.
+    #[error("job of kind '{kind}' is nested deeper than {limit} levels of arrays and objects, more than serde_json reads back: flatten it, or store the document elsewhere and enqueue a reference")]
+    TooDeep {
+        /// The job's kind.
+        kind: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -4,12 +4,14 @@
 mod client;
 #[cfg(feature = "postgres")]
 mod client_pg;
+mod clock;
 mod context;
 mod error;
 mod job;
 mod maintenance;
 mod memory;
 mod options;
+mod payload;
 mod telemetry;
 pub mod testing;
 mod worker;
@@ -22,6 +24,7 @@ pub use memory::MemoryStore;
 pub use options::{
     EnqueueOptions, JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT,
 };
+pub use payload::MAX_PAYLOAD_DEPTH;
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{

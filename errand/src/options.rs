@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use errand_core::{Backoff, NewJob, MAX_KIND_LEN, MAX_QUEUE_LEN};
+use errand_core::{
+    Backoff, NewJob, MAX_KIND_LEN, MAX_QUEUE_LEN, MAX_TAGS, MAX_TAG_LEN, MAX_UNIQUE_KEY_LEN,
+};
 
 use crate::EnqueueError;
 
@@ -265,13 +267,44 @@ pub(crate) fn resolve(
     if unique_key.as_deref().is_some_and(|k| k.contains('\0')) {
         return Err(invalid("unique_key", "contains a NUL character"));
     }
+    if let Some(k) = unique_key
+        .as_deref()
+        .filter(|k| k.len() > MAX_UNIQUE_KEY_LEN)
+    {
+        return Err(invalid(
+            "unique_key",
+            format!(
+                "{} bytes, over the {MAX_UNIQUE_KEY_LEN}-byte limit: use a hash of the value",
+                k.len()
+            ),
+        ));
+    }
     let mut tags = defaults.tags;
     tags.extend(call.tags);
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(
+            "tags",
+            format!("{} tags, over the limit of {MAX_TAGS}", tags.len()),
+        ));
+    }
     if let Some(t) = tags.iter().find(|t| t.contains('\0')) {
         return Err(invalid(
             "tags",
             format!("tag {t:?} contains a NUL character"),
         ));
+    }
+    if let Some(t) = tags.iter().find(|t| t.len() > MAX_TAG_LEN) {
+        return Err(invalid(
+            "tags",
+            format!(
+                "a tag of {} bytes, over the {MAX_TAG_LEN}-byte limit",
+                t.len()
+            ),
+        ));
+    }
+    let backoff = call.backoff.or(defaults.backoff);
+    if let Some(Err(reason)) = backoff.as_ref().map(Backoff::check) {
+        return Err(invalid("backoff", reason));
     }
     Ok(NewJob {
         kind: kind.to_owned(),
@@ -282,7 +315,7 @@ pub(crate) fn resolve(
         run_at,
         tags,
         unique_key,
-        backoff: call.backoff.or(defaults.backoff),
+        backoff,
         timeout_ms: timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
     })
 }
@@ -352,6 +385,27 @@ mod tests {
         assert!(rejected(EnqueueOptions::new().unique_key("a\0b"), "unique_key").contains("NUL"));
         assert!(rejected(EnqueueOptions::new().tag("ok").tag("x\0"), "tags").contains("NUL"));
         try_resolve(EnqueueOptions::new().unique_key("ünï\tcode").tag("a b")).unwrap();
+    }
+
+    #[test]
+    fn values_that_cannot_round_trip_are_rejected() {
+        let nan = Backoff::Constant {
+            delay_ms: 1000,
+            jitter: f64::NAN,
+        };
+        assert!(rejected(EnqueueOptions::new().backoff(nan), "backoff").contains("jitter NaN"));
+        let r = rejected(
+            EnqueueOptions::new().unique_key("k".repeat(1025)),
+            "unique_key",
+        );
+        assert!(r.contains("1025 bytes"), "{r}");
+        try_resolve(EnqueueOptions::new().unique_key("k".repeat(1024))).unwrap();
+        let mut many = EnqueueOptions::new();
+        for i in 0..65 {
+            many = many.tag(format!("t{i}"));
+        }
+        assert!(rejected(many, "tags").contains("65 tags"));
+        rejected(EnqueueOptions::new().tag("t".repeat(257)), "tags");
     }
 
     #[test]

@@ -66,7 +66,12 @@ pub async fn perform_attempt<J: Job>(
     state: J::State,
     attempt: i32,
 ) -> Result<Outcome, JobError> {
-    let new = match prepare(job, EnqueueOptions::new(), crate::DEFAULT_MAX_PAYLOAD_BYTES) {
+    let new = match prepare(
+        job,
+        EnqueueOptions::new(),
+        crate::DEFAULT_MAX_PAYLOAD_BYTES,
+        Utc::now(),
+    ) {
         Ok(new) => new,
         Err(e) => panic!("the job would be refused at enqueue: {e}"),
     };

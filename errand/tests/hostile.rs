@@ -348,3 +348,294 @@ async fn a_run_without_timeout_past_ten_leases_is_named_in_a_warning() {
         "no long-run warning for job {id} in:\n{logs}"
     );
 }
+
+// ── 1. Bad rows and values that cannot round-trip ──────────────────────────────────────
+
+/// Carries floats at the edges of `f64`.
+#[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
+struct Floats {
+    values: Vec<f64>,
+}
+impl Job for Floats {
+    const KIND: &'static str = "floats";
+    type State = Probe;
+    async fn run(self, _cx: JobContext<Probe>) -> Result<Outcome, JobError> {
+        Ok(Outcome::Complete)
+    }
+}
+
+fn edge_floats() -> Floats {
+    Floats {
+        values: vec![
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e300,
+            -1.2345678901234567e-300,
+            1.7976931348623155e308,
+            0.1,
+            123_456_789.123_456_79,
+            2f64.powi(60) + 1.0,
+        ],
+    }
+}
+
+on_every_store!(edge_floats_read_back_exactly_on_every_store);
+
+async fn edge_floats_read_back_exactly_on_every_store<S: Store + Clone>(store: S) {
+    let id = Client::new(store.clone())
+        .enqueue(edge_floats())
+        .await
+        .unwrap()
+        .id;
+    let row = store.get(id).await.unwrap().unwrap();
+    let back: Floats = serde_json::from_str(&row.args)
+        .unwrap_or_else(|e| panic!("stored payload does not read back: {e}: {}", row.args));
+    let bits = |f: &Floats| f.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&back), bits(&edge_floats()), "{}", row.args);
+}
+
+/// Nests `levels` arrays, serializing without building anything (a hostile depth).
+struct Deep(usize);
+impl Serialize for Deep {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(1))?;
+        if self.0 > 1 {
+            seq.serialize_element(&Deep(self.0 - 1))?;
+        }
+        seq.end()
+    }
+}
+
+/// A payload of any shape.
+#[derive(Serialize, Deserialize)]
+struct Anything {
+    #[serde(skip_deserializing)]
+    deep: Option<DeepField>,
+    amount: Option<f64>,
+}
+#[derive(Default)]
+struct DeepField(usize);
+impl Serialize for DeepField {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        Deep(self.0).serialize(s)
+    }
+}
+impl Job for Anything {
+    const KIND: &'static str = "anything";
+    type State = Probe;
+    async fn run(self, _cx: JobContext<Probe>) -> Result<Outcome, JobError> {
+        Ok(Outcome::Complete)
+    }
+}
+
+on_every_store!(values_that_cannot_round_trip_are_refused_alike_and_write_nothing);
+
+async fn values_that_cannot_round_trip_are_refused_alike_and_write_nothing<S: Store + Clone>(
+    store: S,
+) {
+    use errand::{Backoff, EnqueueError, EnqueueOptions};
+    let client = Client::new(store.clone());
+    let job = |amount: Option<f64>, deep: usize| Anything {
+        deep: (deep > 0).then_some(DeepField(deep)),
+        amount,
+    };
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        match client.enqueue(job(Some(bad), 0)).await {
+            Err(EnqueueError::NonFiniteNumber { at, .. }) => assert_eq!(at, "field `amount`"),
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+    for depth in [128, 100_000] {
+        match client.enqueue(job(None, depth)).await {
+            Err(e @ EnqueueError::TooDeep { .. }) => assert!(e.to_string().contains("127")),
+            other => panic!("depth {depth}: {other:?}"),
+        }
+    }
+    client
+        .enqueue(job(None, 126))
+        .await
+        .expect("126 arrays inside the object fit");
+    let nan_backoff = Backoff::Constant {
+        delay_ms: 1000,
+        jitter: f64::NAN,
+    };
+    let refused = [
+        EnqueueOptions::new().backoff(nan_backoff),
+        EnqueueOptions::new().backoff(Backoff::constant(Duration::ZERO)),
+        EnqueueOptions::new().unique_key("k".repeat(1024 * 1024)),
+        (0..100_000).fold(EnqueueOptions::new(), |o, i| o.tag(format!("tag{i}"))),
+    ];
+    for opts in refused {
+        match client.enqueue_with(job(Some(1.0), 0), opts).await {
+            Err(EnqueueError::InvalidOption { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let all = store.count(&errand::ListFilter::default()).await.unwrap();
+    assert_eq!(all, 1, "only the job that fits was written");
+}
+
+/// Enqueues 30 readable jobs and one made unreadable behind the store's back, then lets a
+/// worker claim them together: the unreadable one is discarded with its column named, the
+/// 30 run once each, and the row still lists, shows and cancels.
+async fn one_unreadable_row_affects_only_itself<S: Store + Clone>(
+    store: S,
+    corrupt: impl AsyncFnOnce(errand::JobId, errand::JobId),
+) {
+    let client = Client::new(store.clone());
+    let good: Vec<_> = client
+        .enqueue_many((0..30).map(|n| Echo { n }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let bad = client.enqueue(Echo { n: 99 }).await.unwrap().id;
+    // A second unreadable job on a queue no worker runs, for the operator's commands.
+    let idle = client
+        .enqueue_with(Echo { n: 100 }, errand::EnqueueOptions::new().queue("idle"))
+        .await
+        .unwrap()
+        .id;
+    corrupt(bad, idle).await;
+    let listed = store
+        .list(&errand::ListFilter::default())
+        .await
+        .expect("list reads past the bad rows");
+    assert_eq!(listed.len(), 32);
+    let shown = store.get(idle).await.unwrap().unwrap();
+    let problem = shown
+        .corrupt
+        .clone()
+        .expect("the row says it is unreadable");
+    assert!(problem.contains("column backoff"), "{problem}");
+    let probe = Probe::default();
+    let worker = builder(store.clone(), probe.clone())
+        .queue("default", 4)
+        .build()
+        .unwrap()
+        .start();
+    for &id in &good {
+        let row = wait_state(&store, id, JobState::Completed).await;
+        assert_eq!(row.attempt, 1);
+    }
+    let row = wait_state(&store, bad, JobState::Discarded).await;
+    worker.shutdown().await;
+    assert_eq!(probe.runs(bad), 0, "the unreadable job never ran");
+    let last = row.errors.last().expect("an error is recorded");
+    assert!(
+        last.message.contains("could not be read") && last.message.contains("column backoff"),
+        "{}",
+        last.message
+    );
+    assert!(good.iter().all(|&id| probe.runs(id) == 1));
+    match store.cancel(idle, chrono::Utc::now()).await.unwrap() {
+        errand::CancelResult::Cancelled(row) => assert!(row.corrupt.is_some()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A backoff as a JSON `null` jitter, what serde_json wrote for `jitter: f64::NAN`.
+const NULL_JITTER: &str = r#"{"mode":"constant","delay_ms":1000,"jitter":null}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_row_affects_only_itself_sqlite() {
+    let (store, _dir) = sqlite().await;
+    let pool = store.pool().clone();
+    one_unreadable_row_affects_only_itself(store, async move |bad, idle| {
+        for id in [bad, idle] {
+            sqlx::query("UPDATE errand_jobs SET backoff = ?, errors = 'not json' WHERE id = ?")
+                .bind(NULL_JITTER)
+                .bind(id)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_unreadable_row_affects_only_itself_postgres() {
+    let store = errand_postgres::testing::scratch_store().await;
+    let (pool, table) = (store.pool().clone(), format!("\"{}\".jobs", store.schema()));
+    one_unreadable_row_affects_only_itself(store, async move |bad, idle| {
+        for id in [bad, idle] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET backoff = $1::jsonb, errors = '{{\"not\": \"a list\"}}' WHERE id = $2"
+            ))
+            .bind(NULL_JITTER)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+}
+
+// ── 4. A worker whose clock is wrong ───────────────────────────────────────────────────
+
+/// A healthy worker runs jobs three leases long while a second worker, its clock 40 s
+/// fast, rescues and promotes on the same Postgres schema: it takes no running job and
+/// starts no scheduled job early, because both read the database's clock.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_fast_clock_steals_nothing_on_postgres() {
+    let store = errand_postgres::testing::scratch_store().await;
+    let client = Client::new(store.clone());
+    let ids: Vec<_> = client
+        .enqueue_many((0..4).map(|_| Sleeper { ms: 3_000 }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let later = client
+        .enqueue_with(
+            Echo { n: 1 },
+            errand::EnqueueOptions::new().delay(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let probe = Probe::default();
+    let healthy = builder(store.clone(), probe.clone())
+        .queue("default", 4)
+        .lease(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .start();
+    // Wait until all four run before the fast worker starts.
+    wait_for(
+        "the four jobs to start",
+        Duration::from_secs(10),
+        || async { ids.iter().all(|&id| probe.runs(id) == 1) },
+    )
+    .await;
+    let fast = builder(store.clone(), Probe::default())
+        .queue("elsewhere", 1)
+        .clock_skew(chrono::TimeDelta::seconds(40))
+        .rescue_interval(Duration::from_millis(50))
+        .schedule_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .start();
+    for &id in &ids {
+        let row = wait_state(&store, id, JobState::Completed).await;
+        assert_eq!((row.attempt, row.errors.len()), (1, 0), "{row:?}");
+        assert_eq!(probe.runs(id), 1);
+    }
+    let scheduled = store.get(later).await.unwrap().unwrap();
+    fast.shutdown().await;
+    healthy.shutdown().await;
+    assert_eq!(
+        scheduled.state,
+        JobState::Scheduled,
+        "a job due in 20 s was promoted early"
+    );
+}

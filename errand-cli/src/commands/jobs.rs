@@ -46,13 +46,21 @@ pub(crate) async fn jobs(
                         j.id.to_string(),
                         j.kind.clone(),
                         j.queue.clone(),
-                        j.state.to_string(),
+                        if j.corrupt.is_some() {
+                            format!("{} (unreadable)", j.state)
+                        } else {
+                            j.state.to_string()
+                        },
                         format!("{}/{}", j.attempt, j.max_attempts),
                         time(j.run_at),
-                        j.errors
-                            .last()
-                            .map(|e| short(&e.message, 60))
-                            .unwrap_or_default(),
+                        match &j.corrupt {
+                            Some(problem) => short(problem, 60),
+                            None => j
+                                .errors
+                                .last()
+                                .map(|e| short(&e.message, 60))
+                                .unwrap_or_default(),
+                        },
                     ]
                 })
                 .collect();

@@ -23,6 +23,7 @@ use errand_core::{NewJob, Store, StoreError};
 
 use super::Service;
 use crate::client::{count_enqueued, labels};
+use crate::clock::Clock;
 
 /// Longest sleep between passes, so a clock jump is noticed within it.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -97,12 +98,20 @@ pub(crate) struct Cron {
     retry: Duration,
     /// The tick each entry last enqueued: a pass woken before that tick passes writes nothing.
     enqueued: Mutex<Vec<Option<DateTime<Utc>>>>,
+    clock: Clock,
 }
 
 impl Cron {
+    /// Reads the time from `clock` (the worker's).
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub(crate) fn new(store: Arc<dyn Store>, entries: Arc<[CronEntry]>, retry: Duration) -> Self {
         let enqueued = Mutex::new(vec![None; entries.len()]);
         Cron {
+            clock: Clock::default(),
             store,
             entries,
             retry,
@@ -164,7 +173,8 @@ impl Service for Cron {
 
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
         // Wake just after the tick, so the next pass looks past it.
-        let wait = self.pass(Utc::now()).await?;
+        let now = self.clock.now(&*self.store).await;
+        let wait = self.pass(now).await?;
         Ok(Some(wait + Duration::from_millis(1)))
     }
 }

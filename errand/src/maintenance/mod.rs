@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use errand_core::{Store, StoreError};
+
+use crate::clock::Clock;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -38,6 +40,8 @@ pub(crate) struct Settings {
     pub(crate) stats_interval: Duration,
     /// Cron entries (none: no cron service).
     pub(crate) cron: Arc<[CronEntry]>,
+    /// Where passes read the time.
+    pub(crate) clock: Clock,
 }
 
 impl Default for Settings {
@@ -49,6 +53,7 @@ impl Default for Settings {
             prune_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(10),
             cron: Arc::from([]),
+            clock: Clock::default(),
         }
     }
 }
@@ -107,11 +112,11 @@ pub(crate) fn spawn_all(
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
         spawn(
-            Scheduler::new(store.clone(), settings.schedule_interval),
+            Scheduler::new(store.clone(), settings.schedule_interval).clock(settings.clock),
             stop.clone(),
         ),
         spawn(
-            Rescuer::new(store.clone(), settings.rescue_interval),
+            Rescuer::new(store.clone(), settings.rescue_interval).clock(settings.clock),
             stop.clone(),
         ),
         spawn(
@@ -125,13 +130,14 @@ pub(crate) fn spawn_all(
                 store.clone(),
                 settings.cron.clone(),
                 settings.schedule_interval,
-            ),
+            )
+            .clock(settings.clock),
             stop.clone(),
         ));
     }
     if let Some(keep) = settings.retention {
         tasks.push(spawn(
-            Pruner::new(store, keep, settings.prune_interval),
+            Pruner::new(store, keep, settings.prune_interval).clock(settings.clock),
             stop,
         ));
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use async_trait::async_trait;
 use chrono::Utc;
 use errand_core::{Store, StoreError};
@@ -13,11 +14,19 @@ pub(crate) struct Pruner {
     store: Arc<dyn Store>,
     retention: Duration,
     interval: Duration,
+    clock: Clock,
 }
 
 impl Pruner {
+    /// Reads the time from `clock` (the worker's).
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub(crate) fn new(store: Arc<dyn Store>, retention: Duration, interval: Duration) -> Self {
         Pruner {
+            clock: Clock::default(),
             store,
             retention,
             interval,
@@ -37,9 +46,10 @@ impl Service for Pruner {
 
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
         // The builder bounds retention; saturate anyway rather than panic.
+        let now = self.clock.now(&*self.store).await;
         let before = chrono::TimeDelta::from_std(self.retention)
             .ok()
-            .and_then(|keep| Utc::now().checked_sub_signed(keep))
+            .and_then(|keep| now.checked_sub_signed(keep))
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         loop {
             let n = self.store.prune(before, BATCH).await?;

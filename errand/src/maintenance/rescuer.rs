@@ -5,20 +5,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use errand_core::{Store, StoreError};
 
 use super::{Service, BATCH};
+use crate::clock::Clock;
 use crate::telemetry;
 
 pub(crate) struct Rescuer {
     store: Arc<dyn Store>,
     interval: Duration,
+    clock: Clock,
 }
 
 impl Rescuer {
+    /// Reads the time from `clock` (the worker's).
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub(crate) fn new(store: Arc<dyn Store>, interval: Duration) -> Self {
-        Rescuer { store, interval }
+        Rescuer {
+            clock: Clock::default(),
+            store,
+            interval,
+        }
     }
 }
 
@@ -34,7 +45,8 @@ impl Service for Rescuer {
 
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
         loop {
-            let r = self.store.rescue_expired(Utc::now(), BATCH).await?;
+            let now = self.clock.now(&*self.store).await;
+            let r = self.store.rescue_expired(now, BATCH).await?;
             let n = r.retried + r.discarded;
             if n > 0 {
                 telemetry::rescued(n);
@@ -57,6 +69,7 @@ impl Service for Rescuer {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+    use chrono::Utc;
     use errand_core::{ClaimRequest, JobState, NewJob};
 
     #[tokio::test]

@@ -12,19 +12,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use errand_core::{Store, StoreError};
 
 use super::{Service, BATCH};
+use crate::clock::Clock;
 
 pub(crate) struct Scheduler {
     store: Arc<dyn Store>,
     interval: Duration,
+    clock: Clock,
 }
 
 impl Scheduler {
+    /// Reads the time from `clock` (the worker's).
+    pub(crate) fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub(crate) fn new(store: Arc<dyn Store>, interval: Duration) -> Self {
-        Scheduler { store, interval }
+        Scheduler {
+            clock: Clock::default(),
+            store,
+            interval,
+        }
     }
 }
 
@@ -40,7 +51,7 @@ impl Service for Scheduler {
 
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
         loop {
-            let now = Utc::now();
+            let now = self.clock.now(&*self.store).await;
             let report = self.store.promote_due(now, BATCH).await?;
             if report.promoted > 0 {
                 tracing::debug!(promoted = report.promoted, queues = ?report.queues, "promoted due jobs");
@@ -68,6 +79,7 @@ impl Service for Scheduler {
 mod tests {
     use super::*;
     use crate::MemoryStore;
+    use chrono::Utc;
     use errand_core::{JobState, NewJob};
 
     #[tokio::test]

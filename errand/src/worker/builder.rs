@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::pacing::Prefetch;
 use super::registry::Registry;
 use super::{completer, producer, Config, QueueConfig, Shared, Worker};
+use crate::clock::Clock;
 use crate::maintenance::{self, CronEntry};
 use crate::options::check_name;
 use crate::{EnqueueOptions, Job, WorkerError, DEFAULT_MAX_PAYLOAD_BYTES};
@@ -57,6 +58,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
                 completer_linger: completer::DEFAULT_LINGER,
                 completer_batch: 1000,
                 stall_warning: Duration::from_secs(1),
+                clock: Clock::default(),
                 maintenance: maintenance::Settings::default(),
             },
             worker_id: None,
@@ -124,7 +126,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             Some(field) => Err(format!(
                 "the options set `{field}`: the schedule sets each tick's run time and unique key, remove it"
             )),
-            None => crate::client::prepare(job, opts, DEFAULT_MAX_PAYLOAD_BYTES)
+            None => crate::client::prepare(job, opts, DEFAULT_MAX_PAYLOAD_BYTES, chrono::Utc::now())
                 .map_err(|e| e.to_string())
                 .and_then(|template| {
                     CronEntry::new(name.clone(), schedule, template, chrono::Utc::now())
@@ -211,6 +213,15 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// Runs this worker as if its machine's clock were off by `skew`, to test that a wrong
+    /// clock does no harm where the store keeps time (Postgres). Not for production use.
+    #[doc(hidden)]
+    pub fn clock_skew(mut self, skew: chrono::TimeDelta) -> Self {
+        self.config.clock = Clock::skewed(skew);
+        self.config.maintenance.clock = Clock::skewed(skew);
+        self
+    }
+
     /// Backoff for jobs whose options set none (default: [`Backoff::default`]).
     pub fn default_backoff(mut self, backoff: Backoff) -> Self {
         self.config.default_backoff = backoff;
@@ -278,6 +289,10 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             reason: reason.to_owned(),
         };
         check_durations(&self.config)?;
+        self.config
+            .default_backoff
+            .check()
+            .map_err(|r| setting("default_backoff", &r))?;
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = self.crons.iter().find(|c| !names.insert(&c.name)) {
             return Err(WorkerError::InvalidCron {

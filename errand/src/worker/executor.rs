@@ -70,7 +70,7 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
         attempt = row.attempt,
     );
     let began = Instant::now();
-    let now = Utc::now();
+    let now = shared.now().await;
     let due = row.run_at.max(row.created_at);
     telemetry::started(
         &row.queue,
@@ -90,14 +90,15 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
     let result = result?;
     let duration = began.elapsed();
     let default_backoff = shared.config.default_backoff;
-    let (action, ended) = decide(&row, result, Utc::now(), default_backoff, rand::random());
+    let end = shared.now().await;
+    let (action, ended) = decide(&row, result, end, default_backoff, rand::random());
     span.in_scope(|| log_outcome(&action, duration));
     if shared.inflight.ended(row.lease_ref()) {
         shared
             .record(Pending {
                 finish: Finish {
                     lease: row.lease_ref(),
-                    at: Utc::now(),
+                    at: end,
                     action,
                 },
                 queue: row.queue.clone(),
@@ -317,6 +318,7 @@ mod tests {
             unique_key: None,
             backoff: Some(Backoff::constant(Duration::from_secs(7))),
             timeout_ms: None,
+            corrupt: None,
         }
     }
 

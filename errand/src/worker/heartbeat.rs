@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::Utc;
 use errand_core::Store;
 use tokio::sync::watch;
 
@@ -33,7 +32,7 @@ pub(crate) async fn beat(shared: &Shared, store: &dyn Store) {
         return;
     }
     let refs: Vec<_> = leases.iter().map(|h| h.lease).collect();
-    let until = errand_core::later(Utc::now(), shared.config.lease);
+    let until = errand_core::later(shared.config.clock.now(store).await, shared.config.lease);
     match store.extend_leases(&refs, until).await {
         Ok(held) => {
             let held: HashSet<_> = held.into_iter().collect();

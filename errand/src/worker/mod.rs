@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 pub use builder::WorkerBuilder;
 
+use crate::clock::Clock;
 use crate::maintenance;
 use crate::telemetry::Ended;
 use inflight::InFlight;
@@ -53,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) completer_batch: usize,
     /// A poll of a job's future running this long is logged as a stall (watchdog).
     pub(crate) stall_warning: Duration,
+    /// Where the runtime reads the time (see `clock`).
+    pub(crate) clock: Clock,
     pub(crate) maintenance: maintenance::Settings,
 }
 
@@ -85,6 +88,11 @@ impl Shared {
     pub(crate) async fn record(&self, p: Pending) {
         // The completer outlives every executor, so the send only fails after a forced stop.
         let _ = self.completer.send(completer::Msg::Outcome(p)).await;
+    }
+
+    /// The store's time (the database's on Postgres).
+    pub(crate) async fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.config.clock.now(&*self.store).await
     }
 
     fn queue_state(&self, queue: &str) -> Arc<pacing::QueueState> {
@@ -274,7 +282,7 @@ impl WorkerHandle {
         if !unfinished.is_empty() {
             let mut backoff = ErrorBackoff::default();
             for _ in 0..5 {
-                match shared.store.release(&unfinished, chrono::Utc::now()).await {
+                match shared.store.release(&unfinished, shared.now().await).await {
                     Ok(n) => {
                         report.released = n;
                         break;

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use errand_core::ClaimRequest;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
@@ -68,7 +67,7 @@ pub(crate) async fn run(
                 queue: queue.name.clone(),
                 limit,
                 worker_id: shared.worker_id.clone(),
-                now: Utc::now(),
+                now: shared.now().await,
                 lease: shared.config.lease,
             };
             match shared.store.claim(&req).await {
