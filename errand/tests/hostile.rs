@@ -194,6 +194,9 @@ async fn blocking_jobs_do_not_starve_heartbeats<S: Store + Clone>(store: S) {
                 .build()
                 .unwrap();
             rt.block_on(async {
+                // A Postgres pool's connections belong to the runtime that opened them:
+                // this thread's runtime ends first, so it gets connections of its own.
+                let store: Arc<dyn Store> = store.detached().unwrap_or_else(|| Arc::new(store));
                 let mut rescued = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let r = store.rescue_expired(chrono::Utc::now(), 100).await.unwrap();
