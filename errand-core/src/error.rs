@@ -44,6 +44,11 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The database is gone from under the store (its file was deleted, replaced or
+    /// truncated while open). Not transient: a worker that meets it stops
+    /// ([`run_until`](https://docs.rs/errand) returns it) instead of running on.
+    #[error("{0}")]
+    Lost(String),
     /// A stored row could not be read back (hand-edited or corrupt column).
     #[error("job {id} has a corrupt column: {reason}")]
     Corrupt {
@@ -104,5 +109,10 @@ impl StoreError {
     /// timeouts): [`StoreError::Database`]. A [`StoreError::Rejected`] change never will.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Database(_))
+    }
+
+    /// Whether the store cannot go on at all ([`StoreError::Lost`]): the worker stops.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, StoreError::Lost(_))
     }
 }

@@ -11,6 +11,7 @@
 //! - versioned migrations embedded in the binary, applied under the write lock.
 #![warn(missing_docs)]
 
+mod file;
 mod migrate;
 mod queries;
 mod row;

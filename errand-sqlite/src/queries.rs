@@ -320,7 +320,7 @@ impl SqliteStore {
             now,
             unreadable_message(problem),
         ));
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE errand_jobs SET state = 'discarded', finalized_at = ?, lease_expires_at = NULL, \
              errors = CASE WHEN json_valid(errors) AND json_type(errors) = 'array' \
@@ -358,7 +358,7 @@ impl Store for SqliteStore {
         jobs: Vec<NewJob>,
         now: DateTime<Utc>,
     ) -> Result<Vec<InsertResult>, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -425,7 +425,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
-        let turn = self.write_turn().await;
+        let turn = self.write_turn().await?;
         let lease_until = errand_core::later(req.now, req.lease);
         // One statement: SQLite takes the write lock for it, so claims never overlap.
         let sql = format!(
@@ -464,7 +464,7 @@ impl Store for SqliteStore {
     }
 
     async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -528,7 +528,7 @@ impl Store for SqliteStore {
         leases: &[LeaseRef],
         until: DateTime<Utc>,
     ) -> Result<Vec<JobId>, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -543,7 +543,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         if leases.is_empty() {
             return Ok(0);
         }
@@ -569,7 +569,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<RescueReport, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let expired: Vec<(i64, i32, i32, Option<String>)> = sqlx::query_as(
             "SELECT id, attempt, max_attempts, attempted_by FROM errand_jobs \
@@ -615,7 +615,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<PromoteReport, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let rows: Vec<(String,)> = sqlx::query_as(&promote_sql())
             .bind(micros(now))
             .bind(limit)
@@ -644,7 +644,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let sql = format!(
             "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
              WHERE id = ? AND {NON_FINAL} RETURNING {COLUMNS}"
@@ -665,7 +665,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         // A final job whose unique key was taken by a newer job stays as it is. (`state` in
         // the subquery is `o.state`: names resolve to the innermost table first.)
@@ -775,7 +775,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn().await?;
         let res = sqlx::query(&prune_sql())
             .bind(micros(before))
             .bind(limit)

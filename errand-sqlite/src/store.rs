@@ -9,6 +9,7 @@ use errand_core::{QueueSignals, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use crate::file::FileGuard;
 use crate::migrate;
 
 /// Rows a statement may buffer between its connection thread and the reader: a full claim
@@ -34,6 +35,28 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether a connection going back to the pool is outside any transaction; one that is not
+/// is closed instead of kept.
+///
+/// A transaction dropped without commit queues its `ROLLBACK`. When SQLite has already
+/// rolled the transaction back itself (it does on a full disk, `SQLITE_FULL`, and on some
+/// I/O errors), that `ROLLBACK` fails and sqlx keeps counting the connection as inside a
+/// transaction: every later `BEGIN` on it then fails ("begin_with at non-zero transaction
+/// depth"), and a maintenance service that drew it failed pass after pass.
+async fn release_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // Let the queued ROLLBACK run (commands run in order), then look again.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a SQLite connection left inside a failed transaction");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// The SQLite store. Clones share one connection pool.
 ///
 /// SQLite lets one connection write at a time; a writer that finds the file locked sleeps
@@ -54,6 +77,8 @@ pub struct SqliteStore {
     /// Held for every write this store makes (see the type's docs).
     writes: Arc<tokio::sync::Mutex<()>>,
     path: PathBuf,
+    /// The file's identity at open, checked before writes.
+    file: Arc<FileGuard>,
 }
 
 /// Options for opening a [`SqliteStore`]; start with [`SqliteStore::builder`].
@@ -84,9 +109,20 @@ impl SqliteStore {
         }
     }
 
-    /// Waits for this process's turn to write (see the type's docs).
-    pub(crate) async fn write_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.writes.lock().await
+    /// Waits for this process's turn to write (see the type's docs). Fails with
+    /// [`StoreError::Lost`] when the file was deleted, replaced or truncated.
+    pub(crate) async fn write_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        self.file.check()?;
+        // The writer ahead may be stuck for the busy timeout on a file that is gone: keep
+        // looking at the file while waiting.
+        let turn = self.writes.lock();
+        tokio::pin!(turn);
+        loop {
+            tokio::select! {
+                guard = &mut turn => return Ok(guard),
+                _ = tokio::time::sleep(crate::file::EVERY) => self.file.check()?,
+            }
+        }
     }
 
     /// Applies pending migrations. Returns the versions applied (empty when up to date).
@@ -165,11 +201,26 @@ impl SqliteStoreBuilder {
             // sqlx's default of 50, a claim of 1,000 jobs stalled the thread twenty times,
             // each a wake-up of the reading task (while the claim kept the write lock).
             .row_buffer_size(ROW_BUFFER);
+        if self.create_if_missing && !path.exists() {
+            // Create the file with one connection; the pool's connections never create it,
+            // so a connection opened after the file was deleted fails instead of starting
+            // an empty database beside the worker (see `file`).
+            use sqlx::{ConnectOptions, Connection};
+            opts.clone()
+                .connect()
+                .await
+                .map_err(db)?
+                .close()
+                .await
+                .map_err(db)?;
+        }
+        let opts = opts.create_if_missing(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(self.max_connections)
             // A local file's connections do not go stale; sqlx's ping before every use
             // would be one more round trip to the connection's thread.
             .test_before_acquire(false)
+            .after_release(|conn, _| Box::pin(release_clean(conn)))
             .min_connections(1)
             .connect_with(opts)
             .await
@@ -178,6 +229,7 @@ impl SqliteStoreBuilder {
             pool,
             signals: QueueSignals::default(),
             writes: Arc::default(),
+            file: Arc::new(FileGuard::new(&path)),
             path,
         };
         if self.migrate {

@@ -197,6 +197,15 @@ pub enum WorkerError {
         /// What is wrong.
         reason: String,
     },
+    /// The store is gone from under the running worker (a SQLite file deleted, replaced or
+    /// truncated while open); the worker shut down instead of running on.
+    #[error("the worker stopped: {reason}")]
+    StoreLost {
+        /// What happened to the store, and what to do.
+        reason: String,
+        /// What the shutdown did.
+        report: crate::ShutdownReport,
+    },
     /// No job types registered.
     #[error("the worker has no job types: register them with WorkerBuilder::register::<T>()")]
     NoJobs,

@@ -320,6 +320,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             inflight: Default::default(),
             completer: tx,
             outcomes_written: Default::default(),
+            lost: tokio::sync::watch::channel(None).0,
             queues: queue_states,
         });
         Ok(Worker {

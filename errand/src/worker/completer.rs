@@ -61,7 +61,7 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
         return;
     }
     let finishes: Vec<_> = batch.iter().map(|p| p.finish.clone()).collect();
-    let (applied, refused) = finish_all(store, finishes).await;
+    let (applied, refused) = finish_all(shared, store, finishes).await;
     for p in &batch {
         if refused.contains(&p.finish.lease.id) {
             continue; // logged by finish_all
@@ -98,7 +98,11 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
 /// Writes `finishes`: what the store applied, and the outcomes it refused. Transient
 /// failures are retried with backoff; a refused part is halved until the refused outcomes
 /// stand alone, so the rest are written.
-async fn finish_all(store: &dyn Store, finishes: Vec<Finish>) -> (HashSet<JobId>, HashSet<JobId>) {
+async fn finish_all(
+    shared: &Shared,
+    store: &dyn Store,
+    finishes: Vec<Finish>,
+) -> (HashSet<JobId>, HashSet<JobId>) {
     let (mut applied, mut refused) = (HashSet::new(), HashSet::new());
     let mut todo = vec![finishes];
     let mut backoff = ErrorBackoff::default();
@@ -114,6 +118,12 @@ async fn finish_all(store: &dyn Store, finishes: Vec<Finish>) -> (HashSet<JobId>
                     "could not record job outcomes; retrying");
                 tokio::time::sleep(wait).await;
                 todo.push(part);
+            }
+            Err(e) if shared.check_lost(&e) => {
+                // Nothing more can be written: drop these outcomes (their jobs are not
+                // recorded as run; after a restore their leases run out and the rescuer
+                // retries them).
+                refused.extend(part.iter().map(|f| f.lease.id));
             }
             Err(e) if part.len() == 1 => {
                 let f = &part[0];

@@ -45,6 +45,10 @@ pub(crate) async fn beat(shared: &Shared, store: &dyn Store) {
                 tracing::warn!(jobs = ?stopped, "stopping jobs whose lease is gone (cancelled, or rescued after this worker stopped heartbeating)");
             }
         }
-        Err(e) => tracing::warn!(error = %e, jobs = leases.len(), "could not extend leases"),
+        Err(e) => {
+            if !shared.check_lost(&e) {
+                tracing::warn!(error = %e, jobs = leases.len(), "could not extend leases");
+            }
+        }
     }
 }

@@ -80,6 +80,8 @@ pub(crate) struct Shared {
     /// Outcomes the completer has dealt with (written, found stale or refused): shutdown
     /// waits for outcomes while this moves.
     pub(crate) outcomes_written: AtomicU64,
+    /// Set when the store is gone ([`StoreError::Lost`]): the worker cannot go on.
+    pub(crate) lost: watch::Sender<Option<String>>,
     queues: HashMap<String, Arc<pacing::QueueState>>,
 }
 
@@ -88,6 +90,23 @@ impl Shared {
     pub(crate) async fn record(&self, p: Pending) {
         // The completer outlives every executor, so the send only fails after a forced stop.
         let _ = self.completer.send(completer::Msg::Outcome(p)).await;
+    }
+
+    /// Notes a store error: one that says the store is gone stops the worker (see
+    /// [`Worker::run_until`]). Returns whether it was such an error.
+    pub(crate) fn check_lost(&self, e: &errand_core::StoreError) -> bool {
+        if !e.is_lost() {
+            return false;
+        }
+        self.lost.send_if_modified(|lost| {
+            if lost.is_some() {
+                return false;
+            }
+            tracing::error!(error = %e, "the store is gone: this worker stops");
+            *lost = Some(e.to_string());
+            true
+        });
+        true
     }
 
     /// The store's time (the database's on Postgres).
@@ -208,13 +227,24 @@ impl<S: Store> Worker<S> {
     /// Runs until `signal` completes (for example `tokio::signal::ctrl_c()`), then shuts down
     /// gracefully: stops claiming, lets running jobs finish within the grace period, and
     /// returns the rest to `available` without charging an attempt.
+    ///
+    /// Fails with [`WorkerError::StoreLost`](crate::WorkerError::StoreLost), after the same
+    /// shutdown, when the store is gone from under the worker (a SQLite file deleted,
+    /// replaced or truncated while open): running on would lose every write.
     pub async fn run_until<F: std::future::Future>(
         self,
         signal: F,
     ) -> Result<ShutdownReport, crate::WorkerError> {
         let handle = self.start();
-        signal.await;
-        Ok(handle.shutdown().await)
+        let lost = tokio::select! {
+            _ = signal => None,
+            reason = handle.failed() => Some(reason),
+        };
+        let report = handle.shutdown().await;
+        match lost {
+            Some(reason) => Err(crate::WorkerError::StoreLost { reason, report }),
+            None => Ok(report),
+        }
     }
 }
 
@@ -239,6 +269,21 @@ impl std::fmt::Debug for Shared {
 }
 
 impl WorkerHandle {
+    /// Resolves when the worker cannot go on because its store is gone (a SQLite file
+    /// deleted, replaced or truncated while open), with the reason; pending otherwise. Shut
+    /// the worker down then: [`Worker::run_until`] does.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.shared.lost.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Jobs this worker holds right now (running, or with an outcome being recorded).
     pub fn in_flight(&self) -> usize {
         self.shared.inflight.len()
@@ -297,13 +342,20 @@ impl WorkerHandle {
         flush_outcomes(&shared).await;
         let _ = final_tx.send(true);
         keeper.join().await;
-        for s in services {
-            let _ = s.await;
+        // A maintenance pass stops at its next await; one stuck in a store call (a database
+        // that does not answer) is cut short: each pass is one statement or transaction.
+        for mut s in services {
+            if tokio::time::timeout(SERVICE_STOP, &mut s).await.is_err() {
+                s.abort();
+            }
         }
         tracing::info!(worker = %shared.worker_id, released = report.released, "errand worker stopped");
         report
     }
 }
+
+/// How long shutdown waits for a maintenance service's pass under way before aborting it.
+const SERVICE_STOP: Duration = Duration::from_secs(2);
 
 /// How long shutdown waits for the completer to deal with another outcome before it gives
 /// up on the rest (the store is unreachable): their jobs are rescued after their lease.

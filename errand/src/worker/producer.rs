@@ -84,6 +84,7 @@ pub(crate) async fn run(
                     }
                 }
                 Err(e) => {
+                    shared.check_lost(&e);
                     let wait = backoff.next();
                     tracing::warn!(queue = %queue.name, error = %e,
                         retry_in_ms = wait.as_millis() as u64, "could not claim jobs");
