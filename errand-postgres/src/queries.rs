@@ -407,6 +407,8 @@ impl Store for PgStore {
         }
         let effects: Vec<_> = batch.iter().map(|f| f.effect()).collect();
         let rows = sqlx::query(&self.inner.sql.finish)
+            // Planned for each call's arrays: see `Sql::finish`.
+            .persistent(false)
             .bind(batch.iter().map(|f| f.lease.id).collect::<Vec<_>>())
             .bind(batch.iter().map(|f| f.lease.attempt).collect::<Vec<_>>())
             .bind(effects.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
@@ -435,6 +437,8 @@ impl Store for PgStore {
         }
         let (ids, attempts) = lease_arrays(leases);
         sqlx::query_scalar(&self.inner.sql.extend)
+            // Planned for each call's arrays: see `Sql::finish`.
+            .persistent(false)
             .bind(until)
             .bind(ids)
             .bind(attempts)
@@ -449,6 +453,8 @@ impl Store for PgStore {
         }
         let (ids, attempts) = lease_arrays(leases);
         let n: i64 = sqlx::query(&self.inner.sql.release)
+            // Planned for each call's arrays: see `Sql::finish`.
+            .persistent(false)
             .bind(now)
             .bind(ids)
             .bind(attempts)
