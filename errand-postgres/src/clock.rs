@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::PgPool;
+use sqlx::{Executor, Postgres};
 
 /// How long an anchor is trusted before the database is asked again.
 pub(crate) const RESYNC: Duration = Duration::from_secs(30);
@@ -37,7 +37,14 @@ impl DbClock {
 
     /// The database's time now. `local` answers only when the database has never been
     /// reached by this process (a store call made then fails anyway).
-    pub(crate) async fn now(&self, pool: &PgPool, local: DateTime<Utc>) -> DateTime<Utc> {
+    ///
+    /// `db` reads the clock when the anchor is stale: the pool, or the caller's own
+    /// connection inside a transaction (a second connection could wait for a pool that the
+    /// transaction holds the last of).
+    pub(crate) async fn now<'c, E>(&self, db: E, local: DateTime<Utc>) -> DateTime<Utc>
+    where
+        E: Executor<'c, Database = Postgres>,
+    {
         if let Some((db, at)) = self.anchor() {
             if at.elapsed() < RESYNC {
                 return advance(db, at.elapsed());
@@ -45,7 +52,7 @@ impl DbClock {
         }
         let sent = Instant::now();
         match sqlx::query_scalar::<_, DateTime<Utc>>("SELECT clock_timestamp()")
-            .fetch_one(pool)
+            .fetch_one(db)
             .await
         {
             Ok(db) => {

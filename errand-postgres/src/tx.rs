@@ -8,6 +8,13 @@ use sqlx::PgConnection;
 use crate::store::{db, PgStore};
 
 impl PgStore {
+    /// The database's time ([`Store::now`](errand_core::Store::now)), read on `conn` when
+    /// it must be read at all: inside a transaction, from the transaction's own connection
+    /// (another connection could wait for a pool whose last one the transaction holds).
+    pub async fn now_in(&self, conn: &mut PgConnection) -> chrono::DateTime<Utc> {
+        self.inner.clock.now(conn, Utc::now()).await
+    }
+
     /// Inserts jobs on the caller's connection or transaction (`&mut *tx`). They become
     /// visible, and producers are notified, only when that transaction commits.
     pub async fn insert_in(
@@ -15,7 +22,7 @@ impl PgStore {
         conn: &mut PgConnection,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<InsertResult>, StoreError> {
-        let now = errand_core::Store::now(self, Utc::now()).await;
+        let now = self.now_in(conn).await;
         self.insert_in_at(conn, jobs, now).await
     }
 
@@ -40,7 +47,7 @@ impl PgStore {
         conn: &mut PgConnection,
         lease: LeaseRef,
     ) -> Result<bool, StoreError> {
-        let now = errand_core::Store::now(self, Utc::now()).await;
+        let now = self.now_in(conn).await;
         let res = sqlx::query(&self.inner.sql.complete_in_tx)
             .bind(now)
             .bind(lease.id)

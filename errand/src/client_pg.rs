@@ -44,7 +44,7 @@ impl Client<PgStore> {
         job: J,
         opts: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
-        let now = self.now().await;
+        let now = self.store().now_in(conn).await;
         let new = prepare(job, opts, self.payload_limit(), now)?;
         self.insert_tx(conn, vec![new], now)
             .await
@@ -58,7 +58,7 @@ impl Client<PgStore> {
         jobs: impl IntoIterator<Item = J>,
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let limit = self.payload_limit();
-        let now = self.now().await;
+        let now = self.store().now_in(conn).await;
         let new = jobs
             .into_iter()
             .map(|j| prepare(j, EnqueueOptions::new(), limit, now))

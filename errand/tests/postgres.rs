@@ -352,3 +352,24 @@ async fn listener_reconnects_after_its_connection_is_terminated() {
     }
     worker.shutdown().await;
 }
+
+/// The database clock is read on the transaction's own connection: on a pool of one
+/// connection, held by the transaction, reading it from the pool would wait for the pool's
+/// acquire timeout (issue 12, section 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_tx_on_a_one_connection_pool_does_not_wait_for_the_pool() {
+    let base = scratch_store().await;
+    let store = same_schema(&base, "errand_one_conn", 1).await;
+    let client = Client::new(store.clone());
+    let mut tx = store.pool().begin().await.unwrap();
+    let enqueued = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.enqueue_tx(&mut tx, Echo { n: 1 }),
+    )
+    .await
+    .expect("enqueue_tx waited for a second connection")
+    .unwrap();
+    tx.commit().await.unwrap();
+    let row = store.get(enqueued.id).await.unwrap().unwrap();
+    assert_eq!(row.state, JobState::Available);
+}
