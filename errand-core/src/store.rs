@@ -25,8 +25,9 @@ pub struct ClaimRequest {
 
 /// The contract every errand store keeps (DESIGN.md "Guarantees").
 ///
-/// Stores take every timestamp from the caller and apply every change to a running job only
-/// where `state = 'running' AND attempt = $attempt` still holds (fencing). `errand-testkit`
+/// Stores take every timestamp from the caller (who reads it from [`Store::now`], so a store
+/// shared by machines judges leases and schedules by one clock) and apply every change to a
+/// running job only where `state = 'running' AND attempt = $attempt` still holds (fencing). `errand-testkit`
 /// holds the conformance suite that pins this contract down; a store is correct when it passes
 /// all of it. Object-safe: the runtime holds an `Arc<dyn Store>`.
 #[async_trait]
