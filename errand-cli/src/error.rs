@@ -30,6 +30,7 @@ impl CliError {
         match self {
             CliError::Store(
                 errand::StoreError::InvalidUrl { .. }
+                | errand::StoreError::InvalidSchema { .. }
                 | errand::StoreError::Missing(_)
                 | errand::StoreError::NotMigrated { .. }
                 | errand::StoreError::TooNew { .. },

@@ -25,19 +25,27 @@ pub use open::{open_store, Backend};
 )]
 pub struct Cli {
     /// Database URL: sqlite://PATH (or a plain file path), or postgres://USER@HOST:PORT/DB.
-    #[arg(
-        long,
-        global = true,
-        env = "ERRAND_DATABASE_URL",
-        default_value = "sqlite://errand.db"
-    )]
-    pub database_url: String,
+    /// Without it: $ERRAND_DATABASE_URL, then $DATABASE_URL (as sqlx and the examples read
+    /// it), then sqlite://errand.db.
+    #[arg(long, global = true, env = "ERRAND_DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Postgres schema holding errand's tables (ignored for SQLite).
     #[arg(long, global = true, env = "ERRAND_SCHEMA", default_value = "errand")]
     pub schema: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The database to work on: `--database-url`, `$ERRAND_DATABASE_URL`, `$DATABASE_URL`,
+    /// or `sqlite://errand.db`, the first that is set.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| "sqlite://errand.db".to_owned())
+    }
 }
 
 /// Subcommands.
@@ -80,8 +88,8 @@ pub enum JobsCommand {
         /// Only this kind.
         #[arg(long)]
         kind: Option<String>,
-        /// At most this many jobs.
-        #[arg(long, default_value_t = 50)]
+        /// At most this many jobs (1 to 10,000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -99,6 +107,9 @@ pub enum JobsCommand {
     Retry {
         /// The job's id.
         id: i64,
+        /// Also run a job that already completed (it runs again: its effects happen twice).
+        #[arg(long)]
+        force: bool,
     },
     /// Cancel a job that is not final.
     Cancel {
@@ -110,7 +121,8 @@ pub enum JobsCommand {
 /// Runs one parsed command line, printing to stdout.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
-    let (url, schema) = (cli.database_url.as_str(), cli.schema.as_str());
+    let url = cli.database_url();
+    let (url, schema) = (url.as_str(), cli.schema.as_str());
     match cli.command {
         Command::Migrate => commands::migrate(url, schema, &mut out).await,
         Command::Stats { json } => {

@@ -8,6 +8,10 @@ async fn main() -> std::process::ExitCode {
     let cli = errand_cli::Cli::parse();
     match errand_cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that went away (`errand jobs list | head`) is not an error.
+        Err(errand_cli::CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()

@@ -53,6 +53,17 @@ pub(crate) fn scratch_dir_beside(url: &str, prefix: &str) -> std::io::Result<tem
 /// Opens an existing, migrated store. `for_migrate` creates the SQLite file (or the Postgres
 /// schema) and applies pending migrations instead of checking them.
 pub async fn open_store(url: &str, schema: &str, for_migrate: bool) -> Result<Backend, StoreError> {
+    if let Some((scheme, _)) = url.split_once("://") {
+        if !is_postgres(url) && scheme != "sqlite" {
+            return Err(StoreError::InvalidUrl {
+                url: errand::store::redact_url(url),
+                reason: format!(
+                    "errand opens sqlite://PATH (or a plain file path), postgres:// and \
+                     postgresql:// URLs, not {scheme}://"
+                ),
+            });
+        }
+    }
     if is_postgres(url) {
         return PgStore::builder()
             .url(url)

@@ -12,10 +12,12 @@ pub enum StoreError {
     #[error("the database refused the change: {0}")]
     Rejected(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database exists but its errand schema is missing or older than this build.
-    #[error("the database {location} is not migrated (schema version {found}, this build needs {expected}): run `errand migrate --database-url {location}` or open the store with migrations enabled")]
+    #[error("the database {location} is not migrated (schema version {found}, this build needs {expected}): run `{migrate}` or open the store with migrations enabled")]
     NotMigrated {
         /// Where the database is.
         location: String,
+        /// The command that migrates it (any password in it redacted as `***`).
+        migrate: String,
         /// Version found (0 = none).
         found: i64,
         /// Version this build needs.
@@ -32,9 +34,8 @@ pub enum StoreError {
         expected: i64,
     },
     /// The database does not exist.
-    #[error(
-        "database {0} does not exist: check --database-url, or create it with `errand migrate`"
-    )]
+    /// The message names the database and says how to create it.
+    #[error("{0}")]
     Missing(String),
     /// The database URL cannot be used.
     #[error("invalid database url '{url}': {reason}")]
@@ -49,6 +50,14 @@ pub enum StoreError {
     /// ([`run_until`](https://docs.rs/errand) returns it) instead of running on.
     #[error("{0}")]
     Lost(String),
+    /// A Postgres schema name errand cannot use.
+    #[error("invalid schema name '{schema}': {reason}")]
+    InvalidSchema {
+        /// The name as given.
+        schema: String,
+        /// What is allowed.
+        reason: String,
+    },
     /// A stored row could not be read back (hand-edited or corrupt column).
     #[error("job {id} has a corrupt column: {reason}")]
     Corrupt {
@@ -71,11 +80,18 @@ impl StoreError {
     }
 
     /// `Ok` when the schema version `found` at `location` is the `expected` one; otherwise
-    /// [`StoreError::NotMigrated`] or [`StoreError::TooNew`].
-    pub fn check_version(location: String, found: i64, expected: i64) -> Result<(), StoreError> {
+    /// [`StoreError::NotMigrated`] (which suggests running `migrate`) or
+    /// [`StoreError::TooNew`].
+    pub fn check_version(
+        location: String,
+        migrate: String,
+        found: i64,
+        expected: i64,
+    ) -> Result<(), StoreError> {
         match found.cmp(&expected) {
             std::cmp::Ordering::Less => Err(StoreError::NotMigrated {
                 location,
+                migrate,
                 found,
                 expected,
             }),

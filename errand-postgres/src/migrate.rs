@@ -39,8 +39,11 @@ pub(crate) async fn current_version(pool: &PgPool, schema: &str) -> Result<i64, 
 pub(crate) async fn run(pool: &PgPool, schema: &str) -> Result<Vec<i64>, StoreError> {
     let q = format!("\"{schema}\"");
     let lock_key = format!("errand-migrate:{schema}");
+    // `IF NOT EXISTS` on an existing schema or table sends a NOTICE ("already exists,
+    // skipping") that sqlx logs at INFO on every start: keep this transaction's quiet.
     let setup = format!(
-        "CREATE SCHEMA IF NOT EXISTS {q};
+        "SET LOCAL client_min_messages = warning;
+         CREATE SCHEMA IF NOT EXISTS {q};
          CREATE TABLE IF NOT EXISTS {q}.errand_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"
     );
     let current = format!("SELECT max(version) FROM {q}.errand_schema");

@@ -85,11 +85,10 @@ fn check_schema(schema: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidUrl {
-            url: format!("schema '{schema}'"),
-            reason:
-                "schema names must be 1–48 characters of a-z, 0-9 and _, not starting with a digit"
-                    .into(),
+        Err(StoreError::InvalidSchema {
+            schema: schema.to_owned(),
+            reason: "use 1–48 characters of a-z, 0-9 and _, not starting with a digit (--schema)"
+                .into(),
         })
     }
 }
@@ -138,8 +137,23 @@ impl PgStore {
     /// version this build needs.
     pub async fn check_schema(&self) -> Result<(), StoreError> {
         let (found, expected) = self.schema_version().await?;
-        let location = format!("postgres schema \"{}\"", self.inner.schema);
-        StoreError::check_version(location, found, expected)
+        let url = self.shown_url();
+        let schema = &self.inner.schema;
+        let location = format!("{url} (schema \"{schema}\")");
+        let migrate = format!("errand migrate --database-url '{url}' --schema {schema}");
+        StoreError::check_version(location, migrate, found, expected)
+    }
+
+    /// The database's URL as the pool connects to it, password left out: for messages.
+    pub(crate) fn shown_url(&self) -> String {
+        let o = self.inner.pool.connect_options();
+        format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or(o.get_username())
+        )
     }
 
     /// The connection pool, for the application's and the jobs' own queries.
@@ -329,7 +343,20 @@ fn unreachable_db(url: &str, e: sqlx::Error) -> StoreError {
         }
         sqlx::Error::Database(d) => match d.code().as_deref() {
             Some("3D000") => {
-                return StoreError::Missing(format!("{shown} ({})", scrub(d.message(), url)))
+                let o = PgConnectOptions::from_str(url).ok();
+                let db = o
+                    .as_ref()
+                    .and_then(|o| o.get_database())
+                    .unwrap_or("the database");
+                let (host, port, user) = o.as_ref().map_or(("localhost", 5432, "postgres"), |o| {
+                    (o.get_host(), o.get_port(), o.get_username())
+                });
+                return StoreError::Missing(format!(
+                    "PostgreSQL at {shown} answered: {}. Create the database first (errand \
+                     migrate creates errand's tables, not databases): \
+                     createdb -h {host} -p {port} -U {user} {db}",
+                    scrub(d.message(), url)
+                ));
             }
             // too_many_connections: the server's max_connections, or a role's limit.
             Some("53300") => format!(

@@ -140,7 +140,8 @@ impl SqliteStore {
     pub async fn check_schema(&self) -> Result<(), StoreError> {
         let (found, expected) = self.schema_version().await?;
         let location = format!("sqlite://{}", self.path.display());
-        StoreError::check_version(location, found, expected)
+        let migrate = format!("errand migrate --database-url {location}");
+        StoreError::check_version(location, migrate, found, expected)
     }
 
     /// The connection pool, for a job's own queries on the same file.
@@ -152,6 +153,30 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A failure to open the file at `path` as a message that names the file and, for the
+/// usual causes, says what to do.
+fn naming(path: &Path, e: StoreError) -> StoreError {
+    let StoreError::Database(source) = &e else {
+        return e;
+    };
+    let code = match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(d)) => d.code().and_then(|c| c.parse::<i32>().ok()),
+        _ => None,
+    };
+    let hint = match code.map(|c| c & 0xff) {
+        Some(14) => ": does its folder exist, and may this process write there?",
+        Some(26) => ": the file is not a SQLite database; point --database-url at errand's file",
+        _ => "",
+    };
+    StoreError::Database(
+        format!(
+            "cannot open the SQLite database {}: {e}{hint}",
+            path.display()
+        )
+        .into(),
+    )
 }
 
 impl SqliteStoreBuilder {
@@ -186,8 +211,17 @@ impl SqliteStoreBuilder {
     /// Opens the store.
     pub async fn open(self) -> Result<SqliteStore, StoreError> {
         let path = crate::url::parse_location(&self.url)?;
+        self.open_at(&path).await.map_err(|e| naming(&path, e))
+    }
+
+    async fn open_at(self, path: &Path) -> Result<SqliteStore, StoreError> {
+        let path = path.to_owned();
         if !self.create_if_missing && !path.exists() {
-            return Err(StoreError::Missing(format!("sqlite://{}", path.display())));
+            let url = format!("sqlite://{}", path.display());
+            return Err(StoreError::Missing(format!(
+                "the SQLite database {url} does not exist: check --database-url, or create it \
+                 with `errand migrate --database-url {url}`"
+            )));
         }
         let opts = SqliteConnectOptions::from_str("sqlite:")
             .map_err(db)?

@@ -5,6 +5,16 @@ use errand::{CancelResult, JobState, ListFilter, Store};
 use crate::output::{job_details, short, table, time};
 use crate::{CliError, JobsCommand};
 
+/// A job as JSON, its payload as JSON too (not a string holding JSON); a payload that is
+/// not JSON stays a string.
+fn job_json(job: &errand::JobRow) -> serde_json::Value {
+    let mut v = serde_json::to_value(job).expect("JSON");
+    if let Ok(args) = serde_json::from_str::<serde_json::Value>(&job.args) {
+        v["args"] = args;
+    }
+    v
+}
+
 pub(crate) async fn jobs(
     store: &dyn Store,
     cmd: JobsCommand,
@@ -23,11 +33,12 @@ pub(crate) async fn jobs(
                 states: state.into_iter().collect(),
                 queue,
                 kind,
-                limit: limit.max(1),
+                limit,
                 before_id: None,
             };
             let rows = store.list(&filter).await?;
             if json {
+                let rows: Vec<serde_json::Value> = rows.iter().map(job_json).collect();
                 writeln!(
                     out,
                     "{}",
@@ -81,12 +92,29 @@ pub(crate) async fn jobs(
         JobsCommand::Show { id, json } => {
             let job = store.get(id).await?.ok_or(CliError::NotFound(id))?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&job).expect("JSON"))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&job_json(&job)).expect("JSON")
+                )?;
             } else {
                 job_details(out, &job)?;
             }
         }
-        JobsCommand::Retry { id } => {
+        JobsCommand::Retry { id, force } => {
+            match store.get(id).await? {
+                None => return Err(CliError::NotFound(id)),
+                Some(j) if j.state == JobState::Completed && !force => {
+                    return Err(CliError::Refused(format!(
+                        "job {id} completed{}: retrying runs it again, and its effects happen \
+                         twice (a second mail, a second charge). Pass --force to run it again",
+                        j.finalized_at
+                            .map(|t| format!(" at {}", time(t)))
+                            .unwrap_or_default()
+                    )))
+                }
+                Some(_) => {}
+            }
             let job = store
                 .retry_now(id, now)
                 .await?

@@ -226,12 +226,20 @@ pub(crate) fn decide(
             ),
         },
         RunResult::Panicked(msg) => fail(format!("job panicked: {msg}"), true, None),
-        RunResult::TimedOut { limit, overran } => fail(timeout_message(limit, overran), false, None),
+        RunResult::TimedOut { limit, overran } => {
+            fail(timeout_message(limit, overran), false, None)
+        }
         RunResult::UnknownKind => fail(
             format!(
                 "unknown job kind '{}': this worker has no handler for it (register the type with \
-                 WorkerBuilder::register, or run a worker that has it); the job is kept and retried",
-                row.kind
+                 WorkerBuilder::register, or run a worker that has it); {}",
+                row.kind,
+                if row.attempt >= row.max_attempts {
+                    "its attempts are used up, so it is discarded: retry it by hand once a worker \
+                     has the type"
+                } else {
+                    "the job is kept and retried"
+                }
             ),
             false,
             None,
@@ -375,6 +383,16 @@ mod tests {
         assert_eq!(e, Ended::Discarded);
         assert!(
             matches!(&a, FinishAction::Discard { error } if error.message.contains("missing field `to`")),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_on_the_last_attempt_says_it_is_discarded() {
+        let (a, e) = go(&row(20, 20), RunResult::UnknownKind);
+        assert_eq!(e, Ended::Discarded);
+        assert!(
+            matches!(&a, FinishAction::Discard { error } if error.message.contains("attempts are used up, so it is discarded") && !error.message.contains("kept and retried")),
             "{a:?}"
         );
     }

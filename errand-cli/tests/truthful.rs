@@ -1,0 +1,235 @@
+//! The CLI tells the truth (issue 13, section 5): every hint is a command that works, every
+//! error names what is wrong, and output behaves as Unix tools' do.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use common::Db;
+use errand::{Client, JobState};
+use errand_cli::chaos::LedgerJob;
+
+mod common;
+
+fn errand(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_errand"))
+        .env_remove("ERRAND_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .args(args)
+        .output()
+        .expect("run errand")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn unknown_schemes_and_bad_schema_names_are_named_as_such() {
+    for url in ["mysql://localhost/db", "http://example.invalid/"] {
+        let o = errand(&["--database-url", url, "stats"]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.contains("sqlite://") && t.contains("postgres://") && t.contains("postgresql://"),
+            "{t}"
+        );
+    }
+    let url = errand_postgres::testing::database_url();
+    let o = errand(&["--database-url", &url, "--schema", "Errand", "stats"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("invalid schema name 'Errand'"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn migrate_reports_what_it_applied_and_the_hint_before_it_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("e.db").display());
+    let o = errand(&["--database-url", &url, "stats"]);
+    assert_eq!(o.status.code(), Some(2));
+    // The hint is a command: run it as printed.
+    let t = text(&o);
+    let hint = t
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command in: {t}"));
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(words[0], "errand", "{hint}");
+    let o = errand(&words[1..]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("created the database file"), "{t}");
+    assert!(t.contains("applied migrations 1, 2, 3"), "{t}");
+    let o = errand(&["--database-url", &url, "migrate"]);
+    assert!(text(&o).contains("nothing to apply"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hints_are_commands_that_work() {
+    let db = Db::postgres().await;
+    let url = errand_postgres::testing::database_url();
+    let schema = format!("{}_hint", db.args[3]);
+    let o = errand(&["--database-url", &url, "--schema", &schema, "stats"]);
+    let t = text(&o);
+    let hint = t.split('`').nth(1).unwrap_or_else(|| panic!("{t}"));
+    assert!(hint.contains(&format!("--schema {schema}")), "{hint}");
+    // Run it as a shell would (the URL is quoted).
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(hint.replacen("errand", env!("CARGO_BIN_EXE_errand"), 1))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{hint}: {}", text(&o));
+    assert!(text(&o).contains("applied migrations 1, 2"), "{}", text(&o));
+    // A database that does not exist: how to create it, said once.
+    let missing = url
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/errand_no_such_db"))
+        .unwrap();
+    let o = errand(&["--database-url", &missing, "migrate"]);
+    let t = text(&o);
+    assert!(
+        t.contains("createdb") && t.contains("errand_no_such_db"),
+        "{t}"
+    );
+    assert_eq!(t.matches("does not exist").count(), 1, "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_output_behaves() {
+    let db = Db::sqlite().await;
+    let url = db.args[1].clone();
+    let client = Client::new(db.store());
+    let ids: Vec<_> = client
+        .enqueue_many((0..1500).map(|_| LedgerJob { work_ms: 0 }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    // `--limit 0` is refused, not read as 100.
+    let o = errand(&["--database-url", &url, "jobs", "list", "--limit", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // A reader that stops early (`| head -1`) ends the command quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .args(["--database-url", &url, "jobs", "list", "--limit", "10000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("id"), "{first}");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.stderr.is_empty(), "{}", text(&o));
+    // `--json` carries the payload as JSON.
+    let o = errand(&[
+        "--database-url",
+        &url,
+        "jobs",
+        "show",
+        &ids[0].to_string(),
+        "--json",
+    ]);
+    let job: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(job["args"]["work_ms"], 0, "{job}");
+    // $DATABASE_URL is read when neither the flag nor $ERRAND_DATABASE_URL is set.
+    let o = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .env_remove("ERRAND_DATABASE_URL")
+        .env("DATABASE_URL", &url)
+        .args(["stats", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1500"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_completed_job_needs_force() {
+    let db = Db::sqlite().await;
+    let url = db.args[1].clone();
+    let store = db.store();
+    let id = Client::new(store.clone())
+        .enqueue(LedgerJob { work_ms: 0 })
+        .await
+        .unwrap()
+        .id;
+    let claimed = store
+        .claim(&errand::store::ClaimRequest {
+            queue: errand_cli::CHAOS_QUEUE.into(),
+            limit: 1,
+            worker_id: "t".into(),
+            now: chrono::Utc::now(),
+            lease: std::time::Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    store
+        .finish(&[errand::store::Finish {
+            lease: claimed[0].lease_ref(),
+            at: chrono::Utc::now(),
+            action: errand::store::FinishAction::Complete,
+        }])
+        .await
+        .unwrap();
+    let o = errand(&["--database-url", &url, "jobs", "retry", &id.to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    let o = errand(&[
+        "--database-url",
+        &url,
+        "jobs",
+        "retry",
+        &id.to_string(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        store.get(id).await.unwrap().unwrap().state,
+        JobState::Available
+    );
+}
+
+#[test]
+fn files_that_cannot_be_opened_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no/such/folder/e.db");
+    let o = errand(&["--database-url", missing_dir.to_str().unwrap(), "migrate"]);
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        t.contains(missing_dir.to_str().unwrap()) && t.contains("folder exist"),
+        "{t}"
+    );
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(
+        &not_db,
+        "these are not the tables you are looking for\n".repeat(100),
+    )
+    .unwrap();
+    let o = errand(&["--database-url", not_db.to_str().unwrap(), "stats"]);
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        t.contains(not_db.to_str().unwrap()) && t.contains("not a SQLite database"),
+        "{t}"
+    );
+}
