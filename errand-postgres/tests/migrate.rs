@@ -70,7 +70,7 @@ async fn bad_schema_names_and_urls_are_refused() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, StoreError::InvalidUrl { .. }),
+            matches!(err, StoreError::InvalidSchema { .. }),
             "{schema}: {err}"
         );
     }
