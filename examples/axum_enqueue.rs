@@ -128,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{addr} (POST /signup, GET /users); Ctrl-C to stop");
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            errand::shutdown_signal().await;
         })
         .await?;
     let report = worker.shutdown().await;

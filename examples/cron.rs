@@ -95,7 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = start(store.clone(), "worker-b")?;
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(7)) => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = errand::shutdown_signal() => {}
     }
     a.shutdown().await;
     b.shutdown().await;

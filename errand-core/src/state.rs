@@ -1,7 +1,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Where a job is in its lifecycle (see DESIGN.md "Job lifecycle").
+/// Where a job is in its lifecycle: `scheduled` or `available` until claimed, `running`,
+/// then `completed`, `retryable` (back to `available` when its backoff is over), `discarded`
+/// or `cancelled`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]

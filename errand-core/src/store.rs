@@ -23,7 +23,8 @@ pub struct ClaimRequest {
     pub lease: Duration,
 }
 
-/// The contract every errand store keeps (DESIGN.md "Guarantees").
+/// The contract every errand store keeps: nothing enqueued is lost, a job runs again only
+/// when its worker died or lost its lease, and a bad row affects only itself.
 ///
 /// Stores take every timestamp from the caller (who reads it from [`Store::now`], so a store
 /// shared by machines judges leases and schedules by one clock) and apply every change to a

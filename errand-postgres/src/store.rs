@@ -34,8 +34,9 @@ const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 /// The PostgreSQL store. Clones share the pool, the schema and the listener.
 ///
 /// ```no_run
+/// # extern crate errand_postgres as errand;
 /// # async fn demo() -> Result<(), errand_core::StoreError> {
-/// use errand_postgres::PgStore;
+/// use errand::PgStore;
 /// let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
 /// # Ok(()) }
 /// ```

@@ -65,8 +65,9 @@ async fn release_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::
 /// completer's write; the busy timeout remains for other processes on the same file.
 ///
 /// ```no_run
+/// # extern crate errand_sqlite as errand;
 /// # async fn demo() -> Result<(), errand_core::StoreError> {
-/// use errand_sqlite::SqliteStore;
+/// use errand::SqliteStore;
 /// let store = SqliteStore::open("errand.db").await?; // creates and migrates the file
 /// # Ok(()) }
 /// ```

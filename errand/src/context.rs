@@ -34,7 +34,7 @@ impl<S> JobContext<S> {
     }
 
     /// Marks this attempt completed inside the application's Postgres transaction, together
-    /// with the job's own writes: commit and the job never runs again (DESIGN.md guarantee 3).
+    /// with the job's own writes: commit and the job never runs again (errand's exactly-once guarantee for work in the same database).
     ///
     /// Fails when the attempt no longer holds the job (cancelled, or rescued after a lost
     /// lease): return the error and let the transaction roll back.

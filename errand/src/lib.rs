@@ -12,6 +12,7 @@ mod maintenance;
 mod memory;
 mod options;
 mod payload;
+mod signal;
 mod telemetry;
 pub mod testing;
 mod worker;
@@ -25,6 +26,8 @@ pub use options::{
     EnqueueOptions, JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT,
 };
 pub use payload::MAX_PAYLOAD_DEPTH;
+pub use signal::shutdown_signal;
+pub use telemetry::describe_metrics;
 pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{

@@ -66,3 +66,99 @@ pub(crate) fn jobs_in_state(queue: &str, state: JobState, count: u64) {
     metrics::gauge!(GAUGE, "queue" => queue.to_owned(), "state" => state.as_str())
         .set(count as f64);
 }
+
+/// Registers a description (Prometheus' `HELP` text) and unit for every metric errand emits,
+/// with the installed `metrics` recorder. Call it once after installing the recorder (for
+/// example `metrics-exporter-prometheus`); see `docs/deploying.md`.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        ENQUEUED,
+        Unit::Count,
+        "Jobs a Client inserted (unique-key duplicates not counted), by queue and kind"
+    );
+    describe_counter!(STARTED, Unit::Count, "Job runs started, by queue and kind");
+    describe_counter!(
+        COMPLETED,
+        Unit::Count,
+        "Job runs that completed, by queue and kind"
+    );
+    describe_counter!(
+        RETRIED,
+        Unit::Count,
+        "Job runs that failed and will be retried, by queue and kind"
+    );
+    describe_counter!(
+        SNOOZED,
+        Unit::Count,
+        "Job runs that snoozed (run again later without using an attempt)"
+    );
+    describe_counter!(
+        DISCARDED,
+        Unit::Count,
+        "Job runs that ended the job as discarded (attempts used up or unrecoverable)"
+    );
+    describe_counter!(
+        CANCELLED,
+        Unit::Count,
+        "Job runs that ended the job as cancelled"
+    );
+    describe_counter!(
+        RESCUED,
+        Unit::Count,
+        "Jobs whose worker stopped heartbeating, returned to their queue or discarded"
+    );
+    describe_counter!(STALLED, Unit::Count, "Polls of a job's future that held their thread past the stall threshold (blocking code in async), by kind");
+    describe_histogram!(
+        DURATION,
+        Unit::Seconds,
+        "How long job runs took, by queue and kind"
+    );
+    describe_histogram!(
+        LATENCY,
+        Unit::Seconds,
+        "Time from a job being due (run_at) to its start, by queue and kind"
+    );
+    describe_gauge!(GAUGE, Unit::Count, "Jobs in the store by queue and state; every worker publishes the same numbers: aggregate with max, not sum");
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::DebuggingRecorder;
+
+    #[test]
+    fn every_metric_has_a_description() {
+        let recorder = DebuggingRecorder::new();
+        let snap = recorder.snapshotter();
+        let names = [
+            super::ENQUEUED,
+            super::STARTED,
+            super::COMPLETED,
+            super::RETRIED,
+            super::SNOOZED,
+            super::DISCARDED,
+            super::CANCELLED,
+            super::RESCUED,
+            super::STALLED,
+        ];
+        metrics::with_local_recorder(&recorder, || {
+            super::describe_metrics();
+            for name in names {
+                metrics::counter!(name).increment(1);
+            }
+            metrics::histogram!(super::DURATION).record(1.0);
+            metrics::histogram!(super::LATENCY).record(1.0);
+            metrics::gauge!(super::GAUGE).set(1.0);
+        });
+        let described: Vec<(String, bool)> = snap
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, text, _)| (key.key().name().to_owned(), text.is_some()))
+            .collect();
+        assert_eq!(described.len(), names.len() + 3);
+        for (name, has) in described {
+            assert!(has, "{name} has no description");
+        }
+    }
+}
