@@ -133,9 +133,14 @@ impl<S> JobContext<S> {
     ///
     /// ```
     /// # use errand::{JobContext, JobError, Outcome};
-    /// async fn resize(cx: JobContext<()>, pixels: Vec<u8>) -> Result<Outcome, JobError> {
-    ///     let thumbnail = cx.blocking(move || pixels.iter().step_by(4).copied().collect::<Vec<u8>>()).await?;
-    ///     assert!(!thumbnail.is_empty() || true);
+    /// async fn checksum(cx: JobContext<()>, pixels: Vec<u8>) -> Result<Outcome, JobError> {
+    ///     // A long computation: on the blocking pool, not on the runtime's threads.
+    ///     let sum = cx
+    ///         .blocking(move || pixels.iter().map(|&p| u64::from(p)).sum::<u64>())
+    ///         .await?;
+    ///     if sum == 0 {
+    ///         return Err(JobError::discard("blank image: nothing to do"));
+    ///     }
     ///     Ok(Outcome::Complete)
     /// }
     /// ```
