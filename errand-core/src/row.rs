@@ -192,6 +192,11 @@ pub fn unreadable_message(problem: &str) -> String {
 }
 
 impl JobRow {
+    /// The payload deserialized: `row.decode::<SendEmail>()` for a job of that type.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(&self.args)
+    }
+
     /// The reference that fences state changes of this attempt.
     pub fn lease_ref(&self) -> crate::LeaseRef {
         crate::LeaseRef {

@@ -28,7 +28,7 @@ pub use options::{
 pub use payload::MAX_PAYLOAD_DEPTH;
 pub use signal::shutdown_signal;
 pub use telemetry::describe_metrics;
-pub use worker::{ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
+pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{
     Backoff, CancelResult, ErrorRecord, JobId, JobRow, JobState, ListFilter, StateCount, Store,

@@ -37,15 +37,38 @@
 //! # }
 //! ```
 //!
-//! For the whole path — enqueue, claim, run, record — run a [`crate::Worker`] on a
+//! For the whole path — enqueue, claim, run, record — use a [`crate::Worker`] on a
 //! [`crate::MemoryStore`] (or a SQLite file in a temporary directory): they keep the same
-//! contract as the production stores.
+//! contract as the production stores. [`crate::Worker::drain`] runs its jobs inline until
+//! none is left, and [`enqueued`], [`assert_enqueued`] and [`refute_enqueued`] look at what
+//! code under test enqueued, typed:
+//!
+//! ```
+//! # use errand::{Client, Job, JobContext, JobError, MemoryStore, Outcome};
+//! # use serde::{Deserialize, Serialize};
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Welcome { user: u64 }
+//! # impl Job for Welcome {
+//! #     const KIND: &'static str = "welcome";
+//! #     type State = ();
+//! #     async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> { Ok(Outcome::Complete) }
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use errand::testing::{assert_enqueued, enqueued, refute_enqueued};
+//! let store = MemoryStore::new();
+//! Client::new(store.clone()).enqueue(Welcome { user: 7 }).await.unwrap();
+//! assert_eq!(enqueued::<Welcome>(&store).all().await, vec![Welcome { user: 7 }]);
+//! assert_enqueued::<Welcome>(&store, |w| w.user == 7).await;
+//! refute_enqueued::<Welcome>(&store, |w| w.user == 8).await;
+//! # }
+//! ```
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use chrono::Utc;
-use errand_core::{JobRow, JobState};
+use chrono::{DateTime, Utc};
+use errand_core::{JobRow, JobState, ListFilter, Store};
 
 use crate::client::prepare;
 use crate::{EnqueueOptions, Job, JobContext, JobError, Outcome};
@@ -98,6 +121,138 @@ pub async fn perform_attempt<J: Job>(
     };
     let cx = JobContext::new(state, Arc::new(row), Arc::new(AtomicBool::new(false)));
     job.run(cx).await
+}
+
+/// Jobs of type `J` waiting in a store (scheduled, available or retryable), decoded; narrow
+/// with [`Enqueued::queue`], [`Enqueued::due_by`] and [`Enqueued::matching`], then read
+/// with [`Enqueued::all`] or [`Enqueued::rows`]. Panics when a stored payload of kind
+/// `J::KIND` does not decode into `J` (a test should see that).
+pub fn enqueued<J: Job>(store: &impl Store) -> Enqueued<'_, J> {
+    Enqueued {
+        store,
+        queue: None,
+        due_by: None,
+        matching: None,
+    }
+}
+
+/// A test on a job's payload.
+type Predicate<J> = Box<dyn Fn(&J) -> bool + Send + Sync>;
+
+/// A query of enqueued jobs of one type; see [`enqueued`].
+pub struct Enqueued<'s, J> {
+    store: &'s dyn Store,
+    queue: Option<String>,
+    due_by: Option<DateTime<Utc>>,
+    matching: Option<Predicate<J>>,
+}
+
+impl<J> std::fmt::Debug for Enqueued<'_, J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enqueued")
+            .field("queue", &self.queue)
+            .field("due_by", &self.due_by)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J: Job> Enqueued<'_, J> {
+    /// Only jobs on `queue`.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// Only jobs due to run at or before `at` (`run_at <= at`).
+    pub fn due_by(mut self, at: DateTime<Utc>) -> Self {
+        self.due_by = Some(at);
+        self
+    }
+
+    /// Only jobs whose payload satisfies `predicate`.
+    pub fn matching(mut self, predicate: impl Fn(&J) -> bool + Send + Sync + 'static) -> Self {
+        self.matching = Some(Box::new(predicate));
+        self
+    }
+
+    /// The matching jobs with their rows, oldest first.
+    pub async fn rows(&self) -> Vec<(JobRow, J)> {
+        let mut filter = ListFilter::new()
+            .kind(J::KIND)
+            .state(JobState::Scheduled)
+            .state(JobState::Available)
+            .state(JobState::Retryable)
+            .limit(10_000);
+        if let Some(q) = &self.queue {
+            filter = filter.queue(q.clone());
+        }
+        let mut rows = self
+            .store
+            .list(&filter)
+            .await
+            .unwrap_or_else(|e| panic!("cannot list enqueued jobs: {e}"));
+        rows.reverse();
+        rows.into_iter()
+            .filter(|r| self.due_by.is_none_or(|at| r.run_at <= at))
+            .map(|r| {
+                let job: J = r.decode().unwrap_or_else(|e| {
+                    panic!(
+                        "job {} of kind '{}' does not decode: {e}: {}",
+                        r.id,
+                        J::KIND,
+                        r.args
+                    )
+                });
+                (r, job)
+            })
+            .filter(|(_, j)| self.matching.as_ref().is_none_or(|m| m(j)))
+            .collect()
+    }
+
+    /// The matching jobs, decoded, oldest first.
+    pub async fn all(&self) -> Vec<J> {
+        self.rows().await.into_iter().map(|(_, j)| j).collect()
+    }
+}
+
+/// Panics unless a job of type `J` whose payload satisfies `predicate` is enqueued; returns
+/// the first such job. The message lists what is enqueued of that kind.
+pub async fn assert_enqueued<J: Job>(
+    store: &impl Store,
+    predicate: impl Fn(&J) -> bool + Send + Sync + 'static,
+) -> J {
+    let all = enqueued::<J>(store).rows().await;
+    let listing: Vec<String> = all
+        .iter()
+        .map(|(r, _)| format!("{}: {}", r.id, r.args))
+        .collect();
+    match all.into_iter().find(|(_, j)| predicate(j)) {
+        Some((_, j)) => j,
+        None => panic!(
+            "no enqueued job of kind '{}' matches; enqueued of that kind: {listing:?}",
+            J::KIND
+        ),
+    }
+}
+
+/// Panics if a job of type `J` whose payload satisfies `predicate` is enqueued, naming it.
+pub async fn refute_enqueued<J: Job>(
+    store: &impl Store,
+    predicate: impl Fn(&J) -> bool + Send + Sync + 'static,
+) {
+    if let Some((row, _)) = enqueued::<J>(store)
+        .rows()
+        .await
+        .into_iter()
+        .find(|(_, j)| predicate(j))
+    {
+        panic!(
+            "job {} of kind '{}' is enqueued, and should not be: {}",
+            row.id,
+            J::KIND,
+            row.args
+        );
+    }
 }
 
 #[cfg(test)]

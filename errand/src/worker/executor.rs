@@ -112,7 +112,7 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
 }
 
 /// Runs the job in its own task. `None` when the task was aborted (shutdown, lost lease).
-async fn run(
+pub(crate) async fn run(
     shared: &Arc<Shared>,
     row: &Arc<JobRow>,
     span: tracing::Span,

@@ -6,6 +6,7 @@
 
 mod builder;
 mod completer;
+mod drain;
 pub(crate) mod executor;
 mod heartbeat;
 mod inflight;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 pub use builder::WorkerBuilder;
+pub use drain::DrainReport;
 
 use crate::clock::Clock;
 use crate::maintenance;
