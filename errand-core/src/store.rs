@@ -49,6 +49,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records the ends of attempts in one batch, each fenced by its [`LeaseRef`].
     /// Returns the ids whose change was applied; the others had lost their lease.
+    ///
+    /// Fires the wake-ups its changes cause, like every operation that makes jobs due: the
+    /// queue of each job made `available` (a retry due at once) and the scheduler for jobs
+    /// made `scheduled` or `retryable` for later — in this process through
+    /// [`Store::signals`], and to other processes where the store can reach them (Postgres
+    /// `NOTIFY`).
     async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError>;
 
     /// Extends the leases of running attempts to `until`. Returns the ids still held; a

@@ -421,10 +421,32 @@ impl Store for PgStore {
                     .map(|e| e.error.map(to_json))
                     .collect::<Vec<_>>(),
             )
+            .bind(&self.inner.channel)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(db)?;
-        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+        let mut applied = Vec::with_capacity(rows.len());
+        let mut woken = BTreeSet::new();
+        let mut scheduled = false;
+        for r in &rows {
+            applied.push(r.get::<i64, _>(0));
+            match r.get::<&str, _>(2) {
+                "available" => {
+                    if let Some(q) = r.get::<Option<String>, _>(1) {
+                        woken.insert(q);
+                    }
+                }
+                "scheduled" | "retryable" => scheduled = true,
+                _ => {}
+            }
+        }
+        for q in &woken {
+            self.inner.signals.notify(q);
+        }
+        if scheduled {
+            self.inner.signals.notify_scheduled();
+        }
+        Ok(applied)
     }
 
     async fn extend_leases(

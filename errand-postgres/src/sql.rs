@@ -132,15 +132,27 @@ impl Sql {
                  ), locked AS (
                    SELECT id, state, attempt FROM {t} WHERE id = ANY($1::int8[])
                    ORDER BY id FOR UPDATE
+                 ), done AS (
+                   UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
+                          attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
+                          finalized_at = u.finalized_at,
+                          errors = CASE WHEN u.error IS NULL THEN j.errors
+                                        ELSE j.errors || jsonb_build_array(u.error::jsonb) END
+                   FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
+                   WHERE j.id = l.id AND l.state = 'running'
+                   RETURNING j.id, j.queue, j.state
+                 ), notified AS (
+                   -- Jobs due at once wake their queue's producers in every process; jobs
+                   -- due later wake the schedulers ('' is never a queue name).
+                   SELECT pg_notify($8, q.queue)
+                   FROM (SELECT DISTINCT queue FROM done WHERE state = 'available') q
+                   UNION ALL
+                   SELECT pg_notify($8, '')
+                   WHERE EXISTS (SELECT 1 FROM done WHERE state IN ('scheduled', 'retryable'))
                  )
-                 UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
-                        attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
-                        finalized_at = u.finalized_at,
-                        errors = CASE WHEN u.error IS NULL THEN j.errors
-                                      ELSE j.errors || jsonb_build_array(u.error::jsonb) END
-                 FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
-                 WHERE j.id = l.id AND l.state = 'running'
-                 RETURNING j.id"
+                 SELECT id, CASE WHEN state = 'completed' THEN NULL ELSE queue END, state,
+                        (SELECT count(*) FROM notified)
+                 FROM done"
             ),
             extend: format!(
                 "WITH u AS (

@@ -476,6 +476,8 @@ impl Store for SqliteStore {
             return complete_only(&self.pool, &completes).await.map_err(db);
         }
         let mut applied = Vec::with_capacity(batch.len());
+        let mut woken = BTreeSet::new();
+        let mut scheduled = false;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         if !completes.is_empty() {
             let (at, leases) = completion_batch(&completes);
@@ -498,11 +500,11 @@ impl Store for SqliteStore {
         for f in others {
             let effect = f.effect();
             let error = effect.error.map(to_json);
-            let res = sqlx::query(
+            let queue: Option<String> = sqlx::query_scalar(
                 "UPDATE errand_jobs SET state = ?, lease_expires_at = NULL, \
                  attempt = attempt + ?, run_at = coalesce(?, run_at), finalized_at = ?, \
                  errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?)) END \
-                 WHERE id = ? AND state = 'running' AND attempt = ?",
+                 WHERE id = ? AND state = 'running' AND attempt = ? RETURNING queue",
             )
             .bind(effect.state.as_str())
             .bind(effect.attempt_delta)
@@ -512,14 +514,27 @@ impl Store for SqliteStore {
             .bind(&error)
             .bind(f.lease.id)
             .bind(f.lease.attempt)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-            if res.rows_affected() == 1 {
+            if let Some(queue) = queue {
                 applied.push(f.lease.id);
+                match effect.state {
+                    JobState::Available => {
+                        woken.insert(queue);
+                    }
+                    JobState::Scheduled | JobState::Retryable => scheduled = true,
+                    _ => {}
+                }
             }
         }
         tx.commit().await.map_err(db)?;
+        for q in &woken {
+            self.signals.notify(q);
+        }
+        if scheduled {
+            self.signals.notify_scheduled();
+        }
         Ok(applied)
     }
 

@@ -46,6 +46,7 @@ macro_rules! store_conformance {
                 complete_is_final,
                 retry_later_is_retryable_with_error,
                 retry_now_outcome_is_available,
+                finish_wakes_the_queue_and_the_scheduler,
                 snooze_reschedules_without_using_an_attempt,
                 cancel_outcome_is_final,
                 discard_keeps_error_and_payload,

@@ -182,11 +182,22 @@ impl Store for MemoryStore {
     async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
         let mut g = self.lock();
         let mut applied = Vec::with_capacity(batch.len());
+        let mut woken = Vec::new();
+        let mut scheduled = false;
         for f in batch {
             if !g.running_attempt(&f.lease) {
                 continue;
             }
             let effect = f.effect();
+            match effect.state {
+                JobState::Available => {
+                    if let Some(r) = g.jobs.get(&f.lease.id) {
+                        woken.push(r.queue.clone());
+                    }
+                }
+                JobState::Scheduled | JobState::Retryable => scheduled = true,
+                _ => {}
+            }
             g.update(f.lease.id, effect.state, |r| {
                 r.lease_expires_at = None;
                 r.attempt += effect.attempt_delta;
@@ -201,6 +212,13 @@ impl Store for MemoryStore {
                 }
             });
             applied.push(f.lease.id);
+        }
+        drop(g);
+        for q in &woken {
+            self.signals.notify(q);
+        }
+        if scheduled {
+            self.signals.notify_scheduled();
         }
         Ok(applied)
     }

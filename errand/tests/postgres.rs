@@ -373,3 +373,60 @@ async fn enqueue_tx_on_a_one_connection_pool_does_not_wait_for_the_pool() {
     let row = store.get(enqueued.id).await.unwrap().unwrap();
     assert_eq!(row.state, JobState::Available);
 }
+
+/// A retry due at once is announced to other processes: the store that records the outcome
+/// sends the `NOTIFY` (issue 13: the completer's in-process wake-up never left the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_due_at_once_wakes_other_processes() {
+    use errand::store::{ClaimRequest, ErrorRecord, Finish, FinishAction};
+    let store = scratch_store().await;
+    let other = same_schema(&store, "errand-other-process", 2).await;
+    other.listen();
+    let woken = other.signals().get("default");
+    let fired = |n: Arc<tokio::sync::Notify>| async move {
+        tokio::time::timeout(Duration::from_millis(300), n.notified())
+            .await
+            .is_ok()
+    };
+    let client = Client::new(store.clone());
+    // Until the other process's LISTEN is up, inserts may go unheard: insert until one is.
+    wait_for(
+        "the other process to hear an insert",
+        Duration::from_secs(10),
+        || {
+            let (client, woken) = (client.clone(), woken.clone());
+            async move {
+                client.enqueue(Echo { n: 0 }).await.unwrap();
+                fired(woken).await
+            }
+        },
+    )
+    .await;
+    let claimed = store
+        .claim(&ClaimRequest {
+            queue: "default".into(),
+            limit: 1,
+            worker_id: "w".into(),
+            now: chrono::Utc::now(),
+            lease: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    while fired(woken.clone()).await {}
+    let now = chrono::Utc::now();
+    store
+        .finish(&[Finish {
+            lease: claimed[0].lease_ref(),
+            at: now,
+            action: FinishAction::Retry {
+                run_at: now,
+                error: ErrorRecord::new(1, now, "again"),
+            },
+        }])
+        .await
+        .unwrap();
+    assert!(
+        fired(woken.clone()).await,
+        "the other process did not hear of the job made available"
+    );
+}

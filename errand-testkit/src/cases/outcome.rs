@@ -65,6 +65,56 @@ pub async fn retry_now_outcome_is_available<S: Store>(store: S) {
     assert_eq!(again[0].attempt, 2);
 }
 
+/// Whether `n` fires within a moment (a wake-up stored while nobody waited counts).
+async fn fired(n: &tokio::sync::Notify) -> bool {
+    tokio::time::timeout(std::time::Duration::from_millis(200), n.notified())
+        .await
+        .is_ok()
+}
+
+/// Finishing fires the wake-ups it causes: the queue of a job made available at once, and
+/// the scheduler for a job due later (no wake-up for a completion).
+pub async fn finish_wakes_the_queue_and_the_scheduler<S: Store>(store: S) {
+    let queue = store.signals().get("q");
+    let scheduler = store.signals().scheduled();
+    insert_one(&store, job("a", "q")).await;
+    insert_one(&store, job("b", "q")).await;
+    insert_one(&store, job("c", "q")).await;
+    let rows = claim(&store, "q", 3, at(1)).await;
+    // The inserts' own wake-ups, consumed.
+    while fired(&queue).await {}
+    while fired(&scheduler).await {}
+    store
+        .finish(&[finish(&rows[0], at(2), FinishAction::Complete)])
+        .await
+        .unwrap();
+    assert!(!fired(&queue).await, "a completion makes nothing due");
+    store
+        .finish(&[finish(
+            &rows[1],
+            at(2),
+            FinishAction::Retry {
+                run_at: at(2),
+                error: error(&rows[1], at(2), "again"),
+            },
+        )])
+        .await
+        .unwrap();
+    assert!(fired(&queue).await, "a retry due at once wakes its queue");
+    store
+        .finish(&[finish(
+            &rows[2],
+            at(2),
+            FinishAction::Snooze { run_at: at(90) },
+        )])
+        .await
+        .unwrap();
+    assert!(
+        fired(&scheduler).await,
+        "a job due later wakes the scheduler"
+    );
+}
+
 /// Snooze: scheduled at run_at, the attempt given back.
 pub async fn snooze_reschedules_without_using_an_attempt<S: Store>(store: S) {
     insert_one(&store, job("a", "q")).await;

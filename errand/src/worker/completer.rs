@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{Finish, FinishAction, JobId, Store};
+use errand_core::{Finish, JobId, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -66,19 +66,9 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
         if refused.contains(&p.finish.lease.id) {
             continue; // logged by finish_all
         }
+        // The store fired the wake-ups its changes cause (see `Store::finish`).
         if applied.contains(&p.finish.lease.id) {
             telemetry::ended(&p.queue, &p.kind, p.ended, p.duration);
-            match &p.finish.action {
-                // Available again at once: wake the producer rather than wait for a poll.
-                FinishAction::Retry { run_at, .. } if *run_at <= p.finish.at => {
-                    store.signals().notify(&p.queue)
-                }
-                // Due later: the scheduler sleeps until its next known job, so tell it.
-                FinishAction::Retry { .. } | FinishAction::Snooze { .. } => {
-                    store.signals().notify_scheduled()
-                }
-                _ => {}
-            }
         } else {
             tracing::warn!(
                 job_id = p.finish.lease.id,
