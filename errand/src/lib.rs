@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+mod any_store;
 mod client;
 #[cfg(feature = "postgres")]
 mod client_pg;
@@ -17,6 +18,7 @@ mod telemetry;
 pub mod testing;
 mod worker;
 
+pub use any_store::{connect, AnyStore};
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use context::JobContext;
 pub use error::{EnqueueError, JobError, StoreError, WorkerError};

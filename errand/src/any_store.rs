@@ -1,0 +1,198 @@
+//! A store chosen at run time: [`connect`] opens SQLite, PostgreSQL or memory by the URL's
+//! scheme, so an application, a CLI or an example picks its store from configuration
+//! without generics or an enum of its own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use errand_core::{
+    CancelResult, ClaimRequest, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
+    ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store, StoreError,
+};
+
+use crate::MemoryStore;
+
+/// Any of errand's stores, chosen at run time (see [`connect`]). It is a [`Store`]: give it
+/// to [`crate::Client`] and [`crate::Worker`] like any other, and reach the store under it
+/// with `as_sqlite()` / `as_postgres()` (each with its store's feature; for its pool, or for
+/// Postgres' transactional enqueue).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// A SQLite file (`sqlite://PATH`, `sqlite:PATH` or a plain path).
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::SqliteStore),
+    /// A PostgreSQL schema (`postgres://…`, `postgresql://…`).
+    #[cfg(feature = "postgres")]
+    Postgres(crate::PgStore),
+    /// The in-memory store (`memory://`): for tests; nothing is kept.
+    Memory(MemoryStore),
+}
+
+/// Opens the store `url` names, applying pending migrations: `sqlite://PATH` (also
+/// `sqlite:PATH` or a plain file path; the file is created if missing), `postgres://…` or
+/// `postgresql://…` (schema `errand`), or `memory://`. A scheme this build cannot open (an
+/// unknown one, or one whose feature is off) is [`StoreError::InvalidUrl`] naming what it
+/// opens.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), errand::StoreError> {
+/// let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "memory://".into());
+/// # let url = "memory://";
+/// let store = errand::connect(&url).await?;
+/// let client = errand::Client::new(store.clone());
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("memory") => Ok(AnyStore::Memory(MemoryStore::new())),
+        #[cfg(feature = "postgres")]
+        Some("postgres" | "postgresql") => {
+            crate::PgStore::connect(url).await.map(AnyStore::Postgres)
+        }
+        // `sqlite:PATH` and plain paths have no `://`.
+        #[cfg(feature = "sqlite")]
+        Some("sqlite") | None => crate::SqliteStore::open(url).await.map(AnyStore::Sqlite),
+        other => Err(StoreError::InvalidUrl {
+            url: errand_core::redact_url(url),
+            reason: format!(
+                "this build of errand opens {}; not {}",
+                opened_schemes(),
+                other.map_or("a path".to_owned(), |s| format!("{s}://")),
+            ),
+        }),
+    }
+}
+
+fn opened_schemes() -> &'static str {
+    match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
+        (true, true) => "sqlite://PATH (or a plain file path), postgres:// and postgresql:// URLs, and memory://",
+        (true, false) => "sqlite://PATH (or a plain file path) and memory:// (Postgres needs the `postgres` feature)",
+        (false, true) => "postgres:// and postgresql:// URLs and memory:// (SQLite needs the `sqlite` feature)",
+        (false, false) => "memory:// only (enable the `sqlite` or `postgres` feature)",
+    }
+}
+
+impl AnyStore {
+    /// The SQLite store, when this is one.
+    #[cfg(feature = "sqlite")]
+    pub fn as_sqlite(&self) -> Option<&crate::SqliteStore> {
+        match self {
+            AnyStore::Sqlite(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The Postgres store, when this is one.
+    #[cfg(feature = "postgres")]
+    pub fn as_postgres(&self) -> Option<&crate::PgStore> {
+        match self {
+            AnyStore::Postgres(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Which kind of store this is: `"sqlite"`, `"postgres"` or `"memory"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(_) => "postgres",
+            AnyStore::Memory(_) => "memory",
+        }
+    }
+}
+
+/// Calls the same method on whichever store this is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($s) => $e,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $e,
+            AnyStore::Memory($s) => $e,
+        }
+    };
+}
+
+#[async_trait]
+impl Store for AnyStore {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        each!(self, s => s.insert(jobs, now).await)
+    }
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        each!(self, s => s.claim(req).await)
+    }
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        each!(self, s => s.finish(batch).await)
+    }
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        each!(self, s => s.extend_leases(leases, until).await)
+    }
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.release(leases, now).await)
+    }
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError> {
+        each!(self, s => s.rescue_expired(now, limit).await)
+    }
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError> {
+        each!(self, s => s.promote_due(now, limit).await)
+    }
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        each!(self, s => s.cancel(id, now).await)
+    }
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        each!(self, s => s.retry_now(id, now).await)
+    }
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        each!(self, s => s.get(id).await)
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        each!(self, s => s.list(filter).await)
+    }
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        each!(self, s => s.count(filter).await)
+    }
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
+        each!(self, s => s.stats(states).await)
+    }
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        each!(self, s => s.prune(before, limit).await)
+    }
+    async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        each!(self, s => s.now(local).await)
+    }
+    fn signals(&self) -> &QueueSignals {
+        each!(self, s => s.signals())
+    }
+    fn listen(&self) {
+        each!(self, s => s.listen())
+    }
+    fn hears_other_processes(&self) -> bool {
+        each!(self, s => s.hears_other_processes())
+    }
+    fn detached(&self) -> Option<Arc<dyn Store>> {
+        each!(self, s => s.detached())
+    }
+}
