@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use errand::{AnyStore, Client, JobState, Store, StoreError};
+use errand::{AnyStore, Client, JobState, StoreError};
 
 async fn store() -> AnyStore {
     // Each case's file lives as long as the process: tests are short.
@@ -55,7 +55,9 @@ async fn connect_opens_each_store_by_its_url() {
             .unwrap();
         assert_eq!(pg.kind(), "postgres");
         assert!(pg.as_postgres().is_some() && pg.as_sqlite().is_none());
-        pg.count(&errand::ListFilter::new()).await.unwrap();
+        errand::Store::count(&pg, &errand::ListFilter::new())
+            .await
+            .unwrap();
     }
     match errand::connect("mysql://u:secret@h/db").await {
         Err(StoreError::InvalidUrl { url, reason }) => {

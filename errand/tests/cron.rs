@@ -38,6 +38,17 @@ impl Job for Tick {
     }
 }
 
+/// A job type other than `Tick`, with the same state.
+#[derive(Serialize, Deserialize)]
+struct Other;
+impl Job for Other {
+    const KIND: &'static str = "other";
+    type State = Ran;
+    async fn run(self, _cx: JobContext<Ran>) -> Result<Outcome, JobError> {
+        Ok(Outcome::Complete)
+    }
+}
+
 fn job() -> Tick {
     Tick {
         report: "sales".into(),
@@ -172,4 +183,22 @@ async fn bad_cron_entries_fail_the_build_and_say_why() {
             .cron("s", "*/10 * * * * *", job())
     });
     assert!(good.is_ok(), "{good:?}");
+    // An entry whose kind this worker does not run: refused unless allowed.
+    let unregistered = || {
+        Worker::builder(store.clone(), Ran::default())
+            .register::<Other>()
+            .queue("default", 1)
+            .cron("r", "@daily", job())
+    };
+    match unregistered().build() {
+        Err(WorkerError::InvalidCron { name, reason }) => {
+            assert_eq!(name, "r");
+            assert!(
+                reason.contains("kind 'tick'") && reason.contains("allow_foreign_cron_kinds"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(unregistered().allow_foreign_cron_kinds().build().is_ok());
 }

@@ -41,6 +41,11 @@ pub(crate) struct CronEntry {
 }
 
 impl CronEntry {
+    /// The kind of job each tick enqueues.
+    pub(crate) fn kind(&self) -> &str {
+        &self.template.kind
+    }
+
     /// Parses `pattern` (5 fields from minutes, or 6 from seconds; `@hourly` and the like)
     /// and checks it fires after `now`. The error says what is wrong.
     pub(crate) fn new(

@@ -29,6 +29,8 @@ pub struct WorkerBuilder<S, St> {
     config: Config,
     worker_id: Option<String>,
     crons: Vec<CronEntry>,
+    /// Cron entries may enqueue kinds this worker does not run.
+    foreign_cron_kinds: bool,
 }
 
 impl<S, St> std::fmt::Debug for WorkerBuilder<S, St> {
@@ -63,6 +65,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             },
             worker_id: None,
             crons: Vec::new(),
+            foreign_cron_kinds: false,
         }
     }
 
@@ -252,6 +255,14 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// Lets cron entries enqueue jobs of kinds this worker does not register (other workers
+    /// run them). Without it, such an entry fails [`build`](Self::build): a schedule whose
+    /// jobs nothing here can run is usually a missing `register`.
+    pub fn allow_foreign_cron_kinds(mut self) -> Self {
+        self.foreign_cron_kinds = true;
+        self
+    }
+
     /// Overrides the worker id recorded as `attempted_by` (default `host:pid:random`; 1–256
     /// bytes, no control characters).
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
@@ -299,6 +310,19 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
                 name: dup.name.clone(),
                 reason: "two entries have this name: each tick's unique key is made of it".into(),
             });
+        }
+        if !self.foreign_cron_kinds {
+            let kinds: std::collections::HashSet<&str> = self.registry.kinds().collect();
+            if let Some(c) = self.crons.iter().find(|c| !kinds.contains(c.kind())) {
+                return Err(WorkerError::InvalidCron {
+                    name: c.name.clone(),
+                    reason: format!(
+                        "its jobs are of kind '{}', which this worker does not run: register \
+                         the type here, or call allow_foreign_cron_kinds() if other workers run it",
+                        c.kind()
+                    ),
+                });
+            }
         }
         self.config.maintenance.cron = std::mem::take(&mut self.crons).into();
         if let Some(id) = &self.worker_id {
