@@ -84,7 +84,8 @@ async fn outcomes_and_extensions_look_rows_up_by_primary_key_whatever_the_statis
                 .bind(vec![0_i32; n])
                 .bind(vec![None::<chrono::DateTime<Utc>>; n])
                 .bind(vec![Some(Utc::now()); n])
-                .bind(vec![None::<String>; n]),
+                .bind(vec![None::<String>; n])
+                .bind("errand_plan_test"),
             "extend" => q.bind(Utc::now()).bind(&ids).bind(&attempts),
             _ => q
                 .bind(Utc::now())

@@ -309,8 +309,18 @@ impl WorkerHandle {
             q.stop();
         }
         let _ = stop_tx.send(true);
-        for p in producers {
-            let _ = p.await;
+        // A producer ends at its next await. When the store is gone, one may be stuck in a
+        // store call (opening a connection on a truncated file waits for the busy timeout):
+        // it is cut short, since nothing it claims can be recorded anyway.
+        let lost = shared.lost.borrow().is_some();
+        for mut p in producers {
+            if lost {
+                if tokio::time::timeout(SERVICE_STOP, &mut p).await.is_err() {
+                    p.abort();
+                }
+            } else {
+                let _ = p.await;
+            }
         }
         let grace = shared.config.grace_period;
         if !all_idle(&sems, grace).await {
