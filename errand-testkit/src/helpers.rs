@@ -97,3 +97,31 @@ pub fn error(row: &JobRow, at: DateTime<Utc>, msg: &str) -> ErrorRecord {
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("invalid JSON {s:?}: {e}"))
 }
+
+/// A fresh file path for a database of this test process: `<tmp>/errand-test-<pid>/<n>.db`.
+/// The folder lives until the process ends (a store may outlive any guard a factory could
+/// return); folders of test processes that have exited are removed on the first call, so
+/// runs leave at most one folder per test binary behind instead of one per case.
+pub fn scratch_db_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let tmp = std::env::temp_dir();
+    if n == 0 {
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name.strip_prefix("errand-test-") else {
+                    continue;
+                };
+                let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+                if !alive && pid.parse::<u32>().is_ok() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+    let dir = tmp.join(format!("errand-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the test database folder");
+    dir.join(format!("{n}.db"))
+}

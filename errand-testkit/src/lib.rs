@@ -111,3 +111,40 @@ macro_rules! store_conformance {
         )*
     };
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every case written in `cases/` is in [`store_conformance!`]'s list (the list is kept
+    /// by hand: a case missing from it would never run on any store).
+    #[test]
+    fn every_case_is_in_the_macro() {
+        let macro_text = include_str!("lib.rs");
+        let list = &macro_text[..macro_text.find("#[cfg(test)]").expect("this module")];
+        let files = [
+            include_str!("cases/cancel_retry.rs"),
+            include_str!("cases/claim.rs"),
+            include_str!("cases/concurrency.rs"),
+            include_str!("cases/insert.rs"),
+            include_str!("cases/lease.rs"),
+            include_str!("cases/list.rs"),
+            include_str!("cases/outcome.rs"),
+            include_str!("cases/prune.rs"),
+            include_str!("cases/schedule.rs"),
+        ];
+        let mut cases = 0;
+        for file in files {
+            for line in file.lines() {
+                let Some(rest) = line.strip_prefix("pub async fn ") else {
+                    continue;
+                };
+                let name = rest.split(['<', '(']).next().unwrap();
+                cases += 1;
+                assert!(
+                    list.contains(&format!("{name},")) || list.contains(&format!("{name}\n")),
+                    "conformance case {name} is not listed in store_conformance!"
+                );
+            }
+        }
+        assert!(cases > 50, "found only {cases} cases");
+    }
+}

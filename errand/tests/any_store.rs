@@ -8,9 +8,8 @@ use common::*;
 use errand::{AnyStore, Client, JobState, StoreError};
 
 async fn store() -> AnyStore {
-    // Each case's file lives as long as the process: tests are short.
-    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-    errand::connect(&format!("sqlite://{}", dir.path().join("e.db").display()))
+    let path = errand_testkit::helpers::scratch_db_path();
+    errand::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap()
 }
