@@ -40,6 +40,19 @@ pub(crate) enum Ended {
     Cancelled,
 }
 
+impl From<&errand_core::FinishAction> for Ended {
+    fn from(action: &errand_core::FinishAction) -> Self {
+        use errand_core::FinishAction::*;
+        match action {
+            Complete => Ended::Completed,
+            Retry { .. } => Ended::Retried,
+            Snooze { .. } => Ended::Snoozed,
+            Discard { .. } => Ended::Discarded,
+            Cancel { .. } => Ended::Cancelled,
+        }
+    }
+}
+
 pub(crate) fn ended(queue: &str, kind: &str, how: Ended, duration: Duration) {
     let name = match how {
         Ended::Completed => COMPLETED,

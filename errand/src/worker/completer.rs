@@ -68,7 +68,7 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
         }
         // The store fired the wake-ups its changes cause (see `Store::finish`).
         if applied.contains(&p.finish.lease.id) {
-            telemetry::ended(&p.queue, &p.kind, p.ended, p.duration);
+            telemetry::ended(&p.queue, &p.kind, (&p.finish.action).into(), p.duration);
         } else {
             tracing::warn!(
                 job_id = p.finish.lease.id,

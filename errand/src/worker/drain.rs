@@ -102,7 +102,7 @@ impl<S: Store> Worker<S> {
                         if let Some(result) = result {
                             let now = shared.now().await;
                             let backoff = shared.config.default_backoff;
-                            let (action, _) = decide(&row, result, now, backoff, 0.5);
+                            let action = decide(&row, result, now, backoff, 0.5);
                             store
                                 .finish(&[Finish {
                                     lease,

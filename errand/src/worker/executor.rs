@@ -91,7 +91,7 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
     let duration = began.elapsed();
     let default_backoff = shared.config.default_backoff;
     let end = shared.now().await;
-    let (action, ended) = decide(&row, result, end, default_backoff, rand::random());
+    let action = decide(&row, result, end, default_backoff, rand::random());
     span.in_scope(|| log_outcome(&action, duration));
     if shared.inflight.ended(row.lease_ref()) {
         shared
@@ -103,7 +103,6 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
                 },
                 queue: row.queue.clone(),
                 kind: row.kind.clone(),
-                ended,
                 duration,
             })
             .await;
@@ -165,20 +164,21 @@ pub(crate) async fn run(
     }
 }
 
-/// Turns a run's result into the store change and the counter it moves. Pure: `unit` is the
-/// random number that places the backoff inside its jitter band.
+/// Turns a run's result into the store change (the counter it moves follows from it:
+/// `Ended::from`). Pure: `unit` is the random number that places the backoff inside its
+/// jitter band.
 pub(crate) fn decide(
     row: &JobRow,
     result: RunResult,
     now: DateTime<Utc>,
     default_backoff: Backoff,
     unit: f64,
-) -> (FinishAction, Ended) {
+) -> FinishAction {
     let fail = |message: String, panic: bool, after: Option<Duration>| {
         let mut error = ErrorRecord::new(row.attempt, now, message);
         error.panic = panic;
         if row.attempt >= row.max_attempts {
-            return (FinishAction::Discard { error }, Ended::Discarded);
+            return FinishAction::Discard { error };
         }
         let delay = after.unwrap_or_else(|| {
             row.backoff
@@ -186,44 +186,29 @@ pub(crate) fn decide(
                 .delay(row.attempt, unit)
         });
         let run_at = later(now, delay);
-        (FinishAction::Retry { run_at, error }, Ended::Retried)
+        FinishAction::Retry { run_at, error }
     };
     let record = |message: String| Some(ErrorRecord::new(row.attempt, now, message));
     match result {
-        RunResult::Returned(Ok(Outcome::Complete)) => (FinishAction::Complete, Ended::Completed),
+        RunResult::Returned(Ok(Outcome::Complete)) => FinishAction::Complete,
         RunResult::Returned(Ok(Outcome::Retry { after, reason })) => fail(reason, false, after),
-        RunResult::Returned(Ok(Outcome::Snooze(after))) => (
-            FinishAction::Snooze {
-                run_at: later(now, after),
-            },
-            Ended::Snoozed,
-        ),
-        RunResult::Returned(Ok(Outcome::Cancel(reason))) => (
-            FinishAction::Cancel {
-                error: record(reason),
-            },
-            Ended::Cancelled,
-        ),
-        RunResult::Returned(Ok(Outcome::Discard(reason))) => (
-            FinishAction::Discard {
-                error: ErrorRecord::new(row.attempt, now, reason),
-            },
-            Ended::Discarded,
-        ),
+        RunResult::Returned(Ok(Outcome::Snooze(after))) => FinishAction::Snooze {
+            run_at: later(now, after),
+        },
+        RunResult::Returned(Ok(Outcome::Cancel(reason))) => FinishAction::Cancel {
+            error: record(reason),
+        },
+        RunResult::Returned(Ok(Outcome::Discard(reason))) => FinishAction::Discard {
+            error: ErrorRecord::new(row.attempt, now, reason),
+        },
         RunResult::Returned(Err(e)) => match e.action() {
             FailAction::Retry => fail(e.message().to_owned(), false, None),
-            FailAction::Discard => (
-                FinishAction::Discard {
-                    error: ErrorRecord::new(row.attempt, now, e.message()),
-                },
-                Ended::Discarded,
-            ),
-            FailAction::Cancel => (
-                FinishAction::Cancel {
-                    error: record(e.message().to_owned()),
-                },
-                Ended::Cancelled,
-            ),
+            FailAction::Discard => FinishAction::Discard {
+                error: ErrorRecord::new(row.attempt, now, e.message()),
+            },
+            FailAction::Cancel => FinishAction::Cancel {
+                error: record(e.message().to_owned()),
+            },
         },
         RunResult::Panicked(msg) => fail(format!("job panicked: {msg}"), true, None),
         RunResult::TimedOut { limit, overran } => {
@@ -244,20 +229,17 @@ pub(crate) fn decide(
             false,
             None,
         ),
-        RunResult::BadPayload(e) => (
-            FinishAction::Discard {
-                error: ErrorRecord::new(
-                    row.attempt,
-                    now,
-                    format!(
-                        "payload does not deserialize into kind '{}': {e}; the payload is kept \
-                         unchanged: fix it or the job type, then retry the job",
-                        row.kind
-                    ),
+        RunResult::BadPayload(e) => FinishAction::Discard {
+            error: ErrorRecord::new(
+                row.attempt,
+                now,
+                format!(
+                    "payload does not deserialize into kind '{}': {e}; the payload is kept \
+                     unchanged: fix it or the job type, then retry the job",
+                    row.kind
                 ),
-            },
-            Ended::Discarded,
-        ),
+            ),
+        },
     }
 }
 
@@ -335,7 +317,9 @@ mod tests {
     }
 
     fn go(row: &JobRow, r: RunResult) -> (FinishAction, Ended) {
-        decide(row, r, now(), Backoff::default(), 0.5)
+        let action = decide(row, r, now(), Backoff::default(), 0.5);
+        let ended = Ended::from(&action);
+        (action, ended)
     }
 
     #[test]

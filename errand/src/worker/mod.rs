@@ -30,7 +30,6 @@ pub use drain::DrainReport;
 
 use crate::clock::Clock;
 use crate::maintenance;
-use crate::telemetry::Ended;
 use inflight::InFlight;
 pub(crate) use registry::Registry;
 
@@ -67,7 +66,6 @@ pub(crate) struct Pending {
     pub(crate) finish: Finish,
     pub(crate) queue: String,
     pub(crate) kind: String,
-    pub(crate) ended: Ended,
     pub(crate) duration: Duration,
 }
 
