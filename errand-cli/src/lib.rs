@@ -65,6 +65,16 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Delete final jobs (completed, discarded, cancelled) that ended longer ago than
+    /// `--older-than`, in batches; workers do this by themselves (retention, default 24 h).
+    Prune {
+        /// Age of the final jobs to delete: a number with s, m, h or d (`90m`, `7d`).
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Say how many jobs would be deleted, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Measure errand against a hand-written raw-SQL queue on the same database.
     Bench(bench::BenchArgs),
     /// Kill worker processes at random and prove no job is lost or repeated needlessly.
@@ -79,18 +89,15 @@ pub enum Command {
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
-        /// Only this state (scheduled, available, running, retryable, completed, discarded, cancelled).
-        #[arg(long)]
-        state: Option<errand::JobState>,
-        /// Only this queue.
-        #[arg(long)]
-        queue: Option<String>,
-        /// Only this kind.
-        #[arg(long)]
-        kind: Option<String>,
+        /// Which jobs.
+        #[command(flatten)]
+        filter: Selection,
         /// At most this many jobs (1 to 10,000).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
+        /// Only jobs with an id below this one: the next page after a listing's last id.
+        #[arg(long)]
+        before: Option<i64>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -103,19 +110,88 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a job available now (a discarded or cancelled job gets one more attempt).
+    /// Make a job available now (a discarded or cancelled job gets one more attempt); or
+    /// every job a filter selects (`--state discarded --queue mail`).
     Retry {
-        /// The job's id.
-        id: i64,
-        /// Also run a job that already completed (it runs again: its effects happen twice).
+        /// The job's id (or select jobs with the filter options instead).
+        id: Option<i64>,
+        /// Which jobs, when no id is given.
+        #[command(flatten)]
+        filter: Selection,
+        /// Also run jobs that already completed (they run again: their effects happen twice).
         #[arg(long)]
         force: bool,
+        /// Say how many jobs would be retried, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Cancel a job that is not final.
+    /// Cancel a job that is not final; or every job a filter selects.
     Cancel {
-        /// The job's id.
-        id: i64,
+        /// The job's id (or select jobs with the filter options instead).
+        id: Option<i64>,
+        /// Which jobs, when no id is given.
+        #[command(flatten)]
+        filter: Selection,
+        /// Say how many jobs would be cancelled, change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
+}
+
+/// Which jobs a command works on.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Selection {
+    /// Only jobs in this state; repeat for several (scheduled, available, running, retryable,
+    /// completed, discarded, cancelled).
+    #[arg(long = "state")]
+    pub states: Vec<errand::JobState>,
+    /// Only this queue.
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Only this kind.
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+impl Selection {
+    /// Whether it selects anything narrower than every job.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.queue.is_none() && self.kind.is_none()
+    }
+
+    /// As a store filter.
+    pub fn filter(&self) -> errand::ListFilter {
+        let mut f = errand::ListFilter::new();
+        for s in &self.states {
+            f = f.state(*s);
+        }
+        if let Some(q) = &self.queue {
+            f = f.queue(q.clone());
+        }
+        if let Some(k) = &self.kind {
+            f = f.kind(k.clone());
+        }
+        f
+    }
+}
+
+/// `90s`, `30m`, `24h`, `7d`.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("'{text}' is not an age: use a number with s, m, h or d (7d)"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{text}': the unit must be s, m, h or d (7d)")),
+    };
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .filter(|d| *d <= errand::store::MAX_DELAY)
+        .ok_or_else(|| format!("'{text}' is longer than 100 years"))
 }
 
 /// Runs one parsed command line, printing to stdout.
@@ -132,6 +208,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jobs { command } => {
             let store = open_store(url, schema, false).await?.store();
             commands::jobs(&*store, command, &mut out).await
+        }
+        Command::Prune {
+            older_than,
+            dry_run,
+        } => {
+            let store = open_store(url, schema, false).await?.store();
+            commands::prune(&*store, older_than, dry_run, &mut out).await
         }
         Command::Bench(args) => {
             let report = bench::bench(url, &args).await?;

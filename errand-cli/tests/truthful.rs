@@ -233,3 +233,125 @@ fn files_that_cannot_be_opened_are_named() {
         "{t}"
     );
 }
+
+async fn bulk_operations_select_by_filter(db: Db) {
+    let store = db.store();
+    let client = Client::new(store.clone());
+    client
+        .enqueue_many((0..10).map(|_| LedgerJob { work_ms: 0 }))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        client
+            .enqueue_with(
+                LedgerJob { work_ms: 0 },
+                errand::EnqueueOptions::new().queue("other"),
+            )
+            .await
+            .unwrap();
+    }
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = db.args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        errand(&all)
+    };
+    let o = cli(&["jobs", "cancel"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("give a job id"), "{}", text(&o));
+    let o = cli(&["jobs", "cancel", "--queue", "other", "--dry-run"]);
+    assert!(
+        text(&o).contains("would cancel 5 of 5 selected jobs"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        db.count(JobState::Cancelled).await,
+        0,
+        "a dry run changes nothing"
+    );
+    let o = cli(&["jobs", "cancel", "--queue", "other"]);
+    assert!(
+        text(&o).contains("cancelled 5 of 5 selected jobs"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(db.count(JobState::Cancelled).await, 5);
+    let o = cli(&["jobs", "retry", "--state", "cancelled", "--queue", "other"]);
+    assert!(
+        text(&o).contains("retried 5 of 5 selected jobs"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(db.count(JobState::Available).await, 15);
+    // Several states at once, and keyset paging.
+    let o = cli(&[
+        "jobs",
+        "list",
+        "--state",
+        "available",
+        "--state",
+        "cancelled",
+        "--limit",
+        "4",
+        "--json",
+    ]);
+    let page: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(page.len(), 4);
+    let last = page[3]["id"].as_i64().unwrap();
+    let o = cli(&[
+        "jobs",
+        "list",
+        "--before",
+        &last.to_string(),
+        "--limit",
+        "100",
+        "--json",
+    ]);
+    let rest: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rest.len(), 11);
+    assert!(rest.iter().all(|r| r["id"].as_i64().unwrap() < last));
+    // Prune: jobs that completed two hours ago.
+    let claimed = store
+        .claim(&errand::store::ClaimRequest {
+            queue: errand_cli::CHAOS_QUEUE.into(),
+            limit: 3,
+            worker_id: "t".into(),
+            now: chrono::Utc::now(),
+            lease: std::time::Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+    let two_hours_ago = chrono::Utc::now() - chrono::TimeDelta::hours(2);
+    let done: Vec<_> = claimed
+        .iter()
+        .map(|r| errand::store::Finish {
+            lease: r.lease_ref(),
+            at: two_hours_ago,
+            action: errand::store::FinishAction::Complete,
+        })
+        .collect();
+    store.finish(&done).await.unwrap();
+    let o = cli(&["prune", "--older-than", "1h", "--dry-run"]);
+    assert!(
+        text(&o).contains("would delete 3 final jobs"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["prune", "--older-than", "3h"]);
+    assert!(text(&o).contains("deleted 0 final jobs"), "{}", text(&o));
+    let o = cli(&["prune", "--older-than", "1h"]);
+    assert!(text(&o).contains("deleted 3 final jobs"), "{}", text(&o));
+    assert_eq!(db.count(JobState::Completed).await, 0);
+    let o = cli(&["prune", "--older-than", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_bulk_operations() {
+    bulk_operations_select_by_filter(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bulk_operations() {
+    bulk_operations_select_by_filter(Db::postgres().await).await;
+}

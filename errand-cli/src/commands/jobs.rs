@@ -1,9 +1,30 @@
 use std::io::Write;
 
-use errand::{CancelResult, JobState, ListFilter, Store};
+use errand::{CancelResult, JobState, Store};
 
 use crate::output::{job_details, short, table, time};
 use crate::{CliError, JobsCommand};
+
+/// Every job id `filter` selects (newest first), read page by page. An empty filter is
+/// refused: a bulk change of every job is never what a typo should do.
+async fn selected(store: &dyn Store, filter: &crate::Selection) -> Result<Vec<i64>, CliError> {
+    if filter.is_empty() {
+        return Err(CliError::Refused(
+            "give a job id, or select jobs with --state, --queue or --kind".into(),
+        ));
+    }
+    let mut ids = Vec::new();
+    let mut page = filter.filter().limit(1000);
+    loop {
+        let rows = store.list(&page).await?;
+        let Some(last) = rows.last().map(|r| r.id) else {
+            break;
+        };
+        ids.extend(rows.iter().map(|r| r.id));
+        page = page.before(last);
+    }
+    Ok(ids)
+}
 
 /// A job as JSON, its payload as JSON too (not a string holding JSON); a payload that is
 /// not JSON stays a string.
@@ -20,22 +41,19 @@ pub(crate) async fn jobs(
     cmd: JobsCommand,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let now = chrono::Utc::now();
+    // The store's clock (the database's on Postgres), as every writer uses.
+    let now = store.now(chrono::Utc::now()).await;
     match cmd {
         JobsCommand::List {
-            state,
-            queue,
-            kind,
+            filter,
             limit,
+            before,
             json,
         } => {
-            let filter = ListFilter {
-                states: state.into_iter().collect(),
-                queue,
-                kind,
-                limit,
-                before_id: None,
-            };
+            let mut filter = filter.filter().limit(limit);
+            if let Some(id) = before {
+                filter = filter.before(id);
+            }
             let rows = store.list(&filter).await?;
             if json {
                 let rows: Vec<serde_json::Value> = rows.iter().map(job_json).collect();
@@ -101,7 +119,83 @@ pub(crate) async fn jobs(
                 job_details(out, &job)?;
             }
         }
-        JobsCommand::Retry { id, force } => {
+        JobsCommand::Retry {
+            id: None,
+            filter,
+            force,
+            dry_run,
+        } => {
+            let ids = selected(store, &filter).await?;
+            let mut retried = 0;
+            let mut skipped: std::collections::BTreeMap<String, usize> = Default::default();
+            for id in &ids {
+                let Some(job) = store.get(*id).await? else {
+                    continue;
+                };
+                let skip = match job.state {
+                    JobState::Running => Some("running"),
+                    JobState::Completed if !force => Some("completed (pass --force to rerun)"),
+                    _ => None,
+                };
+                if let Some(why) = skip {
+                    *skipped.entry(why.to_owned()).or_default() += 1;
+                    continue;
+                }
+                if dry_run {
+                    retried += 1;
+                    continue;
+                }
+                match store.retry_now(*id, now).await? {
+                    Some(j) if j.state == JobState::Available => retried += 1,
+                    Some(_) => {
+                        *skipped
+                            .entry("another job holds its unique key".to_owned())
+                            .or_default() += 1
+                    }
+                    None => {}
+                }
+            }
+            let verb = if dry_run { "would retry" } else { "retried" };
+            writeln!(out, "{verb} {retried} of {} selected jobs", ids.len())?;
+            for (why, n) in skipped {
+                writeln!(out, "  skipped {n}: {why}")?;
+            }
+        }
+        JobsCommand::Cancel {
+            id: None,
+            filter,
+            dry_run,
+        } => {
+            let ids = selected(store, &filter).await?;
+            let mut cancelled = 0;
+            let mut final_already = 0;
+            for id in &ids {
+                if dry_run {
+                    match store.get(*id).await? {
+                        Some(j) if !j.state.is_final() => cancelled += 1,
+                        Some(_) => final_already += 1,
+                        None => {}
+                    }
+                    continue;
+                }
+                match store.cancel(*id, now).await? {
+                    CancelResult::Cancelled(_) => cancelled += 1,
+                    CancelResult::AlreadyFinal(_) => final_already += 1,
+                    CancelResult::NotFound => {}
+                }
+            }
+            let verb = if dry_run { "would cancel" } else { "cancelled" };
+            writeln!(out, "{verb} {cancelled} of {} selected jobs", ids.len())?;
+            if final_already > 0 {
+                writeln!(out, "  skipped {final_already}: already final")?;
+            }
+        }
+        JobsCommand::Retry {
+            id: Some(id),
+            force,
+            dry_run,
+            ..
+        } => {
             match store.get(id).await? {
                 None => return Err(CliError::NotFound(id)),
                 Some(j) if j.state == JobState::Completed && !force => {
@@ -114,6 +208,10 @@ pub(crate) async fn jobs(
                     )))
                 }
                 Some(_) => {}
+            }
+            if dry_run {
+                writeln!(out, "would retry job {id}")?;
+                return Ok(());
             }
             let job = store
                 .retry_now(id, now)
@@ -139,7 +237,16 @@ pub(crate) async fn jobs(
                 }
             }
         }
-        JobsCommand::Cancel { id } => match store.cancel(id, now).await? {
+        JobsCommand::Cancel {
+            id: Some(id),
+            dry_run: true,
+            ..
+        } => match store.get(id).await? {
+            Some(j) if !j.state.is_final() => writeln!(out, "would cancel job {id}")?,
+            Some(j) => writeln!(out, "job {id} is already {}: nothing to cancel", j.state)?,
+            None => return Err(CliError::NotFound(id)),
+        },
+        JobsCommand::Cancel { id: Some(id), .. } => match store.cancel(id, now).await? {
             CancelResult::Cancelled(_) => writeln!(out, "job {id} cancelled")?,
             CancelResult::AlreadyFinal(j) => {
                 return Err(CliError::Refused(format!(

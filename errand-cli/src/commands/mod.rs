@@ -2,8 +2,10 @@
 
 mod jobs;
 mod migrate;
+mod prune;
 mod stats;
 
 pub(crate) use jobs::jobs;
 pub(crate) use migrate::migrate;
+pub(crate) use prune::prune;
 pub(crate) use stats::stats;

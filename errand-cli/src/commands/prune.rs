@@ -1,0 +1,56 @@
+use std::io::Write;
+use std::time::Duration;
+
+use errand::{JobState, ListFilter, Store};
+
+use crate::CliError;
+
+/// Final jobs deleted per statement, so a large prune never holds up claims for long.
+const BATCH: u32 = 1000;
+
+pub(crate) async fn prune(
+    store: &dyn Store,
+    older_than: Duration,
+    dry_run: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let now = store.now(chrono::Utc::now()).await;
+    let before = chrono::TimeDelta::from_std(older_than)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    if dry_run {
+        let mut n = 0;
+        let mut page = ListFilter::new()
+            .state(JobState::Completed)
+            .state(JobState::Discarded)
+            .state(JobState::Cancelled)
+            .limit(BATCH);
+        loop {
+            let rows = store.list(&page).await?;
+            let Some(last) = rows.last().map(|r| r.id) else {
+                break;
+            };
+            n += rows
+                .iter()
+                .filter(|r| r.finalized_at.is_some_and(|t| t < before))
+                .count();
+            page = page.before(last);
+        }
+        writeln!(
+            out,
+            "would delete {n} final jobs that ended before {before}"
+        )?;
+        return Ok(());
+    }
+    let mut total = 0;
+    loop {
+        let n = store.prune(before, BATCH).await?;
+        total += n;
+        if n < u64::from(BATCH) {
+            break;
+        }
+    }
+    writeln!(out, "deleted {total} final jobs that ended before {before}")?;
+    Ok(())
+}
