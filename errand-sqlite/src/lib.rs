@@ -16,6 +16,8 @@ mod migrate;
 mod queries;
 mod row;
 mod store;
+mod tx;
 mod url;
 
+pub use sqlx::sqlite::{SqliteConnection, SqlitePool};
 pub use store::{SqliteStore, SqliteStoreBuilder};

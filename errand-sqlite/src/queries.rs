@@ -18,12 +18,12 @@ use crate::store::{db, SqliteStore};
 // State predicates exactly as the partial indexes of migration 0003 spell them (OR chains,
 // see `errand_core::state_any`): SQLite uses a partial index only for a query that repeats
 // its predicate, and an `IN` list in a predicate costs more per row.
-const NON_FINAL: &str =
+pub(crate) const NON_FINAL: &str =
     "(state = 'scheduled' OR state = 'available' OR state = 'running' OR state = 'retryable')";
 const FINAL: &str = "(state = 'completed' OR state = 'discarded' OR state = 'cancelled')";
 const DUE: &str = "(state = 'scheduled' OR state = 'retryable')";
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("errand types serialize to JSON")
 }
 

@@ -211,7 +211,7 @@ impl<S: Store> Client<S> {
         self
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn payload_limit(&self) -> usize {
         self.max_payload_bytes
     }

@@ -5,6 +5,8 @@ mod any_store;
 mod client;
 #[cfg(feature = "postgres")]
 mod client_pg;
+#[cfg(feature = "sqlite")]
+mod client_sqlite;
 mod clock;
 mod context;
 mod error;
@@ -37,7 +39,7 @@ pub use errand_core::{
 };
 
 #[cfg(feature = "sqlite")]
-pub use errand_sqlite::{SqliteStore, SqliteStoreBuilder};
+pub use errand_sqlite::{SqliteConnection, SqlitePool, SqliteStore, SqliteStoreBuilder};
 
 #[cfg(feature = "postgres")]
 pub use errand_postgres::{PgConnection, PgPool, PgStore, PgStoreBuilder};
