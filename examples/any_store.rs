@@ -1,0 +1,119 @@
+//! One binary, any store: the store comes from `DATABASE_URL` (SQLite by default), and a
+//! signup and its welcome job are written in one transaction on either store.
+//!
+//! ```sh
+//! cargo run --example any_store                                   # sqlite://any-store.db
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --example any_store
+//! ```
+//!
+//! It signs up three users — the third signup fails after its job was enqueued, and its
+//! transaction rolls back — then runs a worker until the welcome jobs are done: two mails,
+//! none for the signup that never happened.
+
+use std::time::Duration;
+
+use errand::{AnyStore, Client, Job, JobContext, JobError, Outcome, Store, Worker};
+use serde::{Deserialize, Serialize};
+
+/// Sends the welcome mail to a new user.
+#[derive(Serialize, Deserialize)]
+struct Welcome {
+    email: String,
+}
+
+impl Job for Welcome {
+    const KIND: &'static str = "welcome";
+    type State = ();
+
+    async fn run(self, _cx: JobContext<()>) -> Result<Outcome, JobError> {
+        println!("  welcome mail sent to {}", self.email);
+        Ok(Outcome::Complete)
+    }
+}
+
+/// Records a user and enqueues their welcome mail in one transaction; `fail` aborts after
+/// the enqueue, as a signup whose last step fails would.
+async fn sign_up(
+    store: &AnyStore,
+    email: &str,
+    fail: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let job = Welcome {
+        email: email.into(),
+    };
+    if let Some(pg) = store.as_postgres() {
+        let client = Client::new(pg.clone());
+        let mut tx = pg.pool().begin().await?;
+        sqlx::query("INSERT INTO any_store_users (email) VALUES ($1)")
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        client.enqueue_tx(&mut tx, job).await?;
+        if fail {
+            return Err("payment declined".into()); // the transaction rolls back on drop
+        }
+        tx.commit().await?;
+    } else if let Some(lite) = store.as_sqlite() {
+        let client = Client::new(lite.clone());
+        let mut tx = lite.pool().begin().await?;
+        sqlx::query("INSERT INTO any_store_users (email) VALUES (?)")
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        client.enqueue_tx(&mut tx, job).await?;
+        if fail {
+            return Err("payment declined".into());
+        }
+        tx.commit().await?;
+    } else {
+        Client::new(store.clone()).enqueue(job).await?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://any-store.db".into());
+    let store = errand::connect(&url).await?;
+    println!(
+        "store: {} ({})",
+        store.kind(),
+        errand::store::redact_url(&url)
+    );
+    let users_table = "CREATE TABLE IF NOT EXISTS any_store_users (email TEXT NOT NULL)";
+    if let Some(pg) = store.as_postgres() {
+        sqlx::query(users_table).execute(pg.pool()).await?;
+    } else if let Some(lite) = store.as_sqlite() {
+        sqlx::query(users_table).execute(lite.pool()).await?;
+    }
+    for (email, fail) in [
+        ("ada@example.com", false),
+        ("bob@example.com", false),
+        ("eve@example.com", true),
+    ] {
+        match sign_up(&store, email, fail).await {
+            Ok(()) => println!("signed up {email}"),
+            Err(e) => println!("signup of {email} failed ({e}): rolled back, no mail will go out"),
+        }
+    }
+    let worker = Worker::builder(store.clone(), ())
+        .register::<Welcome>()
+        .queue("default", 4)
+        .build()?
+        .start();
+    // Run until no welcome job waits any more (or Ctrl-C / SIGTERM).
+    let waiting = errand::ListFilter::new()
+        .kind(Welcome::KIND)
+        .state(errand::JobState::Available)
+        .state(errand::JobState::Running);
+    tokio::select! {
+        _ = async {
+            while store.count(&waiting).await.unwrap_or(0) > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        } => {}
+        _ = errand::shutdown_signal() => {}
+    }
+    worker.shutdown().await;
+    Ok(())
+}
