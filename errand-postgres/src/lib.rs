@@ -33,5 +33,6 @@ mod store;
 pub mod testing;
 mod tx;
 
+pub use sqlx;
 pub use sqlx::postgres::{PgConnection, PgPool};
 pub use store::{PgStore, PgStoreBuilder};

@@ -19,5 +19,6 @@ mod store;
 mod tx;
 mod url;
 
+pub use sqlx;
 pub use sqlx::sqlite::{SqliteConnection, SqlitePool};
 pub use store::{SqliteStore, SqliteStoreBuilder};

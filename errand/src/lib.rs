@@ -21,8 +21,17 @@ pub mod testing;
 mod worker;
 
 pub use any_store::{connect, AnyStore};
+/// The `chrono` errand's API takes times from (`EnqueueOptions::run_at`): use this one, so
+/// versions cannot drift.
+pub use chrono;
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use context::JobContext;
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+pub use errand_postgres::sqlx;
+/// The `sqlx` errand's stores are built on (the connections `enqueue_tx` takes, the pools):
+/// use this one, so versions cannot drift.
+#[cfg(feature = "sqlite")]
+pub use errand_sqlite::sqlx;
 pub use error::{EnqueueError, JobError, StoreError, WorkerError};
 pub use job::{Job, Outcome};
 pub use memory::MemoryStore;

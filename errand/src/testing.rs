@@ -124,11 +124,11 @@ pub async fn perform_attempt<J: Job>(
 }
 
 /// Jobs of type `J` waiting in a store (scheduled, available or retryable), decoded; narrow
-/// with [`Enqueued::queue`], [`Enqueued::due_by`] and [`Enqueued::matching`], then read
-/// with [`Enqueued::all`] or [`Enqueued::rows`]. Panics when a stored payload of kind
+/// with [`EnqueuedQuery::queue`], [`EnqueuedQuery::due_by`] and [`EnqueuedQuery::matching`], then read
+/// with [`EnqueuedQuery::all`] or [`EnqueuedQuery::rows`]. Panics when a stored payload of kind
 /// `J::KIND` does not decode into `J` (a test should see that).
-pub fn enqueued<J: Job>(store: &impl Store) -> Enqueued<'_, J> {
-    Enqueued {
+pub fn enqueued<J: Job>(store: &impl Store) -> EnqueuedQuery<'_, J> {
+    EnqueuedQuery {
         store,
         queue: None,
         due_by: None,
@@ -140,23 +140,23 @@ pub fn enqueued<J: Job>(store: &impl Store) -> Enqueued<'_, J> {
 type Predicate<J> = Box<dyn Fn(&J) -> bool + Send + Sync>;
 
 /// A query of enqueued jobs of one type; see [`enqueued`].
-pub struct Enqueued<'s, J> {
+pub struct EnqueuedQuery<'s, J> {
     store: &'s dyn Store,
     queue: Option<String>,
     due_by: Option<DateTime<Utc>>,
     matching: Option<Predicate<J>>,
 }
 
-impl<J> std::fmt::Debug for Enqueued<'_, J> {
+impl<J> std::fmt::Debug for EnqueuedQuery<'_, J> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Enqueued")
+        f.debug_struct("EnqueuedQuery")
             .field("queue", &self.queue)
             .field("due_by", &self.due_by)
             .finish_non_exhaustive()
     }
 }
 
-impl<J: Job> Enqueued<'_, J> {
+impl<J: Job> EnqueuedQuery<'_, J> {
     /// Only jobs on `queue`.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.queue = Some(queue.into());

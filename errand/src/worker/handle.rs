@@ -11,6 +11,7 @@ use super::{completer, keeper, ErrorBackoff, Shared};
 
 /// What a shutdown did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Jobs still running when the grace period ended, stopped and returned to `available`
     /// without an attempt charged.
