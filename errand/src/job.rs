@@ -64,6 +64,14 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
 }
 
 /// How a run ended, as a value: the runtime records it on the job.
+///
+/// **`Outcome::cancel`/`discard` or `JobError::cancel`/`discard`?** They end the job the same
+/// way (`cancelled` or `discarded`, the reason recorded). Return an `Outcome` when ending is
+/// the job's decision on the happy path (`Ok(Outcome::cancel("account closed"))`); use
+/// [`JobError::discard`](crate::JobError::discard) / [`JobError::cancel`](crate::JobError::cancel)
+/// where an error says retrying is pointless, typically with `map_err` and `?`
+/// (`parse(&self.csv).map_err(JobError::discard)?`). Either way the job is not retried, and
+/// `Snooze` and `Retry` exist only as outcomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
