@@ -370,49 +370,16 @@ impl Store for SqliteStore {
         let mut scheduled = false;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         for job in &jobs {
-            let state = job.state_at(now);
-            let inserted: Option<(i64,)> = sqlx::query_as(
-                "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
-                 created_at, tags, unique_key, backoff, timeout_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(&job.kind)
-            .bind(&job.queue)
-            .bind(&job.args)
-            .bind(state.as_str())
-            .bind(job.priority)
-            .bind(job.max_attempts)
-            .bind(micros(job.run_at))
-            .bind(micros(now))
-            .bind(to_json(&job.tags))
-            .bind(&job.unique_key)
-            .bind(job.backoff.as_ref().map(to_json))
-            .bind(job.timeout_ms)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            match inserted {
-                Some((id,)) => {
-                    if state == JobState::Available {
+            let result = crate::tx::insert_keyed(&mut tx, job, now).await?;
+            if result.inserted {
+                match job.state_at(now) {
+                    JobState::Available => {
                         woken.insert(job.queue.as_str());
                     }
-                    scheduled |= state == JobState::Scheduled;
-                    out.push(InsertResult { id, inserted: true });
-                }
-                None => {
-                    let sql =
-                        format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
-                    let (id,): (i64,) = sqlx::query_as(&sql)
-                        .bind(&job.unique_key)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    out.push(InsertResult {
-                        id,
-                        inserted: false,
-                    });
+                    _ => scheduled = true,
                 }
             }
+            out.push(result);
         }
         tx.commit().await.map_err(db)?;
         for q in woken {

@@ -28,49 +28,14 @@ impl SqliteStore {
         let mut scheduled = false;
         let mut woken = Vec::new();
         for job in &jobs {
-            let state = job.state_at(now);
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
-                 created_at, tags, unique_key, backoff, timeout_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(&job.kind)
-            .bind(&job.queue)
-            .bind(&job.args)
-            .bind(state.as_str())
-            .bind(job.priority)
-            .bind(job.max_attempts)
-            .bind(micros(job.run_at))
-            .bind(micros(now))
-            .bind(to_json(&job.tags))
-            .bind(&job.unique_key)
-            .bind(job.backoff.as_ref().map(to_json))
-            .bind(job.timeout_ms)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
-            match inserted {
-                Some(id) => {
-                    match state {
-                        JobState::Available => woken.push(job.queue.clone()),
-                        _ => scheduled = true,
-                    }
-                    out.push(InsertResult { id, inserted: true });
-                }
-                None => {
-                    let sql =
-                        format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
-                    let id: i64 = sqlx::query_scalar(&sql)
-                        .bind(&job.unique_key)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(db)?;
-                    out.push(InsertResult {
-                        id,
-                        inserted: false,
-                    });
+            let result = insert_keyed(conn, job, now).await?;
+            if result.inserted {
+                match job.state_at(now) {
+                    JobState::Available => woken.push(job.queue.clone()),
+                    _ => scheduled = true,
                 }
             }
+            out.push(result);
         }
         for q in &woken {
             self.signals.notify(q);
@@ -80,4 +45,47 @@ impl SqliteStore {
         }
         Ok(out)
     }
+}
+
+/// Inserts one job on `conn`, unless its unique key is held by a non-final job: then the
+/// holder's id, `inserted: false`. The statement every keyed insert runs (the store's own
+/// transactions and the application's).
+pub(crate) async fn insert_keyed(
+    conn: &mut SqliteConnection,
+    job: &NewJob,
+    now: DateTime<Utc>,
+) -> Result<InsertResult, StoreError> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
+         created_at, tags, unique_key, backoff, timeout_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&job.kind)
+    .bind(&job.queue)
+    .bind(&job.args)
+    .bind(job.state_at(now).as_str())
+    .bind(job.priority)
+    .bind(job.max_attempts)
+    .bind(micros(job.run_at))
+    .bind(micros(now))
+    .bind(to_json(&job.tags))
+    .bind(&job.unique_key)
+    .bind(job.backoff.as_ref().map(to_json))
+    .bind(job.timeout_ms)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    if let Some(id) = inserted {
+        return Ok(InsertResult { id, inserted: true });
+    }
+    let sql = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
+    let id: i64 = sqlx::query_scalar(&sql)
+        .bind(&job.unique_key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(InsertResult {
+        id,
+        inserted: false,
+    })
 }
