@@ -79,14 +79,7 @@ impl Job for SendReminder {
 }
 
 fn open_jobs() -> ListFilter {
-    ListFilter {
-        states: JobState::ALL
-            .into_iter()
-            .filter(|s| !s.is_final())
-            .collect(),
-        queue: Some(QUEUE.into()),
-        ..ListFilter::default()
-    }
+    ListFilter::new().queue(QUEUE).unfinished()
 }
 
 #[tokio::main]

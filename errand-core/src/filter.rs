@@ -2,6 +2,7 @@ use crate::{JobId, JobState};
 
 /// Which jobs `list` and `count` return. Empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Only these states (empty: all).
     pub states: Vec<JobState>,
@@ -25,6 +26,15 @@ impl ListFilter {
     pub fn state(mut self, state: JobState) -> Self {
         self.states.push(state);
         self
+    }
+
+    /// Restricts to the states that are not final (scheduled, available, running,
+    /// retryable): the jobs still to be done.
+    pub fn unfinished(self) -> Self {
+        crate::JobState::ALL
+            .into_iter()
+            .filter(|s| !s.is_final())
+            .fold(self, |f, s| f.state(s))
     }
 
     /// Restricts to one queue.

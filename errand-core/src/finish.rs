@@ -119,6 +119,7 @@ pub struct PromoteReport {
 
 /// What `cancel` found.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum CancelResult {
     /// The job is now `cancelled` (a running attempt's outcome will be ignored).
     Cancelled(JobRow),

@@ -628,10 +628,7 @@ impl Store for PgStore {
     }
 
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
-        let filter = ListFilter {
-            states: states.to_vec(),
-            ..ListFilter::default()
-        };
+        let filter = states.iter().fold(ListFilter::new(), |f, &s| f.state(s));
         let (clauses, _, _) = where_clauses(&filter);
         let table = &self.inner.sql.table;
         let parts: Vec<String> = clauses

@@ -728,10 +728,7 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
-        let filter = ListFilter {
-            states: states.to_vec(),
-            ..ListFilter::default()
-        };
+        let filter = states.iter().fold(ListFilter::new(), |f, &s| f.state(s));
         let parts: Vec<String> = where_clauses(&filter)
             .into_iter()
             .map(|clause| {
@@ -824,11 +821,9 @@ mod plans {
         let unique = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
         assert!(plan(&store, &unique).await.contains("errand_jobs_unique"));
         // Lists and counts, one query per state group, each on the group's index.
-        let filter = ListFilter {
-            states: JobState::ALL.to_vec(),
-            queue: Some("q".into()),
-            ..ListFilter::default()
-        };
+        let filter = JobState::ALL
+            .into_iter()
+            .fold(ListFilter::new().queue("q"), |f, s| f.state(s));
         let clauses = where_clauses(&filter);
         assert_eq!(clauses.len(), errand_core::STATE_INDEX_GROUPS.len());
         for (clause, index) in clauses.iter().zip([

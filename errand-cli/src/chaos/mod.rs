@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use errand::{Job, JobContext, JobError, JobState, ListFilter, Outcome, Store, Worker};
+use errand::{Job, JobContext, JobError, ListFilter, Outcome, Store, Worker};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, SqlitePool};
 
@@ -214,14 +214,7 @@ pub async fn run_worker(url: &str, schema: &str, args: WorkerArgs) -> Result<(),
     .build()?
     .start();
     if args.exit_when_done {
-        let open = ListFilter {
-            states: JobState::ALL
-                .into_iter()
-                .filter(|s| !s.is_final())
-                .collect(),
-            queue: Some(CHAOS_QUEUE.into()),
-            ..Default::default()
-        };
+        let open = ListFilter::new().queue(CHAOS_QUEUE).unfinished();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if store.count(&open).await.unwrap_or(1) == 0 {

@@ -177,13 +177,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         .map(|_| spawn_worker(&sc.args, args))
         .collect::<Result<_, _>>()?;
 
-    let open = ListFilter {
-        states: JobState::ALL
-            .into_iter()
-            .filter(|s| !s.is_final())
-            .collect(),
-        ..ListFilter::default()
-    };
+    let open = ListFilter::new().unfinished();
     // Kills at random moments; half-way, the connection cut (and the restart, if asked).
     let mut events: Vec<(Duration, bool)> = (0..args.kills)
         .map(|_| {

@@ -181,7 +181,7 @@ pub(crate) async fn jobs(
                 match store.cancel(*id, now).await? {
                     CancelResult::Cancelled(_) => cancelled += 1,
                     CancelResult::AlreadyFinal(_) => final_already += 1,
-                    CancelResult::NotFound => {}
+                    _ => {}
                 }
             }
             let verb = if dry_run { "would cancel" } else { "cancelled" };
@@ -254,7 +254,7 @@ pub(crate) async fn jobs(
                     j.state
                 )))
             }
-            CancelResult::NotFound => return Err(CliError::NotFound(id)),
+            _ => return Err(CliError::NotFound(id)),
         },
     }
     Ok(())
