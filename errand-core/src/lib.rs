@@ -32,7 +32,7 @@ pub use finish::{
 };
 pub use new_job::{InsertResult, NewJob};
 pub use redact::{redact_url, scrub, url_password};
-pub use row::{unreadable_message, ErrorRecord, JobId, JobRow, RowReader};
+pub use row::{ErrorRecord, JobId, JobRow, RowReader};
 pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
 pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};

@@ -183,15 +183,22 @@ impl RowReader {
     }
 }
 
-/// The error recorded on a claimed job that could not be read, when its store discards it.
-pub fn unreadable_message(problem: &str) -> String {
-    format!(
-        "job could not be read and was discarded without running: {problem}. Repair the \
-         column (or the tool that wrote it), then retry the job"
-    )
-}
-
 impl JobRow {
+    /// For a claimed job that could not be read ([`JobRow::corrupt`]): the error its store
+    /// records when it discards the job instead of running it (the same on every store).
+    /// `None` for a readable job.
+    pub fn unreadable_error(&self, now: DateTime<Utc>) -> Option<ErrorRecord> {
+        let problem = self.corrupt.as_deref()?;
+        Some(ErrorRecord::new(
+            self.attempt,
+            now,
+            format!(
+                "job could not be read and was discarded without running: {problem}. Repair \
+                 the column (or the tool that wrote it), then retry the job"
+            ),
+        ))
+    }
+
     /// The payload deserialized: `row.decode::<SendEmail>()` for a job of that type.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(&self.args)

@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    rescue_message, state_predicates, unreadable_message, CancelResult, ClaimRequest, ErrorRecord,
-    Finish, InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
-    QueueSignals, RescueReport, StateCount, Store, StoreError,
+    rescue_message, state_predicates, CancelResult, ClaimRequest, Finish, InsertResult, JobId,
+    JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport,
+    StateCount, Store, StoreError,
 };
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
@@ -322,13 +322,10 @@ impl PgStore {
     /// Discards a claimed job whose row cannot be read, recording why (see
     /// [`JobRow::corrupt`]): it never reaches a worker, and the rest of its claim runs.
     async fn quarantine(&self, job: &JobRow, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let problem = job.corrupt.as_deref().unwrap_or("unreadable");
-        tracing::error!(
-            job_id = job.id,
-            problem,
-            "claimed job cannot be read: discarding it"
-        );
-        let error = ErrorRecord::new(job.attempt, now, unreadable_message(problem));
+        let Some(error) = job.unreadable_error(now) else {
+            return Ok(());
+        };
+        tracing::error!(job_id = job.id, error = %error.message, "claimed job cannot be read: discarding it");
         sqlx::query(&self.inner.sql.quarantine)
             .bind(now)
             .bind(to_json(&error))

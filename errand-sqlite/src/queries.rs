@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    rescue_message, state_predicates, unreadable_message, CancelResult, ClaimRequest, ErrorRecord,
-    Finish, InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
+    rescue_message, state_predicates, CancelResult, ClaimRequest, ErrorRecord, Finish,
+    InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, PromoteReport,
     QueueSignals, RescueReport, StateCount, Store, StoreError,
 };
 use sqlx::sqlite::SqliteArguments;
@@ -309,17 +309,11 @@ impl SqliteStore {
     /// history is appended to when it is a JSON array, started afresh when the history
     /// itself is what is unreadable (the problem quotes what it held).
     async fn quarantine(&self, job: &JobRow, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let problem = job.corrupt.as_deref().unwrap_or("unreadable");
-        tracing::error!(
-            job_id = job.id,
-            problem,
-            "claimed job cannot be read: discarding it"
-        );
-        let error = to_json(&ErrorRecord::new(
-            job.attempt,
-            now,
-            unreadable_message(problem),
-        ));
+        let Some(error) = job.unreadable_error(now) else {
+            return Ok(());
+        };
+        tracing::error!(job_id = job.id, error = %error.message, "claimed job cannot be read: discarding it");
+        let error = to_json(&error);
         let _turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE errand_jobs SET state = 'discarded', finalized_at = ?, lease_expires_at = NULL, \
