@@ -29,6 +29,7 @@ struct SendDigest {
 
 impl Job for SendDigest {
     const KIND: &'static str = "send_digest";
+    const QUEUE: &'static str = "cron-example";
     type State = Node;
 
     async fn run(self, cx: JobContext<Node>) -> Result<Outcome, JobError> {
@@ -43,7 +44,7 @@ impl Job for SendDigest {
     }
 
     fn options(&self) -> JobOptions {
-        JobOptions::default().queue("cron-example").max_attempts(3)
+        JobOptions::new().max_attempts(3)
     }
 }
 
@@ -53,14 +54,11 @@ struct Cleanup;
 
 impl Job for Cleanup {
     const KIND: &'static str = "cleanup";
+    const QUEUE: &'static str = "cron-example";
     type State = Node;
 
     async fn run(self, _cx: JobContext<Node>) -> Result<Outcome, JobError> {
         Ok(Outcome::Complete)
-    }
-
-    fn options(&self) -> JobOptions {
-        JobOptions::default().queue("cron-example")
     }
 }
 

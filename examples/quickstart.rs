@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use errand::{
-    Backoff, Batch, Client, EnqueueOptions, Job, JobContext, JobError, JobOptions, JobState,
-    ListFilter, Outcome, SqliteStore, Store, Worker,
+    Backoff, Batch, Client, Job, JobContext, JobError, JobOptions, JobState, ListFilter, Outcome,
+    SqliteStore, Store, Worker,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,7 @@ struct MakeThumbnail {
 
 impl Job for MakeThumbnail {
     const KIND: &'static str = "make_thumbnail";
+    const QUEUE: &'static str = QUEUE;
     type State = App;
 
     async fn run(self, cx: JobContext<App>) -> Result<Outcome, JobError> {
@@ -51,8 +52,7 @@ impl Job for MakeThumbnail {
     }
 
     fn options(&self) -> JobOptions {
-        JobOptions::default()
-            .queue(QUEUE)
+        JobOptions::new()
             .max_attempts(5)
             .backoff(Backoff::constant(Duration::from_millis(500)))
     }
@@ -66,15 +66,12 @@ struct SendReminder {
 
 impl Job for SendReminder {
     const KIND: &'static str = "send_reminder";
+    const QUEUE: &'static str = QUEUE;
     type State = App;
 
     async fn run(self, _cx: JobContext<App>) -> Result<Outcome, JobError> {
         tokio::time::sleep(Duration::from_millis(5)).await;
         Ok(Outcome::Complete)
-    }
-
-    fn options(&self) -> JobOptions {
-        JobOptions::default().queue(QUEUE)
     }
 }
 
@@ -104,7 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         for user in 0..20 {
             let delay = Duration::from_millis(2_000 + u64::from(user) * 200);
-            batch.add_with(SendReminder { user }, EnqueueOptions::new().delay(delay));
+            batch.add_with(SendReminder { user }, JobOptions::new().delay(delay));
         }
         let n = client.enqueue_batch(batch).await?.len();
         println!("enqueued {n} jobs into errand.db (300 thumbnails, 20 reminders delayed 2–6 s)");

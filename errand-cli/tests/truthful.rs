@@ -245,7 +245,7 @@ async fn bulk_operations_select_by_filter(db: Db) {
         client
             .enqueue_with(
                 LedgerJob { work_ms: 0 },
-                errand::EnqueueOptions::new().queue("other"),
+                errand::JobOptions::new().queue("other"),
             )
             .await
             .unwrap();

@@ -9,7 +9,7 @@ use errand_core::{
 
 use crate::options::resolve;
 use crate::payload;
-use crate::{EnqueueError, EnqueueOptions, Job};
+use crate::{EnqueueError, Job, JobOptions};
 
 /// Default largest serialized job accepted by a [`Client`]: 1 MiB.
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -34,7 +34,7 @@ impl From<InsertResult> for Enqueued {
 }
 
 /// A job of a [`Batch`], serialized, with its call's options; resolved at enqueue.
-type BatchItem = Result<(Serialized, EnqueueOptions), EnqueueError>;
+type BatchItem = Result<(Serialized, JobOptions), EnqueueError>;
 
 /// Jobs of different types to enqueue in one round trip; see [`Client::enqueue_batch`].
 #[derive(Debug, Default)]
@@ -50,11 +50,11 @@ impl Batch {
 
     /// Adds a job with its type's options.
     pub fn add<J: Job>(&mut self, job: J) -> &mut Self {
-        self.add_with(job, EnqueueOptions::new())
+        self.add_with(job, JobOptions::new())
     }
 
     /// Adds a job with overrides.
-    pub fn add_with<J: Job>(&mut self, job: J, opts: EnqueueOptions) -> &mut Self {
+    pub fn add_with<J: Job>(&mut self, job: J, opts: JobOptions) -> &mut Self {
         self.items
             .push((J::KIND, serialize(job, usize::MAX).map(|s| (s, opts))));
         self
@@ -77,14 +77,14 @@ impl Batch {
 pub(crate) struct Serialized {
     kind: &'static str,
     args: String,
-    defaults: crate::JobOptions,
+    defaults: JobOptions,
 }
 
 impl Serialized {
     /// The row to insert, run times measured from `now` (the store's clock).
     pub(crate) fn resolve(
         self,
-        opts: EnqueueOptions,
+        opts: JobOptions,
         now: chrono::DateTime<Utc>,
     ) -> Result<NewJob, EnqueueError> {
         resolve(self.kind, self.args, self.defaults, opts, now)
@@ -94,7 +94,7 @@ impl Serialized {
 /// [`serialize`], then [`Serialized::resolve`].
 pub(crate) fn prepare<J: Job>(
     job: J,
-    opts: EnqueueOptions,
+    opts: JobOptions,
     limit: usize,
     now: chrono::DateTime<Utc>,
 ) -> Result<NewJob, EnqueueError> {
@@ -103,7 +103,7 @@ pub(crate) fn prepare<J: Job>(
 
 /// Serializes a job, refusing what would not round-trip through every store.
 pub(crate) fn serialize<J: Job>(job: J, limit: usize) -> Result<Serialized, EnqueueError> {
-    let defaults = job.options();
+    let defaults = job.options().over(JobOptions::new().queue(J::QUEUE));
     // Before serializing: a hostile depth must not recurse through serde_json first.
     payload::check(&job).map_err(|p| match p {
         payload::Problem::NonFinite { value, at } => EnqueueError::NonFiniteNumber {
@@ -163,7 +163,7 @@ fn has_escaped_nul(json: &str) -> bool {
 /// Enqueues jobs and looks them up. Cheap to clone; share one per application.
 ///
 /// ```
-/// # use errand::{Client, MemoryStore, Job, JobContext, JobError, Outcome, EnqueueOptions};
+/// # use errand::{Client, MemoryStore, Job, JobContext, JobError, Outcome, JobOptions};
 /// # use serde::{Deserialize, Serialize};
 /// # use std::time::Duration;
 /// # #[derive(Serialize, Deserialize)] struct SendEmail { to: String }
@@ -176,7 +176,7 @@ fn has_escaped_nul(json: &str) -> bool {
 /// let client = Client::new(MemoryStore::new());
 /// let job = client.enqueue(SendEmail { to: "a@b.c".into() }).await?;
 /// client
-///     .enqueue_with(SendEmail { to: "d@e.f".into() }, EnqueueOptions::new().delay(Duration::from_secs(60)))
+///     .enqueue_with(SendEmail { to: "d@e.f".into() }, JobOptions::new().delay(Duration::from_secs(60)))
 ///     .await?;
 /// client.enqueue_many((0..100).map(|i| SendEmail { to: format!("user{i}@b.c") })).await?;
 /// # Ok(()) }
@@ -224,14 +224,14 @@ impl<S: Store> Client<S> {
 
     /// Enqueues one job with its type's options.
     pub async fn enqueue<J: Job>(&self, job: J) -> Result<Enqueued, EnqueueError> {
-        self.enqueue_with(job, EnqueueOptions::new()).await
+        self.enqueue_with(job, JobOptions::new()).await
     }
 
     /// Enqueues one job with overrides (delay, priority, queue, …).
     pub async fn enqueue_with<J: Job>(
         &self,
         job: J,
-        opts: EnqueueOptions,
+        opts: JobOptions,
     ) -> Result<Enqueued, EnqueueError> {
         let now = self.now().await;
         let new = prepare(job, opts, self.max_payload_bytes, now)?;
@@ -246,7 +246,7 @@ impl<S: Store> Client<S> {
         let now = self.now().await;
         let new = jobs
             .into_iter()
-            .map(|j| prepare(j, EnqueueOptions::new(), self.max_payload_bytes, now))
+            .map(|j| prepare(j, JobOptions::new(), self.max_payload_bytes, now))
             .collect::<Result<Vec<_>, _>>()?;
         self.insert(new, now).await
     }
@@ -360,7 +360,7 @@ mod tests {
     fn prepared(text: &str) -> Result<NewJob, EnqueueError> {
         prepare(
             Note { text: text.into() },
-            EnqueueOptions::new(),
+            JobOptions::new(),
             usize::MAX,
             Utc::now(),
         )

@@ -4,7 +4,7 @@
 use errand_postgres::{PgConnection, PgStore};
 
 use crate::client::{count_enqueued, labels, prepare};
-use crate::{Client, EnqueueError, EnqueueOptions, Enqueued, Job};
+use crate::{Client, EnqueueError, Enqueued, Job, JobOptions};
 
 impl Client<PgStore> {
     /// Enqueues `job` in the caller's transaction (pass `&mut *tx`, or any
@@ -34,7 +34,7 @@ impl Client<PgStore> {
         conn: &mut PgConnection,
         job: J,
     ) -> Result<Enqueued, EnqueueError> {
-        self.enqueue_with_tx(conn, job, EnqueueOptions::new()).await
+        self.enqueue_with_tx(conn, job, JobOptions::new()).await
     }
 
     /// [`enqueue_tx`](Self::enqueue_tx) with overrides.
@@ -42,7 +42,7 @@ impl Client<PgStore> {
         &self,
         conn: &mut PgConnection,
         job: J,
-        opts: EnqueueOptions,
+        opts: JobOptions,
     ) -> Result<Enqueued, EnqueueError> {
         let now = self.store().now_in(conn).await;
         let new = prepare(job, opts, self.payload_limit(), now)?;
@@ -61,7 +61,7 @@ impl Client<PgStore> {
         let now = self.store().now_in(conn).await;
         let new = jobs
             .into_iter()
-            .map(|j| prepare(j, EnqueueOptions::new(), limit, now))
+            .map(|j| prepare(j, JobOptions::new(), limit, now))
             .collect::<Result<Vec<_>, _>>()?;
         self.insert_tx(conn, new, now).await
     }

@@ -4,7 +4,7 @@
 use errand_sqlite::{SqliteConnection, SqliteStore};
 
 use crate::client::{count_enqueued, labels, prepare};
-use crate::{Client, EnqueueError, EnqueueOptions, Enqueued, Job};
+use crate::{Client, EnqueueError, Enqueued, Job, JobOptions};
 
 impl Client<SqliteStore> {
     /// Enqueues `job` in the caller's transaction on the same file (pass `&mut *tx`, or any
@@ -40,7 +40,7 @@ impl Client<SqliteStore> {
         conn: &mut SqliteConnection,
         job: J,
     ) -> Result<Enqueued, EnqueueError> {
-        self.enqueue_with_tx(conn, job, EnqueueOptions::new()).await
+        self.enqueue_with_tx(conn, job, JobOptions::new()).await
     }
 
     /// [`enqueue_tx`](Self::enqueue_tx) with overrides.
@@ -48,7 +48,7 @@ impl Client<SqliteStore> {
         &self,
         conn: &mut SqliteConnection,
         job: J,
-        opts: EnqueueOptions,
+        opts: JobOptions,
     ) -> Result<Enqueued, EnqueueError> {
         let now = self.now().await;
         let new = prepare(job, opts, self.payload_limit(), now)?;
@@ -67,7 +67,7 @@ impl Client<SqliteStore> {
         let now = self.now().await;
         let new = jobs
             .into_iter()
-            .map(|j| prepare(j, EnqueueOptions::new(), limit, now))
+            .map(|j| prepare(j, JobOptions::new(), limit, now))
             .collect::<Result<Vec<_>, _>>()?;
         let labels = labels(&new);
         let res = self.store().insert_in(conn, new, now).await?;

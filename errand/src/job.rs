@@ -25,6 +25,7 @@ use crate::{JobContext, JobError, JobOptions};
 ///
 /// impl Job for SendEmail {
 ///     const KIND: &'static str = "send_email";
+///     const QUEUE: &'static str = "mail";
 ///     type State = AppState;
 ///
 ///     async fn run(self, cx: JobContext<AppState>) -> Result<Outcome, JobError> {
@@ -36,7 +37,7 @@ use crate::{JobContext, JobError, JobOptions};
 ///     }
 ///
 ///     fn options(&self) -> JobOptions {
-///         JobOptions::default().queue("mail").max_attempts(5)
+///         JobOptions::new().max_attempts(5).unique_key(format!("welcome:{}", self.to))
 ///     }
 /// }
 /// ```
@@ -44,6 +45,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     /// The name stored with each job and used to find its handler. Unique per worker;
     /// never rename it while such jobs may be stored.
     const KIND: &'static str;
+
+    /// The queue jobs of this type go to unless [`options`](Self::options) or the enqueue
+    /// call name another. A worker that registers the type but does not work this queue
+    /// warns at [`build`](crate::WorkerBuilder::build).
+    const QUEUE: &'static str = crate::DEFAULT_QUEUE;
 
     /// Application state handed to every run (a pool, a client, config), cloned per job.
     /// Use `()` when the job needs none.
@@ -56,10 +62,11 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
         cx: JobContext<Self::State>,
     ) -> impl Future<Output = Result<Outcome, JobError>> + Send;
 
-    /// Defaults for jobs of this type (queue, priority, attempts, backoff, timeout, unique
-    /// key, tags); [`crate::EnqueueOptions`] override them per call.
+    /// Options for this job (priority, attempts, backoff, timeout, unique key derived from
+    /// its fields, tags…); the enqueue call's [`JobOptions`] override them, setting by setting
+    /// (see [`JobOptions`] for the rule).
     fn options(&self) -> JobOptions {
-        JobOptions::default()
+        JobOptions::new()
     }
 }
 

@@ -21,7 +21,7 @@ pub mod testing;
 mod worker;
 
 pub use any_store::{connect, AnyStore};
-/// The `chrono` errand's API takes times from (`EnqueueOptions::run_at`): use this one, so
+/// The `chrono` errand's API takes times from (`JobOptions::run_at`): use this one, so
 /// versions cannot drift.
 pub use chrono;
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
@@ -35,13 +35,11 @@ pub use errand_sqlite::sqlx;
 pub use error::{EnqueueError, JobError, StoreError, WorkerError};
 pub use job::{Job, Outcome};
 pub use memory::MemoryStore;
-pub use options::{
-    EnqueueOptions, JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT,
-};
+pub use options::{JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT};
 pub use payload::MAX_PAYLOAD_DEPTH;
 pub use signal::shutdown_signal;
 pub use telemetry::describe_metrics;
-pub use worker::{DrainReport, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
+pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{
     Backoff, CancelResult, ErrorRecord, JobId, JobRow, JobState, ListFilter, StateCount, Store,

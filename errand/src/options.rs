@@ -1,5 +1,5 @@
-//! Per-type defaults ([`JobOptions`]) and per-call overrides ([`EnqueueOptions`]), resolved
-//! and validated into the row the store writes.
+//! [`JobOptions`]: how a job runs, said per type, per call and per worker; resolved and
+//! validated into the row the store writes.
 
 use std::time::Duration;
 
@@ -17,59 +17,76 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 20;
 /// The most attempts a job may be given.
 pub const MAX_ATTEMPTS_LIMIT: i32 = 10_000;
 
-/// Defaults for every job of one type, returned by [`crate::Job::options`].
+/// How a job runs: its queue, priority, attempts, backoff, timeout, run time, unique key and
+/// tags. One type for every place that says so:
+///
+/// - per job type, returned by [`Job::options`](crate::Job::options);
+/// - per enqueue call, [`Client::enqueue_with`](crate::Client::enqueue_with) (and the batch,
+///   transaction and cron variants);
+/// - per worker, [`WorkerBuilder::job_defaults`](crate::WorkerBuilder::job_defaults), for the
+///   two settings a worker applies when it runs a job: `timeout` and `backoff`.
+///
+/// **Resolution**: each setting is resolved on its own, and the first place that sets it wins:
+/// the enqueue call, then the job type's `Job::options` (its queue falling back to
+/// [`Job::QUEUE`](crate::Job::QUEUE)), then — for `timeout` and `backoff` only, when the job
+/// runs — the running worker's `job_defaults`, then errand's default (queue `"default"`,
+/// priority 0, 20 attempts, [`Backoff::default`], no timeout, run now, no unique key). Tags
+/// add up: the type's, then the call's. Everything but `timeout` and `backoff` is fixed when
+/// the job is enqueued; those two, when left unset, follow whichever worker runs the job.
 ///
 /// ```
 /// use std::time::Duration;
 /// use errand::{Backoff, JobOptions};
-/// let opts = JobOptions::default()
+/// // Per type:
+/// let per_type = JobOptions::new()
 ///     .queue("mail")
-///     .priority(1)
 ///     .max_attempts(5)
 ///     .backoff(Backoff::exponential(Duration::from_secs(2), Duration::from_secs(600)))
 ///     .timeout(Duration::from_secs(30));
+/// // Per call: the same type, with a run time.
+/// let per_call = JobOptions::new().delay(Duration::from_secs(60)).priority(1);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobOptions {
-    pub(crate) queue: String,
-    pub(crate) priority: i16,
-    pub(crate) max_attempts: i32,
-    pub(crate) backoff: Option<Backoff>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) unique_key: Option<String>,
-    pub(crate) tags: Vec<String>,
+    queue: Option<String>,
+    priority: Option<i16>,
+    max_attempts: Option<i32>,
+    backoff: Option<Backoff>,
+    timeout: Option<Duration>,
+    when: Option<When>,
+    unique_key: Option<String>,
+    tags: Vec<String>,
 }
 
-impl Default for JobOptions {
-    fn default() -> Self {
-        JobOptions {
-            queue: DEFAULT_QUEUE.to_owned(),
-            priority: 0,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            backoff: None,
-            timeout: None,
-            unique_key: None,
-            tags: Vec::new(),
-        }
-    }
+/// When a job may first run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum When {
+    At(DateTime<Utc>),
+    After(TimeDelta),
 }
 
 impl JobOptions {
-    /// Queue to run on (default `"default"`; 1–128 bytes, no control characters).
+    /// Nothing set: every setting falls through to the next place (see the resolution rule).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queue to run on (default [`Job::QUEUE`](crate::Job::QUEUE), itself `"default"`
+    /// unless the type says otherwise; 1–128 bytes, no control characters).
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = queue.into();
+        self.queue = Some(queue.into());
         self
     }
 
     /// Lower runs first; 0 (the default) is the highest usual priority.
     pub fn priority(mut self, priority: i16) -> Self {
-        self.priority = priority;
+        self.priority = Some(priority);
         self
     }
 
     /// Attempts before the job is discarded (default 20; 1–10,000).
     pub fn max_attempts(mut self, n: i32) -> Self {
-        self.max_attempts = n;
+        self.max_attempts = Some(n);
         self
     }
 
@@ -85,118 +102,90 @@ impl JobOptions {
         self
     }
 
-    /// At most one non-final job holds `key`; enqueueing another returns the existing one.
-    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
-        self.unique_key = Some(key.into());
-        self
-    }
-
-    /// Adds a label for operators.
-    pub fn tag(mut self, tag: impl Into<String>) -> Self {
-        self.tags.push(tag.into());
-        self
-    }
-}
-
-/// Overrides for one enqueue; unset fields keep the job type's [`JobOptions`].
-///
-/// ```
-/// use std::time::Duration;
-/// use errand::EnqueueOptions;
-/// let opts = EnqueueOptions::new().delay(Duration::from_secs(60)).priority(1);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EnqueueOptions {
-    queue: Option<String>,
-    priority: Option<i16>,
-    max_attempts: Option<i32>,
-    backoff: Option<Backoff>,
-    timeout: Option<Duration>,
-    run_at: Option<DateTime<Utc>>,
-    delay: Option<TimeDelta>,
-    unique_key: Option<String>,
-    tags: Vec<String>,
-}
-
-impl EnqueueOptions {
-    /// No overrides.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The first override a cron entry cannot take (it sets each tick's run time and key).
-    pub(crate) fn cron_conflict(&self) -> Option<&'static str> {
-        [
-            ("run_at", self.run_at.is_some()),
-            ("delay", self.delay.is_some()),
-            ("unique_key", self.unique_key.is_some()),
-        ]
-        .into_iter()
-        .find_map(|(name, set)| set.then_some(name))
-    }
-
-    /// Queue to run on.
-    pub fn queue(mut self, queue: impl Into<String>) -> Self {
-        self.queue = Some(queue.into());
-        self
-    }
-
-    /// Priority (lower runs first).
-    pub fn priority(mut self, priority: i16) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    /// Attempts before discarding (1–10,000).
-    pub fn max_attempts(mut self, n: i32) -> Self {
-        self.max_attempts = Some(n);
-        self
-    }
-
-    /// Backoff between attempts.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = Some(backoff);
-        self
-    }
-
-    /// Run timeout.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// Run no earlier than `at` (a time in the past means now).
+    /// Run no earlier than `at` (a time in the past means now). Replaces a
+    /// [`delay`](Self::delay).
     pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
-        self.run_at = Some(at);
-        self.delay = None;
+        self.when = Some(When::At(at));
         self
     }
 
-    /// Run no earlier than `delay` from now.
+    /// Run no earlier than `delay` from enqueue (measured on the store's clock). Replaces a
+    /// [`run_at`](Self::run_at).
     pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = Some(TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX));
-        self.run_at = None;
+        self.when = Some(When::After(
+            TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX),
+        ));
         self
     }
 
     /// Like [`delay`](Self::delay) with a signed `chrono` delta; a negative delta is rejected
     /// at enqueue.
     pub fn delay_by(mut self, delay: TimeDelta) -> Self {
-        self.delay = Some(delay);
-        self.run_at = None;
+        self.when = Some(When::After(delay));
         self
     }
 
-    /// Uniqueness key among non-final jobs.
+    /// At most one non-final job holds `key`; enqueueing another returns the existing one.
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
         self
     }
 
-    /// Adds a label.
+    /// Adds a label for operators (filter with `errand jobs list --tag`).
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
         self
+    }
+
+    /// These options with each unset setting taken from `lower` (tags: `lower`'s first).
+    pub(crate) fn over(self, lower: JobOptions) -> JobOptions {
+        let mut tags = lower.tags;
+        tags.extend(self.tags);
+        JobOptions {
+            queue: self.queue.or(lower.queue),
+            priority: self.priority.or(lower.priority),
+            max_attempts: self.max_attempts.or(lower.max_attempts),
+            backoff: self.backoff.or(lower.backoff),
+            timeout: self.timeout.or(lower.timeout),
+            when: self.when.or(lower.when),
+            unique_key: self.unique_key.or(lower.unique_key),
+            tags,
+        }
+    }
+
+    /// The first setting a cron entry cannot take (it sets each tick's run time and key).
+    pub(crate) fn cron_conflict(&self) -> Option<&'static str> {
+        [
+            ("a run time (`run_at` or `delay`)", self.when.is_some()),
+            ("a unique key (`unique_key`)", self.unique_key.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+    }
+
+    /// The first setting a worker cannot apply at run time (all but timeout and backoff are
+    /// fixed at enqueue).
+    pub(crate) fn enqueue_only_setting(&self) -> Option<&'static str> {
+        [
+            ("queue", self.queue.is_some()),
+            ("priority", self.priority.is_some()),
+            ("max_attempts", self.max_attempts.is_some()),
+            ("run_at` or `delay", self.when.is_some()),
+            ("unique_key", self.unique_key.is_some()),
+            ("tag", !self.tags.is_empty()),
+        ]
+        .into_iter()
+        .find_map(|(name, set)| set.then_some(name))
+    }
+
+    /// The timeout set here, if any.
+    pub(crate) fn timeout_setting(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The backoff set here, if any.
+    pub(crate) fn backoff_setting(&self) -> Option<Backoff> {
+        self.backoff
     }
 }
 
@@ -224,42 +213,44 @@ pub(crate) fn check_name(what: &str, name: &str, max: usize) -> Result<(), Strin
     Ok(())
 }
 
-/// Merges type defaults with call overrides and validates the result.
+/// Layers the call's options over the type's (see [`JobOptions`]'s resolution rule) and
+/// validates the result; run times are measured from `now`.
 pub(crate) fn resolve(
     kind: &'static str,
     args: String,
-    defaults: JobOptions,
-    call: EnqueueOptions,
+    per_type: JobOptions,
+    call: JobOptions,
     now: DateTime<Utc>,
 ) -> Result<NewJob, EnqueueError> {
     check_name("kind", kind, MAX_KIND_LEN).map_err(|r| invalid("kind", r))?;
-    let queue = call.queue.unwrap_or(defaults.queue);
+    let o = call.over(per_type);
+    let queue = o.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
     check_name("queue", &queue, MAX_QUEUE_LEN).map_err(|r| invalid("queue", r))?;
-    let max_attempts = call.max_attempts.unwrap_or(defaults.max_attempts);
+    let max_attempts = o.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
         return Err(invalid(
             "max_attempts",
             format!("{max_attempts} is out of range: use 1 to {MAX_ATTEMPTS_LIMIT}"),
         ));
     }
-    let run_at = match (call.run_at, call.delay) {
-        (Some(at), _) => at,
-        (None, Some(d)) if d < TimeDelta::zero() => {
+    let run_at = match o.when {
+        Some(When::At(at)) => at,
+        Some(When::After(d)) if d < TimeDelta::zero() => {
             return Err(invalid(
                 "delay",
                 format!("{d} is negative: use a delay of zero or more"),
             ))
         }
-        (None, Some(d)) => now
+        Some(When::After(d)) => now
             .checked_add_signed(d)
             .ok_or_else(|| invalid("delay", format!("{d} puts the run time past year 262143")))?,
-        (None, None) => now,
+        None => now,
     };
-    let timeout = call.timeout.or(defaults.timeout);
+    let timeout = o.timeout;
     if timeout.is_some_and(|t| t.is_zero()) {
         return Err(invalid("timeout", "zero: use a positive duration, or none"));
     }
-    let unique_key = call.unique_key.or(defaults.unique_key);
+    let unique_key = o.unique_key;
     if unique_key.as_deref().is_some_and(str::is_empty) {
         return Err(invalid("unique_key", "empty: use a non-empty key, or none"));
     }
@@ -279,8 +270,7 @@ pub(crate) fn resolve(
             ),
         ));
     }
-    let mut tags = defaults.tags;
-    tags.extend(call.tags);
+    let tags = o.tags;
     if tags.len() > MAX_TAGS {
         return Err(invalid(
             "tags",
@@ -302,7 +292,7 @@ pub(crate) fn resolve(
             ),
         ));
     }
-    let backoff = call.backoff.or(defaults.backoff);
+    let backoff = o.backoff;
     if let Some(Err(reason)) = backoff.as_ref().map(Backoff::check) {
         return Err(invalid("backoff", reason));
     }
@@ -310,7 +300,7 @@ pub(crate) fn resolve(
         kind: kind.to_owned(),
         queue,
         args,
-        priority: call.priority.unwrap_or(defaults.priority),
+        priority: o.priority.unwrap_or(0),
         max_attempts,
         run_at,
         tags,
@@ -328,11 +318,11 @@ mod tests {
         DateTime::from_timestamp(1_900_000_000, 0).unwrap()
     }
 
-    fn try_resolve(call: EnqueueOptions) -> Result<NewJob, EnqueueError> {
-        resolve("k", "{}".into(), JobOptions::default(), call, now())
+    fn try_resolve(call: JobOptions) -> Result<NewJob, EnqueueError> {
+        resolve("k", "{}".into(), JobOptions::new(), call, now())
     }
 
-    fn rejected(call: EnqueueOptions, option: &str) -> String {
+    fn rejected(call: JobOptions, option: &str) -> String {
         match try_resolve(call) {
             Err(EnqueueError::InvalidOption { option: o, reason }) => {
                 assert_eq!(o, option);
@@ -344,12 +334,12 @@ mod tests {
 
     #[test]
     fn call_overrides_type_defaults() {
-        let defaults = JobOptions::default().queue("mail").priority(3).tag("t1");
+        let defaults = JobOptions::new().queue("mail").priority(3).tag("t1");
         let job = resolve(
             "k",
             "{}".into(),
             defaults,
-            EnqueueOptions::new()
+            JobOptions::new()
                 .priority(1)
                 .tag("t2")
                 .delay(Duration::from_secs(60)),
@@ -364,27 +354,54 @@ mod tests {
     }
 
     #[test]
+    fn each_setting_falls_through_on_its_own() {
+        let at = now() + TimeDelta::hours(2);
+        let per_type = JobOptions::new()
+            .delay(Duration::from_secs(30))
+            .max_attempts(3)
+            .timeout(Duration::from_secs(9));
+        let typed = resolve("k", "{}".into(), per_type.clone(), JobOptions::new(), now()).unwrap();
+        assert_eq!(typed.run_at, now() + TimeDelta::seconds(30));
+        assert_eq!((typed.queue.as_str(), typed.priority), (DEFAULT_QUEUE, 0));
+        assert_eq!(typed.timeout_ms, Some(9000));
+        // A call's run time replaces the type's delay; its other unset settings fall through.
+        let call = JobOptions::new().run_at(at).priority(-1);
+        let job = resolve("k", "{}".into(), per_type, call, now()).unwrap();
+        assert_eq!((job.run_at, job.priority, job.max_attempts), (at, -1, 3));
+        // Unset timeout and backoff stay unset: the running worker's defaults apply.
+        let bare = resolve(
+            "k",
+            "{}".into(),
+            JobOptions::new(),
+            JobOptions::new(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!((bare.timeout_ms, bare.backoff), (None, None));
+    }
+
+    #[test]
     fn zero_and_too_many_attempts_are_rejected() {
-        assert!(rejected(EnqueueOptions::new().max_attempts(0), "max_attempts").contains("1 to"));
-        rejected(EnqueueOptions::new().max_attempts(10_001), "max_attempts");
-        rejected(EnqueueOptions::new().max_attempts(-1), "max_attempts");
+        assert!(rejected(JobOptions::new().max_attempts(0), "max_attempts").contains("1 to"));
+        rejected(JobOptions::new().max_attempts(10_001), "max_attempts");
+        rejected(JobOptions::new().max_attempts(-1), "max_attempts");
     }
 
     #[test]
     fn bad_queue_names_are_rejected() {
-        assert!(rejected(EnqueueOptions::new().queue(""), "queue").contains("empty"));
-        assert!(rejected(EnqueueOptions::new().queue("q".repeat(129)), "queue").contains("129"));
-        rejected(EnqueueOptions::new().queue("a\nb"), "queue");
+        assert!(rejected(JobOptions::new().queue(""), "queue").contains("empty"));
+        assert!(rejected(JobOptions::new().queue("q".repeat(129)), "queue").contains("129"));
+        rejected(JobOptions::new().queue("a\nb"), "queue");
         // Quotes, semicolons and unicode are fine: names are bound as parameters.
-        try_resolve(EnqueueOptions::new().queue("it's; ünïcode 队列")).unwrap();
-        try_resolve(EnqueueOptions::new().queue("q".repeat(128))).unwrap();
+        try_resolve(JobOptions::new().queue("it's; ünïcode 队列")).unwrap();
+        try_resolve(JobOptions::new().queue("q".repeat(128))).unwrap();
     }
 
     #[test]
     fn nul_in_unique_keys_and_tags_is_rejected() {
-        assert!(rejected(EnqueueOptions::new().unique_key("a\0b"), "unique_key").contains("NUL"));
-        assert!(rejected(EnqueueOptions::new().tag("ok").tag("x\0"), "tags").contains("NUL"));
-        try_resolve(EnqueueOptions::new().unique_key("ünï\tcode").tag("a b")).unwrap();
+        assert!(rejected(JobOptions::new().unique_key("a\0b"), "unique_key").contains("NUL"));
+        assert!(rejected(JobOptions::new().tag("ok").tag("x\0"), "tags").contains("NUL"));
+        try_resolve(JobOptions::new().unique_key("ünï\tcode").tag("a b")).unwrap();
     }
 
     #[test]
@@ -393,33 +410,27 @@ mod tests {
             delay_ms: 1000,
             jitter: f64::NAN,
         };
-        assert!(rejected(EnqueueOptions::new().backoff(nan), "backoff").contains("jitter NaN"));
-        let r = rejected(
-            EnqueueOptions::new().unique_key("k".repeat(1025)),
-            "unique_key",
-        );
+        assert!(rejected(JobOptions::new().backoff(nan), "backoff").contains("jitter NaN"));
+        let r = rejected(JobOptions::new().unique_key("k".repeat(1025)), "unique_key");
         assert!(r.contains("1025 bytes"), "{r}");
-        try_resolve(EnqueueOptions::new().unique_key("k".repeat(1024))).unwrap();
-        let mut many = EnqueueOptions::new();
+        try_resolve(JobOptions::new().unique_key("k".repeat(1024))).unwrap();
+        let mut many = JobOptions::new();
         for i in 0..65 {
             many = many.tag(format!("t{i}"));
         }
         assert!(rejected(many, "tags").contains("65 tags"));
-        rejected(EnqueueOptions::new().tag("t".repeat(257)), "tags");
+        rejected(JobOptions::new().tag("t".repeat(257)), "tags");
     }
 
     #[test]
     fn negative_delay_is_rejected() {
-        let r = rejected(
-            EnqueueOptions::new().delay_by(TimeDelta::seconds(-5)),
-            "delay",
-        );
+        let r = rejected(JobOptions::new().delay_by(TimeDelta::seconds(-5)), "delay");
         assert!(r.contains("negative"), "{r}");
     }
 
     #[test]
     fn past_run_at_is_accepted() {
-        let job = try_resolve(EnqueueOptions::new().run_at(now() - TimeDelta::days(400))).unwrap();
+        let job = try_resolve(JobOptions::new().run_at(now() - TimeDelta::days(400))).unwrap();
         assert!(job.run_at < now());
     }
 }

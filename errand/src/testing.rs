@@ -24,7 +24,7 @@
 //!         Ok(Outcome::Complete)
 //!     }
 //!     fn options(&self) -> errand::JobOptions {
-//!         errand::JobOptions::default().max_attempts(3)
+//!         errand::JobOptions::new().max_attempts(3)
 //!     }
 //! }
 //!
@@ -71,7 +71,7 @@ use chrono::{DateTime, Utc};
 use errand_core::{JobRow, JobState, ListFilter, Store};
 
 use crate::client::prepare;
-use crate::{EnqueueOptions, Job, JobContext, JobError, Outcome};
+use crate::{Job, JobContext, JobError, JobOptions, Outcome};
 
 /// Runs `job` as the first attempt of a freshly enqueued job and returns what `run`
 /// returned. Panics, saying why, when the job would be refused at enqueue (invalid options,
@@ -91,7 +91,7 @@ pub async fn perform_attempt<J: Job>(
 ) -> Result<Outcome, JobError> {
     let new = match prepare(
         job,
-        EnqueueOptions::new(),
+        JobOptions::new(),
         crate::DEFAULT_MAX_PAYLOAD_BYTES,
         Utc::now(),
     ) {

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use common::*;
-use errand::{
-    Client, EnqueueOptions, Job, JobContext, JobError, JobOptions, JobState, Outcome, Store,
-};
+use errand::{Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, Store};
 use serde::{Deserialize, Serialize};
 
 /// Panics with a non-string payload.
@@ -24,7 +22,7 @@ impl Job for PanicsWithNumber {
         std::panic::panic_any(42_u32)
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default().max_attempts(1)
+        JobOptions::new().max_attempts(1)
     }
 }
 
@@ -39,7 +37,7 @@ impl Job for NeverYields {
         Ok(Outcome::Complete)
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default()
+        JobOptions::new()
             .max_attempts(1)
             .timeout(Duration::from_millis(200))
     }
@@ -55,7 +53,7 @@ impl Job for HugeError {
         Err(JobError::msg("x".repeat(1024 * 1024)))
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default().max_attempts(1)
+        JobOptions::new().max_attempts(1)
     }
 }
 
@@ -70,7 +68,7 @@ impl Job for NulError {
         Err(JobError::msg("bad byte \0 here\u{1}\u{7f} end"))
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default().max_attempts(1)
+        JobOptions::new().max_attempts(1)
     }
 }
 
@@ -85,7 +83,7 @@ impl Job for Refused {
         Err(JobError::msg("poison"))
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default().max_attempts(1)
+        JobOptions::new().max_attempts(1)
     }
 }
 
@@ -200,7 +198,7 @@ async fn odd_queue_names_work_end_to_end<S: Store + Clone>(store: S) {
     let queue = "it's; DROP TABLE errand_jobs;-- ünïcödé 队列 \"quoted\"";
     let client = Client::new(store.clone());
     let id = client
-        .enqueue_with(Echo { n: 7 }, EnqueueOptions::new().queue(queue))
+        .enqueue_with(Echo { n: 7 }, JobOptions::new().queue(queue))
         .await
         .unwrap()
         .id;
@@ -224,12 +222,12 @@ async fn far_past_and_far_future_run_at<S: Store + Clone>(store: S) {
     let past = Utc.with_ymd_and_hms(1970, 1, 2, 0, 0, 0).unwrap();
     let future = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap();
     let p = client
-        .enqueue_with(Echo { n: 1 }, EnqueueOptions::new().run_at(past))
+        .enqueue_with(Echo { n: 1 }, JobOptions::new().run_at(past))
         .await
         .unwrap()
         .id;
     let f = client
-        .enqueue_with(Echo { n: 2 }, EnqueueOptions::new().run_at(future))
+        .enqueue_with(Echo { n: 2 }, JobOptions::new().run_at(future))
         .await
         .unwrap()
         .id;
@@ -246,7 +244,7 @@ async fn far_past_and_far_future_run_at<S: Store + Clone>(store: S) {
 
 async fn max_attempts_over_the_limit_is_refused<S: Store + Clone>(store: S) {
     let err = Client::new(store.clone())
-        .enqueue_with(Echo { n: 1 }, EnqueueOptions::new().max_attempts(10_001))
+        .enqueue_with(Echo { n: 1 }, JobOptions::new().max_attempts(10_001))
         .await
         .unwrap_err();
     assert!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Timelike, Utc};
 use common::{sqlite, wait_for};
 use errand::{
-    EnqueueOptions, Job, JobContext, JobError, JobId, JobState, ListFilter, Outcome, Store, Worker,
+    Job, JobContext, JobError, JobId, JobOptions, JobState, ListFilter, Outcome, Store, Worker,
     WorkerError,
 };
 use serde::{Deserialize, Serialize};
@@ -155,19 +155,19 @@ async fn bad_cron_entries_fail_the_build_and_say_why() {
                     "r",
                     "@daily",
                     job(),
-                    EnqueueOptions::new().delay(Duration::from_secs(1)),
+                    JobOptions::new().delay(Duration::from_secs(1)),
                 )
             }),
-            "`delay`",
+            "a run time (`run_at` or `delay`)",
         ),
         (
             "a unique key in the options",
-            build(|b| b.cron_with("r", "@daily", job(), EnqueueOptions::new().unique_key("k"))),
+            build(|b| b.cron_with("r", "@daily", job(), JobOptions::new().unique_key("k"))),
             "`unique_key`",
         ),
         (
             "an invalid queue",
-            build(|b| b.cron_with("r", "@daily", job(), EnqueueOptions::new().queue(""))),
+            build(|b| b.cron_with("r", "@daily", job(), JobOptions::new().queue(""))),
             "queue",
         ),
     ] {

@@ -85,12 +85,20 @@ fn every_builder_duration_is_range_checked() {
         "grace_period"
     );
     assert_eq!(
-        setting_of(b().default_timeout(Duration::MAX).build()).0,
-        "default_timeout"
+        setting_of(
+            b().job_defaults(JobOptions::new().timeout(Duration::MAX))
+                .build()
+        )
+        .0,
+        "job_defaults"
     );
     assert_eq!(
-        setting_of(b().default_timeout(Duration::ZERO).build()).0,
-        "default_timeout"
+        setting_of(
+            b().job_defaults(JobOptions::new().timeout(Duration::ZERO))
+                .build()
+        )
+        .0,
+        "job_defaults"
     );
     assert_eq!(
         setting_of(b().rescue_interval(Duration::MAX).build()).0,
@@ -147,7 +155,7 @@ impl Job for Blocks {
         Ok(Outcome::Complete)
     }
     fn options(&self) -> JobOptions {
-        let o = JobOptions::default()
+        let o = JobOptions::new()
             .max_attempts(2)
             .backoff(errand::Backoff::constant(Duration::from_millis(1)));
         match self.timeout_ms {
@@ -439,7 +447,7 @@ on_every_store!(values_that_cannot_round_trip_are_refused_alike_and_write_nothin
 async fn values_that_cannot_round_trip_are_refused_alike_and_write_nothing<S: Store + Clone>(
     store: S,
 ) {
-    use errand::{Backoff, EnqueueError, EnqueueOptions};
+    use errand::{Backoff, EnqueueError, JobOptions};
     let client = Client::new(store.clone());
     let job = |amount: Option<f64>, deep: usize| Anything {
         deep: (deep > 0).then_some(DeepField(deep)),
@@ -466,10 +474,10 @@ async fn values_that_cannot_round_trip_are_refused_alike_and_write_nothing<S: St
         jitter: f64::NAN,
     };
     let refused = [
-        EnqueueOptions::new().backoff(nan_backoff),
-        EnqueueOptions::new().backoff(Backoff::constant(Duration::ZERO)),
-        EnqueueOptions::new().unique_key("k".repeat(1024 * 1024)),
-        (0..100_000).fold(EnqueueOptions::new(), |o, i| o.tag(format!("tag{i}"))),
+        JobOptions::new().backoff(nan_backoff),
+        JobOptions::new().backoff(Backoff::constant(Duration::ZERO)),
+        JobOptions::new().unique_key("k".repeat(1024 * 1024)),
+        (0..100_000).fold(JobOptions::new(), |o, i| o.tag(format!("tag{i}"))),
     ];
     for opts in refused {
         match client.enqueue_with(job(Some(1.0), 0), opts).await {
@@ -499,7 +507,7 @@ async fn one_unreadable_row_affects_only_itself<S: Store + Clone>(
     let bad = client.enqueue(Echo { n: 99 }).await.unwrap().id;
     // A second unreadable job on a queue no worker runs, for the operator's commands.
     let idle = client
-        .enqueue_with(Echo { n: 100 }, errand::EnqueueOptions::new().queue("idle"))
+        .enqueue_with(Echo { n: 100 }, errand::JobOptions::new().queue("idle"))
         .await
         .unwrap()
         .id;
@@ -601,7 +609,7 @@ async fn a_worker_with_a_fast_clock_steals_nothing_on_postgres() {
     let later = client
         .enqueue_with(
             Echo { n: 1 },
-            errand::EnqueueOptions::new().delay(Duration::from_secs(20)),
+            errand::JobOptions::new().delay(Duration::from_secs(20)),
         )
         .await
         .unwrap()
@@ -641,4 +649,47 @@ async fn a_worker_with_a_fast_clock_steals_nothing_on_postgres() {
         JobState::Scheduled,
         "a job due in 20 s was promoted early"
     );
+}
+
+#[derive(Serialize, Deserialize)]
+struct Mailer;
+impl Job for Mailer {
+    const KIND: &'static str = "mailer";
+    const QUEUE: &'static str = "mail-not-worked-here";
+    type State = Probe;
+    async fn run(self, _: JobContext<Probe>) -> Result<Outcome, JobError> {
+        Ok(Outcome::Complete)
+    }
+}
+
+/// A type whose queue no worker here works is the mistake that strands jobs: `build` names
+/// the kind and the queue; the type's queue is where its jobs go unless a call says otherwise.
+#[tokio::test]
+async fn a_kind_whose_queue_is_not_worked_is_named_at_build() {
+    LazyLock::force(&LOGS);
+    let store = errand::MemoryStore::new();
+    let client = Client::new(store.clone());
+    let typed = client.enqueue(Mailer).await.unwrap().id;
+    let moved = client
+        .enqueue_with(Mailer, JobOptions::new().queue("elsewhere"))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        store.get(typed).await.unwrap().unwrap().queue,
+        "mail-not-worked-here"
+    );
+    assert_eq!(store.get(moved).await.unwrap().unwrap().queue, "elsewhere");
+    builder(store, Probe::default())
+        .register::<Mailer>()
+        .queue("default", 1)
+        .build()
+        .unwrap();
+    let logs = logs();
+    assert!(
+        logs.contains("jobs of kind 'mailer' go to queue 'mail-not-worked-here'")
+            && logs.contains(".queue(\"mail-not-worked-here\", n)"),
+        "{logs}"
+    );
+    assert!(!logs.contains("kind 'echo' go to"), "{logs}");
 }

@@ -76,7 +76,7 @@ async fn enqueue_tx_is_visible_only_after_commit() {
 async fn unique_key_returns_the_existing_job() {
     let store = scratch_store().await;
     let client = Client::new(store.clone());
-    let opts = errand::EnqueueOptions::new().unique_key("report:2026-11-23");
+    let opts = errand::JobOptions::new().unique_key("report:2026-11-23");
     let first = client
         .enqueue_with(Echo { n: 1 }, opts.clone())
         .await

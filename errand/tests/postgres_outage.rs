@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, EnqueueOptions, JobState, ListFilter, PgStore, Store};
+use errand::{Client, JobOptions, JobState, ListFilter, PgStore, Store};
 
 /// A throwaway PostgreSQL cluster run as the `postgres` user.
 struct Cluster {
@@ -149,7 +149,7 @@ async fn worker_resumes_after_postgres_is_down_for_10_s() {
             "every-second",
             "* * * * * *",
             Echo { n: 0 },
-            EnqueueOptions::new().queue("cron"),
+            JobOptions::new().queue("cron"),
         )
         .build()
         .unwrap()

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use errand::{Client, EnqueueOptions, JobState, ListFilter, Store};
+use errand::{Client, JobOptions, JobState, ListFilter, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_tx_exists_only_if_the_transaction_commits() {
@@ -39,19 +39,11 @@ async fn enqueue_tx_exists_only_if_the_transaction_commits() {
         .await
         .unwrap();
     let first = client
-        .enqueue_with_tx(
-            &mut tx,
-            Echo { n: 2 },
-            EnqueueOptions::new().unique_key("ada"),
-        )
+        .enqueue_with_tx(&mut tx, Echo { n: 2 }, JobOptions::new().unique_key("ada"))
         .await
         .unwrap();
     let again = client
-        .enqueue_with_tx(
-            &mut tx,
-            Echo { n: 3 },
-            EnqueueOptions::new().unique_key("ada"),
-        )
+        .enqueue_with_tx(&mut tx, Echo { n: 3 }, JobOptions::new().unique_key("ada"))
         .await
         .unwrap();
     assert!(first.inserted && !again.inserted && again.id == first.id);

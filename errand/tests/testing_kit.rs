@@ -11,8 +11,7 @@ use std::time::Duration;
 use common::sqlite;
 use errand::testing::{assert_enqueued, enqueued, refute_enqueued};
 use errand::{
-    Backoff, Client, EnqueueOptions, Job, JobContext, JobError, JobOptions, JobState, Outcome,
-    Store, Worker,
+    Backoff, Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, Store, Worker,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +59,7 @@ impl Job for Stubborn {
         Ok(Outcome::Complete)
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default()
+        JobOptions::new()
             .max_attempts(5)
             .backoff(Backoff::constant(Duration::from_secs(3600)))
     }
@@ -79,7 +78,7 @@ async fn drain_runs_everything_inline<S: Store + Clone>(store: S) {
     let later = client
         .enqueue_with(
             Child { of: 0 },
-            EnqueueOptions::new().delay(Duration::from_secs(86_400)),
+            JobOptions::new().delay(Duration::from_secs(86_400)),
         )
         .await
         .unwrap()
@@ -114,13 +113,13 @@ async fn enqueued_jobs_are_read_back_typed<S: Store + Clone>(store: S) {
     let client = Client::new(store.clone());
     client.enqueue(Parent { n: 1 }).await.unwrap();
     client
-        .enqueue_with(Parent { n: 2 }, EnqueueOptions::new().queue("other"))
+        .enqueue_with(Parent { n: 2 }, JobOptions::new().queue("other"))
         .await
         .unwrap();
     client
         .enqueue_with(
             Parent { n: 3 },
-            EnqueueOptions::new().delay(Duration::from_secs(3600)),
+            JobOptions::new().delay(Duration::from_secs(3600)),
         )
         .await
         .unwrap();

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, EnqueueOptions, JobState, ListFilter, Store};
+use errand::{Client, JobOptions, JobState, ListFilter, QueueOptions, Store};
 
 on_every_store!(
     runs_every_job_once,
@@ -131,7 +131,7 @@ async fn timeout_stops_the_job_and_records_it<S: Store + Clone>(store: S) {
     let id = client
         .enqueue_with(
             Sleeper { ms: 60_000 },
-            EnqueueOptions::new().timeout(Duration::from_millis(100)),
+            JobOptions::new().timeout(Duration::from_millis(100)),
         )
         .await
         .unwrap()
@@ -215,12 +215,12 @@ async fn unknown_kind_is_kept_and_retryable<S: Store + Clone>(store: S) {
 async fn invalid_options_write_nothing<S: Store + Clone>(store: S) {
     let client = Client::new(store.clone());
     let cases = [
-        ("max_attempts", EnqueueOptions::new().max_attempts(0)),
-        ("queue", EnqueueOptions::new().queue("")),
-        ("queue", EnqueueOptions::new().queue("q".repeat(129))),
+        ("max_attempts", JobOptions::new().max_attempts(0)),
+        ("queue", JobOptions::new().queue("")),
+        ("queue", JobOptions::new().queue("q".repeat(129))),
         (
             "delay",
-            EnqueueOptions::new().delay_by(chrono::TimeDelta::seconds(-1)),
+            JobOptions::new().delay_by(chrono::TimeDelta::seconds(-1)),
         ),
     ];
     for (option, opts) in cases {
@@ -234,7 +234,7 @@ async fn invalid_options_write_nothing<S: Store + Clone>(store: S) {
     // One bad job in a batch: nothing of the batch is written.
     let mut batch = errand::Batch::new();
     batch.add(Echo { n: 1 });
-    batch.add_with(Echo { n: 2 }, EnqueueOptions::new().max_attempts(0));
+    batch.add_with(Echo { n: 2 }, JobOptions::new().max_attempts(0));
     assert!(client.enqueue_batch(batch).await.is_err());
     let too_big = Client::new(store.clone()).max_payload_bytes(8);
     assert!(matches!(
@@ -316,7 +316,7 @@ async fn delayed_job_waits_for_its_time<S: Store + Clone>(store: S) {
     let id = client
         .enqueue_with(
             Echo { n: 1 },
-            EnqueueOptions::new().delay(Duration::from_millis(400)),
+            JobOptions::new().delay(Duration::from_millis(400)),
         )
         .await
         .unwrap()
@@ -374,8 +374,7 @@ async fn one_running_rest_buffered<S: Store + Clone>(
         .collect();
     let probe = Probe::default();
     let worker = tune(builder(store.clone(), probe.clone()))
-        .queue("default", 1)
-        .prefetch(ms.len() - 1)
+        .queue("default", QueueOptions::new(1).prefetch(ms.len() - 1))
         .build()
         .unwrap()
         .start();
@@ -592,19 +591,34 @@ async fn builder_rejects_bad_configuration() {
             "{bad_id:?}: {r:?}"
         );
     }
-    let early = builder(store, Probe::default())
-        .prefetch(5)
-        .queue("q", 1)
+    let hoard = builder(store.clone(), Probe::default())
+        .queue("q", QueueOptions::new(1).prefetch(10_001))
         .build();
     assert!(
-        matches!(
-            early,
-            Err(WorkerError::InvalidSetting {
-                setting: "prefetch",
-                ..
-            })
-        ),
-        "{early:?}"
+        matches!(&hoard, Err(WorkerError::InvalidQueue { queue, reason })
+            if queue == "q" && reason.contains("10000")),
+        "{hoard:?}"
+    );
+    let slow_poll = builder(store.clone(), Probe::default())
+        .queue("q", QueueOptions::new(1).poll_interval(Duration::ZERO))
+        .build();
+    assert!(
+        matches!(&slow_poll, Err(WorkerError::InvalidQueue { reason, .. }) if reason.contains("poll_interval")),
+        "{slow_poll:?}"
+    );
+    // Worker defaults apply at run time: a setting fixed at enqueue is refused, named.
+    let enqueue_only = builder(store, Probe::default())
+        .queue("q", 1)
+        .job_defaults(
+            JobOptions::new()
+                .timeout(Duration::from_secs(1))
+                .queue("other"),
+        )
+        .build();
+    assert!(
+        matches!(&enqueue_only, Err(WorkerError::InvalidSetting { setting: "job_defaults", reason })
+            if reason.contains("`queue`")),
+        "{enqueue_only:?}"
     );
 }
 

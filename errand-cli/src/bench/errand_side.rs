@@ -17,15 +17,12 @@ pub(crate) struct BenchJob {
 
 impl Job for BenchJob {
     const KIND: &'static str = "errand_bench";
+    const QUEUE: &'static str = "bench";
     type State = Arc<Probe>;
 
     async fn run(self, cx: JobContext<Arc<Probe>>) -> Result<Outcome, JobError> {
         cx.state().ran(self.seq);
         Ok(Outcome::Complete)
-    }
-
-    fn options(&self) -> errand::JobOptions {
-        errand::JobOptions::default().queue("bench")
     }
 }
 

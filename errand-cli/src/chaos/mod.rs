@@ -122,6 +122,7 @@ pub struct LedgerState {
 
 impl Job for LedgerJob {
     const KIND: &'static str = "errand_ledger";
+    const QUEUE: &'static str = CHAOS_QUEUE;
     type State = LedgerState;
 
     async fn run(self, cx: JobContext<LedgerState>) -> Result<Outcome, JobError> {
@@ -152,10 +153,6 @@ impl Job for LedgerJob {
             }
         }
         Ok(Outcome::Complete)
-    }
-
-    fn options(&self) -> errand::JobOptions {
-        errand::JobOptions::default().queue(CHAOS_QUEUE)
     }
 }
 

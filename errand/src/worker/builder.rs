@@ -4,16 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use errand_core::{Backoff, Store, MAX_QUEUE_LEN};
+use errand_core::{Store, MAX_QUEUE_LEN};
 use tokio::sync::mpsc;
 
 use super::pacing::Prefetch;
 use super::registry::Registry;
-use super::{completer, producer, Config, QueueConfig, Shared, Worker};
+use super::{completer, producer, Config, QueueConfig, QueueOptions, Shared, Worker};
 use crate::clock::Clock;
 use crate::maintenance::{self, CronEntry};
 use crate::options::check_name;
-use crate::{EnqueueOptions, Job, WorkerError, DEFAULT_MAX_PAYLOAD_BYTES};
+use crate::{Job, JobOptions, WorkerError, DEFAULT_MAX_PAYLOAD_BYTES};
 
 /// Longest worker id accepted.
 const MAX_WORKER_ID_LEN: usize = 256;
@@ -25,8 +25,10 @@ pub struct WorkerBuilder<S, St> {
     state: St,
     registry: Registry,
     errors: Vec<WorkerError>,
-    queues: Vec<QueueConfig>,
+    queues: Vec<(String, QueueOptions)>,
     config: Config,
+    /// Run-time job defaults (timeout, backoff), checked at build.
+    job_defaults: JobOptions,
     worker_id: Option<String>,
     crons: Vec<CronEntry>,
     /// Cron entries may enqueue kinds this worker does not run.
@@ -56,13 +58,14 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
                 fetch_cooldown: producer::DEFAULT_COOLDOWN,
                 grace_period: Duration::from_secs(10),
                 default_timeout: None,
-                default_backoff: Backoff::default(),
+                default_backoff: errand_core::Backoff::default(),
                 completer_linger: completer::DEFAULT_LINGER,
                 completer_batch: 1000,
                 stall_warning: Duration::from_secs(1),
                 clock: Clock::default(),
                 maintenance: maintenance::Settings::default(),
             },
+            job_defaults: JobOptions::new(),
             worker_id: None,
             crons: Vec::new(),
             foreign_cron_kinds: false,
@@ -112,7 +115,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     /// # Ok(()) }
     /// ```
     pub fn cron<J: Job>(self, name: impl Into<String>, schedule: &str, job: J) -> Self {
-        self.cron_with(name, schedule, job, EnqueueOptions::new())
+        self.cron_with(name, schedule, job, JobOptions::new())
     }
 
     /// [`cron`](Self::cron) with overrides (queue, priority, attempts, …). The options
@@ -122,12 +125,12 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         name: impl Into<String>,
         schedule: &str,
         job: J,
-        opts: EnqueueOptions,
+        opts: JobOptions,
     ) -> Self {
         let name = name.into();
         let entry = match opts.cron_conflict() {
             Some(field) => Err(format!(
-                "the options set `{field}`: the schedule sets each tick's run time and unique key, remove it"
+                "the options set {field}: the schedule sets each tick's run time and unique key, remove it"
             )),
             None => crate::client::prepare(job, opts, DEFAULT_MAX_PAYLOAD_BYTES, chrono::Utc::now())
                 .map_err(|e| e.to_string())
@@ -142,31 +145,10 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
-    /// Works `name` with at most `concurrency` jobs running at once.
-    pub fn queue(mut self, name: impl Into<String>, concurrency: usize) -> Self {
-        let name = name.into();
-        self.queues.push(QueueConfig {
-            prefetch: Prefetch::Auto { max: 1000 },
-            name,
-            concurrency,
-        });
-        self
-    }
-
-    /// How many claimed jobs of the queue added last may wait for a free slot. By default
-    /// the queue keeps what its slots finish in about 50 ms of average run time, at most
-    /// 1,000: many for short jobs (one claim feeds many completions), none for long ones (no
-    /// hoarding while other workers idle). A fixed number overrides that; 0 claims only for
-    /// free slots. Waiting jobs hold their leases and go back to the queue unstarted at
-    /// shutdown.
-    pub fn prefetch(mut self, jobs: usize) -> Self {
-        match self.queues.last_mut() {
-            Some(q) => q.prefetch = Prefetch::Fixed(jobs.min(10_000)),
-            None => self.errors.push(WorkerError::InvalidSetting {
-                setting: "prefetch",
-                reason: "call prefetch(n) after the queue(name, concurrency) it applies to".into(),
-            }),
-        }
+    /// Works the queue `name`: with a concurrency (`.queue("mail", 10)`), or with
+    /// [`QueueOptions`] (`.queue("mail", QueueOptions::new(10).prefetch(0))`).
+    pub fn queue(mut self, name: impl Into<String>, options: impl Into<QueueOptions>) -> Self {
+        self.queues.push((name.into(), options.into()));
         self
     }
 
@@ -179,13 +161,14 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     }
 
     /// Fallback polling when no wake-up arrives (default 1 s): picks up jobs inserted by
-    /// other processes.
+    /// other processes. [`QueueOptions::poll_interval`] overrides it per queue.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.config.poll_interval = every;
         self
     }
 
-    /// Shortest time between two claims of one queue (default 0). Claims batch by
+    /// Shortest time between two claims of one queue (default 0;
+    /// [`QueueOptions::fetch_cooldown`] overrides it per queue). Claims batch by
     /// themselves under load (slots freed while one claim is in flight are filled by the
     /// next); a cooldown trades throughput for fewer, larger claims. Measured: 5 ms capped
     /// a no-op queue of concurrency 10 at ~850 jobs/s; 0 ran 8–10k jobs/s (errand bench).
@@ -200,9 +183,20 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
-    /// Timeout for jobs whose options set none (default: none).
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.config.default_timeout = Some(timeout);
+    /// Options for the jobs this worker runs whose own options leave them unset: `timeout`
+    /// and `backoff`, the two a worker applies when it runs a job (see [`JobOptions`] for the
+    /// resolution rule). Any other setting is fixed at enqueue, and fails
+    /// [`build`](Self::build) here.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use errand::{Backoff, JobOptions};
+    /// let defaults = JobOptions::new()
+    ///     .timeout(Duration::from_secs(300))
+    ///     .backoff(Backoff::constant(Duration::from_secs(5)));
+    /// ```
+    pub fn job_defaults(mut self, defaults: JobOptions) -> Self {
+        self.job_defaults = defaults;
         self
     }
 
@@ -222,12 +216,6 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     pub fn clock_skew(mut self, skew: chrono::TimeDelta) -> Self {
         self.config.clock = Clock::skewed(skew);
         self.config.maintenance.clock = Clock::skewed(skew);
-        self
-    }
-
-    /// Backoff for jobs whose options set none (default: [`Backoff::default`]).
-    pub fn default_backoff(mut self, backoff: Backoff) -> Self {
-        self.config.default_backoff = backoff;
         self
     }
 
@@ -281,29 +269,29 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         if self.queues.is_empty() {
             return Err(WorkerError::NoQueues);
         }
-        let mut seen = std::collections::HashSet::new();
-        for q in &self.queues {
-            let bad = |reason: String| WorkerError::InvalidQueue {
-                queue: q.name.clone(),
-                reason,
-            };
-            check_name("queue", &q.name, MAX_QUEUE_LEN).map_err(bad)?;
-            if q.concurrency == 0 {
-                return Err(bad("concurrency is 0: use at least 1".into()));
-            }
-            if !seen.insert(q.name.clone()) {
-                return Err(bad("listed twice".into()));
-            }
-        }
         let setting = |setting: &'static str, reason: &str| WorkerError::InvalidSetting {
             setting,
             reason: reason.to_owned(),
         };
+        if let Some(field) = self.job_defaults.enqueue_only_setting() {
+            return Err(setting(
+                "job_defaults",
+                &format!(
+                    "sets `{field}`, which is fixed when a job is enqueued: set it in the job \
+                     type's options or the enqueue call; a worker applies only timeout and backoff"
+                ),
+            ));
+        }
+        self.config.default_timeout = self.job_defaults.timeout_setting();
+        if let Some(backoff) = self.job_defaults.backoff_setting() {
+            backoff
+                .check()
+                .map_err(|r| setting("job_defaults", &format!("backoff: {r}")))?;
+            self.config.default_backoff = backoff;
+        }
         check_durations(&self.config)?;
-        self.config
-            .default_backoff
-            .check()
-            .map_err(|r| setting("default_backoff", &r))?;
+        let queues = self.resolve_queues()?;
+        self.warn_unworked_queues(&queues);
         let mut names = std::collections::HashSet::new();
         if let Some(dup) = self.crons.iter().find(|c| !names.insert(&c.name)) {
             return Err(WorkerError::InvalidCron {
@@ -331,8 +319,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         }
         let store = Arc::new(self.store);
         let (tx, rx) = mpsc::channel(completer::BACKLOG);
-        let queue_states = self
-            .queues
+        let queue_states = queues
             .iter()
             .map(|q| (q.name.clone(), Arc::default()))
             .collect::<HashMap<_, _>>();
@@ -350,12 +337,73 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         Ok(Worker {
             store,
             shared,
-            queues: self.queues,
+            queues,
             completer_rx: rx,
         })
     }
 }
 
+impl<S, St> WorkerBuilder<S, St> {
+    /// Each queue's options, checked and resolved against the worker's settings.
+    fn resolve_queues(&self) -> Result<Vec<QueueConfig>, WorkerError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(self.queues.len());
+        for (name, o) in &self.queues {
+            let bad = |reason: String| WorkerError::InvalidQueue {
+                queue: name.clone(),
+                reason,
+            };
+            check_name("queue", name, MAX_QUEUE_LEN).map_err(bad)?;
+            if o.concurrency == 0 {
+                return Err(bad("concurrency is 0: use at least 1".into()));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(bad("listed twice".into()));
+            }
+            if let Prefetch::Fixed(n) = o.prefetch {
+                if n > MAX_PREFETCH {
+                    return Err(bad(format!(
+                        "prefetch {n} is over {MAX_PREFETCH}: claimed jobs hold leases while they wait"
+                    )));
+                }
+            }
+            let poll_interval = o.poll_interval.unwrap_or(self.config.poll_interval);
+            let fetch_cooldown = o.fetch_cooldown.unwrap_or(self.config.fetch_cooldown);
+            check_range("poll_interval", poll_interval, MS, HOUR)
+                .map_err(|e| bad(e.to_string()))?;
+            check_range("fetch_cooldown", fetch_cooldown, Duration::ZERO, MINUTE)
+                .map_err(|e| bad(e.to_string()))?;
+            out.push(QueueConfig {
+                name: name.clone(),
+                concurrency: o.concurrency,
+                prefetch: o.prefetch,
+                poll_interval,
+                fetch_cooldown,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Warns about each registered kind whose type's queue ([`Job::QUEUE`]) this worker does
+    /// not work: its jobs wait for another worker, or for ever.
+    fn warn_unworked_queues(&self, queues: &[QueueConfig]) {
+        for (kind, queue) in self.registry.default_queues() {
+            if !queues.iter().any(|q| q.name == queue) {
+                tracing::warn!(
+                    kind,
+                    queue,
+                    "jobs of kind '{kind}' go to queue '{queue}' (its Job::QUEUE), which this \
+                     worker does not work: add .queue(\"{queue}\", n), or make sure another worker does"
+                );
+            }
+        }
+    }
+}
+
+/// Largest fixed prefetch per queue.
+const MAX_PREFETCH: usize = 10_000;
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
 const MS: Duration = Duration::from_millis(1);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -366,18 +414,8 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
     let mut checks = vec![
         // Under 300 ms heartbeats (every third of the lease) could not keep up.
         ("lease", c.lease, Duration::from_millis(300), DAY),
-        (
-            "poll_interval",
-            c.poll_interval,
-            MS,
-            Duration::from_secs(3600),
-        ),
-        (
-            "fetch_cooldown",
-            c.fetch_cooldown,
-            Duration::ZERO,
-            Duration::from_secs(60),
-        ),
+        ("poll_interval", c.poll_interval, MS, HOUR),
+        ("fetch_cooldown", c.fetch_cooldown, Duration::ZERO, MINUTE),
         ("grace_period", c.grace_period, Duration::ZERO, DAY),
         (
             "schedule_interval",
@@ -405,25 +443,34 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
         ),
     ];
     if let Some(t) = c.default_timeout {
-        checks.push(("default_timeout", t, MS, errand_core::MAX_DELAY));
+        checks.push(("job_defaults", t, MS, errand_core::MAX_DELAY));
     }
     if let Some(keep) = m.retention {
         checks.push(("retention", keep, Duration::ZERO, errand_core::MAX_DELAY));
     }
     for (setting, value, min, max) in checks {
-        if value < min || value > max {
-            return Err(WorkerError::InvalidSetting {
-                setting,
-                reason: format!(
-                    "{value:?} is out of range: use {min:?} to {}",
-                    if max == errand_core::MAX_DELAY {
-                        "100 years".to_owned()
-                    } else {
-                        format!("{max:?}")
-                    }
-                ),
-            });
-        }
+        check_range(setting, value, min, max)?;
+    }
+    Ok(())
+}
+
+/// `value` within `min..=max`, or the error naming `setting`.
+fn check_range(
+    setting: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<(), WorkerError> {
+    if value < min || value > max {
+        let max = if max == errand_core::MAX_DELAY {
+            "100 years".to_owned()
+        } else {
+            format!("{max:?}")
+        };
+        return Err(WorkerError::InvalidSetting {
+            setting,
+            reason: format!("{value:?} is out of range: use {min:?} to {max}"),
+        });
     }
     Ok(())
 }

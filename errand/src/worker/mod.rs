@@ -15,6 +15,7 @@ mod inflight;
 mod keeper;
 mod pacing;
 mod producer;
+mod queue;
 mod registry;
 mod shared;
 mod watchdog;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 pub use builder::WorkerBuilder;
 pub use drain::DrainReport;
 pub use handle::{ShutdownReport, WorkerHandle};
+pub use queue::QueueOptions;
 
 use crate::maintenance;
 pub(crate) use registry::Registry;

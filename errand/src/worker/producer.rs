@@ -27,7 +27,7 @@ pub(crate) async fn run(
 ) {
     let inserted = shared.store.signals().get(&queue.name);
     let state = shared.queue_state(&queue.name);
-    let cooldown = shared.config.fetch_cooldown;
+    let cooldown = queue.fetch_cooldown;
     let mut backoff = ErrorBackoff::default();
     let mut last_claim: Option<Instant> = None;
     // Whether work is likely waiting: the last claim filled its request, or a wake-up or the
@@ -100,7 +100,7 @@ pub(crate) async fn run(
             // New work: even if every slot is busy now, claim when the next one frees.
             _ = inserted.notified() => more_waiting = true,
             _ = state.freed.notified(), if more_waiting || state.buffered() > 0 => {}
-            _ = tokio::time::sleep(shared.config.poll_interval) => more_waiting = true,
+            _ = tokio::time::sleep(queue.poll_interval) => more_waiting = true,
             _ = stop.changed() => return,
         }
     }

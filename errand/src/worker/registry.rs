@@ -29,6 +29,8 @@ pub(crate) enum StartError {
 #[derive(Default)]
 pub(crate) struct Registry {
     handlers: HashMap<&'static str, StartFn>,
+    /// Each kind's [`Job::QUEUE`].
+    queues: Vec<(&'static str, &'static str)>,
 }
 
 impl Registry {
@@ -46,11 +48,17 @@ impl Registry {
             Ok(Box::pin(job.run(cx)) as RunFuture)
         });
         self.handlers.insert(J::KIND, start);
+        self.queues.push((J::KIND, J::QUEUE));
         Ok(())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.handlers.is_empty()
+    }
+
+    /// Each registered kind with its type's default queue, in registration order.
+    pub(crate) fn default_queues(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.queues.iter().copied()
     }
 
     pub(crate) fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {

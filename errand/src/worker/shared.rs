@@ -14,13 +14,16 @@ use super::{completer, pacing, Registry};
 use crate::clock::Clock;
 use crate::maintenance;
 
-/// A queue this worker runs, with its concurrency.
+/// A queue this worker runs, its [`QueueOptions`](super::QueueOptions) resolved against
+/// the worker's settings.
 #[derive(Debug, Clone)]
 pub(crate) struct QueueConfig {
     pub(crate) name: String,
     pub(crate) concurrency: usize,
     /// Claimed jobs that may wait for a slot beyond the running ones.
     pub(crate) prefetch: pacing::Prefetch,
+    pub(crate) poll_interval: Duration,
+    pub(crate) fetch_cooldown: Duration,
 }
 
 /// Runtime settings (see [`WorkerBuilder`] for meanings and defaults).

@@ -137,7 +137,7 @@ pub(crate) fn check(shared: &Shared) {
                     running_s = ran.as_secs(),
                     "job {} (kind '{}') has run for {} s and has no timeout: if it may hang, \
                      give its type a timeout (JobOptions::timeout) or the worker a default \
-                     (WorkerBuilder::default_timeout)",
+                     (WorkerBuilder::job_defaults)",
                     lease.id,
                     w.kind,
                     ran.as_secs()

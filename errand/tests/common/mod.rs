@@ -65,7 +65,7 @@ impl Job for Flaky {
         Ok(Outcome::Complete)
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default()
+        JobOptions::new()
             .max_attempts(3)
             .backoff(Backoff::constant(Duration::from_millis(10)))
     }
@@ -85,7 +85,7 @@ impl Job for Panicker {
         Ok(Outcome::Complete)
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default()
+        JobOptions::new()
             .max_attempts(2)
             .backoff(Backoff::constant(Duration::from_millis(10)))
     }
@@ -105,7 +105,7 @@ impl Job for Sleeper {
         Ok(Outcome::Complete)
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default().max_attempts(1)
+        JobOptions::new().max_attempts(1)
     }
 }
 
@@ -142,7 +142,7 @@ impl Job for Ender {
         }
     }
     fn options(&self) -> JobOptions {
-        JobOptions::default().max_attempts(2)
+        JobOptions::new().max_attempts(2)
     }
 }
 
