@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use errand::{AnyStore, Client, Job, JobContext, JobError, Outcome, Store, Worker};
+use errand::store::Store;
+use errand::{AnyStore, Client, Job, JobContext, JobError, Outcome, Worker};
 use serde::{Deserialize, Serialize};
 
 /// Sends the welcome mail to a new user.

@@ -11,9 +11,10 @@
 
 use std::time::Duration;
 
+use errand::store::Store;
 use errand::{
-    Job, JobContext, JobError, JobOptions, JobState, ListFilter, Outcome, SqliteStore, Store,
-    Worker, WorkerHandle,
+    Job, JobContext, JobError, JobOptions, JobState, ListFilter, Outcome, SqliteStore, Worker,
+    WorkerHandle,
 };
 use serde::{Deserialize, Serialize};
 

@@ -14,9 +14,10 @@
 
 use std::time::Duration;
 
+use errand::store::Store;
 use errand::{
     Backoff, Batch, Client, Job, JobContext, JobError, JobOptions, JobState, ListFilter, Outcome,
-    SqliteStore, Store, Worker,
+    SqliteStore, Worker,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};

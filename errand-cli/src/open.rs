@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use errand::{PgStore, SqliteStore, Store, StoreError};
+use errand::store::Store;
+use errand::{PgStore, SqliteStore, StoreError};
 
 /// An opened store of either kind.
 #[derive(Debug, Clone)]

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use errand::{Client, JobState, Store};
+use errand::store::Store;
+use errand::{Client, JobState};
 use errand_cli::chaos::LedgerJob;
 
 fn signal(pid: u32, sig: &str) {

@@ -80,6 +80,7 @@ impl ListFilter {
 
 /// How many jobs of one queue are in one state.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct StateCount {
     /// Queue name.
     pub queue: String,
@@ -87,4 +88,15 @@ pub struct StateCount {
     pub state: JobState,
     /// Number of jobs.
     pub count: u64,
+}
+
+impl StateCount {
+    /// `count` jobs of `queue` in `state`.
+    pub fn new(queue: impl Into<String>, state: JobState, count: u64) -> Self {
+        StateCount {
+            queue: queue.into(),
+            state,
+            count,
+        }
+    }
 }

@@ -54,7 +54,11 @@ impl ErrorRecord {
 }
 
 /// A job as the store holds it.
+///
+/// `#[non_exhaustive]`: columns may be added without a breaking change. A store builds one
+/// with [`JobRow::new`], then sets each field it read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct JobRow {
     /// Store-assigned id.
     pub id: JobId,
@@ -184,6 +188,39 @@ impl RowReader {
 }
 
 impl JobRow {
+    /// A row with this id, kind, queue and payload, every other field at its zero value
+    /// (available, priority 0, attempt 0, max_attempts 1, times at the Unix epoch, no history,
+    /// tags, key, backoff or timeout): a store sets the fields it read.
+    pub fn new(
+        id: JobId,
+        kind: impl Into<String>,
+        queue: impl Into<String>,
+        args: impl Into<String>,
+    ) -> Self {
+        JobRow {
+            id,
+            kind: kind.into(),
+            queue: queue.into(),
+            args: args.into(),
+            state: JobState::Available,
+            priority: 0,
+            attempt: 0,
+            max_attempts: 1,
+            run_at: DateTime::<Utc>::UNIX_EPOCH,
+            created_at: DateTime::<Utc>::UNIX_EPOCH,
+            attempted_at: None,
+            finalized_at: None,
+            lease_expires_at: None,
+            attempted_by: None,
+            errors: Vec::new(),
+            tags: Vec::new(),
+            unique_key: None,
+            backoff: None,
+            timeout_ms: None,
+            corrupt: None,
+        }
+    }
+
     /// For a claimed job that could not be read ([`JobRow::corrupt`]): the error its store
     /// records when it discards the job instead of running it (the same on every store).
     /// `None` for a readable job.

@@ -640,11 +640,11 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 let state: String = r.get(1);
-                Ok(StateCount {
-                    queue: r.get(0),
-                    state: StoreError::parse_state(0, &state)?,
-                    count: r.get::<i64, _>(2) as u64,
-                })
+                Ok(StateCount::new(
+                    r.get::<String, _>(0),
+                    StoreError::parse_state(0, &state)?,
+                    r.get::<i64, _>(2) as u64,
+                ))
             })
             .collect()
     }

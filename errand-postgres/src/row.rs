@@ -29,30 +29,27 @@ pub(crate) fn decode(row: &PgRow) -> Result<JobRow, StoreError> {
     let opt_time = |r: &mut RowReader, i: usize, col: &str| {
         r.value(col, row.try_get(i), None::<DateTime<Utc>>)
     };
-    let job = JobRow {
+    let mut job = JobRow::new(
         id,
-        kind: text(&mut r, 1, "kind"),
-        queue: text(&mut r, 2, "queue"),
-        args: text(&mut r, 3, "args"),
-        state,
-        priority: r.value("priority", row.try_get(5), 0),
-        attempt: r.value("attempt", row.try_get(6), 0),
-        max_attempts: r.value("max_attempts", row.try_get(7), 1),
-        run_at: time(&mut r, 8, "run_at"),
-        created_at: time(&mut r, 9, "created_at"),
-        attempted_at: opt_time(&mut r, 10, "attempted_at"),
-        finalized_at: opt_time(&mut r, 11, "finalized_at"),
-        lease_expires_at: opt_time(&mut r, 12, "lease_expires_at"),
-        attempted_by: r.value("attempted_by", row.try_get(13), None),
-        errors: r.json("errors", &errors),
-        tags: r.json("tags", &tags),
-        unique_key: r.value("unique_key", row.try_get(16), None),
-        backoff: r.json_opt("backoff", backoff.as_deref()),
-        timeout_ms: r.value("timeout_ms", row.try_get(18), None),
-        corrupt: None,
-    };
-    Ok(JobRow {
-        corrupt: r.finish(),
-        ..job
-    })
+        text(&mut r, 1, "kind"),
+        text(&mut r, 2, "queue"),
+        text(&mut r, 3, "args"),
+    );
+    job.state = state;
+    job.priority = r.value("priority", row.try_get(5), 0);
+    job.attempt = r.value("attempt", row.try_get(6), 0);
+    job.max_attempts = r.value("max_attempts", row.try_get(7), 1);
+    job.run_at = time(&mut r, 8, "run_at");
+    job.created_at = time(&mut r, 9, "created_at");
+    job.attempted_at = opt_time(&mut r, 10, "attempted_at");
+    job.finalized_at = opt_time(&mut r, 11, "finalized_at");
+    job.lease_expires_at = opt_time(&mut r, 12, "lease_expires_at");
+    job.attempted_by = r.value("attempted_by", row.try_get(13), None);
+    job.errors = r.json("errors", &errors);
+    job.tags = r.json("tags", &tags);
+    job.unique_key = r.value("unique_key", row.try_get(16), None);
+    job.backoff = r.json_opt("backoff", backoff.as_deref());
+    job.timeout_ms = r.value("timeout_ms", row.try_get(18), None);
+    job.corrupt = r.finish();
+    Ok(job)
 }

@@ -738,11 +738,11 @@ impl Store for SqliteStore {
             .map_err(db)?;
         rows.into_iter()
             .map(|(queue, state, count)| {
-                Ok(StateCount {
+                Ok(StateCount::new(
                     queue,
-                    state: StoreError::parse_state(0, &state)?,
-                    count: count as u64,
-                })
+                    StoreError::parse_state(0, &state)?,
+                    count as u64,
+                ))
             })
             .collect()
     }

@@ -42,32 +42,29 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
     let errors = text(&mut r, 14, "errors");
     let tags = text(&mut r, 15, "tags");
     let backoff: Option<String> = r.value("backoff", row.try_get(17), None);
-    let job = JobRow {
+    let mut job = JobRow::new(
         id,
-        kind: text(&mut r, 1, "kind"),
-        queue: text(&mut r, 2, "queue"),
-        args: text(&mut r, 3, "args"),
-        state,
-        priority: r.value("priority", row.try_get(5), 0),
-        attempt: r.value("attempt", row.try_get(6), 0),
-        max_attempts: r.value("max_attempts", row.try_get(7), 1),
-        run_at: at(&mut r, 8, "run_at"),
-        created_at: at(&mut r, 9, "created_at"),
-        attempted_at: opt_at(&mut r, 10, "attempted_at"),
-        finalized_at: opt_at(&mut r, 11, "finalized_at"),
-        lease_expires_at: opt_at(&mut r, 12, "lease_expires_at"),
-        attempted_by: r.value("attempted_by", row.try_get(13), None),
-        errors: r.json("errors", &errors),
-        tags: r.json("tags", &tags),
-        unique_key: r.value("unique_key", row.try_get(16), None),
-        backoff: r.json_opt("backoff", backoff.as_deref()),
-        timeout_ms: r.value("timeout_ms", row.try_get(18), None),
-        corrupt: None,
-    };
-    Ok(JobRow {
-        corrupt: r.finish(),
-        ..job
-    })
+        text(&mut r, 1, "kind"),
+        text(&mut r, 2, "queue"),
+        text(&mut r, 3, "args"),
+    );
+    job.state = state;
+    job.priority = r.value("priority", row.try_get(5), 0);
+    job.attempt = r.value("attempt", row.try_get(6), 0);
+    job.max_attempts = r.value("max_attempts", row.try_get(7), 1);
+    job.run_at = at(&mut r, 8, "run_at");
+    job.created_at = at(&mut r, 9, "created_at");
+    job.attempted_at = opt_at(&mut r, 10, "attempted_at");
+    job.finalized_at = opt_at(&mut r, 11, "finalized_at");
+    job.lease_expires_at = opt_at(&mut r, 12, "lease_expires_at");
+    job.attempted_by = r.value("attempted_by", row.try_get(13), None);
+    job.errors = r.json("errors", &errors);
+    job.tags = r.json("tags", &tags);
+    job.unique_key = r.value("unique_key", row.try_get(16), None);
+    job.backoff = r.json_opt("backoff", backoff.as_deref());
+    job.timeout_ms = r.value("timeout_ms", row.try_get(18), None);
+    job.corrupt = r.finish();
+    Ok(job)
 }
 
 /// What a claim returns for each job: one JSON array of the columns the claim did not just
@@ -106,31 +103,28 @@ pub(crate) fn decode_claimed(
     let errors: String = r.value("errors", field(get(8)), "[]".into());
     let tags: String = r.value("tags", field(get(9)), "[]".into());
     let backoff: Option<String> = r.value("backoff", field(get(11)), None);
-    let job = JobRow {
+    let mut job = JobRow::new(
         id,
-        kind: r.value("kind", field(get(1)), String::new()),
-        queue: req.queue.clone(),
-        args: r.value("args", field(get(2)), String::new()),
-        state: JobState::Running,
-        priority: r.value("priority", field(get(3)), 0),
-        attempt: r.value("attempt", field(get(4)), 0),
-        max_attempts: r.value("max_attempts", field(get(5)), 1),
-        run_at: at(&mut r, 6, "run_at"),
-        created_at: at(&mut r, 7, "created_at"),
-        // As stored: microseconds.
-        attempted_at: DateTime::from_timestamp_micros(micros(req.now)),
-        finalized_at: None,
-        lease_expires_at: DateTime::from_timestamp_micros(micros(lease_until)),
-        attempted_by: Some(req.worker_id.clone()),
-        errors: r.json("errors", &errors),
-        tags: r.json("tags", &tags),
-        unique_key: r.value("unique_key", field(get(10)), None),
-        backoff: r.json_opt("backoff", backoff.as_deref()),
-        timeout_ms: r.value("timeout_ms", field(get(12)), None),
-        corrupt: None,
-    };
-    Ok(JobRow {
-        corrupt: r.finish(),
-        ..job
-    })
+        r.value("kind", field(get(1)), String::new()),
+        req.queue.clone(),
+        r.value("args", field(get(2)), String::new()),
+    );
+    job.state = JobState::Running;
+    job.priority = r.value("priority", field(get(3)), 0);
+    job.attempt = r.value("attempt", field(get(4)), 0);
+    job.max_attempts = r.value("max_attempts", field(get(5)), 1);
+    job.run_at = at(&mut r, 6, "run_at");
+    job.created_at = at(&mut r, 7, "created_at");
+    // As stored: microseconds.
+    job.attempted_at = DateTime::from_timestamp_micros(micros(req.now));
+    job.finalized_at = None;
+    job.lease_expires_at = DateTime::from_timestamp_micros(micros(lease_until));
+    job.attempted_by = Some(req.worker_id.clone());
+    job.errors = r.json("errors", &errors);
+    job.tags = r.json("tags", &tags);
+    job.unique_key = r.value("unique_key", field(get(10)), None);
+    job.backoff = r.json_opt("backoff", backoff.as_deref());
+    job.timeout_ms = r.value("timeout_ms", field(get(12)), None);
+    job.corrupt = r.finish();
+    Ok(job)
 }

@@ -2,7 +2,7 @@
 //! if it commits, as on Postgres.
 
 use chrono::{DateTime, Utc};
-use errand_core::{InsertResult, JobState, NewJob, StoreError};
+use errand_core::{InsertResult, JobState, LeaseRef, NewJob, StoreError};
 use sqlx::SqliteConnection;
 
 use crate::queries::{to_json, NON_FINAL};
@@ -10,6 +10,43 @@ use crate::row::micros;
 use crate::store::{db, SqliteStore};
 
 impl SqliteStore {
+    /// The time jobs inserted on `conn` are stamped with: this machine's clock (the same
+    /// parameter as Postgres' `now_in`, which reads the database's).
+    pub async fn now_in(&self, _conn: &mut SqliteConnection) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// [`insert_in_at`](Self::insert_in_at) at this machine's time.
+    pub async fn insert_in(
+        &self,
+        conn: &mut SqliteConnection,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        self.insert_in_at(conn, jobs, Utc::now()).await
+    }
+
+    /// Marks the running attempt `lease` completed on the caller's connection or
+    /// transaction, together with the job's own writes: committed, the job never runs again.
+    /// Returns `false` when the attempt no longer holds the job (cancelled, or rescued after
+    /// a lost lease): the caller should then roll back.
+    pub async fn complete_in(
+        &self,
+        conn: &mut SqliteConnection,
+        lease: LeaseRef,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE errand_jobs SET state = 'completed', lease_expires_at = NULL, \
+             finalized_at = ? WHERE id = ? AND attempt = ? AND state = 'running'",
+        )
+        .bind(micros(Utc::now()))
+        .bind(lease.id)
+        .bind(lease.attempt)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// Inserts jobs on the caller's connection or transaction (`&mut *tx`): they exist only
     /// if it commits. A job whose unique key a non-final job holds is not written (its
     /// result carries the holder's id).
@@ -18,7 +55,7 @@ impl SqliteStore {
     /// may already hold SQLite's write lock, which the store's own writers wait for. The
     /// queues' producers are woken at once; before the commit their claim finds nothing, and
     /// the job is claimed by the next claim after it (the poll interval at the latest).
-    pub async fn insert_in(
+    pub async fn insert_in_at(
         &self,
         conn: &mut SqliteConnection,
         jobs: Vec<NewJob>,

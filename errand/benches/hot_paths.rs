@@ -37,28 +37,13 @@ fn sample() -> SendEmail {
 
 fn row(args: String) -> JobRow {
     let t = chrono::Utc::now();
-    JobRow {
-        id: 1,
-        kind: "send_email".into(),
-        queue: "default".into(),
-        args,
-        state: JobState::Running,
-        priority: 0,
-        attempt: 1,
-        max_attempts: 20,
-        run_at: t,
-        created_at: t,
-        attempted_at: Some(t),
-        finalized_at: None,
-        lease_expires_at: Some(t),
-        attempted_by: Some("bench".into()),
-        errors: vec![],
-        tags: vec![],
-        unique_key: None,
-        backoff: None,
-        timeout_ms: None,
-        corrupt: None,
-    }
+    let mut row = JobRow::new(1, "send_email", "default", args);
+    row.state = JobState::Running;
+    (row.attempt, row.max_attempts) = (1, 20);
+    (row.run_at, row.created_at) = (t, t);
+    (row.attempted_at, row.lease_expires_at) = (Some(t), Some(t));
+    row.attempted_by = Some("bench".into());
+    row
 }
 
 fn payload(c: &mut Criterion) {

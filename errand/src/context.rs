@@ -14,7 +14,7 @@ pub struct JobContext<S> {
     state: S,
     row: Arc<JobRow>,
     /// Set once the job recorded its own completion in a transaction.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     completed: Arc<AtomicBool>,
 }
 
@@ -29,34 +29,35 @@ impl<S> JobContext<S> {
 
     /// This attempt's fencing reference (job id and attempt number): a store applies a
     /// change to the running job only while this attempt still holds it.
-    pub fn lease(&self) -> LeaseRef {
+    pub(crate) fn lease(&self) -> LeaseRef {
         self.row.lease_ref()
     }
 
-    /// Marks this attempt completed inside the application's Postgres transaction, together
-    /// with the job's own writes: commit and the job never runs again (errand's exactly-once guarantee for work in the same database).
+    /// Marks this attempt completed inside the application's transaction, together with
+    /// the job's own writes, on SQLite or Postgres (the store's database): commit and the job
+    /// never runs again — exactly once for work in the same database.
     ///
     /// Fails when the attempt no longer holds the job (cancelled, or rescued after a lost
-    /// lease): return the error and let the transaction roll back.
+    /// lease): return the error and let the transaction roll back. If the commit then fails,
+    /// the job stays `running` until its lease runs out and the rescuer returns it.
     ///
     /// ```no_run
-    /// # use errand::{JobContext, JobError, Outcome, PgStore};
-    /// # async fn run(cx: JobContext<PgStore>) -> Result<Outcome, JobError> {
+    /// # use errand::{JobContext, JobError, Outcome, SqliteStore};
+    /// # async fn run(cx: JobContext<SqliteStore>) -> Result<Outcome, JobError> {
     /// let store = cx.state();
     /// let mut tx = store.pool().begin().await?;
-    /// sqlx::query("INSERT INTO invoices (id) VALUES ($1)").bind(cx.job_id()).execute(&mut *tx).await?;
+    /// sqlx::query("INSERT INTO invoices (id) VALUES (?)").bind(cx.job_id()).execute(&mut *tx).await?;
     /// cx.complete_in(store, &mut tx).await?;
     /// tx.commit().await?;
     /// Ok(Outcome::Complete)
     /// # }
     /// ```
-    #[cfg(feature = "postgres")]
-    pub async fn complete_in(
+    pub async fn complete_in<T: crate::TxStore>(
         &self,
-        store: &errand_postgres::PgStore,
-        conn: &mut errand_postgres::PgConnection,
+        store: &T,
+        conn: &mut T::Connection,
     ) -> Result<(), JobError> {
-        if store.complete_in(conn, self.lease()).await? {
+        if store.tx_complete(conn, self.lease()).await? {
             self.completed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(())

@@ -3,10 +3,7 @@
 
 mod any_store;
 mod client;
-#[cfg(feature = "postgres")]
-mod client_pg;
-#[cfg(feature = "sqlite")]
-mod client_sqlite;
+mod client_tx;
 mod clock;
 mod context;
 mod error;
@@ -25,6 +22,7 @@ pub use any_store::{connect, AnyStore};
 /// versions cannot drift.
 pub use chrono;
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
+pub use client_tx::TxStore;
 pub use context::JobContext;
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 pub use errand_postgres::sqlx;
@@ -42,7 +40,7 @@ pub use telemetry::describe_metrics;
 pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{
-    Backoff, CancelResult, ErrorRecord, JobId, JobRow, JobState, ListFilter, StateCount, Store,
+    Backoff, CancelResult, ErrorRecord, JobId, JobRow, JobState, ListFilter, StateCount,
 };
 
 #[cfg(feature = "sqlite")]
@@ -74,8 +72,10 @@ pub mod bench_support {
     }
 }
 
-/// The store contract and its types, for store authors (see `errand-testkit` for the
-/// conformance suite a store must pass).
+/// The store contract: the [`Store`](store::Store) trait every store implements (name it in
+/// generic code: `fn f<S: errand::store::Store>`), its request and result types, and the
+/// helpers store authors share (see `errand-testkit` for the conformance suite a store must
+/// pass). Applications mostly use the [`Client`] instead.
 pub mod store {
     pub use errand_core::*;
 }

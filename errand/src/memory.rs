@@ -136,10 +136,8 @@ impl Store for MemoryStore {
                     g.unique.insert(key.clone(), id);
                 }
                 // Entered as scheduled; `set_state` moves it to its state and indexes it.
-                let row = JobRow {
-                    state: JobState::Scheduled,
-                    ..job.into_row(id, now)
-                };
+                let mut row = job.into_row(id, now);
+                row.state = JobState::Scheduled;
                 let key = avail_key(&row);
                 if state == JobState::Available && !woken.contains(&row.queue) {
                     woken.push(row.queue.clone());
@@ -423,11 +421,7 @@ impl Store for MemoryStore {
         }
         Ok(counts
             .into_iter()
-            .map(|((queue, state), count)| StateCount {
-                queue,
-                state,
-                count,
-            })
+            .map(|((queue, state), count)| StateCount::new(queue, state, count))
             .collect())
     }
 

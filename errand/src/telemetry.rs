@@ -7,6 +7,7 @@ use std::time::Duration;
 use errand_core::JobState;
 
 pub(crate) const ENQUEUED: &str = "errand_jobs_enqueued_total";
+pub(crate) const ENQUEUED_IN_TX: &str = "errand_jobs_enqueued_in_tx_total";
 pub(crate) const STARTED: &str = "errand_jobs_started_total";
 pub(crate) const COMPLETED: &str = "errand_jobs_completed_total";
 pub(crate) const RETRIED: &str = "errand_jobs_retried_total";
@@ -21,6 +22,12 @@ pub(crate) const STALLED: &str = "errand_jobs_stalled_total";
 
 pub(crate) fn enqueued(queue: &str, kind: &str) {
     metrics::counter!(ENQUEUED, "queue" => queue.to_owned(), "kind" => kind.to_owned())
+        .increment(1);
+}
+
+/// A job inserted in the application's transaction (counted before its commit or rollback).
+pub(crate) fn enqueued_in_tx(queue: &str, kind: &str) {
+    metrics::counter!(ENQUEUED_IN_TX, "queue" => queue.to_owned(), "kind" => kind.to_owned())
         .increment(1);
 }
 
@@ -88,7 +95,12 @@ pub fn describe_metrics() {
     describe_counter!(
         ENQUEUED,
         Unit::Count,
-        "Jobs a Client inserted (unique-key duplicates not counted), by queue and kind"
+        "Jobs a Client inserted and committed (unique-key duplicates not counted), by queue and kind"
+    );
+    describe_counter!(
+        ENQUEUED_IN_TX,
+        Unit::Count,
+        "Jobs inserted in the application's transaction (enqueue_tx), counted at insert: one whose transaction rolled back is counted too"
     );
     describe_counter!(STARTED, Unit::Count, "Job runs started, by queue and kind");
     describe_counter!(
@@ -145,6 +157,7 @@ mod tests {
         let snap = recorder.snapshotter();
         let names = [
             super::ENQUEUED,
+            super::ENQUEUED_IN_TX,
             super::STARTED,
             super::COMPLETED,
             super::RETRIED,

@@ -112,13 +112,11 @@ pub async fn perform_attempt<J: Job>(
         new.max_attempts
     );
     let now = Utc::now();
-    let row = JobRow {
-        state: JobState::Running,
-        attempt,
-        attempted_at: Some(now),
-        attempted_by: Some("errand::testing".into()),
-        ..new.into_row(1, now)
-    };
+    let mut row = new.into_row(1, now);
+    row.state = JobState::Running;
+    row.attempt = attempt;
+    row.attempted_at = Some(now);
+    row.attempted_by = Some("errand::testing".into());
     let cx = JobContext::new(state, Arc::new(row), Arc::new(AtomicBool::new(false)));
     job.run(cx).await
 }

@@ -54,7 +54,7 @@ async fn connect_opens_each_store_by_its_url() {
             .unwrap();
         assert_eq!(pg.kind(), "postgres");
         assert!(pg.as_postgres().is_some() && pg.as_sqlite().is_none());
-        errand::Store::count(&pg, &errand::ListFilter::new())
+        errand::store::Store::count(&pg, &errand::ListFilter::new())
             .await
             .unwrap();
     }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use common::*;
-use errand::{Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, Store};
+use errand::store::Store;
+use errand::{Client, Job, JobContext, JobError, JobOptions, JobState, Outcome};
 use serde::{Deserialize, Serialize};
 
 /// Panics with a non-string payload.

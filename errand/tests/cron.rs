@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
 use common::{sqlite, wait_for};
+use errand::store::Store;
 use errand::{
-    Job, JobContext, JobError, JobId, JobOptions, JobState, ListFilter, Outcome, Store, Worker,
+    Job, JobContext, JobError, JobId, JobOptions, JobState, ListFilter, Outcome, Worker,
     WorkerError,
 };
 use serde::{Deserialize, Serialize};

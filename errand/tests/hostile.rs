@@ -11,9 +11,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use common::*;
-use errand::{
-    Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, Store, WorkerError,
-};
+use errand::store::Store;
+use errand::{Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, WorkerError};
 use serde::{Deserialize, Serialize};
 
 // ── 6. Values that overflow ────────────────────────────────────────────────────────────

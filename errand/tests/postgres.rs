@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use errand::{
-    Client, Job, JobContext, JobError, JobState, ListFilter, Outcome, PgStore, Store, Worker,
-};
+use errand::store::Store;
+use errand::{Client, Job, JobContext, JobError, JobState, ListFilter, Outcome, PgStore, Worker};
 use errand_postgres::testing::{database_url, scratch_store};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

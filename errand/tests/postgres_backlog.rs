@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use errand::{Client, Job, JobContext, JobError, Outcome, Store, Worker};
+use errand::store::Store;
+use errand::{Client, Job, JobContext, JobError, Outcome, Worker};
 use errand_postgres::testing::scratch_store;
 use serde::{Deserialize, Serialize};
 

@@ -12,7 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, JobOptions, JobState, ListFilter, PgStore, Store};
+use errand::store::Store;
+use errand::{Client, JobOptions, JobState, ListFilter, PgStore};
 
 /// A throwaway PostgreSQL cluster run as the `postgres` user.
 struct Cluster {

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, JobState, ListFilter, SqliteStore, Store};
+use errand::store::Store;
+use errand::{Client, JobState, ListFilter, SqliteStore};
 use sqlx::Connection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, JobState, SqliteStore, Store};
+use errand::store::Store;
+use errand::{Client, JobState, SqliteStore};
 
 /// A tmpfs of `mb` megabytes, unmounted when dropped.
 struct SmallDisk {

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::sqlite;
+use errand::store::Store;
 use errand::testing::{assert_enqueued, enqueued, refute_enqueued};
-use errand::{
-    Backoff, Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, Store, Worker,
-};
+use errand::{Backoff, Client, Job, JobContext, JobError, JobOptions, JobState, Outcome, Worker};
 use serde::{Deserialize, Serialize};
 
 type Kit = Client<Arc<dyn Store>>;

@@ -9,7 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use errand::{Client, JobOptions, JobState, ListFilter, QueueOptions, Store};
+use errand::store::Store;
+use errand::{Client, JobOptions, JobState, ListFilter, QueueOptions};
 
 on_every_store!(
     runs_every_job_once,

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use errand::{Client, Job, JobContext, JobError, Outcome, Store, Worker, WorkerHandle};
+use errand::store::Store;
+use errand::{Client, Job, JobContext, JobError, Outcome, Worker, WorkerHandle};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use errand::{Job, JobContext, JobError, ListFilter, Outcome, Store, Worker};
+use errand::store::Store;
+use errand::{Job, JobContext, JobError, ListFilter, Outcome, Worker};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, SqlitePool};
 

@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use errand::{Client, JobState, ListFilter, PgStore, SqliteStore, Store};
+use errand::store::Store;
+use errand::{Client, JobState, ListFilter, PgStore, SqliteStore};
 use serde::Serialize;
 
 use super::{Ledger, LedgerJob};

@@ -1,6 +1,7 @@
 use std::io::Write;
 
-use errand::{CancelResult, JobState, Store};
+use errand::store::Store;
+use errand::{CancelResult, JobState};
 
 use crate::output::{job_details, short, table, time};
 use crate::{CliError, JobsCommand};

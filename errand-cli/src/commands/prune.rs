@@ -1,7 +1,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use errand::{JobState, ListFilter, Store};
+use errand::store::Store;
+use errand::{JobState, ListFilter};
 
 use crate::CliError;
 

@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use errand::{JobState, Store};
+use errand::store::Store;
+use errand::JobState;
 
 use crate::output::table;
 use crate::CliError;

@@ -4,7 +4,8 @@
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use errand::{JobState, ListFilter, Store};
+use errand::store::Store;
+use errand::{JobState, ListFilter};
 use errand_cli::chaos::Ledger;
 use errand_cli::Backend;
 

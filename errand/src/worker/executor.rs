@@ -79,8 +79,12 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
     );
     let completed_in_tx = Arc::new(AtomicBool::new(false));
     let result = run(shared, &row, span.clone(), completed_in_tx.clone()).await;
-    if completed_in_tx.load(Ordering::SeqCst) {
-        // The job committed its own completion: the row is final, nothing left to record.
+    if completed_in_tx.load(Ordering::SeqCst) && matches!(result, Some(RunResult::Returned(Ok(_))))
+    {
+        // The job completed itself in its transaction and returned Ok (so it committed): the
+        // row is final, nothing left to record. Any other ending (an error after a rollback,
+        // a panic, a timeout) is recorded as usual: if the transaction did commit, the row is
+        // no longer `running` under this attempt and the write changes nothing.
         span.in_scope(|| tracing::debug!("job completed in its own transaction"));
         telemetry::ended(&row.queue, &row.kind, Ended::Completed, began.elapsed());
         shared.inflight.recorded([row.lease_ref()]);
@@ -288,28 +292,13 @@ mod tests {
 
     fn row(attempt: i32, max: i32) -> JobRow {
         let t = DateTime::from_timestamp(1_900_000_000, 0).unwrap();
-        JobRow {
-            id: 1,
-            kind: "k".into(),
-            queue: "q".into(),
-            args: "{}".into(),
-            state: JobState::Running,
-            priority: 0,
-            attempt,
-            max_attempts: max,
-            run_at: t,
-            created_at: t,
-            attempted_at: Some(t),
-            finalized_at: None,
-            lease_expires_at: None,
-            attempted_by: None,
-            errors: vec![],
-            tags: vec![],
-            unique_key: None,
-            backoff: Some(Backoff::constant(Duration::from_secs(7))),
-            timeout_ms: None,
-            corrupt: None,
-        }
+        let mut row = JobRow::new(1, "k", "q", "{}");
+        row.state = JobState::Running;
+        row.attempt = attempt;
+        row.max_attempts = max;
+        (row.run_at, row.created_at, row.attempted_at) = (t, t, Some(t));
+        row.backoff = Some(Backoff::constant(Duration::from_secs(7)));
+        row
     }
 
     fn now() -> DateTime<Utc> {

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use errand::store::NewJob;
+use errand::store::Store;
 use errand::{
-    Backoff, Job, JobContext, JobError, JobId, JobOptions, JobRow, JobState, Outcome, Store,
-    Worker, WorkerBuilder,
+    Backoff, Job, JobContext, JobError, JobId, JobOptions, JobRow, JobState, Outcome, Worker,
+    WorkerBuilder,
 };
 use serde::{Deserialize, Serialize};
 
