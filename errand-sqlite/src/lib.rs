@@ -9,12 +9,32 @@
 //! - every write is one statement, or one `BEGIN IMMEDIATE` transaction that takes the write
 //!   lock before reading, so two claimers (threads or processes) never see the same job;
 //! - versioned migrations embedded in the binary, applied under the write lock.
+//!
+//! Where things are: `store.rs` opens the store (URL, pragmas, pool, the write turn);
+//! `contract.rs` implements the `Store` trait, one line per operation, each in the file of its
+//! area — `insert`, `claim`, `outcome`, `lease`, `schedule`, `cancel_retry`, `list`, `prune`
+//! (the names of `errand-testkit`'s conformance cases and of the Postgres store's files);
+//! `sql.rs` holds what they share, `row.rs` decoding, `error.rs` error mapping, `tx.rs` the
+//! application's transactions, `migrate.rs` the schema, `file.rs` the guard against a file
+//! replaced underneath.
 #![warn(missing_docs)]
 
+mod cancel_retry;
+mod claim;
+mod contract;
+mod error;
 mod file;
+mod insert;
+mod lease;
+mod list;
 mod migrate;
-mod queries;
+mod outcome;
+#[cfg(test)]
+mod plans;
+mod prune;
 mod row;
+mod schedule;
+mod sql;
 mod store;
 mod tx;
 mod url;

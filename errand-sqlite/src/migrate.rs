@@ -4,7 +4,7 @@
 use errand_core::StoreError;
 use sqlx::{Executor, SqlitePool};
 
-use crate::store::db;
+use crate::error::db;
 
 /// (version, SQL), in order. Append only: a released migration never changes.
 const MIGRATIONS: &[(i64, &str)] = &[

@@ -24,7 +24,7 @@ const EPOCH: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH;
 /// other column that cannot be read takes a fallback value and is named in
 /// [`JobRow::corrupt`], so one bad row never fails the others read with it.
 pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
-    let id: i64 = row.try_get(0).map_err(crate::store::db)?;
+    let id: i64 = row.try_get(0).map_err(crate::error::db)?;
     let mut r = RowReader::default();
     let text = |r: &mut RowReader, i: usize, col: &str| -> String {
         r.value(col, row.try_get::<String, _>(i), String::new())

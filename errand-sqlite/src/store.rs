@@ -9,31 +9,13 @@ use errand_core::{QueueSignals, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use crate::error::db;
 use crate::file::FileGuard;
 use crate::migrate;
 
 /// Rows a statement may buffer between its connection thread and the reader: a full claim
 /// (up to ~1,000 jobs with the default prefetch) without stalling.
 const ROW_BUFFER: usize = 2048;
-
-/// A driver error as a store error: SQLite refusing the data (`SQLITE_TOOBIG`,
-/// `SQLITE_CONSTRAINT` including a trigger's `RAISE(ABORT)`, `SQLITE_MISMATCH`) is
-/// [`StoreError::Rejected`]; the rest, a busy or locked file and I/O errors among them, may
-/// pass on a retry.
-pub(crate) fn db(e: sqlx::Error) -> StoreError {
-    let refused = match &e {
-        sqlx::Error::Database(d) => d
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 18..=20)),
-        _ => false,
-    };
-    if refused {
-        StoreError::rejected(e)
-    } else {
-        StoreError::database(e)
-    }
-}
 
 /// Whether a connection going back to the pool is outside any transaction; one that is not
 /// is closed instead of kept.
@@ -73,13 +55,36 @@ async fn release_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::
 /// ```
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pub(crate) pool: SqlitePool,
+    /// Reads go through [`reader`](Self::reader), writes through a [`Writer`].
+    pool: SqlitePool,
     pub(crate) signals: QueueSignals,
     /// Held for every write this store makes (see the type's docs).
     writes: Arc<tokio::sync::Mutex<()>>,
     path: PathBuf,
     /// The file's identity at open, checked before writes.
     file: Arc<FileGuard>,
+}
+
+/// This process's turn to write, holding the pool to write with: the store's writes reach the
+/// pool only through one, so none can skip the turn. Dropped, the next writer goes.
+pub(crate) struct Writer<'a> {
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+    pool: &'a SqlitePool,
+}
+
+impl Writer<'_> {
+    /// Where one write statement runs (it commits by itself).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        self.pool
+    }
+
+    /// A write transaction, taking SQLite's write lock at once (`BEGIN IMMEDIATE`) so that
+    /// what it reads cannot change before it writes.
+    pub(crate) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
 }
 
 /// Options for opening a [`SqliteStore`]; start with [`SqliteStore::builder`].
@@ -110,9 +115,10 @@ impl SqliteStore {
         }
     }
 
-    /// Waits for this process's turn to write (see the type's docs). Fails with
-    /// [`StoreError::Lost`] when the file was deleted, replaced or truncated.
-    pub(crate) async fn write_turn(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+    /// Waits for this process's turn to write (see the type's docs) and returns it as the
+    /// [`Writer`] every write of the store goes through. Fails with [`StoreError::Lost`]
+    /// when the file was deleted, replaced or truncated.
+    pub(crate) async fn writer(&self) -> Result<Writer<'_>, StoreError> {
         self.file.check()?;
         // The writer ahead may be stuck for the busy timeout on a file that is gone: keep
         // looking at the file while waiting.
@@ -120,10 +126,15 @@ impl SqliteStore {
         tokio::pin!(turn);
         loop {
             tokio::select! {
-                guard = &mut turn => return Ok(guard),
+                guard = &mut turn => return Ok(Writer { _turn: guard, pool: &self.pool }),
                 _ = tokio::time::sleep(crate::file::EVERY) => self.file.check()?,
             }
         }
+    }
+
+    /// The pool for reads, which need no turn (WAL readers never block the writer).
+    pub(crate) fn reader(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// Applies pending migrations. Returns the versions applied (empty when up to date).

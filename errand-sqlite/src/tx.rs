@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use errand_core::{InsertResult, JobState, LeaseRef, NewJob, StoreError};
 use sqlx::SqliteConnection;
 
-use crate::queries::{to_json, NON_FINAL};
+use crate::error::db;
 use crate::row::micros;
-use crate::store::{db, SqliteStore};
+use crate::sql::{to_json, NON_FINAL};
+use crate::store::SqliteStore;
 
 impl SqliteStore {
     /// The time jobs inserted on `conn` are stamped with: this machine's clock (the same

@@ -1,0 +1,65 @@
+//! Operator actions on one job: cancel it, or retry it now.
+
+use chrono::{DateTime, Utc};
+use errand_core::{CancelResult, JobId, JobRow, StoreError};
+
+use crate::error::db;
+use crate::list::fetch;
+use crate::row::{decode, micros, COLUMNS};
+use crate::sql::NON_FINAL;
+use crate::store::SqliteStore;
+
+pub(crate) async fn cancel(
+    s: &SqliteStore,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<CancelResult, StoreError> {
+    let w = s.writer().await?;
+    let sql = format!(
+        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
+         WHERE id = ? AND {NON_FINAL} RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(micros(now))
+        .bind(id)
+        .fetch_optional(w.pool())
+        .await
+        .map_err(db)?;
+    match row {
+        Some(row) => Ok(CancelResult::Cancelled(decode(&row)?)),
+        None => Ok(match fetch(s, id).await? {
+            Some(row) => CancelResult::AlreadyFinal(row),
+            None => CancelResult::NotFound,
+        }),
+    }
+}
+
+pub(crate) async fn retry_now(
+    s: &SqliteStore,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<Option<JobRow>, StoreError> {
+    let w = s.writer().await?;
+    let mut tx = w.begin().await?;
+    // A final job whose unique key was taken by a newer job stays as it is. (`state` in
+    // the subquery is `o.state`: names resolve to the innermost table first.)
+    let sql = format!(
+        "UPDATE errand_jobs SET state = 'available', run_at = ?, finalized_at = NULL, \
+         lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1) \
+         WHERE id = ? AND state != 'running' AND (unique_key IS NULL OR NOT EXISTS \
+           (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \
+            AND o.id != errand_jobs.id AND {NON_FINAL})) \
+         RETURNING queue"
+    );
+    let queue: Option<(String,)> = sqlx::query_as(&sql)
+        .bind(micros(now))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    if let Some((q,)) = &queue {
+        s.signals.notify(q);
+    }
+    fetch(s, id).await
+}
