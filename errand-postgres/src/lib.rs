@@ -12,6 +12,13 @@
 //!   process wakes the right producers and reconnects after a dropped connection;
 //! - migrations are embedded, versioned per schema, and serialized by an advisory lock.
 //!
+//! Where things are: `store.rs` connects (URL, schema, pool, listener); `contract.rs`
+//! implements the `Store` trait, one line per operation, each in the file of its area —
+//! `insert`, `claim`, `outcome`, `lease`, `schedule`, `cancel_retry`, `list`, `prune` (the
+//! names of `errand-testkit`'s conformance cases and of the SQLite store's files); `sql.rs`
+//! holds every statement's text, `row.rs` decoding, `error.rs` error mapping, `tx.rs` the
+//! application's transactions, `clock.rs` the database's time, `listener.rs` `LISTEN`.
+//!
 //! # Pool sizing
 //!
 //! The runtime holds a pool connection only for the length of one statement, never while a
@@ -22,11 +29,20 @@
 //! the pool.
 #![warn(missing_docs)]
 
+mod cancel_retry;
+mod claim;
 mod clock;
+mod contract;
+mod error;
+mod insert;
+mod lease;
+mod list;
 mod listener;
 mod migrate;
-mod queries;
+mod outcome;
+mod prune;
 mod row;
+mod schedule;
 mod sql;
 mod store;
 #[doc(hidden)]

@@ -8,7 +8,7 @@
 use errand_core::StoreError;
 use sqlx::{Executor, PgPool};
 
-use crate::store::db;
+use crate::error::db;
 
 /// (version, SQL with `{schema}` placeholders), in order. Append only.
 const MIGRATIONS: &[(i64, &str)] = &[

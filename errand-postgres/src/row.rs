@@ -14,7 +14,7 @@ pub(crate) const COLUMNS: &str = "id, kind, queue, args::text, state, priority, 
 /// other column that cannot be read takes a fallback value and is named in
 /// [`JobRow::corrupt`], so one bad row never fails the others read with it.
 pub(crate) fn decode(row: &PgRow) -> Result<JobRow, StoreError> {
-    let id: i64 = row.try_get(0).map_err(crate::store::db)?;
+    let id: i64 = row.try_get(0).map_err(crate::error::db)?;
     let mut r = RowReader::default();
     let epoch = DateTime::<Utc>::UNIX_EPOCH;
     let text = |r: &mut RowReader, i: usize, col: &str| -> String {

@@ -2,6 +2,10 @@
 
 use crate::row::COLUMNS;
 
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("errand types serialize to JSON")
+}
+
 const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
 const FINAL: &str = "('completed', 'discarded', 'cancelled')";
 

@@ -5,7 +5,8 @@ use chrono::Utc;
 use errand_core::{InsertResult, LeaseRef, NewJob, StoreError};
 use sqlx::PgConnection;
 
-use crate::store::{db, PgStore};
+use crate::error::db;
+use crate::store::PgStore;
 
 impl PgStore {
     /// The database's time ([`Store::now`](errand_core::Store::now)), read on `conn` when
@@ -36,7 +37,9 @@ impl PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.insert_on(conn, &jobs, now).await?.results)
+        Ok(crate::insert::insert_on(self, conn, &jobs, now)
+            .await?
+            .results)
     }
 
     /// Marks the running attempt `lease` completed on the caller's transaction. Returns

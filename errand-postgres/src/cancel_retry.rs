@@ -1,0 +1,47 @@
+//! Operator actions on one job: cancel it, or retry it now.
+
+use chrono::{DateTime, Utc};
+use errand_core::{CancelResult, JobId, JobRow, StoreError};
+
+use crate::error::db;
+use crate::list::fetch;
+use crate::row::decode;
+use crate::store::PgStore;
+
+pub(crate) async fn cancel(
+    s: &PgStore,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<CancelResult, StoreError> {
+    let row = sqlx::query(&s.inner.sql.cancel)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    match row {
+        Some(row) => Ok(CancelResult::Cancelled(decode(&row)?)),
+        None => Ok(match fetch(s, id).await? {
+            Some(row) => CancelResult::AlreadyFinal(row),
+            None => CancelResult::NotFound,
+        }),
+    }
+}
+
+pub(crate) async fn retry_now(
+    s: &PgStore,
+    id: JobId,
+    now: DateTime<Utc>,
+) -> Result<Option<JobRow>, StoreError> {
+    let queue: Option<String> = sqlx::query_scalar(&s.inner.sql.retry)
+        .bind(now)
+        .bind(id)
+        .bind(&s.inner.channel)
+        .fetch_optional(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    if let Some(q) = &queue {
+        s.inner.signals.notify(q);
+    }
+    fetch(s, id).await
+}

@@ -1,0 +1,108 @@
+//! The [`Store`] contract on Postgres, one line per operation: each lives in the file named
+//! after its area (the same names as `errand-testkit/src/cases/` and the SQLite store). Each
+//! operation is one statement (its text in `sql.rs`, formatted once per schema).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use errand_core::{
+    CancelResult, ClaimRequest, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
+    ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store, StoreError,
+};
+
+use crate::store::PgStore;
+use crate::{cancel_retry, claim, insert, lease, list, outcome, prune, schedule};
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert(
+        &self,
+        jobs: Vec<NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertResult>, StoreError> {
+        insert::insert(self, jobs, now).await
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+        claim::claim(self, req).await
+    }
+
+    async fn finish(&self, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+        outcome::finish(self, batch).await
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[LeaseRef],
+        until: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        lease::extend(self, leases, until).await
+    }
+
+    async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        lease::release(self, leases, now).await
+    }
+
+    async fn rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<RescueReport, StoreError> {
+        lease::rescue_expired(self, now, limit).await
+    }
+
+    async fn promote_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromoteReport, StoreError> {
+        schedule::promote_due(self, now, limit).await
+    }
+
+    async fn cancel(&self, id: JobId, now: DateTime<Utc>) -> Result<CancelResult, StoreError> {
+        cancel_retry::cancel(self, id, now).await
+    }
+
+    async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
+        cancel_retry::retry_now(self, id, now).await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
+        list::fetch(self, id).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
+        list::list(self, filter).await
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
+        list::count(self, filter).await
+    }
+
+    async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
+        list::stats(self, states).await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        prune::prune(self, before, limit).await
+    }
+
+    async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
+        self.inner.clock.now(&self.inner.pool, local).await
+    }
+
+    fn signals(&self) -> &QueueSignals {
+        &self.inner.signals
+    }
+
+    fn listen(&self) {
+        PgStore::listen(self);
+    }
+
+    fn hears_other_processes(&self) -> bool {
+        self.inner.listener.get().is_some()
+    }
+
+    fn detached(&self) -> Option<std::sync::Arc<dyn Store>> {
+        Some(std::sync::Arc::new(self.with_own_pool(2)))
+    }
+}

@@ -1,0 +1,59 @@
+//! Recording outcomes: a batch of any outcomes in one statement, each row fenced by the
+//! attempt that ran, notifying the queues it makes available.
+
+use std::collections::BTreeSet;
+
+use errand_core::{Finish, JobId, StoreError};
+use sqlx::Row;
+
+use crate::error::db;
+use crate::sql::to_json;
+use crate::store::PgStore;
+
+pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let effects: Vec<_> = batch.iter().map(|f| f.effect()).collect();
+    let rows = sqlx::query(&s.inner.sql.finish)
+        // Planned for each call's arrays: see `Sql::finish`.
+        .persistent(false)
+        .bind(batch.iter().map(|f| f.lease.id).collect::<Vec<_>>())
+        .bind(batch.iter().map(|f| f.lease.attempt).collect::<Vec<_>>())
+        .bind(effects.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
+        .bind(effects.iter().map(|e| e.attempt_delta).collect::<Vec<_>>())
+        .bind(effects.iter().map(|e| e.run_at).collect::<Vec<_>>())
+        .bind(effects.iter().map(|e| e.finalized_at).collect::<Vec<_>>())
+        .bind(
+            effects
+                .iter()
+                .map(|e| e.error.map(to_json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(&s.inner.channel)
+        .fetch_all(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    let mut applied = Vec::with_capacity(rows.len());
+    let mut woken = BTreeSet::new();
+    let mut scheduled = false;
+    for r in &rows {
+        applied.push(r.get::<i64, _>(0));
+        match r.get::<&str, _>(2) {
+            "available" => {
+                if let Some(q) = r.get::<Option<String>, _>(1) {
+                    woken.insert(q);
+                }
+            }
+            "scheduled" | "retryable" => scheduled = true,
+            _ => {}
+        }
+    }
+    for q in &woken {
+        s.inner.signals.notify(q);
+    }
+    if scheduled {
+        s.inner.signals.notify_scheduled();
+    }
+    Ok(applied)
+}
