@@ -118,3 +118,119 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     worker.shutdown().await;
     Ok(())
 }
+
+/// How an application tests its jobs with errand's testing kit: no worker running, no
+/// waiting on the clock.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use errand::testing::{assert_enqueued, refute_enqueued};
+    use errand::{Backoff, JobOptions, JobState};
+
+    use super::*;
+
+    async fn scratch() -> (AnyStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("app.db").display());
+        let store = errand::connect(&url).await.unwrap();
+        let lite = store.as_sqlite().unwrap();
+        sqlx::query("CREATE TABLE any_store_users (email TEXT NOT NULL)")
+            .execute(lite.pool())
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
+    /// The handler's job is enqueued with the signup; the failed signup's is not.
+    #[tokio::test]
+    async fn a_signup_enqueues_its_welcome_and_a_failed_one_does_not() {
+        let (store, _dir) = scratch().await;
+        sign_up(&store, "ada@example.com", false).await.unwrap();
+        sign_up(&store, "eve@example.com", true).await.unwrap_err();
+        assert_enqueued::<Welcome>(&store, |w| w.email == "ada@example.com").await;
+        refute_enqueued::<Welcome>(&store, |w| w.email == "eve@example.com").await;
+    }
+
+    /// Mails through a server that is down for its first two attempts (an hour of backoff
+    /// each), then enqueues the follow-up.
+    #[derive(Serialize, Deserialize)]
+    struct FlakyWelcome {
+        email: String,
+    }
+
+    impl Job for FlakyWelcome {
+        const KIND: &'static str = "flaky_welcome";
+        type State = Client<Arc<dyn Store>>;
+
+        async fn run(self, cx: JobContext<Self::State>) -> Result<Outcome, JobError> {
+            if cx.attempt() <= 2 {
+                return Err(JobError::msg("mail server unavailable"));
+            }
+            cx.state()
+                .enqueue(FollowUp { email: self.email })
+                .await
+                .map_err(JobError::msg)?;
+            Ok(Outcome::Complete)
+        }
+
+        fn options(&self) -> JobOptions {
+            JobOptions::new().backoff(Backoff::constant(Duration::from_secs(3600)))
+        }
+    }
+
+    /// The tips mail a day after the welcome.
+    #[derive(Serialize, Deserialize)]
+    struct FollowUp {
+        email: String,
+    }
+
+    impl Job for FollowUp {
+        const KIND: &'static str = "follow_up";
+        type State = Client<Arc<dyn Store>>;
+
+        async fn run(self, _cx: JobContext<Self::State>) -> Result<Outcome, JobError> {
+            Ok(Outcome::Complete)
+        }
+    }
+
+    /// `drain` runs the job, its two retries (their hours of backoff skipped) and the
+    /// follow-up it enqueues, inline.
+    #[tokio::test]
+    async fn drain_runs_retries_and_follow_ups_without_waiting() {
+        let (store, _dir) = scratch().await;
+        let shared: Arc<dyn Store> = Arc::new(store.clone());
+        let client = Client::new(shared);
+        client
+            .enqueue(FlakyWelcome {
+                email: "ada@example.com".into(),
+            })
+            .await
+            .unwrap();
+        let worker = Worker::builder(store.clone(), client)
+            .register::<FlakyWelcome>()
+            .register::<FollowUp>()
+            .queue("default", 1)
+            .build()
+            .unwrap();
+        let began = Instant::now();
+        let report = worker.drain().await.unwrap();
+        let took = began.elapsed();
+        let states: Vec<JobState> = report.runs.iter().map(|(_, s)| *s).collect();
+        assert_eq!(
+            states,
+            [
+                JobState::Retryable,
+                JobState::Retryable,
+                JobState::Completed,
+                JobState::Completed
+            ],
+            "{report:?}"
+        );
+        let job = store.get(report.runs[0].0).await.unwrap().unwrap();
+        assert_eq!((job.attempt, job.errors.len()), (3, 2));
+        // Not a speed target: two hours of backoff were skipped, not waited.
+        println!("drained 4 runs in {took:?}");
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use errand_core::{ClaimRequest, Finish, JobId, JobState, Store, StoreError};
 
-use super::executor::{decide, run};
+use super::executor::{decide, run, RunResult};
 use super::Worker;
 
 /// Most runs one drain makes before it stops (a job that snoozes or retries forever).
@@ -98,7 +98,11 @@ impl<S: Store> Worker<S> {
                     let completed = Arc::new(AtomicBool::new(false));
                     let span = tracing::info_span!("errand.drain", kind = %row.kind, id = row.id);
                     let result = run(shared, &row, span, completed.clone()).await;
-                    if !completed.load(Ordering::SeqCst) {
+                    // As the executor: a job that completed itself and returned Ok is done;
+                    // any other ending is recorded (fenced, so a committed one is unchanged).
+                    let self_completed = completed.load(Ordering::SeqCst)
+                        && matches!(result, Some(RunResult::Returned(Ok(_))));
+                    if !self_completed {
                         if let Some(result) = result {
                             let now = shared.now().await;
                             let backoff = shared.config.default_backoff;
