@@ -7,6 +7,7 @@ use errand_core::{
     CancelResult, InsertResult, JobId, JobRow, ListFilter, NewJob, StateCount, Store, StoreError,
 };
 
+use crate::clock::Clock;
 use crate::options::resolve;
 use crate::payload;
 use crate::{EnqueueError, Job, JobOptions};
@@ -185,6 +186,7 @@ fn has_escaped_nul(json: &str) -> bool {
 pub struct Client<S> {
     store: Arc<S>,
     max_payload_bytes: usize,
+    clock: Clock,
 }
 
 impl<S> Clone for Client<S> {
@@ -192,6 +194,7 @@ impl<S> Clone for Client<S> {
         Client {
             store: self.store.clone(),
             max_payload_bytes: self.max_payload_bytes,
+            clock: self.clock,
         }
     }
 }
@@ -202,7 +205,15 @@ impl<S: Store> Client<S> {
         Client {
             store: Arc::new(store),
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            clock: Clock::default(),
         }
+    }
+
+    /// Reads the time from tokio's clock, for tests with a paused clock: see
+    /// [`WorkerBuilder::tokio_clock`](crate::WorkerBuilder::tokio_clock).
+    pub fn tokio_clock(mut self) -> Self {
+        self.clock = Clock::tokio();
+        self
     }
 
     /// Largest serialized job accepted (default 1 MiB); larger ones fail with
@@ -287,7 +298,7 @@ impl<S: Store> Client<S> {
     /// The store's time (the database's on Postgres): run times and delays are measured
     /// from it, so a client whose clock is wrong does not schedule jobs early or late.
     pub(crate) async fn now(&self) -> chrono::DateTime<Utc> {
-        self.store.now(Utc::now()).await
+        self.clock.now(&*self.store).await
     }
 
     /// One job by id.

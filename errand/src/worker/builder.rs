@@ -219,6 +219,24 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// Reads the time from tokio's clock instead of the system's, for tests: with the
+    /// runtime's clock paused (`#[tokio::test(start_paused = true)]`), backoffs, delays,
+    /// snoozes, leases and cron ticks pass in virtual time, so a test of a job that retries
+    /// after minutes runs in milliseconds. Give the [`Client`](crate::Client) that enqueues
+    /// the same clock ([`Client::tokio_clock`](crate::Client::tokio_clock)).
+    ///
+    /// Use it with [`MemoryStore`](crate::MemoryStore): tokio advances a paused clock
+    /// whenever the runtime is idle, which includes waiting for a database's I/O thread, so
+    /// on SQLite or Postgres leases would appear to run out. Under a running clock it is
+    /// the system's time, read monotonically. The heartbeat and completer then run on the
+    /// application's runtime rather than a thread of their own, and stalls are not watched
+    /// ([`stall_warning`](Self::stall_warning)).
+    pub fn tokio_clock(mut self) -> Self {
+        self.config.clock = Clock::tokio();
+        self.config.maintenance.clock = Clock::tokio();
+        self
+    }
+
     /// How often due scheduled and retryable jobs are made available (default 1 s).
     pub fn schedule_interval(mut self, every: Duration) -> Self {
         self.config.maintenance.schedule_interval = every;

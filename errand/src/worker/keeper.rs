@@ -30,6 +30,15 @@ pub(crate) fn start(
     stop: watch::Receiver<bool>,
 ) -> Keeper {
     let (done_tx, done) = oneshot::channel();
+    if shared.config.clock.follows_tokio() {
+        // A test on tokio's clock (`WorkerBuilder::tokio_clock`): the keeper must see the
+        // same, possibly paused, clock, which only the application's runtime has.
+        tokio::spawn(async move {
+            keep(shared, outcomes, stop).await;
+            let _ = done_tx.send(());
+        });
+        return Keeper { thread: None, done };
+    }
     let thread = std::thread::Builder::new()
         .name("errand-keeper".into())
         .spawn(move || {
@@ -38,21 +47,7 @@ pub(crate) fn start(
                 .thread_name("errand-keeper")
                 .build()
                 .expect("errand: cannot start the keeper thread's tokio runtime");
-            rt.block_on(async move {
-                // Opened here, so its connections belong to this runtime.
-                let store = shared
-                    .store
-                    .detached()
-                    .unwrap_or_else(|| shared.store.clone());
-                let completer =
-                    tokio::spawn(completer::run(shared.clone(), store.clone(), outcomes));
-                let watchdog = tokio::spawn(watchdog::run(shared.clone(), stop.clone()));
-                heartbeat::run(shared.clone(), store.clone(), stop).await;
-                let _ = watchdog.await;
-                completer.abort();
-                let _ = completer.await;
-                drop(store);
-            });
+            rt.block_on(keep(shared, outcomes, stop));
             drop(rt);
             let _ = done_tx.send(());
         })
@@ -61,6 +56,31 @@ pub(crate) fn start(
         thread: Some(thread),
         done,
     }
+}
+
+/// The heartbeat, the completer and the watchdog, until `stop`.
+async fn keep(
+    shared: Arc<Shared>,
+    outcomes: mpsc::Receiver<completer::Msg>,
+    stop: watch::Receiver<bool>,
+) {
+    // Opened here, so its connections belong to this runtime.
+    let store = shared
+        .store
+        .detached()
+        .unwrap_or_else(|| shared.store.clone());
+    let completer = tokio::spawn(completer::run(shared.clone(), store.clone(), outcomes));
+    // On tokio's clock the keeper shares the jobs' runtime, where it could not see a stall
+    // (the stalled job holds the thread it would run on): no watchdog then.
+    let watchdog = (!shared.config.clock.follows_tokio())
+        .then(|| tokio::spawn(watchdog::run(shared.clone(), stop.clone())));
+    heartbeat::run(shared.clone(), store.clone(), stop).await;
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.await;
+    }
+    completer.abort();
+    let _ = completer.await;
+    drop(store);
 }
 
 impl Keeper {
