@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 pub use chaos::{LedgerJob, CHAOS_QUEUE};
 pub use error::CliError;
-pub use open::{open_store, Backend};
+pub use open::open_store;
 
 /// Operate errand job stores.
 #[derive(Debug, Parser)]
@@ -202,19 +202,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Migrate => commands::migrate(url, schema, &mut out).await,
         Command::Stats { json } => {
-            let store = open_store(url, schema, false).await?.store();
-            commands::stats(&*store, json, &mut out).await
+            let store = open_store(url, schema, false).await?;
+            commands::stats(&store, json, &mut out).await
         }
         Command::Jobs { command } => {
-            let store = open_store(url, schema, false).await?.store();
-            commands::jobs(&*store, command, &mut out).await
+            let store = open_store(url, schema, false).await?;
+            commands::jobs(&store, command, &mut out).await
         }
         Command::Prune {
             older_than,
             dry_run,
         } => {
-            let store = open_store(url, schema, false).await?.store();
-            commands::prune(&*store, older_than, dry_run, &mut out).await
+            let store = open_store(url, schema, false).await?;
+            commands::prune(&store, older_than, dry_run, &mut out).await
         }
         Command::Bench(args) => {
             let report = bench::bench(url, &args).await?;

@@ -155,13 +155,7 @@ async fn postgres_jobs_subcommands() {
 async fn postgres_migrate_and_unmigrated_schema() {
     let db = Db::postgres().await;
     let url = errand_postgres::testing::database_url();
-    let fresh = format!(
-        "{}_fresh",
-        match &db.backend {
-            errand_cli::Backend::Postgres(s) => s.schema().to_owned(),
-            _ => unreachable!(),
-        }
-    );
+    let fresh = format!("{}_fresh", db.backend.as_postgres().unwrap().schema());
     let o = errand(&url, &["--schema", &fresh, "stats"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -235,8 +229,8 @@ async fn an_unreadable_row_lists_shows_and_cancels(db: Db) {
         .unwrap()
         .id;
     let corrupt = r#"{"mode":"constant","delay_ms":1000,"jitter":null}"#;
-    match &db.backend {
-        errand_cli::Backend::Sqlite(s) => {
+    match (db.backend.as_sqlite(), db.backend.as_postgres()) {
+        (Some(s), _) => {
             sqlx::query("UPDATE errand_jobs SET backoff = ? WHERE id = ?")
                 .bind(corrupt)
                 .bind(id)
@@ -244,7 +238,7 @@ async fn an_unreadable_row_lists_shows_and_cancels(db: Db) {
                 .await
                 .unwrap();
         }
-        errand_cli::Backend::Postgres(s) => {
+        (_, Some(s)) => {
             sqlx::query(&format!(
                 "UPDATE \"{}\".jobs SET backoff = $1::jsonb WHERE id = $2",
                 s.schema()
@@ -255,6 +249,7 @@ async fn an_unreadable_row_lists_shows_and_cancels(db: Db) {
             .await
             .unwrap();
         }
+        _ => unreachable!("a scratch database is SQLite or Postgres"),
     }
     let o = db.errand(&["jobs", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));

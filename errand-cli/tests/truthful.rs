@@ -355,3 +355,15 @@ async fn sqlite_bulk_operations() {
 async fn postgres_bulk_operations() {
     bulk_operations_select_by_filter(Db::postgres().await).await;
 }
+
+/// `memory://` opens in the library (tests) but would show an empty store to an operator.
+#[test]
+fn the_cli_refuses_a_memory_store_and_says_why() {
+    let o = errand(&["--database-url", "memory://", "stats"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("memory:// holds nothing another process could see"),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,6 +1,6 @@
-//! A store chosen at run time: [`connect`] opens SQLite, PostgreSQL or memory by the URL's
-//! scheme, so an application, a CLI or an example picks its store from configuration
-//! without generics or an enum of its own.
+//! A store chosen at run time: [`connect`](crate::connect) opens SQLite, PostgreSQL or
+//! memory by the URL's scheme (see `connect.rs`), so an application, a CLI or an example
+//! picks its store from configuration without generics or an enum of its own.
 
 use std::sync::Arc;
 
@@ -13,7 +13,8 @@ use errand_core::{
 
 use crate::MemoryStore;
 
-/// Any of errand's stores, chosen at run time (see [`connect`]). It is a [`Store`]: give it
+/// Any of errand's stores, chosen at run time (see [`connect`](crate::connect) and
+/// [`AnyStore::builder`]). It is a [`Store`]: give it
 /// to [`crate::Client`] and [`crate::Worker`] like any other, and reach the store under it
 /// with `as_sqlite()` / `as_postgres()` (each with its store's feature; for its pool, or for
 /// Postgres' transactional enqueue).
@@ -28,52 +29,6 @@ pub enum AnyStore {
     Postgres(crate::PgStore),
     /// The in-memory store (`memory://`): for tests; nothing is kept.
     Memory(MemoryStore),
-}
-
-/// Opens the store `url` names, applying pending migrations: `sqlite://PATH` (also
-/// `sqlite:PATH` or a plain file path; the file is created if missing), `postgres://…` or
-/// `postgresql://…` (schema `errand`), or `memory://`. A scheme this build cannot open (an
-/// unknown one, or one whose feature is off) is [`StoreError::InvalidUrl`] naming what it
-/// opens.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), errand::StoreError> {
-/// let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "memory://".into());
-/// # let url = "memory://";
-/// let store = errand::connect(&url).await?;
-/// let client = errand::Client::new(store.clone());
-/// # Ok(()) }
-/// ```
-pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
-    let scheme = url.split_once("://").map(|(s, _)| s);
-    match scheme {
-        Some("memory") => Ok(AnyStore::Memory(MemoryStore::new())),
-        #[cfg(feature = "postgres")]
-        Some("postgres" | "postgresql") => {
-            crate::PgStore::connect(url).await.map(AnyStore::Postgres)
-        }
-        // `sqlite:PATH` and plain paths have no `://`.
-        #[cfg(feature = "sqlite")]
-        Some("sqlite") | None => crate::SqliteStore::open(url).await.map(AnyStore::Sqlite),
-        other => Err(StoreError::InvalidUrl {
-            url: errand_core::redact_url(url),
-            reason: format!(
-                "this build of errand opens {}; not {}",
-                opened_schemes(),
-                other.map_or("a path".to_owned(), |s| format!("{s}://")),
-            ),
-        }),
-    }
-}
-
-fn opened_schemes() -> &'static str {
-    match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
-        (true, true) => "sqlite://PATH (or a plain file path), postgres:// and postgresql:// URLs, and memory://",
-        (true, false) => "sqlite://PATH (or a plain file path) and memory:// (Postgres needs the `postgres` feature)",
-        (false, true) => "postgres:// and postgresql:// URLs and memory:// (SQLite needs the `sqlite` feature)",
-        (false, false) => "memory:// only (enable the `sqlite` or `postgres` feature)",
-    }
 }
 
 impl AnyStore {
@@ -92,6 +47,17 @@ impl AnyStore {
         match self {
             AnyStore::Postgres(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The schema version found and the one this build needs (memory: always current).
+    pub async fn schema_version(&self) -> Result<(i64, i64), StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(s) => s.schema_version().await,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(s) => s.schema_version().await,
+            AnyStore::Memory(_) => Ok((1, 1)),
         }
     }
 

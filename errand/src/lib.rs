@@ -5,6 +5,7 @@ mod any_store;
 mod client;
 mod client_tx;
 mod clock;
+mod connect;
 mod context;
 mod error;
 mod job;
@@ -17,12 +18,13 @@ mod telemetry;
 pub mod testing;
 mod worker;
 
-pub use any_store::{connect, AnyStore};
+pub use any_store::AnyStore;
 /// The `chrono` errand's API takes times from (`JobOptions::run_at`): use this one, so
 /// versions cannot drift.
 pub use chrono;
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use client_tx::TxStore;
+pub use connect::{connect, AnyStoreBuilder};
 pub use context::JobContext;
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 pub use errand_postgres::sqlx;

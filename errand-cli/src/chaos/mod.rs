@@ -8,7 +8,9 @@ use errand::{Job, JobContext, JobError, ListFilter, Outcome, Worker};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, SqlitePool};
 
-use crate::{open_store, Backend, CliError};
+use errand::AnyStore;
+
+use crate::{open_store, CliError};
 
 mod run;
 
@@ -33,13 +35,14 @@ pub enum Ledger {
 
 impl Ledger {
     /// The ledger of a store.
-    pub fn of(backend: &Backend) -> Ledger {
-        match backend {
-            Backend::Sqlite(s) => Ledger::Sqlite(s.pool().clone()),
-            Backend::Postgres(s) => Ledger::Postgres {
+    pub fn of(store: &AnyStore) -> Ledger {
+        match (store.as_postgres(), store.as_sqlite()) {
+            (Some(s), _) => Ledger::Postgres {
                 pool: s.pool().clone(),
                 table: format!("\"{}\".ledger", s.schema()),
             },
+            (_, Some(s)) => Ledger::Sqlite(s.pool().clone()),
+            _ => unreachable!("the CLI opens SQLite and Postgres stores only"),
         }
     }
 
@@ -115,7 +118,7 @@ pub struct LedgerJob {
 /// What a ledger job needs.
 #[derive(Debug, Clone)]
 pub struct LedgerState {
-    backend: Backend,
+    backend: AnyStore,
     ledger: Ledger,
     tx_complete: bool,
     abort_after_commit: bool,
@@ -128,8 +131,8 @@ impl Job for LedgerJob {
 
     async fn run(self, cx: JobContext<LedgerState>) -> Result<Outcome, JobError> {
         let st = cx.state();
-        match (&st.backend, &st.ledger, st.tx_complete) {
-            (Backend::Postgres(store), Ledger::Postgres { table, .. }, true) => {
+        match (st.backend.as_postgres(), &st.ledger, st.tx_complete) {
+            (Some(store), Ledger::Postgres { table, .. }, true) => {
                 // Exactly-once effect: the ledger row and the completion commit together.
                 tokio::time::sleep(Duration::from_millis(self.work_ms)).await;
                 let mut tx = store.pool().begin().await?;
@@ -192,7 +195,7 @@ pub async fn run_worker(url: &str, schema: &str, args: WorkerArgs) -> Result<(),
         .ensure()
         .await
         .map_err(errand::StoreError::database)?;
-    let store = backend.store();
+    let store = std::sync::Arc::new(backend.clone());
     let lease = Duration::from_millis(args.lease_ms);
     let worker = Worker::builder(
         store.clone(),

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use errand::store::Store;
-use errand::{Client, JobState, ListFilter, PgStore, SqliteStore};
+use errand::{AnyStore, Client, JobState, ListFilter, PgStore, SqliteStore};
 use serde::Serialize;
 
 use super::{Ledger, LedgerJob};
-use crate::{Backend, CliError};
+use crate::CliError;
 
 /// `errand chaos` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -88,7 +88,7 @@ pub struct ChaosReport {
 }
 
 struct Scratch {
-    backend: Backend,
+    backend: AnyStore,
     args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -98,7 +98,7 @@ async fn scratch(url: &str) -> Result<Scratch, CliError> {
         let schema = format!("errand_chaos_{}", std::process::id());
         let store = PgStore::builder().url(url).schema(&schema).open().await?;
         Ok(Scratch {
-            backend: Backend::Postgres(store),
+            backend: AnyStore::Postgres(store),
             args: vec![
                 "--database-url".into(),
                 url.into(),
@@ -112,7 +112,7 @@ async fn scratch(url: &str) -> Result<Scratch, CliError> {
         let file = format!("sqlite://{}/chaos.db", dir.path().display());
         let store = SqliteStore::open(&file).await?;
         Ok(Scratch {
-            backend: Backend::Sqlite(store),
+            backend: AnyStore::Sqlite(store),
             args: vec!["--database-url".into(), file],
             _dir: Some(dir),
         })
@@ -159,7 +159,7 @@ async fn held_by(store: &dyn Store, pid: u32) -> Result<HashMap<i64, i32>, CliEr
 pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError> {
     let started = Instant::now();
     let sc = scratch(url).await?;
-    let store = sc.backend.store();
+    let store = std::sync::Arc::new(sc.backend.clone());
     let ledger = Ledger::of(&sc.backend);
     ledger
         .ensure()
@@ -202,7 +202,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
             break; // all done before this event
         }
         if !is_kill {
-            if let Backend::Postgres(pg) = &sc.backend {
+            if let Some(pg) = sc.backend.as_postgres() {
                 terminated = terminate_workers(pg, &workers).await;
             }
             if let Some(cmd) = &args.restart_db {
@@ -295,10 +295,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         .copied()
         .fold(0.0, f64::max);
     let report = ChaosReport {
-        store: match sc.backend {
-            Backend::Postgres(_) => "postgres",
-            Backend::Sqlite(_) => "sqlite",
-        },
+        store: sc.backend.kind(),
         jobs,
         completed,
         lost,
@@ -314,7 +311,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         elapsed_s: started.elapsed().as_secs_f64(),
         pass: lost == 0 && duplicate_runs <= in_flight + at_restart,
     };
-    if let Backend::Postgres(pg) = &sc.backend {
+    if let Some(pg) = sc.backend.as_postgres() {
         let _ = sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", pg.schema()))
             .execute(pg.pool())
             .await;

@@ -14,11 +14,10 @@ pub(crate) async fn migrate(url: &str, schema: &str, out: &mut impl Write) -> Re
     };
     let store = open_store(url, schema, true).await?;
     let (version, _) = store.schema_version().await?;
-    let place = match &store {
-        crate::Backend::Postgres(_) => {
-            format!("{} (schema {schema})", errand::store::redact_url(url))
-        }
-        crate::Backend::Sqlite(_) => url.to_owned(),
+    let place = if store.as_postgres().is_some() {
+        format!("{} (schema {schema})", errand::store::redact_url(url))
+    } else {
+        url.to_owned()
     };
     if created {
         writeln!(out, "{place}: created the database file")?;

@@ -5,13 +5,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use errand::store::Store;
+use errand::AnyStore;
 use errand::{JobState, ListFilter};
 use errand_cli::chaos::Ledger;
-use errand_cli::Backend;
 
 /// A scratch database and the CLI arguments that name it.
 pub struct Db {
-    pub backend: Backend,
+    pub backend: AnyStore,
     pub args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -37,14 +37,14 @@ impl Db {
             store.schema().to_owned(),
         ];
         Db {
-            backend: Backend::Postgres(store),
+            backend: AnyStore::Postgres(store),
             args,
             _dir: None,
         }
     }
 
     pub fn store(&self) -> std::sync::Arc<dyn Store> {
-        self.backend.store()
+        std::sync::Arc::new(self.backend.clone())
     }
 
     pub async fn ledger(&self) -> Ledger {
