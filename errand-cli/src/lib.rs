@@ -59,7 +59,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List, show, retry or cancel jobs.
+    /// List, show, retry, cancel or delete jobs.
     Jobs {
         /// What to do with jobs.
         #[command(subcommand)]
@@ -136,6 +136,18 @@ pub enum JobsCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Delete a job for good (not a running one: cancel it first); or every job a filter
+    /// selects. Its history goes with it; a unique key it held is free again.
+    Delete {
+        /// The job's id (or select jobs with the filter options instead).
+        id: Option<i64>,
+        /// Which jobs, when no id is given.
+        #[command(flatten)]
+        filter: Selection,
+        /// Say how many jobs would be deleted, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Which jobs a command works on.
@@ -151,12 +163,15 @@ pub struct Selection {
     /// Only this kind.
     #[arg(long)]
     pub kind: Option<String>,
+    /// Only jobs carrying this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
 }
 
 impl Selection {
     /// Whether it selects anything narrower than every job.
     pub fn is_empty(&self) -> bool {
-        self.states.is_empty() && self.queue.is_none() && self.kind.is_none()
+        self.states.is_empty() && self.queue.is_none() && self.kind.is_none() && self.tag.is_none()
     }
 
     /// As a store filter.
@@ -170,6 +185,9 @@ impl Selection {
         }
         if let Some(k) = &self.kind {
             f = f.kind(k.clone());
+        }
+        if let Some(t) = &self.tag {
+            f = f.tag(t.clone());
         }
         f
     }

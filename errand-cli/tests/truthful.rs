@@ -346,6 +346,94 @@ async fn bulk_operations_select_by_filter(db: Db) {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
+/// `--tag` selects, and `jobs delete` removes by id or by filter, never a running job.
+async fn tags_select_and_delete_removes(db: Db) {
+    let store = db.store();
+    let client = Client::new(store.clone());
+    let mut ids = Vec::new();
+    for tag in ["vip", "vip", "bulk", "bulk", "bulk"] {
+        let opts = errand::JobOptions::new().tag(tag);
+        ids.push(
+            client
+                .enqueue_with(LedgerJob { work_ms: 0 }, opts)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = db.args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        errand(&all)
+    };
+    let o = cli(&["jobs", "list", "--tag", "vip", "--json"]);
+    let vip: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let mut got: Vec<i64> = vip.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, ids[..2]);
+    // A running job is not deleted, by id or by filter.
+    let running = store
+        .claim(&errand::store::ClaimRequest {
+            queue: errand_cli::CHAOS_QUEUE.into(),
+            limit: 1,
+            worker_id: "t".into(),
+            now: chrono::Utc::now(),
+            lease: std::time::Duration::from_secs(30),
+        })
+        .await
+        .unwrap()
+        .remove(0)
+        .id;
+    assert_eq!(running, ids[0], "the oldest is claimed first");
+    let o = cli(&["jobs", "delete", &running.to_string()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("is running: cancel it first"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["jobs", "delete"]);
+    assert!(text(&o).contains("give a job id"), "{}", text(&o));
+    let o = cli(&["jobs", "delete", "--tag", "bulk", "--dry-run"]);
+    assert!(
+        text(&o).contains("would delete 3 of 3 selected jobs"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        db.count(JobState::Available).await,
+        4,
+        "a dry run changes nothing"
+    );
+    let o = cli(&["jobs", "delete", "--tag", "bulk"]);
+    assert!(
+        text(&o).contains("deleted 3 of 3 selected jobs"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["jobs", "delete", "--tag", "vip"]);
+    assert!(
+        text(&o).contains("deleted 1 of 2 selected jobs")
+            && text(&o).contains("skipped 1: running (cancel them first)"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["jobs", "delete", &ids[2].to_string()]);
+    assert_eq!(o.status.code(), Some(1), "already gone: {}", text(&o));
+    assert!(store.get(ids[2]).await.unwrap().is_none());
+    assert_eq!(store.count(&errand::ListFilter::new()).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tags_and_delete() {
+    tags_select_and_delete_removes(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tags_and_delete() {
+    tags_select_and_delete_removes(Db::postgres().await).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_bulk_operations() {
     bulk_operations_select_by_filter(Db::sqlite().await).await;

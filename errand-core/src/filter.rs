@@ -10,6 +10,8 @@ pub struct ListFilter {
     pub queue: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Only jobs carrying this tag.
+    pub tag: Option<String>,
     /// Page size for `list` (0 means 100). Ignored by `count`.
     pub limit: u32,
     /// Keyset paging for `list`: only ids below this one (lists are newest first).
@@ -49,6 +51,12 @@ impl ListFilter {
         self
     }
 
+    /// Restricts to jobs carrying `tag`.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
     /// Sets the page size.
     pub fn limit(mut self, limit: u32) -> Self {
         self.limit = limit;
@@ -75,6 +83,10 @@ impl ListFilter {
         (self.states.is_empty() || self.states.contains(&row.state))
             && self.queue.as_deref().is_none_or(|q| q == row.queue)
             && self.kind.as_deref().is_none_or(|k| k == row.kind)
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|t| row.tags.iter().any(|r| r == t))
     }
 }
 

@@ -129,6 +129,18 @@ pub enum CancelResult {
     NotFound,
 }
 
+/// What [`Store::delete`](crate::Store::delete) did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DeleteResult {
+    /// The job is gone; this is what it was.
+    Deleted(JobRow),
+    /// The job is running and was left alone: cancel it first.
+    Running(JobRow),
+    /// No job has that id.
+    NotFound,
+}
+
 /// The error every store records when it rescues a job whose lease expired.
 pub fn rescue_message(worker: Option<&str>) -> String {
     format!(

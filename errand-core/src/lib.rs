@@ -27,8 +27,8 @@ pub use backoff::Backoff;
 pub use error::StoreError;
 pub use filter::{ListFilter, StateCount};
 pub use finish::{
-    rescue_message, CancelResult, Finish, FinishAction, FinishEffect, LeaseRef, PromoteReport,
-    RescueReport,
+    rescue_message, CancelResult, DeleteResult, Finish, FinishAction, FinishEffect, LeaseRef,
+    PromoteReport, RescueReport,
 };
 pub use new_job::{InsertResult, NewJob};
 pub use redact::{redact_url, scrub, url_password};

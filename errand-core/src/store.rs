@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    CancelResult, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob,
-    PromoteReport, QueueSignals, RescueReport, StateCount, StoreError,
+    CancelResult, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
+    ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, StoreError,
 };
 
 /// One producer's request for work.
@@ -92,6 +92,10 @@ pub trait Store: Send + Sync + 'static {
     /// its attempts are used up. Returns the job as it now is; `None` when no such job exists.
     /// A running job is returned unchanged.
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError>;
+
+    /// Removes a job that is not running (a running one is left alone: cancel it first, so
+    /// its worker stops). A unique key it held is free again.
+    async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError>;
 
     /// One job by id.
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError>;
@@ -190,6 +194,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         (**self).retry_now(id, now).await
+    }
+    async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
+        (**self).delete(id).await
     }
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
         (**self).get(id).await

@@ -1,7 +1,7 @@
-//! Operator actions on one job: cancel it, or retry it now.
+//! Operator actions on one job: cancel it, retry it now, or delete it.
 
 use chrono::{DateTime, Utc};
-use errand_core::{CancelResult, JobId, JobRow, StoreError};
+use errand_core::{CancelResult, DeleteResult, JobId, JobRow, StoreError};
 
 use crate::error::db;
 use crate::list::fetch;
@@ -44,4 +44,19 @@ pub(crate) async fn retry_now(
         s.inner.signals.notify(q);
     }
     fetch(s, id).await
+}
+
+pub(crate) async fn delete(s: &PgStore, id: JobId) -> Result<DeleteResult, StoreError> {
+    let row = sqlx::query(&s.inner.sql.delete)
+        .bind(id)
+        .fetch_optional(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    match row {
+        Some(row) => Ok(DeleteResult::Deleted(decode(&row)?)),
+        None => Ok(match fetch(s, id).await? {
+            Some(row) => DeleteResult::Running(row),
+            None => DeleteResult::NotFound,
+        }),
+    }
 }

@@ -109,6 +109,12 @@ fn where_clauses(f: &ListFilter) -> (Vec<String>, PgArguments, usize) {
         rest.push_str(&format!(" AND kind = ${n}"));
         args.add(k.clone()).expect("bind");
     }
+    if let Some(t) = &f.tag {
+        n += 1;
+        // Containment of a one-element array: a string element equal to the tag.
+        rest.push_str(&format!(" AND tags @> jsonb_build_array(${n}::text)"));
+        args.add(t.clone()).expect("bind");
+    }
     let preds = state_predicates(&f.states);
     let clauses = if preds.is_empty() {
         vec![format!(" WHERE true{rest}")]

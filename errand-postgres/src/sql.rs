@@ -23,6 +23,7 @@ pub(crate) struct Sql {
     pub(crate) rescue: String,
     pub(crate) promote: String,
     pub(crate) cancel: String,
+    pub(crate) delete: String,
     pub(crate) retry: String,
     pub(crate) get: String,
     pub(crate) prune: String,
@@ -218,6 +219,9 @@ impl Sql {
             cancel: format!(
                 "UPDATE {t} SET state = 'cancelled', finalized_at = $1, lease_expires_at = NULL
                  WHERE id = $2 AND state IN {NON_FINAL} RETURNING {COLUMNS}"
+            ),
+            delete: format!(
+                "DELETE FROM {t} WHERE id = $1 AND state <> 'running' RETURNING {COLUMNS}"
             ),
             retry: format!(
                 "UPDATE {t} AS j SET state = 'available', run_at = $1, finalized_at = NULL,

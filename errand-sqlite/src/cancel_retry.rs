@@ -1,7 +1,7 @@
-//! Operator actions on one job: cancel it, or retry it now.
+//! Operator actions on one job: cancel it, retry it now, or delete it.
 
 use chrono::{DateTime, Utc};
-use errand_core::{CancelResult, JobId, JobRow, StoreError};
+use errand_core::{CancelResult, DeleteResult, JobId, JobRow, StoreError};
 
 use crate::error::db;
 use crate::list::fetch;
@@ -62,4 +62,23 @@ pub(crate) async fn retry_now(
         s.signals.notify(q);
     }
     fetch(s, id).await
+}
+
+pub(crate) async fn delete(s: &SqliteStore, id: JobId) -> Result<DeleteResult, StoreError> {
+    let w = s.writer().await?;
+    let sql =
+        format!("DELETE FROM errand_jobs WHERE id = ? AND state != 'running' RETURNING {COLUMNS}");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(w.pool())
+        .await
+        .map_err(db)?;
+    drop(w);
+    match row {
+        Some(row) => Ok(DeleteResult::Deleted(decode(&row)?)),
+        None => Ok(match fetch(s, id).await? {
+            Some(row) => DeleteResult::Running(row),
+            None => DeleteResult::NotFound,
+        }),
+    }
 }

@@ -6,8 +6,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    CancelResult, ClaimRequest, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
-    ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store, StoreError,
+    CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
+    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
+    StoreError,
 };
 
 use crate::store::SqliteStore;
@@ -65,6 +66,10 @@ impl Store for SqliteStore {
 
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         cancel_retry::retry_now(self, id, now).await
+    }
+
+    async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
+        cancel_retry::delete(self, id).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {

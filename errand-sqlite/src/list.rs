@@ -110,6 +110,9 @@ pub(crate) fn where_clauses(f: &ListFilter) -> Vec<String> {
     if f.kind.is_some() {
         rest.push_str(" AND kind = ?");
     }
+    if f.tag.is_some() {
+        rest.push_str(" AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)");
+    }
     let preds = state_predicates(&f.states);
     if preds.is_empty() {
         return vec![format!(" WHERE 1 = 1{rest}")];
@@ -127,5 +130,8 @@ fn bind_filter(args: &mut SqliteArguments<'static>, f: &ListFilter) {
     }
     if let Some(k) = &f.kind {
         args.add(k.clone()).expect("bind");
+    }
+    if let Some(t) = &f.tag {
+        args.add(t.clone()).expect("bind");
     }
 }

@@ -78,10 +78,12 @@ macro_rules! store_conformance {
                 retry_discarded_job_grants_an_attempt,
                 retry_running_job_leaves_it_alone,
                 retry_missing_job_is_none,
+                delete_removes_a_job_but_not_a_running_one,
             ],
             list: [
                 list_filters_by_state_queue_and_kind,
                 list_pages_newest_first,
+                list_and_count_filter_by_tag,
                 count_matches_filters,
                 stats_count_by_queue_and_state,
                 stats_for_chosen_states,

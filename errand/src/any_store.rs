@@ -7,8 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    CancelResult, ClaimRequest, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
-    ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store, StoreError,
+    CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
+    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
+    StoreError,
 };
 
 use crate::MemoryStore;
@@ -130,6 +131,9 @@ impl Store for AnyStore {
     }
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         each!(self, s => s.retry_now(id, now).await)
+    }
+    async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
+        each!(self, s => s.delete(id).await)
     }
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
         each!(self, s => s.get(id).await)

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use errand_core::{
-    CancelResult, InsertResult, JobId, JobRow, ListFilter, NewJob, StateCount, Store, StoreError,
+    CancelResult, DeleteResult, InsertResult, JobId, JobRow, ListFilter, NewJob, StateCount, Store,
+    StoreError,
 };
 
 use crate::clock::Clock;
@@ -331,6 +332,12 @@ impl<S: Store> Client<S> {
     /// more attempt). `None` when no job has that id.
     pub async fn retry(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
         self.store.retry_now(id, self.now().await).await
+    }
+
+    /// Deletes a job that is not running (cancel a running one first); a unique key it held
+    /// is free again.
+    pub async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
+        self.store.delete(id).await
     }
 }
 

@@ -42,7 +42,8 @@ pub use telemetry::describe_metrics;
 pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{
-    Backoff, CancelResult, ErrorRecord, JobId, JobRow, JobState, ListFilter, StateCount,
+    Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, ListFilter,
+    StateCount,
 };
 
 #[cfg(feature = "sqlite")]

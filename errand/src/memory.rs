@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    CancelResult, ClaimRequest, ErrorRecord, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
-    StoreError,
+    CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish, InsertResult, JobId, JobRow,
+    JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount,
+    Store, StoreError,
 };
 
 /// A [`Store`] kept in memory. Clones share the same jobs.
@@ -352,6 +352,22 @@ impl Store for MemoryStore {
             r.lease_expires_at = None;
         });
         Ok(CancelResult::Cancelled(g.jobs[&id].clone()))
+    }
+
+    async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
+        let mut g = self.lock();
+        let Some(row) = g.jobs.get(&id) else {
+            return Ok(DeleteResult::NotFound);
+        };
+        if row.state == JobState::Running {
+            return Ok(DeleteResult::Running(row.clone()));
+        }
+        let before = row.clone();
+        // Through `set_state` to a final state, so the claim order and the unique key let
+        // go of it; then gone.
+        g.set_state(id, avail_key(&before), JobState::Cancelled);
+        g.jobs.remove(&id);
+        Ok(DeleteResult::Deleted(before))
     }
 
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {

@@ -8,10 +8,13 @@ use crate::{CliError, JobsCommand};
 
 /// Every job id `filter` selects (newest first), read page by page. An empty filter is
 /// refused: a bulk change of every job is never what a typo should do.
-async fn selected(store: &dyn Store, filter: &crate::Selection) -> Result<Vec<i64>, CliError> {
+pub(super) async fn selected(
+    store: &dyn Store,
+    filter: &crate::Selection,
+) -> Result<Vec<i64>, CliError> {
     if filter.is_empty() {
         return Err(CliError::Refused(
-            "give a job id, or select jobs with --state, --queue or --kind".into(),
+            "give a job id, or select jobs with --state, --queue, --kind or --tag".into(),
         ));
     }
     let mut ids = Vec::new();
@@ -45,6 +48,11 @@ pub(crate) async fn jobs(
     // The store's clock (the database's on Postgres), as every writer uses.
     let now = store.now(chrono::Utc::now()).await;
     match cmd {
+        JobsCommand::Delete {
+            id,
+            filter,
+            dry_run,
+        } => return super::delete::delete(store, id, &filter, dry_run, out).await,
         JobsCommand::List {
             filter,
             limit,

@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+mod delete;
 mod jobs;
 mod migrate;
 mod prune;

@@ -1,6 +1,6 @@
 //! Operator actions: cancel and retry by hand.
 
-use errand_core::{CancelResult, FinishAction, JobState, Store};
+use errand_core::{CancelResult, DeleteResult, FinishAction, JobState, Store};
 
 use crate::helpers::*;
 
@@ -98,4 +98,44 @@ pub async fn retry_running_job_leaves_it_alone<S: Store>(store: S) {
 /// Retrying an id that does not exist gives `None`.
 pub async fn retry_missing_job_is_none<S: Store>(store: S) {
     assert!(store.retry_now(987_654, at(1)).await.unwrap().is_none());
+}
+
+/// Deleting removes a waiting or final job for good and frees its unique key; a running job
+/// is left alone (cancel it first); a missing id says so.
+pub async fn delete_removes_a_job_but_not_a_running_one<S: Store>(store: S) {
+    let mut keyed = job("a", "q");
+    keyed.unique_key = Some("k".into());
+    let waiting = insert_one(&store, keyed.clone()).await;
+    let running = insert_one(&store, job("b", "r")).await;
+    let r = claim(&store, "r", 1, at(1)).await.remove(0);
+    assert_eq!(r.id, running);
+    match store.delete(waiting).await.unwrap() {
+        DeleteResult::Deleted(row) => {
+            assert_eq!((row.id, row.state), (waiting, JobState::Available))
+        }
+        other => panic!("expected Deleted, got {other:?}"),
+    }
+    assert!(store.get(waiting).await.unwrap().is_none());
+    assert!(
+        claim(&store, "q", 10, at(2)).await.is_empty(),
+        "not claimable"
+    );
+    // Its key is free: the same key inserts a new job.
+    let again = store.insert(vec![keyed], at(3)).await.unwrap().remove(0);
+    assert!(again.inserted && again.id != waiting);
+    match store.delete(running).await.unwrap() {
+        DeleteResult::Running(row) => assert_eq!(row.state, JobState::Running),
+        other => panic!("expected Running, got {other:?}"),
+    }
+    assert_eq!(get(&store, running).await.state, JobState::Running);
+    // Once final it can go.
+    store
+        .finish(&[finish(&r, at(4), FinishAction::Complete)])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete(running).await.unwrap(),
+        DeleteResult::Deleted(_)
+    ));
+    assert_eq!(store.delete(running).await.unwrap(), DeleteResult::NotFound);
 }

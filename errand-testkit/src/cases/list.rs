@@ -244,3 +244,37 @@ pub async fn queries_across_many_states_are_exact<S: Store>(store: S) {
     )
     .await;
 }
+
+/// A tag filter matches jobs carrying that tag among others, exactly (no prefix or
+/// substring), and combines with the other filters.
+pub async fn list_and_count_filter_by_tag<S: Store>(store: S) {
+    let tagged = |kind: &str, tags: &[&str]| {
+        let mut j = job(kind, "q");
+        j.tags = tags.iter().map(|t| t.to_string()).collect();
+        j
+    };
+    let ids: Vec<_> = store
+        .insert(
+            vec![
+                tagged("a", &["vip", "eu"]),
+                tagged("b", &["eu"]),
+                tagged("a", &["vipper", "v\"ip"]),
+                tagged("a", &[]),
+            ],
+            t0(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let vip = store.list(&ListFilter::new().tag("vip")).await.unwrap();
+    assert_eq!(vip.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]]);
+    let eu = ListFilter::new().tag("eu");
+    assert_eq!(store.count(&eu).await.unwrap(), 2);
+    assert_eq!(store.count(&eu.clone().kind("b")).await.unwrap(), 1);
+    let quoted = store.list(&ListFilter::new().tag("v\"ip")).await.unwrap();
+    assert_eq!(quoted.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[2]]);
+    let none = ListFilter::new().tag("eu").state(JobState::Completed);
+    assert_eq!(store.count(&none).await.unwrap(), 0);
+}
