@@ -88,6 +88,20 @@ async fn postgres_hints_are_commands_that_work() {
         .unwrap();
     assert!(o.status.success(), "{hint}: {}", text(&o));
     assert!(text(&o).contains("applied migrations 1, 2"), "{}", text(&o));
+    // Again, logging at INFO: the schema exists, and the server's notice saying so is not
+    // printed on every start.
+    let o = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .env("RUST_LOG", "info")
+        .args(["--database-url", &url, "--schema", &schema, "migrate"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("up to date (nothing to apply)"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("already exists"), "{}", text(&o));
     // A database that does not exist: how to create it, said once.
     let missing = url
         .rsplit_once('/')

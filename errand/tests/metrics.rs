@@ -167,4 +167,27 @@ async fn worker_publishes_counters_histograms_and_gauges() {
         None,
         "final states are not counted by the gauge service"
     );
+
+    #[cfg(feature = "sqlite")]
+    {
+        // Inside the application's transaction: counted apart, at insert (errand cannot see the
+        // commit), never in errand_jobs_enqueued_total.
+        let (sqlite, _dir) = sqlite().await;
+        let tx_client = Client::new(sqlite.clone());
+        let mut tx = sqlite.pool().begin().await.unwrap();
+        tx_client
+            .enqueue_tx(&mut tx, Echo { n: 100 })
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let mut tx = sqlite.pool().begin().await.unwrap();
+        tx_client
+            .enqueue_tx(&mut tx, Echo { n: 101 })
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        seen.absorb(&snap);
+        assert_eq!(seen.counter("errand_jobs_enqueued_total", &echo), 5);
+        assert_eq!(seen.counter("errand_jobs_enqueued_in_tx_total", &echo), 2);
+    }
 }
