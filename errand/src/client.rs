@@ -203,8 +203,13 @@ impl<S> Clone for Client<S> {
 impl<S: Store> Client<S> {
     /// A client on `store`.
     pub fn new(store: S) -> Self {
+        Self::with_store(Arc::new(store))
+    }
+
+    /// A client on a store already shared (a worker's).
+    pub(crate) fn with_store(store: Arc<S>) -> Self {
         Client {
-            store: Arc::new(store),
+            store,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             clock: Clock::default(),
         }

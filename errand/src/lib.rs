@@ -8,6 +8,7 @@ mod clock;
 mod connect;
 mod context;
 mod error;
+mod inline;
 mod job;
 mod maintenance;
 mod memory;

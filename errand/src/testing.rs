@@ -40,8 +40,8 @@
 //! For the whole path — enqueue, claim, run, record — use a [`crate::Worker`] on a
 //! [`crate::MemoryStore`] (or a SQLite file in a temporary directory): they keep the same
 //! contract as the production stores. [`crate::Worker::drain`] runs its jobs inline until
-//! none is left, and [`enqueued`], [`assert_enqueued`] and [`refute_enqueued`] look at what
-//! code under test enqueued, typed:
+//! none is left ([`InlineClient`] enqueues and drains in one call), and [`enqueued`],
+//! [`assert_enqueued`] and [`refute_enqueued`] look at what code under test enqueued, typed:
 //!
 //! ```
 //! # use errand::{Client, Job, JobContext, JobError, MemoryStore, Outcome};
@@ -69,6 +69,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use errand_core::{JobRow, JobState, ListFilter, Store};
+
+pub use crate::inline::InlineClient;
 
 use crate::client::prepare;
 use crate::{Job, JobContext, JobError, JobOptions, Outcome};

@@ -66,8 +66,45 @@ impl Job for Stubborn {
 
 on_every_store!(
     drain_runs_everything_inline,
-    enqueued_jobs_are_read_back_typed
+    enqueued_jobs_are_read_back_typed,
+    inline_enqueue_runs_the_job_at_once
 );
+
+/// `InlineClient::enqueue` returns once the job and what it led to have run.
+async fn inline_enqueue_runs_the_job_at_once<S: Store + Clone>(store: S) {
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let worker = Worker::builder(store.clone(), Client::new(shared))
+        .register::<Parent>()
+        .register::<Child>()
+        .register::<Stubborn>()
+        .queue("default", 1)
+        .build()
+        .unwrap();
+    let inline = errand::testing::InlineClient::new(&worker);
+    let (parent, report) = inline.enqueue(Parent { n: 4 }).await.unwrap();
+    assert_eq!(
+        report.count(JobState::Completed),
+        2,
+        "the parent and its child: {report:?}"
+    );
+    assert_eq!(report.runs[0], (parent.id, JobState::Completed));
+    assert_eq!(
+        enqueued::<Child>(&store).all().await,
+        Vec::<Child>::new(),
+        "the child ran too"
+    );
+    let (stubborn, report) = inline
+        .enqueue_with(Stubborn, JobOptions::new().delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.runs.len(),
+        3,
+        "two retries, then success: {report:?}"
+    );
+    let row = store.get(stubborn.id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.attempt), (JobState::Completed, 3));
+}
 
 async fn drain_runs_everything_inline<S: Store + Clone>(store: S) {
     let shared: Arc<dyn Store> = Arc::new(store.clone());

@@ -89,6 +89,11 @@ impl<S: Store> Worker<S> {
         &self.store
     }
 
+    /// The store, shared.
+    pub(crate) fn shared_store(&self) -> Arc<S> {
+        self.store.clone()
+    }
+
     /// Starts the runtime on the current tokio runtime and returns a handle to stop it.
     pub fn start(self) -> WorkerHandle {
         let shared = self.shared;
