@@ -150,3 +150,47 @@ async fn hourly_cron_ticks_run_once_each_in_virtual_time() {
         "{ticks:?}"
     );
 }
+
+/// Sleeps (in tokio's time) for its minutes.
+#[derive(Serialize, Deserialize)]
+struct Long {
+    minutes: u64,
+}
+
+impl Job for Long {
+    const KIND: &'static str = "long";
+    type State = ();
+    async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> {
+        tokio::time::sleep(Duration::from_secs(self.minutes * 60)).await;
+        Ok(Outcome::Complete)
+    }
+}
+
+/// The heartbeat holds a job's 30 s lease for ten minutes (twenty leases) while a rescuer
+/// looks every second: never rescued, one attempt. (The same test on SQLite and Postgres,
+/// in `worker.rs`, can afford only about three leases of real time.)
+#[tokio::test(start_paused = true)]
+async fn the_heartbeat_holds_a_long_job_for_many_leases() {
+    let store = MemoryStore::new();
+    let id = Client::new(store.clone())
+        .tokio_clock()
+        .enqueue(Long { minutes: 10 })
+        .await
+        .unwrap()
+        .id;
+    let worker = Worker::builder(store.clone(), ())
+        .register::<Long>()
+        .queue("default", 1)
+        .tokio_clock()
+        .lease(Duration::from_secs(30))
+        .rescue_interval(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .start();
+    let row = wait_virtual(&store, id, JobState::Completed, Duration::from_secs(1200)).await;
+    worker.shutdown().await;
+    assert_eq!(row.attempt, 1, "never rescued while its worker was alive");
+    assert!(row.errors.is_empty(), "{:?}", row.errors);
+    let ran = row.finalized_at.unwrap() - row.attempted_at.unwrap();
+    assert!(ran >= chrono::TimeDelta::minutes(10), "{ran}");
+}
