@@ -15,6 +15,7 @@ mod error;
 mod filter;
 mod finish;
 mod new_job;
+mod queue;
 mod redact;
 mod row;
 mod signals;
@@ -31,6 +32,7 @@ pub use finish::{
     PromoteReport, RescueReport,
 };
 pub use new_job::{InsertResult, NewJob};
+pub use queue::QueueRecord;
 pub use redact::{redact_url, scrub, url_password};
 pub use row::{ErrorRecord, JobId, JobRow, RowReader};
 pub use signals::QueueSignals;

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// In-process wake-ups, one per queue: stores fire them after an insert or a promotion makes
 /// jobs available, producers wait on them instead of polling. Cheap to clone (shared).
@@ -9,6 +9,9 @@ use tokio::sync::Notify;
 pub struct QueueSignals {
     inner: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     scheduled: Arc<Notify>,
+    /// Bumped on every change of a queue's record: each watcher has its own receiver, so
+    /// several workers in one process all see a pause.
+    controls: Arc<watch::Sender<u64>>,
 }
 
 impl QueueSignals {
@@ -35,6 +38,18 @@ impl QueueSignals {
             n.notify_one();
         }
         self.scheduled.notify_one();
+        self.notify_controls();
+    }
+
+    /// The wake-up of a worker's queue watcher: changes when a queue is paused or resumed,
+    /// so it looks at the queues' records at once instead of at its next poll.
+    pub fn controls(&self) -> watch::Receiver<u64> {
+        self.controls.subscribe()
+    }
+
+    /// Wakes every queue watcher.
+    pub fn notify_controls(&self) {
+        self.controls.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The scheduler's wake-up: fired when jobs become `scheduled` or `retryable` for later,

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     CancelResult, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
-    ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, StoreError,
+    ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport, StateCount,
+    StoreError,
 };
 
 /// One producer's request for work.
@@ -44,7 +45,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically claims up to `limit` available jobs of a queue, in (priority, run_at, id)
     /// order: sets `running`, `attempt + 1`, `attempted_at`, `attempted_by` and the lease.
-    /// Two concurrent claims never return the same job.
+    /// Two concurrent claims never return the same job. A paused queue's claim returns none.
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError>;
 
     /// Records the ends of attempts in one batch, each fenced by its [`LeaseRef`].
@@ -92,6 +93,20 @@ pub trait Store: Send + Sync + 'static {
     /// its attempts are used up. Returns the job as it now is; `None` when no such job exists.
     /// A running job is returned unchanged.
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError>;
+
+    /// Pauses or resumes `queue` at `now`, creating its record on first use, and returns
+    /// the record. A paused queue's jobs are not claimed (running ones finish); the store
+    /// wakes every worker's queue watcher, in every process it can reach (Postgres:
+    /// `NOTIFY`), and on resume the queue's producers.
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError>;
+
+    /// Every queue record, by name. A queue nobody paused or limited may have none.
+    async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
 
     /// Removes a job that is not running (a running one is left alone: cancel it first, so
     /// its worker stops). A unique key it held is free again.
@@ -197,6 +212,17 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         (**self).delete(id).await
+    }
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        (**self).set_queue_paused(queue, paused, now).await
+    }
+    async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        (**self).queues().await
     }
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
         (**self).get(id).await

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
-    StoreError,
+    LeaseRef, ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport,
+    StateCount, Store, StoreError,
 };
 
 use crate::store::PgStore;
-use crate::{cancel_retry, claim, insert, lease, list, outcome, prune, schedule};
+use crate::{cancel_retry, claim, insert, lease, list, outcome, prune, queue, schedule};
 
 #[async_trait]
 impl Store for PgStore {
@@ -69,6 +69,19 @@ impl Store for PgStore {
 
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         cancel_retry::delete(self, id).await
+    }
+
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        queue::set_paused(self, queue, paused, now).await
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        queue::queues(self).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {

@@ -41,6 +41,7 @@ mod listener;
 mod migrate;
 mod outcome;
 mod prune;
+mod queue;
 mod row;
 mod schedule;
 mod sql;

@@ -58,6 +58,9 @@ async fn listen(
         };
         match next {
             Some(n) if n.payload().is_empty() => inner.signals.notify_scheduled(),
+            Some(n) if n.payload() == crate::sql::CONTROLS_PAYLOAD => {
+                inner.signals.notify_controls()
+            }
             Some(n) => inner.signals.notify(n.payload()),
             // Reconnected: anything sent while we were away is lost; wake everyone.
             None => inner.signals.notify_all(),

@@ -29,12 +29,19 @@ pub(crate) struct Sql {
     pub(crate) prune: String,
     pub(crate) complete_in_tx: String,
     pub(crate) quarantine: String,
+    pub(crate) set_paused: String,
+    pub(crate) queues: String,
     pub(crate) table: String,
 }
+
+/// The `NOTIFY` payload that wakes the workers' queue watchers (a queue was paused or
+/// resumed): a control character, which no queue name may hold.
+pub(crate) const CONTROLS_PAYLOAD: &str = "\u{1}queues";
 
 impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("\"{schema}\".jobs");
+        let q = format!("\"{schema}\".queues");
         Sql {
             insert: format!(
                 "WITH input AS (
@@ -108,6 +115,7 @@ impl Sql {
                 "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3
                  WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
+                                AND NOT EXISTS (SELECT 1 FROM {q} WHERE name = $4 AND paused)
                               ORDER BY priority, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)
                  RETURNING {COLUMNS}"
             ),
@@ -250,6 +258,19 @@ impl Sql {
                                       ELSE '[]'::jsonb END || jsonb_build_array($2::jsonb)
                  WHERE id = $3 AND state = 'running' AND attempt = $4"
             ),
+            // Upserts the record and wakes every process's queue watcher; on resume, the
+            // queue's producers too.
+            set_paused: format!(
+                "WITH up AS (
+                   INSERT INTO {q} (name, paused, updated_at) VALUES ($1, $2, $3)
+                   ON CONFLICT (name) DO UPDATE
+                     SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at
+                   RETURNING name, paused, updated_at)
+                 SELECT name, paused, updated_at, pg_notify($4, $5)::text,
+                        (CASE WHEN paused THEN NULL ELSE pg_notify($4, name) END)::text
+                 FROM up"
+            ),
+            queues: format!("SELECT name, paused, updated_at FROM {q} ORDER BY name"),
             table: t,
         }
     }

@@ -12,12 +12,14 @@ use crate::store::SqliteStore;
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
     let w = s.writer().await?;
     let lease_until = errand_core::later(req.now, req.lease);
-    // One statement: SQLite takes the write lock for it, so claims never overlap.
+    // One statement: SQLite takes the write lock for it, so claims never overlap. Numbered
+    // parameters throughout: the queue is used twice (sqlx binds unnumbered ones in turn).
     let sql = format!(
-        "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?, \
-         attempted_by = ?, lease_expires_at = ? \
-         WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ? \
-                      ORDER BY priority, run_at, id LIMIT ?) \
+        "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
+         attempted_by = ?2, lease_expires_at = ?3 \
+         WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?4 \
+                        AND NOT EXISTS (SELECT 1 FROM errand_queues WHERE name = ?4 AND paused) \
+                      ORDER BY priority, run_at, id LIMIT ?5) \
          RETURNING {CLAIMED}"
     );
     let rows: Vec<(String,)> = sqlx::query_as(&sql)

@@ -32,6 +32,7 @@ mod outcome;
 #[cfg(test)]
 mod plans;
 mod prune;
+mod queue;
 mod row;
 mod schedule;
 mod sql;

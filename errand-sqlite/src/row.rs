@@ -14,7 +14,7 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(us: i64) -> Result<DateTime<Utc>, String> {
+pub(crate) fn time(us: i64) -> Result<DateTime<Utc>, String> {
     DateTime::from_timestamp_micros(us).ok_or_else(|| format!("timestamp {us} out of range"))
 }
 

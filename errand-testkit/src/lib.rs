@@ -89,6 +89,10 @@ macro_rules! store_conformance {
                 stats_for_chosen_states,
                 queries_across_many_states_are_exact,
             ],
+            queue: [
+                a_paused_queue_claims_nothing_until_resumed,
+                pause_and_resume_wake_who_must_act,
+            ],
             prune: [
                 prune_deletes_only_old_final_jobs,
                 prune_respects_limit,
@@ -131,6 +135,7 @@ mod tests {
             include_str!("cases/list.rs"),
             include_str!("cases/outcome.rs"),
             include_str!("cases/prune.rs"),
+            include_str!("cases/queue.rs"),
             include_str!("cases/schedule.rs"),
         ];
         let mut cases = 0;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount, Store,
-    StoreError,
+    LeaseRef, ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport,
+    StateCount, Store, StoreError,
 };
 
 use crate::MemoryStore;
@@ -131,6 +131,17 @@ impl Store for AnyStore {
     }
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         each!(self, s => s.retry_now(id, now).await)
+    }
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        each!(self, s => s.set_queue_paused(queue, paused, now).await)
+    }
+    async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        each!(self, s => s.queues().await)
     }
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         each!(self, s => s.delete(id).await)

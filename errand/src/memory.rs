@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish, InsertResult, JobId, JobRow,
-    JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueSignals, RescueReport, StateCount,
-    Store, StoreError,
+    JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport,
+    StateCount, Store, StoreError,
 };
 
 /// A [`Store`] kept in memory. Clones share the same jobs.
@@ -43,6 +43,8 @@ struct Inner {
     available: HashMap<String, BTreeSet<AvailKey>>,
     /// unique_key → id of the non-final job holding it.
     unique: HashMap<String, JobId>,
+    /// Queue records, by name.
+    queues: BTreeMap<String, QueueRecord>,
 }
 
 fn avail_key(row: &JobRow) -> AvailKey {
@@ -159,6 +161,9 @@ impl Store for MemoryStore {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
         let mut g = self.lock();
+        if g.queues.get(&req.queue).is_some_and(|q| q.paused) {
+            return Ok(Vec::new());
+        }
         let ids: Vec<AvailKey> = match g.available.get(&req.queue) {
             Some(set) => set.iter().take(req.limit as usize).copied().collect(),
             None => return Ok(Vec::new()),
@@ -352,6 +357,25 @@ impl Store for MemoryStore {
             r.lease_expires_at = None;
         });
         Ok(CancelResult::Cancelled(g.jobs[&id].clone()))
+    }
+
+    async fn set_queue_paused(
+        &self,
+        queue: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        let record = QueueRecord::new(queue, paused, now);
+        self.lock().queues.insert(queue.to_owned(), record.clone());
+        self.signals.notify_controls();
+        if !paused {
+            self.signals.notify(queue);
+        }
+        Ok(record)
+    }
+
+    async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        Ok(self.lock().queues.values().cloned().collect())
     }
 
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {

@@ -9,4 +9,5 @@ pub mod lease;
 pub mod list;
 pub mod outcome;
 pub mod prune;
+pub mod queue;
 pub mod schedule;

@@ -1,0 +1,49 @@
+//! Queue records: pause and resume, read by every worker's queue watcher (woken at once in
+//! this process, by polling in others) and by the claim itself.
+
+use chrono::{DateTime, Utc};
+use errand_core::{QueueRecord, StoreError};
+
+use crate::error::db;
+use crate::row::{micros, time};
+use crate::store::SqliteStore;
+
+pub(crate) async fn set_paused(
+    s: &SqliteStore,
+    queue: &str,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> Result<QueueRecord, StoreError> {
+    let w = s.writer().await?;
+    let row: (String, bool, i64) = sqlx::query_as(
+        "INSERT INTO errand_queues (name, paused, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at \
+         RETURNING name, paused, updated_at",
+    )
+    .bind(queue)
+    .bind(paused)
+    .bind(micros(now))
+    .fetch_one(w.pool())
+    .await
+    .map_err(db)?;
+    drop(w);
+    s.signals.notify_controls();
+    if !paused {
+        s.signals.notify(queue);
+    }
+    record(row)
+}
+
+pub(crate) async fn queues(s: &SqliteStore) -> Result<Vec<QueueRecord>, StoreError> {
+    let rows: Vec<(String, bool, i64)> =
+        sqlx::query_as("SELECT name, paused, updated_at FROM errand_queues ORDER BY name")
+            .fetch_all(s.reader())
+            .await
+            .map_err(db)?;
+    rows.into_iter().map(record).collect()
+}
+
+fn record((name, paused, at): (String, bool, i64)) -> Result<QueueRecord, StoreError> {
+    let at = time(at).map_err(|e| StoreError::Database(format!("queue {name}: {e}").into()))?;
+    Ok(QueueRecord::new(name, paused, at))
+}

@@ -1,0 +1,65 @@
+//! Queues as stored objects: pause and resume.
+
+use std::time::Duration;
+
+use errand_core::Store;
+
+use crate::helpers::*;
+
+/// A paused queue's claim takes nothing, other queues go on, and resuming lets it claim
+/// again; the record says what was last done and when.
+pub async fn a_paused_queue_claims_nothing_until_resumed<S: Store>(store: S) {
+    insert_n(&store, "q", 3).await;
+    insert_n(&store, "r", 2).await;
+    assert!(
+        store.queues().await.unwrap().is_empty(),
+        "no record before use"
+    );
+    let rec = store.set_queue_paused("q", true, at(1)).await.unwrap();
+    assert_eq!(
+        (rec.name.as_str(), rec.paused, rec.updated_at),
+        ("q", true, at(1))
+    );
+    assert!(claim(&store, "q", 10, at(2)).await.is_empty());
+    assert_eq!(
+        claim(&store, "r", 10, at(2)).await.len(),
+        2,
+        "other queues go on"
+    );
+    // Pausing twice is no error; the record keeps the latest time.
+    store.set_queue_paused("q", true, at(3)).await.unwrap();
+    assert!(claim(&store, "q", 10, at(4)).await.is_empty());
+    store.set_queue_paused("q", false, at(5)).await.unwrap();
+    assert_eq!(claim(&store, "q", 10, at(6)).await.len(), 3);
+    let records = store.queues().await.unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!((records[0].paused, records[0].updated_at), (false, at(5)));
+    // Names are data, not SQL.
+    let odd = "it's; DROP TABLE jobs; --";
+    store.set_queue_paused(odd, true, at(7)).await.unwrap();
+    assert!(store
+        .queues()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.name == odd && r.paused));
+}
+
+/// Pausing wakes the queue watchers in this process; resuming also wakes the queue's
+/// producers, so claiming restarts at once rather than at the next poll.
+pub async fn pause_and_resume_wake_who_must_act<S: Store>(store: S) {
+    let mut controls = store.signals().controls();
+    controls.borrow_and_update();
+    let producer = store.signals().get("q");
+    store.set_queue_paused("q", true, at(1)).await.unwrap();
+    assert!(controls.has_changed().unwrap(), "watchers woken by a pause");
+    controls.borrow_and_update();
+    store.set_queue_paused("q", false, at(2)).await.unwrap();
+    assert!(
+        controls.has_changed().unwrap(),
+        "watchers woken by a resume"
+    );
+    tokio::time::timeout(Duration::from_secs(5), producer.notified())
+        .await
+        .expect("the queue's producers woken by a resume");
+}
