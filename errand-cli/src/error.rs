@@ -31,6 +31,7 @@ impl CliError {
             CliError::Store(
                 errand::StoreError::InvalidUrl { .. }
                 | errand::StoreError::InvalidSchema { .. }
+                | errand::StoreError::InvalidQueue { .. }
                 | errand::StoreError::Missing(_)
                 | errand::StoreError::NotMigrated { .. }
                 | errand::StoreError::TooNew { .. },

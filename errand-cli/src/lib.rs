@@ -65,6 +65,12 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// List queues with their state and counts; pause or resume one.
+    Queues {
+        /// What to do with queues.
+        #[command(subcommand)]
+        command: QueuesCommand,
+    },
     /// Delete final jobs (completed, discarded, cancelled) that ended longer ago than
     /// `--older-than`, in batches; workers do this by themselves (retention, default 24 h).
     Prune {
@@ -82,6 +88,28 @@ pub enum Command {
     /// Run a worker for the crash and chaos tests (records each run in a ledger table).
     #[command(hide = true)]
     ChaosWorker(chaos::WorkerArgs),
+}
+
+/// `errand queues …`
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// Each queue: active or paused (and since when), and its jobs still to do by state.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a queue on every worker: none starts its jobs; running ones finish; enqueueing
+    /// goes on.
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Resume a paused queue: workers claim from it again at once.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
 }
 
 /// `errand jobs …`
@@ -226,6 +254,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Jobs { command } => {
             let store = open_store(url, schema, false).await?;
             commands::jobs(&store, command, &mut out).await
+        }
+        Command::Queues { command } => {
+            let store = open_store(url, schema, false).await?;
+            commands::queues(&store, command, &mut out).await
         }
         Command::Prune {
             older_than,

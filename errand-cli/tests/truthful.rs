@@ -87,7 +87,11 @@ async fn postgres_hints_are_commands_that_work() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{hint}: {}", text(&o));
-    assert!(text(&o).contains("applied migrations 1, 2, 3"), "{}", text(&o));
+    assert!(
+        text(&o).contains("applied migrations 1, 2, 3"),
+        "{}",
+        text(&o)
+    );
     // Again, logging at INFO: the schema exists, and the server's notice saying so is not
     // printed on every start.
     let o = Command::new(env!("CARGO_BIN_EXE_errand"))
@@ -436,6 +440,57 @@ async fn tags_select_and_delete_removes(db: Db) {
     assert_eq!(o.status.code(), Some(1), "already gone: {}", text(&o));
     assert!(store.get(ids[2]).await.unwrap().is_none());
     assert_eq!(store.count(&errand::ListFilter::new()).await.unwrap(), 1);
+}
+
+/// `errand queues`: list shows each queue's state and work; pause and resume change it.
+async fn queues_list_pause_and_resume(db: Db) {
+    let client = Client::new(db.store());
+    client
+        .enqueue_many((0..3).map(|_| LedgerJob { work_ms: 0 }))
+        .await
+        .unwrap();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<&str> = db.args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        errand(&all)
+    };
+    let queue = errand_cli::CHAOS_QUEUE;
+    let o = cli(&["queues", "pause", queue]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("queue {queue} paused")),
+        "{}",
+        text(&o)
+    );
+    assert!(client.queues().await.unwrap()[0].paused);
+    let o = cli(&["queues", "list", "--json"]);
+    let doc: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc.len(), 1, "{doc:?}");
+    assert_eq!(doc[0]["queue"], queue);
+    assert_eq!(doc[0]["state"], "paused");
+    assert_eq!(doc[0]["counts"]["available"], 3);
+    let o = cli(&["queues", "resume", queue]);
+    assert!(text(&o).contains("resumed"), "{}", text(&o));
+    let o = cli(&["queues", "list"]);
+    let t = text(&o);
+    assert!(
+        t.contains(queue) && t.contains("active") && !t.contains("paused"),
+        "{t}"
+    );
+    // A name no job could have is refused as a usage error.
+    let o = cli(&["queues", "pause", ""]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("invalid queue name"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_queues() {
+    queues_list_pause_and_resume(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queues() {
+    queues_list_pause_and_resume(Db::postgres().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,14 @@ pub enum StoreError {
     /// ([`run_until`](https://docs.rs/errand) returns it) instead of running on.
     #[error("{0}")]
     Lost(String),
+    /// A queue name errand cannot use (empty, over 128 bytes, or with control characters).
+    #[error("invalid queue name '{queue}': {reason}")]
+    InvalidQueue {
+        /// The name as given (its first 128 characters).
+        queue: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A Postgres schema name errand cannot use.
     #[error("invalid schema name '{schema}': {reason}")]
     InvalidSchema {

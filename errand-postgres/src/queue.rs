@@ -15,6 +15,7 @@ pub(crate) async fn set_paused(
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<QueueRecord, StoreError> {
+    errand_core::check_queue_name(queue)?;
     let row = sqlx::query(&s.inner.sql.set_paused)
         .bind(queue)
         .bind(paused)

@@ -14,6 +14,7 @@ pub(crate) async fn set_paused(
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<QueueRecord, StoreError> {
+    errand_core::check_queue_name(queue)?;
     let w = s.writer().await?;
     let row: (String, bool, i64) = sqlx::query_as(
         "INSERT INTO errand_queues (name, paused, updated_at) VALUES (?, ?, ?) \

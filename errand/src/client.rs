@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use errand_core::{
-    CancelResult, DeleteResult, InsertResult, JobId, JobRow, ListFilter, NewJob, StateCount, Store,
-    StoreError,
+    CancelResult, DeleteResult, InsertResult, JobId, JobRow, ListFilter, NewJob, QueueRecord,
+    StateCount, Store, StoreError,
 };
 
 use crate::clock::Clock;
@@ -343,6 +343,28 @@ impl<S: Store> Client<S> {
     /// is free again.
     pub async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         self.store.delete(id).await
+    }
+
+    /// Pauses `queue` on every worker of the store: none starts a job of it from now on
+    /// (within a second on Postgres and in this process; within a second's poll on SQLite);
+    /// jobs already running finish, and jobs a worker had claimed ahead go back to the queue
+    /// unstarted. Enqueueing goes on. Returns the queue's record.
+    pub async fn pause_queue(&self, queue: &str) -> Result<QueueRecord, StoreError> {
+        self.store
+            .set_queue_paused(queue, true, self.now().await)
+            .await
+    }
+
+    /// Resumes `queue`: workers claim from it again at once.
+    pub async fn resume_queue(&self, queue: &str) -> Result<QueueRecord, StoreError> {
+        self.store
+            .set_queue_paused(queue, false, self.now().await)
+            .await
+    }
+
+    /// Every queue record (a queue never paused may have none).
+    pub async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
+        self.store.queues().await
     }
 }
 

@@ -44,7 +44,7 @@ pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilde
 
 pub use errand_core::{
     Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, ListFilter,
-    StateCount,
+    QueueRecord, StateCount,
 };
 
 #[cfg(feature = "sqlite")]

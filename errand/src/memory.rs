@@ -365,6 +365,7 @@ impl Store for MemoryStore {
         paused: bool,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
+        errand_core::check_queue_name(queue)?;
         let record = QueueRecord::new(queue, paused, now);
         self.lock().queues.insert(queue.to_owned(), record.clone());
         self.signals.notify_controls();

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use errand_core::{
-    Backoff, NewJob, MAX_KIND_LEN, MAX_QUEUE_LEN, MAX_TAGS, MAX_TAG_LEN, MAX_UNIQUE_KEY_LEN,
+    check_name, Backoff, NewJob, MAX_KIND_LEN, MAX_QUEUE_LEN, MAX_TAGS, MAX_TAG_LEN,
+    MAX_UNIQUE_KEY_LEN,
 };
 
 use crate::EnqueueError;
@@ -194,23 +195,6 @@ fn invalid(option: &'static str, reason: impl Into<String>) -> EnqueueError {
         option,
         reason: reason.into(),
     }
-}
-
-/// Checks a queue or kind name: 1–`max` bytes, no control characters.
-pub(crate) fn check_name(what: &str, name: &str, max: usize) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err(format!("{what} name is empty"));
-    }
-    if name.len() > max {
-        return Err(format!(
-            "{what} name is {} bytes, over the {max}-byte limit",
-            name.len()
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(format!("{what} name {name:?} contains control characters"));
-    }
-    Ok(())
 }
 
 /// Layers the call's options over the type's (see [`JobOptions`]'s resolution rule) and

@@ -4,9 +4,11 @@ mod delete;
 mod jobs;
 mod migrate;
 mod prune;
+mod queues;
 mod stats;
 
 pub(crate) use jobs::jobs;
 pub(crate) use migrate::migrate;
 pub(crate) use prune::prune;
+pub(crate) use queues::queues;
 pub(crate) use stats::stats;

@@ -34,6 +34,17 @@ pub async fn a_paused_queue_claims_nothing_until_resumed<S: Store>(store: S) {
     let records = store.queues().await.unwrap();
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!((records[0].paused, records[0].updated_at), (false, at(5)));
+    // A name no enqueue would accept is refused, and nothing is recorded.
+    for bad in ["", "a\nb", &"q".repeat(129)] {
+        assert!(
+            matches!(
+                store.set_queue_paused(bad, true, at(7)).await,
+                Err(errand_core::StoreError::InvalidQueue { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(store.queues().await.unwrap().len(), 1);
     // Names are data, not SQL.
     let odd = "it's; DROP TABLE jobs; --";
     store.set_queue_paused(odd, true, at(7)).await.unwrap();

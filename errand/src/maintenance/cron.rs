@@ -54,7 +54,7 @@ impl CronEntry {
         template: NewJob,
         now: DateTime<Utc>,
     ) -> Result<Self, String> {
-        crate::options::check_name("cron entry", &name, MAX_CRON_NAME_LEN)?;
+        errand_core::check_name("cron entry", &name, MAX_CRON_NAME_LEN)?;
         let schedule = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)

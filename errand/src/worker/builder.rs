@@ -12,8 +12,8 @@ use super::registry::Registry;
 use super::{completer, producer, Config, QueueConfig, QueueOptions, Shared, Worker};
 use crate::clock::Clock;
 use crate::maintenance::{self, CronEntry};
-use crate::options::check_name;
 use crate::{Job, JobOptions, WorkerError, DEFAULT_MAX_PAYLOAD_BYTES};
+use errand_core::check_name;
 
 /// Longest worker id accepted.
 const MAX_WORKER_ID_LEN: usize = 256;

@@ -7,6 +7,7 @@
 
 mod builder;
 mod completer;
+mod controls;
 mod drain;
 pub(crate) mod executor;
 mod handle;
@@ -113,7 +114,8 @@ impl<S: Store> Worker<S> {
             )));
         }
         let keeper = keeper::start(shared.clone(), self.completer_rx, final_rx);
-        let services = maintenance::spawn_all(
+        let watcher = tokio::spawn(controls::run(shared.clone(), stop_rx.clone()));
+        let mut services = maintenance::spawn_all(
             shared.store.clone(),
             &shared.config.maintenance,
             &self
@@ -123,6 +125,7 @@ impl<S: Store> Worker<S> {
                 .collect::<Vec<_>>(),
             stop_rx,
         );
+        services.push(watcher);
         tracing::info!(worker = %shared.worker_id, queues = ?self.queues.iter().map(|q| (&q.name, q.concurrency)).collect::<Vec<_>>(),
             kinds = ?shared.registry.kinds().collect::<Vec<_>>(), "errand worker started");
         WorkerHandle {

@@ -38,6 +38,8 @@ pub(crate) struct QueueState {
     low_water: AtomicUsize,
     /// The worker is shutting down: executors start no buffered job.
     stopping: AtomicBool,
+    /// The queue is paused (see `controls`): nothing is claimed or started.
+    paused: AtomicBool,
     /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
     avg_run_ns: AtomicU64,
 }
@@ -76,7 +78,7 @@ impl QueueState {
     /// The next buffered job, unless the worker is stopping. Wakes the producer when this
     /// leaves the buffer at or below its low-water mark.
     pub(crate) fn next_buffered(&self) -> Option<JobRow> {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.stopping.load(Ordering::Acquire) || self.is_paused() {
             return None;
         }
         let (row, left) = {
@@ -87,6 +89,20 @@ impl QueueState {
             self.freed.notify_one();
         }
         Some(row)
+    }
+
+    /// Sets whether the queue is paused; whether that changed it.
+    pub(crate) fn set_paused(&self, paused: bool) -> bool {
+        self.paused.swap(paused, Ordering::AcqRel) != paused
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Empties the buffer, returning the jobs it held (claimed, never started).
+    pub(crate) fn take_buffer(&self) -> Vec<JobRow> {
+        self.buffer().drain(..).collect()
     }
 
     /// Shutdown: no buffered job starts any more (the worker releases their leases).

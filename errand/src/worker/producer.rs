@@ -38,6 +38,15 @@ pub(crate) async fn run(
             // Buffered jobs never started: shutdown releases their leases.
             return;
         }
+        if state.is_paused() {
+            // The queue watcher wakes us on resume (and executors as they finish).
+            tokio::select! {
+                _ = state.freed.notified() => {}
+                _ = stop.changed() => return,
+            }
+            more_waiting = true; // jobs may have waited all through the pause
+            continue;
+        }
         start_buffered(&shared, &sem, &state);
         let running = queue.concurrency - sem.available_permits();
         let prefetch = pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run());

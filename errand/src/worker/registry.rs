@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use errand_core::{JobRow, MAX_KIND_LEN};
 
-use crate::options::check_name;
 use crate::{Job, JobContext, JobError, Outcome, WorkerError};
+use errand_core::check_name;
 
 pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>>;
 

@@ -1,0 +1,132 @@
+//! Pausing and resuming a queue (issue 14): a paused queue starts nothing new — its claimed-
+//! ahead jobs go back unstarted, its running job finishes — and a resumed one runs at once;
+//! on every store, and across processes on Postgres (notified, not polled).
+#![cfg(feature = "sqlite")]
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use errand::store::Store;
+use errand::{Client, JobState, ListFilter, QueueOptions};
+
+on_every_store!(a_paused_queue_starts_nothing_until_resumed);
+
+async fn a_paused_queue_starts_nothing_until_resumed<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    let probe = Probe::default();
+    let long = client.enqueue(Sleeper { ms: 400 }).await.unwrap().id;
+    let echoes: Vec<_> = client
+        .enqueue_many((0..10).map(|n| Echo { n }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    // One slot, five claimed ahead: the echoes wait in the worker's buffer.
+    let worker = builder(store.clone(), probe.clone())
+        .queue("default", QueueOptions::new(1).prefetch(5))
+        .build()
+        .unwrap()
+        .start();
+    wait_for("the long job to start", Duration::from_secs(10), || async {
+        probe.runs(long) == 1
+    })
+    .await;
+    let record = client.pause_queue("default").await.unwrap();
+    assert!(record.paused);
+    // The running job finishes; the claimed-ahead jobs go back unstarted, uncharged.
+    wait_state(&store, long, JobState::Completed).await;
+    let available = ListFilter::new().state(JobState::Available);
+    wait_for("the buffer released", Duration::from_secs(10), || async {
+        store.count(&available).await.unwrap() == 10
+    })
+    .await;
+    // Nothing starts while paused (checked throughout, for ten poll intervals).
+    let paused_at = tokio::time::Instant::now();
+    wait_for(
+        "half a second of pause",
+        Duration::from_secs(10),
+        || async {
+            assert!(
+                echoes.iter().all(|id| probe.runs(*id) == 0),
+                "a job started while paused"
+            );
+            paused_at.elapsed() >= Duration::from_millis(500)
+        },
+    )
+    .await;
+    let resumed = chrono::Utc::now();
+    client.resume_queue("default").await.unwrap();
+    for id in &echoes {
+        let row = wait_state(&store, *id, JobState::Completed).await;
+        assert_eq!(row.attempt, 1, "released without charging an attempt");
+        assert!(row.attempted_at.unwrap() >= resumed - chrono::TimeDelta::milliseconds(5));
+    }
+    worker.shutdown().await;
+    assert_eq!(client.queues().await.unwrap()[0].paused, false);
+}
+
+/// Another process pauses the queue: this worker hears it by `NOTIFY` (its fallback poll
+/// is 30 s, so an answer within seconds was notified), and hears the resume the same way.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_from_another_process_is_heard_at_once() {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let operator = errand_postgres::testing::scratch_store().await;
+    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts.application_name("errand-pause-worker"))
+        .await
+        .unwrap();
+    let worker_store = errand::PgStore::builder()
+        .pool(pool)
+        .schema(operator.schema())
+        .open()
+        .await
+        .unwrap();
+    let client = Client::new(operator.clone());
+    let probe = Probe::default();
+    let long = client.enqueue(Sleeper { ms: 300 }).await.unwrap().id;
+    client
+        .enqueue_many((0..5).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    let worker = builder(worker_store, probe.clone())
+        .queue("default", QueueOptions::new(1).prefetch(5))
+        .poll_interval(Duration::from_secs(30)) // so only a NOTIFY can wake it
+        .build()
+        .unwrap()
+        .start();
+    wait_for("the long job to start", Duration::from_secs(10), || async {
+        probe.runs(long) == 1
+    })
+    .await;
+    client.pause_queue("default").await.unwrap();
+    let available = ListFilter::new().state(JobState::Available);
+    wait_for(
+        "the other process to release its claimed-ahead jobs",
+        Duration::from_secs(5),
+        || async { operator.count(&available).await.unwrap() == 5 },
+    )
+    .await;
+    wait_state(&operator, long, JobState::Completed).await;
+    assert_eq!(probe.total(), 1, "only the running job ran");
+    client.resume_queue("default").await.unwrap();
+    wait_for(
+        "the other process to resume",
+        Duration::from_secs(5),
+        || async {
+            operator
+                .count(&ListFilter::new().state(JobState::Completed))
+                .await
+                .unwrap()
+                == 6
+        },
+    )
+    .await;
+    worker.shutdown().await;
+}
