@@ -66,7 +66,7 @@ async fn a_paused_queue_starts_nothing_until_resumed<S: Store + Clone>(store: S)
         assert!(row.attempted_at.unwrap() >= resumed - chrono::TimeDelta::milliseconds(5));
     }
     worker.shutdown().await;
-    assert_eq!(client.queues().await.unwrap()[0].paused, false);
+    assert!(!client.queues().await.unwrap()[0].paused);
 }
 
 /// Another process pauses the queue: this worker hears it by `NOTIFY` (its fallback poll
