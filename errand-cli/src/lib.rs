@@ -110,6 +110,22 @@ pub enum QueuesCommand {
         /// The queue.
         queue: String,
     },
+    /// Set a queue's fleet-wide limit: at most N of its jobs running at once across every
+    /// worker and process.
+    Set {
+        /// The queue.
+        queue: String,
+        /// At most this many running at once (1 or more).
+        #[arg(
+            long,
+            conflicts_with = "no_limit",
+            required_unless_present = "no_limit"
+        )]
+        max_running: Option<u32>,
+        /// Remove the limit.
+        #[arg(long)]
+        no_limit: bool,
+    },
 }
 
 /// `errand jobs …`

@@ -477,6 +477,22 @@ async fn queues_list_pause_and_resume(db: Db) {
         t.contains(queue) && t.contains("active") && !t.contains("paused"),
         "{t}"
     );
+    // A fleet-wide limit, shown, then removed; zero is refused.
+    let o = cli(&["queues", "set", queue, "--max-running", "4"]);
+    assert!(
+        text(&o).contains("at most 4 running at once"),
+        "{}",
+        text(&o)
+    );
+    let o = cli(&["queues", "list", "--json"]);
+    let doc: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc[0]["max_running"], 4);
+    let o = cli(&["queues", "set", queue, "--max-running", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("pause the queue"), "{}", text(&o));
+    let o = cli(&["queues", "set", queue, "--no-limit"]);
+    assert!(text(&o).contains("no limit"), "{}", text(&o));
+    assert_eq!(client.queues().await.unwrap()[0].max_running, None);
     // A name no job could have is refused as a usage error.
     let o = cli(&["queues", "pause", ""]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

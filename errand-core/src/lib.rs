@@ -32,7 +32,7 @@ pub use finish::{
     PromoteReport, RescueReport,
 };
 pub use new_job::{InsertResult, NewJob};
-pub use queue::{check_name, check_queue_name, QueueRecord};
+pub use queue::{check_name, check_queue_limit, check_queue_name, QueueRecord};
 pub use redact::{redact_url, scrub, url_password};
 pub use row::{ErrorRecord, JobId, JobRow, RowReader};
 pub use signals::QueueSignals;

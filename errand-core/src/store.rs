@@ -45,7 +45,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically claims up to `limit` available jobs of a queue, in (priority, run_at, id)
     /// order: sets `running`, `attempt + 1`, `attempted_at`, `attempted_by` and the lease.
-    /// Two concurrent claims never return the same job. A paused queue's claim returns none.
+    /// Two concurrent claims never return the same job. A paused queue's claim returns none;
+    /// a limited one's at most its free slots ([`Store::set_queue_limit`]).
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError>;
 
     /// Records the ends of attempts in one batch, each fenced by its [`LeaseRef`].
@@ -102,6 +103,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         queue: &str,
         paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError>;
+
+    /// Sets (or with `None` removes) `queue`'s fleet-wide limit on running jobs at `now`,
+    /// creating its record on first use, and returns the record. A claim then takes at most
+    /// the free slots, atomically: two claims at once can never both take the last one. Slots
+    /// come back as jobs end, are rescued or released. Wakes the queue's producers.
+    async fn set_queue_limit(
+        &self,
+        queue: &str,
+        max_running: Option<u32>,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError>;
 
@@ -220,6 +232,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
         (**self).set_queue_paused(queue, paused, now).await
+    }
+    async fn set_queue_limit(
+        &self,
+        queue: &str,
+        max_running: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        (**self).set_queue_limit(queue, max_running, now).await
     }
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         (**self).queues().await

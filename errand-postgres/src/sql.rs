@@ -30,6 +30,7 @@ pub(crate) struct Sql {
     pub(crate) complete_in_tx: String,
     pub(crate) quarantine: String,
     pub(crate) set_paused: String,
+    pub(crate) set_limit: String,
     pub(crate) queues: String,
     pub(crate) table: String,
 }
@@ -42,6 +43,8 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("\"{schema}\".jobs");
         let q = format!("\"{schema}\".queues");
+        // Paused: 0; limited: the free slots, claims of the queue taking turns (migration 3).
+        let claimable = format!("\"{schema}\".claimable");
         Sql {
             insert: format!(
                 "WITH input AS (
@@ -115,8 +118,8 @@ impl Sql {
                 "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3
                  WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
-                                AND NOT EXISTS (SELECT 1 FROM {q} WHERE name = $4 AND paused)
-                              ORDER BY priority, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                              ORDER BY priority, run_at, id
+                              LIMIT {claimable}($4, $5) FOR UPDATE SKIP LOCKED)
                  RETURNING {COLUMNS}"
             ),
             // Outcomes, lease extensions and releases of running attempts share one shape:
@@ -265,12 +268,25 @@ impl Sql {
                    INSERT INTO {q} (name, paused, updated_at) VALUES ($1, $2, $3)
                    ON CONFLICT (name) DO UPDATE
                      SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at
-                   RETURNING name, paused, updated_at)
-                 SELECT name, paused, updated_at, pg_notify($4, $5)::text,
+                   RETURNING name, paused, max_running, updated_at)
+                 SELECT name, paused, max_running, updated_at, pg_notify($4, $5)::text,
                         (CASE WHEN paused THEN NULL ELSE pg_notify($4, name) END)::text
                  FROM up"
             ),
-            queues: format!("SELECT name, paused, updated_at FROM {q} ORDER BY name"),
+            // A new or raised limit lets waiting jobs start: the queue's producers are woken.
+            set_limit: format!(
+                "WITH up AS (
+                   INSERT INTO {q} (name, max_running, updated_at) VALUES ($1, $2, $3)
+                   ON CONFLICT (name) DO UPDATE
+                     SET max_running = EXCLUDED.max_running, updated_at = EXCLUDED.updated_at
+                   RETURNING name, paused, max_running, updated_at)
+                 SELECT name, paused, max_running, updated_at, pg_notify($4, $5)::text,
+                        pg_notify($4, name)::text
+                 FROM up"
+            ),
+            queues: format!(
+                "SELECT name, paused, max_running, updated_at FROM {q} ORDER BY name"
+            ),
             table: t,
         }
     }

@@ -9,17 +9,24 @@ use crate::row::{decode_claimed, micros, CLAIMED};
 use crate::sql::to_json;
 use crate::store::SqliteStore;
 
+/// How many jobs a claim of queue `?4` wanting `?5` may take: none while paused, the free
+/// slots under a limit, `?5` for a queue without a record (one primary-key probe).
+const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused THEN 0 WHEN q.max_running IS NULL \
+     THEN ?5 ELSE max(0, min(?5, q.max_running - (SELECT count(*) FROM errand_jobs r \
+     WHERE r.state = 'running' AND r.queue = ?4))) END \
+     FROM errand_queues q WHERE q.name = ?4), ?5)";
+
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
     let w = s.writer().await?;
     let lease_until = errand_core::later(req.now, req.lease);
-    // One statement: SQLite takes the write lock for it, so claims never overlap. Numbered
-    // parameters throughout: the queue is used twice (sqlx binds unnumbered ones in turn).
+    // One statement: SQLite takes the write lock for it, so claims never overlap (and a
+    // limit's count of running jobs cannot change under it). Numbered parameters
+    // throughout: the queue is used thrice (sqlx binds unnumbered ones in turn).
     let sql = format!(
         "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
          attempted_by = ?2, lease_expires_at = ?3 \
          WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?4 \
-                        AND NOT EXISTS (SELECT 1 FROM errand_queues WHERE name = ?4 AND paused) \
-                      ORDER BY priority, run_at, id LIMIT ?5) \
+                      ORDER BY priority, run_at, id LIMIT {CLAIMABLE}) \
          RETURNING {CLAIMED}"
     );
     let rows: Vec<(String,)> = sqlx::query_as(&sql)

@@ -81,6 +81,15 @@ impl Store for SqliteStore {
         queue::set_paused(self, queue, paused, now).await
     }
 
+    async fn set_queue_limit(
+        &self,
+        queue: &str,
+        max_running: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        queue::set_limit(self, queue, max_running, now).await
+    }
+
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         queue::queues(self).await
     }

@@ -1,12 +1,14 @@
-//! Queue records: pause and resume, read by every worker's queue watcher (woken at once in
-//! this process, by polling in others) and by the claim itself.
+//! Queue records: pause, resume and limits, read by every worker's queue watcher (woken at
+//! once in this process, by polling in others) and by the claim itself.
 
 use chrono::{DateTime, Utc};
-use errand_core::{QueueRecord, StoreError};
+use errand_core::{check_queue_name, QueueRecord, StoreError};
 
 use crate::error::db;
 use crate::row::{micros, time};
 use crate::store::SqliteStore;
+
+type Row = (String, bool, Option<i64>, i64);
 
 pub(crate) async fn set_paused(
     s: &SqliteStore,
@@ -14,12 +16,12 @@ pub(crate) async fn set_paused(
     paused: bool,
     now: DateTime<Utc>,
 ) -> Result<QueueRecord, StoreError> {
-    errand_core::check_queue_name(queue)?;
+    check_queue_name(queue)?;
     let w = s.writer().await?;
-    let row: (String, bool, i64) = sqlx::query_as(
+    let row: Row = sqlx::query_as(
         "INSERT INTO errand_queues (name, paused, updated_at) VALUES (?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at \
-         RETURNING name, paused, updated_at",
+         RETURNING name, paused, max_running, updated_at",
     )
     .bind(queue)
     .bind(paused)
@@ -35,16 +37,43 @@ pub(crate) async fn set_paused(
     record(row)
 }
 
+pub(crate) async fn set_limit(
+    s: &SqliteStore,
+    queue: &str,
+    max_running: Option<u32>,
+    now: DateTime<Utc>,
+) -> Result<QueueRecord, StoreError> {
+    errand_core::check_queue_limit(queue, max_running)?;
+    let w = s.writer().await?;
+    let row: Row = sqlx::query_as(
+        "INSERT INTO errand_queues (name, max_running, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running, \
+         updated_at = excluded.updated_at RETURNING name, paused, max_running, updated_at",
+    )
+    .bind(queue)
+    .bind(max_running.map(i64::from))
+    .bind(micros(now))
+    .fetch_one(w.pool())
+    .await
+    .map_err(db)?;
+    drop(w);
+    s.signals.notify_controls();
+    s.signals.notify(queue);
+    record(row)
+}
+
 pub(crate) async fn queues(s: &SqliteStore) -> Result<Vec<QueueRecord>, StoreError> {
-    let rows: Vec<(String, bool, i64)> =
-        sqlx::query_as("SELECT name, paused, updated_at FROM errand_queues ORDER BY name")
-            .fetch_all(s.reader())
-            .await
-            .map_err(db)?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT name, paused, max_running, updated_at FROM errand_queues ORDER BY name",
+    )
+    .fetch_all(s.reader())
+    .await
+    .map_err(db)?;
     rows.into_iter().map(record).collect()
 }
 
-fn record((name, paused, at): (String, bool, i64)) -> Result<QueueRecord, StoreError> {
+fn record((name, paused, max, at): Row) -> Result<QueueRecord, StoreError> {
     let at = time(at).map_err(|e| StoreError::Database(format!("queue {name}: {e}").into()))?;
-    Ok(QueueRecord::new(name, paused, at))
+    let max = max.and_then(|n| u32::try_from(n).ok());
+    Ok(QueueRecord::new(name, paused, at).with_max_running(max))
 }

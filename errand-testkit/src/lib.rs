@@ -92,6 +92,7 @@ macro_rules! store_conformance {
             queue: [
                 a_paused_queue_claims_nothing_until_resumed,
                 pause_and_resume_wake_who_must_act,
+                a_queue_limit_caps_running_jobs,
             ],
             prune: [
                 prune_deletes_only_old_final_jobs,
@@ -101,6 +102,7 @@ macro_rules! store_conformance {
                 racing_claimers_claim_each_job_once,
                 racing_unique_inserts_insert_once,
                 racing_outcomes_and_rescue_leave_one_result,
+                racing_claimers_never_exceed_a_queue_limit,
             ],
         );
     };

@@ -140,6 +140,14 @@ impl Store for AnyStore {
     ) -> Result<QueueRecord, StoreError> {
         each!(self, s => s.set_queue_paused(queue, paused, now).await)
     }
+    async fn set_queue_limit(
+        &self,
+        queue: &str,
+        max_running: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        each!(self, s => s.set_queue_limit(queue, max_running, now).await)
+    }
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         each!(self, s => s.queues().await)
     }

@@ -362,6 +362,20 @@ impl<S: Store> Client<S> {
             .await
     }
 
+    /// Sets `queue`'s fleet-wide limit: at most `max_running` of its jobs run at once across
+    /// every worker and process (each worker's own concurrency still applies); `None`
+    /// removes it. Enforced by the store in the claim, so two workers can never both take
+    /// the last slot. Returns the queue's record.
+    pub async fn set_queue_limit(
+        &self,
+        queue: &str,
+        max_running: Option<u32>,
+    ) -> Result<QueueRecord, StoreError> {
+        self.store
+            .set_queue_limit(queue, max_running, self.now().await)
+            .await
+    }
+
     /// Every queue record (a queue never paused may have none).
     pub async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         self.store.queues().await

@@ -161,11 +161,20 @@ impl Store for MemoryStore {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
         let mut g = self.lock();
-        if g.queues.get(&req.queue).is_some_and(|q| q.paused) {
-            return Ok(Vec::new());
-        }
+        let limit = match g.queues.get(&req.queue) {
+            None => req.limit,
+            Some(q) if q.max_running.is_none() => q.claimable(req.limit, 0),
+            Some(q) => {
+                let running = g
+                    .jobs
+                    .values()
+                    .filter(|r| r.state == JobState::Running && r.queue == req.queue)
+                    .count();
+                q.claimable(req.limit, running as u64)
+            }
+        };
         let ids: Vec<AvailKey> = match g.available.get(&req.queue) {
-            Some(set) => set.iter().take(req.limit as usize).copied().collect(),
+            Some(set) => set.iter().take(limit as usize).copied().collect(),
             None => return Ok(Vec::new()),
         };
         let lease_until = errand_core::later(req.now, req.lease);
@@ -366,12 +375,36 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
         errand_core::check_queue_name(queue)?;
-        let record = QueueRecord::new(queue, paused, now);
-        self.lock().queues.insert(queue.to_owned(), record.clone());
+        let record = {
+            let mut g = self.lock();
+            let max = g.queues.get(queue).and_then(|q| q.max_running);
+            let record = QueueRecord::new(queue, paused, now).with_max_running(max);
+            g.queues.insert(queue.to_owned(), record.clone());
+            record
+        };
         self.signals.notify_controls();
         if !paused {
             self.signals.notify(queue);
         }
+        Ok(record)
+    }
+
+    async fn set_queue_limit(
+        &self,
+        queue: &str,
+        max_running: Option<u32>,
+        now: DateTime<Utc>,
+    ) -> Result<QueueRecord, StoreError> {
+        errand_core::check_queue_limit(queue, max_running)?;
+        let record = {
+            let mut g = self.lock();
+            let paused = g.queues.get(queue).is_some_and(|q| q.paused);
+            let record = QueueRecord::new(queue, paused, now).with_max_running(max_running);
+            g.queues.insert(queue.to_owned(), record.clone());
+            record
+        };
+        self.signals.notify_controls();
+        self.signals.notify(queue);
         Ok(record)
     }
 

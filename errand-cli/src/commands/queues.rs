@@ -36,6 +36,18 @@ pub(crate) async fn queues(
             store.set_queue_paused(&queue, false, now).await?;
             writeln!(out, "queue {queue} resumed")?;
         }
+        QueuesCommand::Set {
+            queue, max_running, ..
+        } => {
+            store.set_queue_limit(&queue, max_running, now).await?;
+            match max_running {
+                Some(n) => writeln!(
+                    out,
+                    "queue {queue}: at most {n} running at once, across every worker"
+                )?,
+                None => writeln!(out, "queue {queue}: no limit")?,
+            }
+        }
         QueuesCommand::List { json } => list(store, json, out).await?,
     }
     Ok(())
@@ -74,6 +86,7 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
                 serde_json::json!({
                     "queue": name,
                     "state": state(*r),
+                    "max_running": r.and_then(|r| r.max_running),
                     "since": r.map(|r| r.updated_at),
                     "counts": c,
                 })
@@ -86,13 +99,18 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
         writeln!(out, "no queues: no job waits, and none was ever paused")?;
         return Ok(());
     }
-    let mut header = vec!["queue", "state"];
+    let mut header = vec!["queue", "state", "limit"];
     header.extend(SHOWN.iter().map(|s| s.as_str()));
     header.push("since");
     let rows: Vec<Vec<String>> = queues
         .iter()
         .map(|(name, (r, c))| {
-            let mut row = vec![name.clone(), state(*r).to_owned()];
+            let limit = r.and_then(|r| r.max_running);
+            let mut row = vec![
+                name.clone(),
+                state(*r).to_owned(),
+                limit.map_or("-".to_owned(), |n| n.to_string()),
+            ];
             row.extend(SHOWN.iter().map(|s| c[s.as_str()].to_string()));
             row.push(r.map(|r| time(r.updated_at)).unwrap_or_default());
             row

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use errand_core::Store;
+use errand_core::{FinishAction, Store};
 
 use crate::helpers::*;
 
@@ -73,4 +73,62 @@ pub async fn pause_and_resume_wake_who_must_act<S: Store>(store: S) {
     tokio::time::timeout(Duration::from_secs(5), producer.notified())
         .await
         .expect("the queue's producers woken by a resume");
+}
+
+/// A fleet-wide limit caps the running jobs of its queue: a claim takes at most the free
+/// slots; slots come back as jobs end, are released or rescued; raising or removing the
+/// limit lets more start. Pausing a limited queue keeps its limit.
+pub async fn a_queue_limit_caps_running_jobs<S: Store>(store: S) {
+    insert_n(&store, "q", 8).await;
+    let rec = store.set_queue_limit("q", Some(2), at(1)).await.unwrap();
+    assert_eq!((rec.max_running, rec.paused), (Some(2), false));
+    let first = claim(&store, "q", 10, at(2)).await;
+    assert_eq!(first.len(), 2, "the free slots");
+    assert!(
+        claim(&store, "q", 10, at(2)).await.is_empty(),
+        "no slot left"
+    );
+    // A job that ends gives its slot back.
+    store
+        .finish(&[finish(&first[0], at(3), FinishAction::Complete)])
+        .await
+        .unwrap();
+    let second = claim(&store, "q", 10, at(4)).await;
+    assert_eq!(second.len(), 1);
+    // Released and rescued jobs give theirs back too.
+    store
+        .release(&[second[0].lease_ref()], at(5))
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, "q", 10, at(6)).await.len(), 1);
+    store.rescue_expired(at(10_000), 100).await.unwrap();
+    assert_eq!(claim(&store, "q", 10, at(10_001)).await.len(), 2);
+    // Raised: more start; paused: none, the limit kept; removed: all that wait.
+    store
+        .set_queue_limit("q", Some(3), at(10_002))
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, "q", 10, at(10_003)).await.len(), 1);
+    let paused = store.set_queue_paused("q", true, at(10_004)).await.unwrap();
+    assert_eq!(paused.max_running, Some(3));
+    store.set_queue_limit("q", None, at(10_005)).await.unwrap();
+    assert!(
+        claim(&store, "q", 10, at(10_006)).await.is_empty(),
+        "still paused"
+    );
+    let resumed = store
+        .set_queue_paused("q", false, at(10_007))
+        .await
+        .unwrap();
+    assert_eq!(resumed.max_running, None);
+    let rest = claim(&store, "q", 10, at(10_008)).await;
+    assert!(!rest.is_empty(), "unlimited again");
+    // Other queues never counted against it.
+    insert_n(&store, "r", 4).await;
+    assert_eq!(claim(&store, "r", 10, at(10_009)).await.len(), 4);
+    // A limit of zero is a pause by another name: refused.
+    assert!(matches!(
+        store.set_queue_limit("q", Some(0), at(10_010)).await,
+        Err(errand_core::StoreError::InvalidQueue { .. })
+    ));
 }

@@ -40,6 +40,9 @@ pub(crate) struct QueueState {
     stopping: AtomicBool,
     /// The queue is paused (see `controls`): nothing is claimed or started.
     paused: AtomicBool,
+    /// The queue has a fleet-wide limit: a claim may come back short because the slots are
+    /// taken, so a job ending here is a reason to claim again.
+    limited: AtomicBool,
     /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
     avg_run_ns: AtomicU64,
 }
@@ -98,6 +101,14 @@ impl QueueState {
 
     pub(crate) fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_limited(&self, limited: bool) {
+        self.limited.store(limited, Ordering::Release);
+    }
+
+    pub(crate) fn is_limited(&self) -> bool {
+        self.limited.load(Ordering::Acquire)
     }
 
     /// Empties the buffer, returning the jobs it held (claimed, never started).

@@ -108,7 +108,10 @@ pub(crate) async fn run(
         tokio::select! {
             // New work: even if every slot is busy now, claim when the next one frees.
             _ = inserted.notified() => more_waiting = true,
-            _ = state.freed.notified(), if more_waiting || state.buffered() > 0 => {}
+            // Under a fleet-wide limit a job ending here frees a slot: claim again.
+            _ = state.freed.notified(), if more_waiting || state.buffered() > 0 || state.is_limited() => {
+                more_waiting |= state.is_limited();
+            }
             _ = tokio::time::sleep(queue.poll_interval) => more_waiting = true,
             _ = stop.changed() => return,
         }

@@ -1,0 +1,108 @@
+//! A queue's fleet-wide limit (issue 14): however many workers work it, at most N of its jobs
+//! run at once; on every store, and across processes on Postgres.
+#![cfg(feature = "sqlite")]
+
+#[macro_use]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{sqlite, wait_for};
+use errand::store::Store;
+use errand::{Client, Job, JobContext, JobError, JobState, ListFilter, Outcome, Worker};
+use serde::{Deserialize, Serialize};
+
+/// How many run now, and the most that ever ran at once.
+#[derive(Clone, Default)]
+struct Gauge {
+    now: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Busy {
+    ms: u64,
+}
+
+impl Job for Busy {
+    const KIND: &'static str = "busy";
+    type State = Gauge;
+    async fn run(self, cx: JobContext<Gauge>) -> Result<Outcome, JobError> {
+        let g = cx.state();
+        let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+        g.max.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        g.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(Outcome::Complete)
+    }
+}
+
+fn worker<S: Store>(store: S, gauge: &Gauge) -> errand::WorkerHandle {
+    Worker::builder(store, gauge.clone())
+        .register::<Busy>()
+        .queue("default", 6)
+        .poll_interval(Duration::from_millis(50))
+        .build()
+        .unwrap()
+        .start()
+}
+
+on_every_store!(two_workers_never_run_more_than_the_limit);
+
+async fn two_workers_never_run_more_than_the_limit<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    client.set_queue_limit("default", Some(3)).await.unwrap();
+    client
+        .enqueue_many((0..24).map(|_| Busy { ms: 40 }))
+        .await
+        .unwrap();
+    let gauge = Gauge::default();
+    let (a, b) = (worker(store.clone(), &gauge), worker(store.clone(), &gauge));
+    let done = ListFilter::new().state(JobState::Completed);
+    wait_for("every job done", Duration::from_secs(30), || async {
+        store.count(&done).await.unwrap() == 24
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    // Twelve slots between them, three allowed: three at most, and the limit was used.
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 3);
+}
+
+/// Two processes (separate pools and listeners) on one schema share the limit.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_limit() {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let first = errand_postgres::testing::scratch_store().await;
+    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts.application_name("errand-limit-second"))
+        .await
+        .unwrap();
+    let second = errand::PgStore::builder()
+        .pool(pool)
+        .schema(first.schema())
+        .open()
+        .await
+        .unwrap();
+    let client = Client::new(first.clone());
+    client.set_queue_limit("default", Some(2)).await.unwrap();
+    client
+        .enqueue_many((0..16).map(|_| Busy { ms: 40 }))
+        .await
+        .unwrap();
+    let gauge = Gauge::default();
+    let (a, b) = (worker(first.clone(), &gauge), worker(second, &gauge));
+    let done = ListFilter::new().state(JobState::Completed);
+    wait_for("every job done", Duration::from_secs(30), || async {
+        first.count(&done).await.unwrap() == 16
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+}
