@@ -77,6 +77,10 @@ pub enum Command {
         /// Age of the final jobs to delete: a number with s, m, h or d (`90m`, `7d`).
         #[arg(long, value_parser = parse_age)]
         older_than: std::time::Duration,
+        /// Only this final state (completed, discarded, cancelled); repeat for several.
+        /// Default: all three.
+        #[arg(long = "state")]
+        states: Vec<errand::JobState>,
         /// Say how many jobs would be deleted, change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -277,10 +281,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Prune {
             older_than,
+            states,
             dry_run,
         } => {
             let store = open_store(url, schema, false).await?;
-            commands::prune(&store, older_than, dry_run, &mut out).await
+            commands::prune(&store, older_than, &states, dry_run, &mut out).await
         }
         Command::Bench(args) => {
             let report = bench::bench(url, &args).await?;

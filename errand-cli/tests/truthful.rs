@@ -355,6 +355,12 @@ async fn bulk_operations_select_by_filter(db: Db) {
         "{}",
         text(&o)
     );
+    // One final state at a time; a state that is not final is refused.
+    let o = cli(&["prune", "--older-than", "1h", "--state", "discarded"]);
+    assert!(text(&o).contains("deleted 0 final jobs"), "{}", text(&o));
+    let o = cli(&["prune", "--older-than", "1h", "--state", "running"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not finished"), "{}", text(&o));
     let o = cli(&["prune", "--older-than", "3h"]);
     assert!(text(&o).contains("deleted 0 final jobs"), "{}", text(&o));
     let o = cli(&["prune", "--older-than", "1h"]);

@@ -138,8 +138,15 @@ pub trait Store: Send + Sync + 'static {
     /// millions of finished jobs.
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError>;
 
-    /// Deletes up to `limit` final jobs finalized before `before`. Returns how many.
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` jobs in the final `state` finalized before `before`, oldest
+    /// first (each final state has its own retention). Returns how many. A state that is not
+    /// final prunes nothing.
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 
     /// The time by which this store judges leases and schedules, given the caller's clock
     /// `local`. The runtime and the client take every timestamp they pass to the store
@@ -256,8 +263,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
         (**self).stats(states).await
     }
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        (**self).prune(before, limit).await
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        (**self).prune(state, before, limit).await
     }
     async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
         (**self).now(local).await

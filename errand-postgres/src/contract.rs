@@ -109,8 +109,13 @@ impl Store for PgStore {
         list::stats(self, states).await
     }
 
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        prune::prune(self, before, limit).await
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        prune::prune(self, state, before, limit).await
     }
 
     async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {

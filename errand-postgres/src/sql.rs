@@ -246,7 +246,8 @@ impl Sql {
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             prune: format!(
                 "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE state IN {FINAL}
-                 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                 AND state = $3 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)"
             ),
             complete_in_tx: format!(
                 "UPDATE {t} SET state = 'completed', finalized_at = $1, lease_expires_at = NULL

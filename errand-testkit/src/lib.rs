@@ -97,6 +97,7 @@ macro_rules! store_conformance {
             prune: [
                 prune_deletes_only_old_final_jobs,
                 prune_respects_limit,
+                prune_takes_one_state_at_a_time,
             ],
             concurrency: [
                 racing_claimers_claim_each_job_once,

@@ -166,8 +166,13 @@ impl Store for AnyStore {
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
         each!(self, s => s.stats(states).await)
     }
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
-        each!(self, s => s.prune(before, limit).await)
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.prune(state, before, limit).await)
     }
     async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
         each!(self, s => s.now(local).await)

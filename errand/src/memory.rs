@@ -499,14 +499,25 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn prune(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+    async fn prune(
+        &self,
+        state: JobState,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
         let mut g = self.lock();
-        let old: Vec<JobId> = g
+        let mut old: Vec<(DateTime<Utc>, JobId)> = g
             .jobs
             .values()
-            .filter(|r| r.state.is_final() && r.finalized_at.is_some_and(|t| t < before))
+            .filter(|r| r.state == state && state.is_final())
+            .filter_map(|r| r.finalized_at.filter(|t| *t < before).map(|t| (t, r.id)))
+            .collect();
+        // Oldest first, as the SQL stores delete.
+        old.sort_unstable();
+        let old: Vec<JobId> = old
+            .into_iter()
             .take(limit as usize)
-            .map(|r| r.id)
+            .map(|(_, id)| id)
             .collect();
         for id in &old {
             g.jobs.remove(id);

@@ -104,7 +104,11 @@ fn every_builder_duration_is_range_checked() {
         "rescue_interval"
     );
     assert_eq!(
-        setting_of(b().retention(Some(Duration::MAX)).build()).0,
+        setting_of(
+            b().retention(errand::Retention::default().discarded(Some(Duration::MAX)))
+                .build()
+        )
+        .0,
         "retention"
     );
     assert_eq!(
@@ -112,7 +116,7 @@ fn every_builder_duration_is_range_checked() {
         "fetch_cooldown"
     );
     b().lease(Duration::from_secs(24 * 3600))
-        .retention(None)
+        .retention(errand::Retention::forever())
         .build()
         .unwrap();
 }

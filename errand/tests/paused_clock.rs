@@ -194,3 +194,70 @@ async fn the_heartbeat_holds_a_long_job_for_many_leases() {
     let ran = row.finalized_at.unwrap() - row.attempted_at.unwrap();
     assert!(ran >= chrono::TimeDelta::minutes(10), "{ran}");
 }
+
+/// Completes, or gives up at once.
+#[derive(Serialize, Deserialize)]
+struct Ends {
+    fail: bool,
+}
+
+impl Job for Ends {
+    const KIND: &'static str = "ends";
+    type State = ();
+    async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> {
+        Ok(if self.fail {
+            Outcome::discard("gave up")
+        } else {
+            Outcome::Complete
+        })
+    }
+}
+
+/// Each final state keeps its own retention: with the defaults, completed jobs go after a
+/// day and discarded ones only after a week (virtual time).
+#[tokio::test(start_paused = true)]
+async fn each_final_state_is_pruned_after_its_own_retention() {
+    let store = MemoryStore::new();
+    let client = Client::new(store.clone()).tokio_clock();
+    let done = client.enqueue(Ends { fail: false }).await.unwrap().id;
+    let failed = client.enqueue(Ends { fail: true }).await.unwrap().id;
+    let worker = Worker::builder(store.clone(), ())
+        .register::<Ends>()
+        .queue("default", 2)
+        .tokio_clock()
+        .retention(errand::Retention::default())
+        .poll_interval(Duration::from_secs(60))
+        .schedule_interval(Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .start();
+    wait_virtual(&store, done, JobState::Completed, Duration::from_secs(60)).await;
+    wait_virtual(&store, failed, JobState::Discarded, Duration::from_secs(60)).await;
+    let gone = |id| {
+        let store = store.clone();
+        async move { store.get(id).await.unwrap().is_none() }
+    };
+    let began = tokio::time::Instant::now();
+    while !gone(done).await {
+        assert!(
+            began.elapsed() < Duration::from_secs(2 * 86_400),
+            "completed job kept"
+        );
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    // A day and a bit after: the completed job went, the discarded one stays for its week.
+    assert!(began.elapsed() >= Duration::from_secs(86_400 - 600));
+    assert!(
+        !gone(failed).await,
+        "discarded job pruned with the completed ones"
+    );
+    while !gone(failed).await {
+        assert!(
+            began.elapsed() < Duration::from_secs(8 * 86_400),
+            "discarded job kept"
+        );
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    assert!(began.elapsed() >= Duration::from_secs(7 * 86_400 - 3600));
+    worker.shutdown().await;
+}

@@ -12,9 +12,25 @@ const BATCH: u32 = 1000;
 pub(crate) async fn prune(
     store: &dyn Store,
     older_than: Duration,
+    states: &[JobState],
     dry_run: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
+    const FINAL: [JobState; 3] = [
+        JobState::Completed,
+        JobState::Discarded,
+        JobState::Cancelled,
+    ];
+    if let Some(s) = states.iter().find(|s| !s.is_final()) {
+        return Err(CliError::Refused(format!(
+            "{s} jobs are not finished: prune takes completed, discarded or cancelled"
+        )));
+    }
+    let states = if states.is_empty() {
+        &FINAL[..]
+    } else {
+        states
+    };
     let now = store.now(chrono::Utc::now()).await;
     let before = chrono::TimeDelta::from_std(older_than)
         .ok()
@@ -22,10 +38,9 @@ pub(crate) async fn prune(
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     if dry_run {
         let mut n = 0;
-        let mut page = ListFilter::new()
-            .state(JobState::Completed)
-            .state(JobState::Discarded)
-            .state(JobState::Cancelled)
+        let mut page = states
+            .iter()
+            .fold(ListFilter::new(), |f, s| f.state(*s))
             .limit(BATCH);
         loop {
             let rows = store.list(&page).await?;
@@ -45,11 +60,13 @@ pub(crate) async fn prune(
         return Ok(());
     }
     let mut total = 0;
-    loop {
-        let n = store.prune(before, BATCH).await?;
-        total += n;
-        if n < u64::from(BATCH) {
-            break;
+    for state in states {
+        loop {
+            let n = store.prune(*state, before, BATCH).await?;
+            total += n;
+            if n < u64::from(BATCH) {
+                break;
+            }
         }
     }
     writeln!(out, "deleted {total} final jobs that ended before {before}")?;

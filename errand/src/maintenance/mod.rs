@@ -35,7 +35,7 @@ pub(crate) const BATCH: u32 = 1000;
 pub(crate) struct Settings {
     pub(crate) schedule_interval: Duration,
     pub(crate) rescue_interval: Duration,
-    pub(crate) retention: Option<Duration>,
+    pub(crate) retention: crate::Retention,
     pub(crate) prune_interval: Duration,
     pub(crate) stats_interval: Duration,
     /// Cron entries (none: no cron service).
@@ -49,7 +49,7 @@ impl Default for Settings {
         Settings {
             schedule_interval: Duration::from_secs(1),
             rescue_interval: Duration::from_secs(15),
-            retention: Some(Duration::from_secs(24 * 3600)),
+            retention: crate::Retention::default(),
             prune_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(10),
             cron: Arc::from([]),
@@ -135,7 +135,8 @@ pub(crate) fn spawn_all(
             stop.clone(),
         ));
     }
-    if let Some(keep) = settings.retention {
+    let keep = settings.retention.by_state();
+    if !keep.is_empty() {
         tasks.push(spawn(
             Pruner::new(store, keep, settings.prune_interval).clock(settings.clock),
             stop,

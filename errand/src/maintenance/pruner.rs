@@ -1,4 +1,4 @@
-//! The pruner: deletes final jobs older than the retention, in batches.
+//! The pruner: deletes final jobs older than their state's retention, in batches.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,13 +6,14 @@ use std::time::Duration;
 use crate::clock::Clock;
 use async_trait::async_trait;
 use chrono::Utc;
-use errand_core::{Store, StoreError};
+use errand_core::{JobState, Store, StoreError};
 
 use super::{Service, BATCH};
 
 pub(crate) struct Pruner {
     store: Arc<dyn Store>,
-    retention: Duration,
+    /// Each final state pruned, with its retention.
+    retention: Vec<(JobState, Duration)>,
     interval: Duration,
     clock: Clock,
 }
@@ -24,7 +25,11 @@ impl Pruner {
         self
     }
 
-    pub(crate) fn new(store: Arc<dyn Store>, retention: Duration, interval: Duration) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        retention: Vec<(JobState, Duration)>,
+        interval: Duration,
+    ) -> Self {
         Pruner {
             clock: Clock::default(),
             store,
@@ -47,20 +52,23 @@ impl Service for Pruner {
     async fn run_once(&self) -> Result<Option<Duration>, StoreError> {
         // The builder bounds retention; saturate anyway rather than panic.
         let now = self.clock.now(&*self.store).await;
-        let before = chrono::TimeDelta::from_std(self.retention)
-            .ok()
-            .and_then(|keep| now.checked_sub_signed(keep))
-            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-        loop {
-            let n = self.store.prune(before, BATCH).await?;
-            if n > 0 {
-                tracing::debug!(pruned = n, "pruned final jobs past retention");
+        for &(state, keep) in &self.retention {
+            let before = chrono::TimeDelta::from_std(keep)
+                .ok()
+                .and_then(|keep| now.checked_sub_signed(keep))
+                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+            loop {
+                let n = self.store.prune(state, before, BATCH).await?;
+                if n > 0 {
+                    tracing::debug!(pruned = n, %state, "pruned final jobs past retention");
+                }
+                if n < u64::from(BATCH) {
+                    break;
+                }
+                // Let other writers in between batches.
+                tokio::task::yield_now().await;
             }
-            if n < u64::from(BATCH) {
-                return Ok(None);
-            }
-            // Let other writers in between batches.
-            tokio::task::yield_now().await;
         }
+        Ok(None)
     }
 }

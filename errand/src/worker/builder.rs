@@ -249,8 +249,10 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
-    /// How long final jobs are kept before pruning (default 24 h); `None` keeps them forever.
-    pub fn retention(mut self, keep: Option<Duration>) -> Self {
+    /// How long final jobs are kept before this worker's pruner deletes them, per final state
+    /// (default [`Retention::default`](crate::Retention): completed and cancelled 24 h,
+    /// discarded 7 days; [`Retention::forever`](crate::Retention::forever) prunes nothing).
+    pub fn retention(mut self, keep: crate::Retention) -> Self {
         self.config.maintenance.retention = keep;
         self
     }
@@ -463,7 +465,7 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
     if let Some(t) = c.default_timeout {
         checks.push(("job_defaults", t, MS, errand_core::MAX_DELAY));
     }
-    if let Some(keep) = m.retention {
+    for (_, keep) in m.retention.by_state() {
         checks.push(("retention", keep, Duration::ZERO, errand_core::MAX_DELAY));
     }
     for (setting, value, min, max) in checks {
