@@ -287,7 +287,7 @@ mod tests {
             Duration::from_secs(3600),
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = super::super::spawn(svc, stop_rx);
+        let task = super::super::spawn(svc, super::super::Control::new(stop_rx));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while jobs(&store).await.is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "no pass at start");

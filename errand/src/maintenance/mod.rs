@@ -78,9 +78,31 @@ pub(crate) trait Service: Send + Sync + 'static {
     }
 }
 
+/// What a service is told by its worker: when to stop, and where to report a store that is
+/// gone (a SQLite file deleted or replaced), so the worker stops at once whichever of its
+/// tasks meets it first.
+#[derive(Clone)]
+pub(crate) struct Control {
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Reports the error if it says the store is gone; whether it did.
+    pub(crate) on_lost: Arc<dyn Fn(&StoreError) -> bool + Send + Sync>,
+}
+
+impl Control {
+    /// Stops on `stop`; a lost store is only logged.
+    #[cfg(test)]
+    pub(crate) fn new(stop: watch::Receiver<bool>) -> Self {
+        Control {
+            stop,
+            on_lost: Arc::new(|_| false),
+        }
+    }
+}
+
 /// Runs `svc` every interval (±10 % jitter, so many workers do not pass in lockstep), or
 /// when the pass asked for another wait, or when woken, until `stop` turns true.
-pub(crate) fn spawn(svc: impl Service, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+pub(crate) fn spawn(svc: impl Service, ctl: Control) -> JoinHandle<()> {
+    let Control { mut stop, on_lost } = ctl;
     tokio::spawn(async move {
         let wake = svc.wake().unwrap_or_default();
         let mut asked = svc.starts_at_once().then_some(Duration::ZERO);
@@ -96,6 +118,7 @@ pub(crate) fn spawn(svc: impl Service, mut stop: watch::Receiver<bool>) -> JoinH
             }
             match svc.run_once().await {
                 Ok(next) => asked = next,
+                Err(e) if on_lost(&e) => {}
                 Err(e) => tracing::warn!(service = svc.name(), error = %e,
                     "maintenance pass failed; will retry"),
             }
@@ -108,20 +131,20 @@ pub(crate) fn spawn_all(
     store: Arc<dyn Store>,
     settings: &Settings,
     queues: &[String],
-    stop: watch::Receiver<bool>,
+    ctl: Control,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
         spawn(
             Scheduler::new(store.clone(), settings.schedule_interval).clock(settings.clock),
-            stop.clone(),
+            ctl.clone(),
         ),
         spawn(
             Rescuer::new(store.clone(), settings.rescue_interval).clock(settings.clock),
-            stop.clone(),
+            ctl.clone(),
         ),
         spawn(
             StatsReporter::new(store.clone(), settings.stats_interval, queues),
-            stop.clone(),
+            ctl.clone(),
         ),
     ];
     if !settings.cron.is_empty() {
@@ -132,14 +155,14 @@ pub(crate) fn spawn_all(
                 settings.schedule_interval,
             )
             .clock(settings.clock),
-            stop.clone(),
+            ctl.clone(),
         ));
     }
     let keep = settings.retention.by_state();
     if !keep.is_empty() {
         tasks.push(spawn(
             Pruner::new(store, keep, settings.prune_interval).clock(settings.clock),
-            stop,
+            ctl,
         ));
     }
     tasks

@@ -123,7 +123,13 @@ impl<S: Store> Worker<S> {
                 .iter()
                 .map(|q| q.name.clone())
                 .collect::<Vec<_>>(),
-            stop_rx,
+            maintenance::Control {
+                stop: stop_rx,
+                on_lost: {
+                    let shared = shared.clone();
+                    Arc::new(move |e| shared.check_lost(e))
+                },
+            },
         );
         services.push(watcher);
         tracing::info!(worker = %shared.worker_id, queues = ?self.queues.iter().map(|q| (&q.name, q.concurrency)).collect::<Vec<_>>(),
