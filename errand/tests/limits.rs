@@ -106,3 +106,29 @@ async fn two_processes_share_the_limit() {
     b.shutdown().await;
     assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
 }
+
+/// Two stores on one SQLite file (as two processes would have) share the limit: it is kept
+/// in the file and checked by each claim under SQLite's single writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sqlite_stores_share_the_limit() {
+    let (first, _dir) = sqlite().await;
+    let second = errand::SqliteStore::open(first.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let client = Client::new(first.clone());
+    client.set_queue_limit("default", Some(2)).await.unwrap();
+    client
+        .enqueue_many((0..16).map(|_| Busy { ms: 40 }))
+        .await
+        .unwrap();
+    let gauge = Gauge::default();
+    let (a, b) = (worker(first.clone(), &gauge), worker(second, &gauge));
+    let done = ListFilter::new().state(JobState::Completed);
+    wait_for("every job done", Duration::from_secs(30), || async {
+        first.count(&done).await.unwrap() == 16
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+}

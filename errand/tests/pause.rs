@@ -130,3 +130,54 @@ async fn a_pause_from_another_process_is_heard_at_once() {
     .await;
     worker.shutdown().await;
 }
+
+/// Two stores on one SQLite file share nothing in memory (as two processes would): the
+/// worker's watcher finds the pause by polling the file, within its one-second poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_through_another_sqlite_store_is_found_by_polling() {
+    let (operator, _dir) = sqlite().await;
+    let worker_store = errand::SqliteStore::open(operator.path().to_str().unwrap())
+        .await
+        .unwrap();
+    let client = Client::new(operator.clone());
+    let probe = Probe::default();
+    // Longer than the watcher's one-second poll, so the pause is found while it runs.
+    let long = client.enqueue(Sleeper { ms: 2500 }).await.unwrap().id;
+    client
+        .enqueue_many((0..5).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    let worker = builder(worker_store, probe.clone())
+        .queue("default", QueueOptions::new(1).prefetch(5))
+        .build()
+        .unwrap()
+        .start();
+    wait_for("the long job to start", Duration::from_secs(10), || async {
+        probe.runs(long) == 1
+    })
+    .await;
+    client.pause_queue("default").await.unwrap();
+    let available = ListFilter::new().state(JobState::Available);
+    wait_for(
+        "the other store's worker to release its claimed-ahead jobs",
+        Duration::from_secs(5),
+        || async { operator.count(&available).await.unwrap() == 5 },
+    )
+    .await;
+    wait_state(&operator, long, JobState::Completed).await;
+    assert_eq!(probe.total(), 1, "only the running job ran");
+    client.resume_queue("default").await.unwrap();
+    wait_for(
+        "the other store's worker to resume",
+        Duration::from_secs(10),
+        || async {
+            operator
+                .count(&ListFilter::new().state(JobState::Completed))
+                .await
+                .unwrap()
+                == 6
+        },
+    )
+    .await;
+    worker.shutdown().await;
+}
