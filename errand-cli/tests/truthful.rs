@@ -268,11 +268,7 @@ async fn bulk_operations_select_by_filter(db: Db) {
             .await
             .unwrap();
     }
-    let cli = |args: &[&str]| {
-        let mut all: Vec<&str> = db.args.iter().map(String::as_str).collect();
-        all.extend_from_slice(args);
-        errand(&all)
-    };
+    let cli = |args: &[&str]| db.errand(args);
     let o = cli(&["jobs", "cancel"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("give a job id"), "{}", text(&o));
@@ -385,11 +381,7 @@ async fn tags_select_and_delete_removes(db: Db) {
                 .id,
         );
     }
-    let cli = |args: &[&str]| {
-        let mut all: Vec<&str> = db.args.iter().map(String::as_str).collect();
-        all.extend_from_slice(args);
-        errand(&all)
-    };
+    let cli = |args: &[&str]| db.errand(args);
     let o = cli(&["jobs", "list", "--tag", "vip", "--json"]);
     let vip: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let mut got: Vec<i64> = vip.iter().map(|r| r["id"].as_i64().unwrap()).collect();
@@ -455,11 +447,7 @@ async fn queues_list_pause_and_resume(db: Db) {
         .enqueue_many((0..3).map(|_| LedgerJob { work_ms: 0 }))
         .await
         .unwrap();
-    let cli = |args: &[&str]| {
-        let mut all: Vec<&str> = db.args.iter().map(String::as_str).collect();
-        all.extend_from_slice(args);
-        errand(&all)
-    };
+    let cli = |args: &[&str]| db.errand(args);
     let queue = errand_cli::CHAOS_QUEUE;
     let o = cli(&["queues", "pause", queue]);
     assert!(o.status.success(), "{}", text(&o));

@@ -51,24 +51,34 @@ fn worker<S: Store>(store: S, gauge: &Gauge) -> errand::WorkerHandle {
 
 on_every_store!(two_workers_never_run_more_than_the_limit);
 
-async fn two_workers_never_run_more_than_the_limit<S: Store + Clone>(store: S) {
-    let client = Client::new(store.clone());
-    client.set_queue_limit("default", Some(3)).await.unwrap();
+/// `jobs` jobs under a limit of `limit`, worked by a worker on each of two stores of one
+/// database (the same store twice, or two sharing no memory as two processes would): the
+/// most that ever ran at once is the limit.
+async fn two_workers_share_a_limit<S: Store + Clone>(first: S, second: S, limit: u32, jobs: usize) {
+    let client = Client::new(first.clone());
     client
-        .enqueue_many((0..24).map(|_| Busy { ms: 40 }))
+        .set_queue_limit("default", Some(limit))
+        .await
+        .unwrap();
+    client
+        .enqueue_many((0..jobs).map(|_| Busy { ms: 40 }))
         .await
         .unwrap();
     let gauge = Gauge::default();
-    let (a, b) = (worker(store.clone(), &gauge), worker(store.clone(), &gauge));
+    let (a, b) = (worker(first.clone(), &gauge), worker(second, &gauge));
     let done = ListFilter::new().state(JobState::Completed);
     wait_for("every job done", Duration::from_secs(30), || async {
-        store.count(&done).await.unwrap() == 24
+        first.count(&done).await.unwrap() == jobs as u64
     })
     .await;
     a.shutdown().await;
     b.shutdown().await;
-    // Twelve slots between them, three allowed: three at most, and the limit was used.
-    assert_eq!(gauge.max.load(Ordering::SeqCst), 3);
+    // Twelve slots between the workers: the limit bounds them, and was reached.
+    assert_eq!(gauge.max.load(Ordering::SeqCst), limit as usize);
+}
+
+async fn two_workers_never_run_more_than_the_limit<S: Store + Clone>(store: S) {
+    two_workers_share_a_limit(store.clone(), store, 3, 24).await;
 }
 
 /// Two processes (separate pools and listeners) on one schema share the limit.
@@ -89,22 +99,7 @@ async fn two_processes_share_the_limit() {
         .open()
         .await
         .unwrap();
-    let client = Client::new(first.clone());
-    client.set_queue_limit("default", Some(2)).await.unwrap();
-    client
-        .enqueue_many((0..16).map(|_| Busy { ms: 40 }))
-        .await
-        .unwrap();
-    let gauge = Gauge::default();
-    let (a, b) = (worker(first.clone(), &gauge), worker(second, &gauge));
-    let done = ListFilter::new().state(JobState::Completed);
-    wait_for("every job done", Duration::from_secs(30), || async {
-        first.count(&done).await.unwrap() == 16
-    })
-    .await;
-    a.shutdown().await;
-    b.shutdown().await;
-    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+    two_workers_share_a_limit(first, second, 2, 16).await;
 }
 
 /// Two stores on one SQLite file (as two processes would have) share the limit: it is kept
@@ -115,20 +110,5 @@ async fn two_sqlite_stores_share_the_limit() {
     let second = errand::SqliteStore::open(first.path().to_str().unwrap())
         .await
         .unwrap();
-    let client = Client::new(first.clone());
-    client.set_queue_limit("default", Some(2)).await.unwrap();
-    client
-        .enqueue_many((0..16).map(|_| Busy { ms: 40 }))
-        .await
-        .unwrap();
-    let gauge = Gauge::default();
-    let (a, b) = (worker(first.clone(), &gauge), worker(second, &gauge));
-    let done = ListFilter::new().state(JobState::Completed);
-    wait_for("every job done", Duration::from_secs(30), || async {
-        first.count(&done).await.unwrap() == 16
-    })
-    .await;
-    a.shutdown().await;
-    b.shutdown().await;
-    assert_eq!(gauge.max.load(Ordering::SeqCst), 2);
+    two_workers_share_a_limit(first, second, 2, 16).await;
 }

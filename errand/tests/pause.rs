@@ -69,86 +69,26 @@ async fn a_paused_queue_starts_nothing_until_resumed<S: Store + Clone>(store: S)
     assert!(!client.queues().await.unwrap()[0].paused);
 }
 
-/// Another process pauses the queue: this worker hears it by `NOTIFY` (its fallback poll
-/// is 30 s, so an answer within seconds was notified), and hears the resume the same way.
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_from_another_process_is_heard_at_once() {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let operator = errand_postgres::testing::scratch_store().await;
-    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts.application_name("errand-pause-worker"))
-        .await
-        .unwrap();
-    let worker_store = errand::PgStore::builder()
-        .pool(pool)
-        .schema(operator.schema())
-        .open()
-        .await
-        .unwrap();
+/// `operator` pauses and resumes the queue while a worker on `other` — a store sharing the
+/// database but no memory, as another process's — runs a job of `long_ms` with five more
+/// claimed ahead: the worker releases them unstarted, lets the long one finish, and runs
+/// them after the resume. `poll` is the worker's poll interval.
+async fn pause_reaches_another_store<S: Store + Clone>(
+    operator: S,
+    other: S,
+    long_ms: u64,
+    poll: Duration,
+) {
     let client = Client::new(operator.clone());
     let probe = Probe::default();
-    let long = client.enqueue(Sleeper { ms: 300 }).await.unwrap().id;
+    let long = client.enqueue(Sleeper { ms: long_ms }).await.unwrap().id;
     client
         .enqueue_many((0..5).map(|n| Echo { n }))
         .await
         .unwrap();
-    let worker = builder(worker_store, probe.clone())
+    let worker = builder(other, probe.clone())
         .queue("default", QueueOptions::new(1).prefetch(5))
-        .poll_interval(Duration::from_secs(30)) // so only a NOTIFY can wake it
-        .build()
-        .unwrap()
-        .start();
-    wait_for("the long job to start", Duration::from_secs(10), || async {
-        probe.runs(long) == 1
-    })
-    .await;
-    client.pause_queue("default").await.unwrap();
-    let available = ListFilter::new().state(JobState::Available);
-    wait_for(
-        "the other process to release its claimed-ahead jobs",
-        Duration::from_secs(5),
-        || async { operator.count(&available).await.unwrap() == 5 },
-    )
-    .await;
-    wait_state(&operator, long, JobState::Completed).await;
-    assert_eq!(probe.total(), 1, "only the running job ran");
-    client.resume_queue("default").await.unwrap();
-    wait_for(
-        "the other process to resume",
-        Duration::from_secs(5),
-        || async {
-            operator
-                .count(&ListFilter::new().state(JobState::Completed))
-                .await
-                .unwrap()
-                == 6
-        },
-    )
-    .await;
-    worker.shutdown().await;
-}
-
-/// Two stores on one SQLite file share nothing in memory (as two processes would): the
-/// worker's watcher finds the pause by polling the file, within its one-second poll.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pause_through_another_sqlite_store_is_found_by_polling() {
-    let (operator, _dir) = sqlite().await;
-    let worker_store = errand::SqliteStore::open(operator.path().to_str().unwrap())
-        .await
-        .unwrap();
-    let client = Client::new(operator.clone());
-    let probe = Probe::default();
-    // Longer than the watcher's one-second poll, so the pause is found while it runs.
-    let long = client.enqueue(Sleeper { ms: 2500 }).await.unwrap().id;
-    client
-        .enqueue_many((0..5).map(|n| Echo { n }))
-        .await
-        .unwrap();
-    let worker = builder(worker_store, probe.clone())
-        .queue("default", QueueOptions::new(1).prefetch(5))
+        .poll_interval(poll)
         .build()
         .unwrap()
         .start();
@@ -167,17 +107,46 @@ async fn a_pause_through_another_sqlite_store_is_found_by_polling() {
     wait_state(&operator, long, JobState::Completed).await;
     assert_eq!(probe.total(), 1, "only the running job ran");
     client.resume_queue("default").await.unwrap();
+    let completed = ListFilter::new().state(JobState::Completed);
     wait_for(
         "the other store's worker to resume",
         Duration::from_secs(10),
-        || async {
-            operator
-                .count(&ListFilter::new().state(JobState::Completed))
-                .await
-                .unwrap()
-                == 6
-        },
+        || async { operator.count(&completed).await.unwrap() == 6 },
     )
     .await;
     worker.shutdown().await;
+}
+
+/// Another process pauses the queue: this worker hears it by `NOTIFY` (its own polls are
+/// 30 s apart, so an answer within the 5 s bound was notified), and the resume the same way.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_from_another_process_is_heard_at_once() {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let operator = errand_postgres::testing::scratch_store().await;
+    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts.application_name("errand-pause-worker"))
+        .await
+        .unwrap();
+    let other = errand::PgStore::builder()
+        .pool(pool)
+        .schema(operator.schema())
+        .open()
+        .await
+        .unwrap();
+    pause_reaches_another_store(operator, other, 300, Duration::from_secs(30)).await;
+}
+
+/// Two stores on one SQLite file share nothing in memory (as two processes would): the
+/// worker's watcher finds the pause by polling the file, within its one-second poll (the
+/// long job outlasts it, so the pause is found while it runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_through_another_sqlite_store_is_found_by_polling() {
+    let (operator, _dir) = sqlite().await;
+    let other = errand::SqliteStore::open(operator.path().to_str().unwrap())
+        .await
+        .unwrap();
+    pause_reaches_another_store(operator, other, 2500, Duration::from_millis(50)).await;
 }
