@@ -165,6 +165,11 @@ impl Sql {
                    UNION ALL
                    SELECT pg_notify($8, '')
                    WHERE EXISTS (SELECT 1 FROM done WHERE state IN ('scheduled', 'retryable'))
+                   UNION ALL
+                   -- A job that stops running frees a slot of a limited queue: wake the
+                   -- producers that found it full, in every process.
+                   SELECT pg_notify($8, q.name) FROM {q} q
+                   WHERE q.max_running IS NOT NULL AND q.name IN (SELECT queue FROM done)
                  )
                  SELECT id, CASE WHEN state = 'completed' THEN NULL ELSE queue END, state,
                         (SELECT count(*) FROM notified)

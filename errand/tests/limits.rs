@@ -40,13 +40,36 @@ impl Job for Busy {
 }
 
 fn worker<S: Store>(store: S, gauge: &Gauge) -> errand::WorkerHandle {
+    worker_polling(store, gauge, Duration::from_millis(50))
+}
+
+fn worker_polling<S: Store>(store: S, gauge: &Gauge, poll: Duration) -> errand::WorkerHandle {
     Worker::builder(store, gauge.clone())
         .register::<Busy>()
         .queue("default", 6)
-        .poll_interval(Duration::from_millis(50))
+        .poll_interval(poll)
         .build()
         .unwrap()
         .start()
+}
+
+/// A second store on `first`'s schema with a pool and listener of its own, as another
+/// process would have.
+#[cfg(feature = "postgres")]
+async fn other_process(first: &errand::PgStore, app: &str) -> errand::PgStore {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts.application_name(app))
+        .await
+        .unwrap();
+    errand::PgStore::builder()
+        .pool(pool)
+        .schema(first.schema())
+        .open()
+        .await
+        .unwrap()
 }
 
 on_every_store!(two_workers_never_run_more_than_the_limit);
@@ -85,21 +108,53 @@ async fn two_workers_never_run_more_than_the_limit<S: Store + Clone>(store: S) {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_the_limit() {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let first = errand_postgres::testing::scratch_store().await;
-    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts.application_name("errand-limit-second"))
-        .await
-        .unwrap();
-    let second = errand::PgStore::builder()
-        .pool(pool)
-        .schema(first.schema())
-        .open()
-        .await
-        .unwrap();
+    let second = other_process(&first, "errand-limit-second").await;
     two_workers_share_a_limit(first, second, 2, 16).await;
+}
+
+/// A slot freed in one process wakes the worker of another that found the queue full: the
+/// finishing statement `NOTIFY`s the limited queue, and that worker's own polls are 30 s
+/// apart, so a start within the 5 s bound was notified.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_freed_in_another_process_is_heard_at_once() {
+    let first = errand_postgres::testing::scratch_store().await;
+    let second = other_process(&first, "errand-limit-waiter").await;
+    let client = Client::new(first.clone());
+    client.set_queue_limit("default", Some(1)).await.unwrap();
+    client.enqueue(Busy { ms: 400 }).await.unwrap();
+    let next = client.enqueue(Busy { ms: 0 }).await.unwrap().id;
+    let (ga, gb) = (Gauge::default(), Gauge::default());
+    let poll = Duration::from_secs(30);
+    let a = worker_polling(first.clone(), &ga, poll);
+    let b = worker_polling(second, &gb, poll);
+    wait_for(
+        "the first job to start",
+        Duration::from_secs(10),
+        || async { ga.now.load(Ordering::SeqCst) + gb.now.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    // Stop the worker holding the slot: it finishes its job and claims nothing more, so
+    // only the other worker can run the next job, once it hears the slot is free.
+    let (holder, waiter) = if ga.now.load(Ordering::SeqCst) == 1 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    holder.shutdown().await;
+    let done = ListFilter::new().state(JobState::Completed);
+    wait_for(
+        "the waiting process to take the freed slot",
+        Duration::from_secs(5),
+        || async { first.count(&done).await.unwrap() == 2 },
+    )
+    .await;
+    assert_eq!(
+        first.get(next).await.unwrap().unwrap().state,
+        JobState::Completed
+    );
+    waiter.shutdown().await;
 }
 
 /// Two stores on one SQLite file (as two processes would have) share the limit: it is kept
