@@ -463,6 +463,10 @@ async fn queues_list_pause_and_resume(db: Db) {
     assert_eq!(doc[0]["queue"], queue);
     assert_eq!(doc[0]["state"], "paused");
     assert_eq!(doc[0]["counts"]["available"], 3);
+    let lag = doc[0]["lag_s"]
+        .as_f64()
+        .expect("a lag for a queue with available jobs");
+    assert!((0.0..60.0).contains(&lag), "{lag}");
     let o = cli(&["queues", "resume", queue]);
     assert!(text(&o).contains("resumed"), "{}", text(&o));
     let o = cli(&["queues", "list"]);

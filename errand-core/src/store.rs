@@ -117,6 +117,11 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError>;
 
+    /// For each queue with available jobs, the earliest `run_at` among them: the oldest
+    /// waiting job's due time, from which an operator reads the queue's lag. Reads the
+    /// available jobs' index only.
+    async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+
     /// Every queue record, by name. A queue nobody paused or limited may have none.
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
 
@@ -247,6 +252,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
         (**self).set_queue_limit(queue, max_running, now).await
+    }
+    async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        (**self).oldest_available().await
     }
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         (**self).queues().await

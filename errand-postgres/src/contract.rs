@@ -89,6 +89,10 @@ impl Store for PgStore {
         queue::set_limit(self, queue, max_running, now).await
     }
 
+    async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        queue::oldest_available(self).await
+    }
+
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         queue::queues(self).await
     }

@@ -55,6 +55,15 @@ pub(crate) async fn set_limit(
     record(&row)
 }
 
+pub(crate) async fn oldest_available(
+    s: &PgStore,
+) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    sqlx::query_as(&s.inner.sql.oldest_available)
+        .fetch_all(&s.inner.pool)
+        .await
+        .map_err(db)
+}
+
 pub(crate) async fn queues(s: &PgStore) -> Result<Vec<QueueRecord>, StoreError> {
     sqlx::query(&s.inner.sql.queues)
         .fetch_all(&s.inner.pool)

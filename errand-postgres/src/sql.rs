@@ -32,6 +32,7 @@ pub(crate) struct Sql {
     pub(crate) set_paused: String,
     pub(crate) set_limit: String,
     pub(crate) queues: String,
+    pub(crate) oldest_available: String,
     pub(crate) table: String,
 }
 
@@ -289,6 +290,11 @@ impl Sql {
                  SELECT name, paused, max_running, updated_at, pg_notify($4, $5)::text,
                         pg_notify($4, name)::text
                  FROM up"
+            ),
+            // The claim index holds exactly the available jobs.
+            oldest_available: format!(
+                "SELECT queue, min(run_at) FROM {t} WHERE state = 'available'
+                 GROUP BY queue ORDER BY queue"
             ),
             queues: format!(
                 "SELECT name, paused, max_running, updated_at FROM {q} ORDER BY name"

@@ -55,6 +55,10 @@ mod tests {
         assert!(plan(&store, &prune_sql())
             .await
             .contains("errand_jobs_finalized"));
+        // Each queue's oldest available job: from the claim index alone.
+        let oldest = "SELECT queue, min(run_at) FROM errand_jobs WHERE state = 'available' \
+                      GROUP BY queue ORDER BY queue";
+        assert!(plan(&store, oldest).await.contains("errand_jobs_claim"));
         let unique = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
         assert!(plan(&store, &unique).await.contains("errand_jobs_unique"));
         // Lists and counts, one query per state group, each on the group's index.

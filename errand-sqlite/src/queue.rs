@@ -62,6 +62,25 @@ pub(crate) async fn set_limit(
     record(row)
 }
 
+pub(crate) async fn oldest_available(
+    s: &SqliteStore,
+) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT queue, min(run_at) FROM errand_jobs WHERE state = 'available' \
+         GROUP BY queue ORDER BY queue",
+    )
+    .fetch_all(s.reader())
+    .await
+    .map_err(db)?;
+    rows.into_iter()
+        .map(|(q, at)| {
+            let at =
+                time(at).map_err(|e| StoreError::Database(format!("queue {q}: {e}").into()))?;
+            Ok((q, at))
+        })
+        .collect()
+}
+
 pub(crate) async fn queues(s: &SqliteStore) -> Result<Vec<QueueRecord>, StoreError> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT name, paused, max_running, updated_at FROM errand_queues ORDER BY name",

@@ -93,6 +93,7 @@ macro_rules! store_conformance {
                 a_paused_queue_claims_nothing_until_resumed,
                 pause_and_resume_wake_who_must_act,
                 a_queue_limit_caps_running_jobs,
+                oldest_available_is_the_earliest_due_waiting_job,
             ],
             prune: [
                 prune_deletes_only_old_final_jobs,

@@ -148,6 +148,9 @@ impl Store for AnyStore {
     ) -> Result<QueueRecord, StoreError> {
         each!(self, s => s.set_queue_limit(queue, max_running, now).await)
     }
+    async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        each!(self, s => s.oldest_available().await)
+    }
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         each!(self, s => s.queues().await)
     }

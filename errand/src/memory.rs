@@ -408,6 +408,24 @@ impl Store for MemoryStore {
         Ok(record)
     }
 
+    async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let g = self.lock();
+        let mut out: Vec<(String, DateTime<Utc>)> = g
+            .available
+            .iter()
+            .filter_map(|(queue, set)| {
+                let oldest = set
+                    .iter()
+                    .filter_map(|(_, _, id)| g.jobs.get(id))
+                    .map(|r| r.run_at)
+                    .min()?;
+                Some((queue.clone(), oldest))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         Ok(self.lock().queues.values().cloned().collect())
     }

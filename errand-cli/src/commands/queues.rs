@@ -56,6 +56,14 @@ pub(crate) async fn queues(
 async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(), CliError> {
     let records = store.queues().await?;
     let counts = store.stats(&SHOWN).await?;
+    let now = store.now(chrono::Utc::now()).await;
+    // How long each queue's oldest available job has been due (0 for one due later).
+    let lag: BTreeMap<String, f64> = store
+        .oldest_available()
+        .await?
+        .into_iter()
+        .map(|(q, at)| (q, (now - at).num_milliseconds().max(0) as f64 / 1000.0))
+        .collect();
     // Every queue that has jobs to do or a record.
     let mut queues: BTreeMap<String, (Option<&errand::QueueRecord>, BTreeMap<&str, u64>)> =
         BTreeMap::new();
@@ -87,6 +95,7 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
                     "queue": name,
                     "state": state(*r),
                     "max_running": r.and_then(|r| r.max_running),
+                    "lag_s": lag.get(name),
                     "since": r.map(|r| r.updated_at),
                     "counts": c,
                 })
@@ -99,7 +108,7 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
         writeln!(out, "no queues: no job waits, and none was ever paused")?;
         return Ok(());
     }
-    let mut header = vec!["queue", "state", "limit"];
+    let mut header = vec!["queue", "state", "limit", "lag"];
     header.extend(SHOWN.iter().map(|s| s.as_str()));
     header.push("since");
     let rows: Vec<Vec<String>> = queues
@@ -110,6 +119,7 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
                 name.clone(),
                 state(*r).to_owned(),
                 limit.map_or("-".to_owned(), |n| n.to_string()),
+                lag.get(name).map_or("-".to_owned(), |s| format!("{s:.1}s")),
             ];
             row.extend(SHOWN.iter().map(|s| c[s.as_str()].to_string()));
             row.push(r.map(|r| time(r.updated_at)).unwrap_or_default());

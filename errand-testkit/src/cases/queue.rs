@@ -132,3 +132,33 @@ pub async fn a_queue_limit_caps_running_jobs<S: Store>(store: S) {
         Err(errand_core::StoreError::InvalidQueue { .. })
     ));
 }
+
+/// Each queue's oldest available job's due time (its lag's start): scheduled and running
+/// jobs do not count, a queue with nothing available is left out.
+pub async fn oldest_available_is_the_earliest_due_waiting_job<S: Store>(store: S) {
+    let due = |queue: &str, secs: i64| {
+        let mut j = job("k", queue);
+        j.run_at = at(secs);
+        j
+    };
+    // Inserted at t0: run_at in the past is available, in the future scheduled.
+    store
+        .insert(
+            vec![
+                due("q", -30),
+                due("q", -90),
+                due("q", 50),
+                due("r", -10),
+                due("busy", -500),
+            ],
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim(&store, "busy", 1, at(1)).await.len(), 1);
+    let oldest = store.oldest_available().await.unwrap();
+    assert_eq!(
+        oldest,
+        vec![("q".to_owned(), at(-90)), ("r".to_owned(), at(-10))]
+    );
+}
