@@ -19,6 +19,20 @@ fn errand(args: &[&str]) -> Output {
         .expect("run errand")
 }
 
+/// Claims up to `limit` jobs of the chaos queue now, as a worker would.
+async fn claim_now(store: &dyn errand::store::Store, limit: u32) -> Vec<errand::JobRow> {
+    store
+        .claim(&errand::store::ClaimRequest {
+            queue: errand_cli::CHAOS_QUEUE.into(),
+            limit,
+            worker_id: "t".into(),
+            now: chrono::Utc::now(),
+            lease: std::time::Duration::from_secs(30),
+        })
+        .await
+        .unwrap()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -186,16 +200,7 @@ async fn retrying_a_completed_job_needs_force() {
         .await
         .unwrap()
         .id;
-    let claimed = store
-        .claim(&errand::store::ClaimRequest {
-            queue: errand_cli::CHAOS_QUEUE.into(),
-            limit: 1,
-            worker_id: "t".into(),
-            now: chrono::Utc::now(),
-            lease: std::time::Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+    let claimed = claim_now(&*store, 1).await;
     store
         .finish(&[errand::store::Finish {
             lease: claimed[0].lease_ref(),
@@ -325,16 +330,7 @@ async fn bulk_operations_select_by_filter(db: Db) {
     assert_eq!(rest.len(), 11);
     assert!(rest.iter().all(|r| r["id"].as_i64().unwrap() < last));
     // Prune: jobs that completed two hours ago.
-    let claimed = store
-        .claim(&errand::store::ClaimRequest {
-            queue: errand_cli::CHAOS_QUEUE.into(),
-            limit: 3,
-            worker_id: "t".into(),
-            now: chrono::Utc::now(),
-            lease: std::time::Duration::from_secs(30),
-        })
-        .await
-        .unwrap();
+    let claimed = claim_now(&*store, 3).await;
     let two_hours_ago = chrono::Utc::now() - chrono::TimeDelta::hours(2);
     let done: Vec<_> = claimed
         .iter()
@@ -388,18 +384,7 @@ async fn tags_select_and_delete_removes(db: Db) {
     got.sort();
     assert_eq!(got, ids[..2]);
     // A running job is not deleted, by id or by filter.
-    let running = store
-        .claim(&errand::store::ClaimRequest {
-            queue: errand_cli::CHAOS_QUEUE.into(),
-            limit: 1,
-            worker_id: "t".into(),
-            now: chrono::Utc::now(),
-            lease: std::time::Duration::from_secs(30),
-        })
-        .await
-        .unwrap()
-        .remove(0)
-        .id;
+    let running = claim_now(&*store, 1).await.remove(0).id;
     assert_eq!(running, ids[0], "the oldest is claimed first");
     let o = cli(&["jobs", "delete", &running.to_string()]);
     assert_eq!(o.status.code(), Some(1));
