@@ -56,6 +56,18 @@ pub(crate) fn short(s: &str, max: usize) -> String {
     }
 }
 
+/// A JSON column, indented under its name (as stored when it is not JSON).
+fn pretty_json(out: &mut impl Write, name: &str, text: &str) -> std::io::Result<()> {
+    let pretty = serde_json::from_str::<serde_json::Value>(text)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| text.to_owned());
+    writeln!(out, "  {name}:")?;
+    for l in pretty.lines() {
+        writeln!(out, "    {l}")?;
+    }
+    Ok(())
+}
+
 /// `jobs show` in text.
 pub(crate) fn job_details(out: &mut impl Write, j: &JobRow) -> std::io::Result<()> {
     writeln!(out, "job {}  {}  ({})", j.id, j.kind, j.state)?;
@@ -85,12 +97,22 @@ pub(crate) fn job_details(out: &mut impl Write, j: &JobRow) -> std::io::Result<(
     if !j.tags.is_empty() {
         writeln!(out, "  tags:         {}", j.tags.join(", "))?;
     }
-    let args = serde_json::from_str::<serde_json::Value>(&j.args)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| j.args.clone());
-    writeln!(out, "  args:")?;
-    for l in args.lines() {
-        writeln!(out, "    {l}")?;
+    if let Some(p) = &j.progress {
+        let percent = p
+            .percent
+            .map(|v| format!("{v:.1} %"))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "  progress:     {percent}  {}  (attempt {}, at {})",
+            p.message,
+            p.attempt,
+            time(p.at)
+        )?;
+    }
+    pretty_json(out, "args", &j.args)?;
+    if let Some(result) = &j.result {
+        pretty_json(out, "result", result)?;
     }
     if j.errors.is_empty() {
         writeln!(out, "  errors:       none")?;

@@ -36,13 +36,20 @@ pub struct FinishEffect<'a> {
     pub attempt_delta: i32,
     /// Set when the new state is final.
     pub finalized_at: Option<DateTime<Utc>>,
+    /// The job's result (JSON text), stored when it completed with one.
+    pub result: Option<&'a str>,
 }
 
 impl Finish {
     /// What this finish does to the job's row.
     pub fn effect(&self) -> FinishEffect<'_> {
+        let mut result = None;
         let (state, run_at, error, attempt_delta) = match &self.action {
             FinishAction::Complete => (JobState::Completed, None, None, 0),
+            FinishAction::CompleteWith { result: r } => {
+                result = Some(r.as_str());
+                (JobState::Completed, None, None, 0)
+            }
             FinishAction::Retry { run_at, error } => {
                 let state = if *run_at > self.at {
                     JobState::Retryable
@@ -61,6 +68,7 @@ impl Finish {
             error,
             attempt_delta,
             finalized_at: state.is_final().then_some(self.at),
+            result,
         }
     }
 }
@@ -70,6 +78,12 @@ impl Finish {
 pub enum FinishAction {
     /// `completed`.
     Complete,
+    /// `completed`, storing the job's result (JSON text, at most [`crate::MAX_RESULT_LEN`]
+    /// bytes, checked by the runtime) with it.
+    CompleteWith {
+        /// The result, as JSON text.
+        result: String,
+    },
     /// Failed: `retryable` until `run_at` (or `available` at once when `run_at` is not after the
     /// finish time), with the error appended to its history.
     Retry {

@@ -34,7 +34,7 @@ pub use finish::{
 pub use new_job::{InsertResult, NewJob};
 pub use queue::{check_name, check_queue_limit, check_queue_name, QueueRecord};
 pub use redact::{redact_url, scrub, url_password};
-pub use row::{ErrorRecord, JobId, JobRow, RowReader};
+pub use row::{ErrorRecord, JobId, JobRow, Progress, ResultTypeError, RowReader};
 pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
 pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};
@@ -54,3 +54,9 @@ pub const MAX_TAGS: usize = 64;
 pub const MAX_TAG_LEN: usize = 256;
 /// Longest error message kept in a job's error history (bytes); longer ones are truncated.
 pub const MAX_ERROR_LEN: usize = 16 * 1024;
+/// Largest job result, in bytes of JSON: a result is a summary for whoever waits on the job
+/// (counts, ids, a URL), not a way to move data; store big outputs elsewhere and return
+/// where they are.
+pub const MAX_RESULT_LEN: usize = 1024 * 1024;
+/// Longest progress message, in bytes; a longer one is truncated.
+pub const MAX_PROGRESS_MESSAGE_LEN: usize = 1024;

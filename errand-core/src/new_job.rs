@@ -61,6 +61,8 @@ impl NewJob {
             unique_key: self.unique_key,
             backoff: self.backoff,
             timeout_ms: self.timeout_ms,
+            result: None,
+            progress: None,
             corrupt: None,
         }
     }

@@ -20,24 +20,29 @@ pub struct ErrorRecord {
     pub panic: bool,
 }
 
+/// `text` as every store can keep it: NULs replaced by U+FFFD (PostgreSQL cannot store
+/// U+0000 in text or JSON, so a message read from a binary source would make the write
+/// fail), and cut to `max` bytes on a character boundary, `mark` appended when cut.
+fn storable(mut text: String, max: usize, mark: &str) -> String {
+    if text.contains('\0') {
+        text = text.replace('\0', "\u{fffd}");
+    }
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(mark);
+    }
+    text
+}
+
 impl ErrorRecord {
     /// A record for `attempt` at `at`, truncating `message` to [`crate::MAX_ERROR_LEN`] bytes
     /// and replacing any NUL character with U+FFFD.
     pub fn new(attempt: i32, at: DateTime<Utc>, message: impl Into<String>) -> Self {
-        let mut message = message.into();
-        // PostgreSQL cannot store U+0000 in text or JSON: a message holding one (text read
-        // from a binary source, say) would make the outcome unwritable.
-        if message.contains('\0') {
-            message = message.replace('\0', "\u{fffd}");
-        }
-        if message.len() > crate::MAX_ERROR_LEN {
-            let mut cut = crate::MAX_ERROR_LEN;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("… (truncated)");
-        }
+        let message = storable(message.into(), crate::MAX_ERROR_LEN, "… (truncated)");
         ErrorRecord {
             attempt,
             at,
@@ -98,12 +103,49 @@ pub struct JobRow {
     pub backoff: Option<Backoff>,
     /// Timeout chosen at enqueue in milliseconds, overriding the job type's.
     pub timeout_ms: Option<i64>,
+    /// What the job returned when it completed (JSON text), if it returned a value
+    /// (`Outcome::complete_with`). Read it typed with [`JobRow::result_as`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The latest progress the job reported (`JobContext::progress`), kept after it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     /// Set when a column could not be read (hand-edited or written by a faulty tool): what
     /// was wrong, naming the column and quoting what it held. The field read as its default
     /// (empty history, no tags, no backoff…). A claimed job in this condition is not run: the
     /// store discards it with this message recorded, and the rest of its batch runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrupt: Option<String>,
+}
+
+/// How far a running job says it got, as stored with the job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The attempt that reported it.
+    pub attempt: i32,
+    /// Per cent done, 0 to 100; `None` when the job gave no usable figure (NaN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// What it is doing, at most [`crate::MAX_PROGRESS_MESSAGE_LEN`] bytes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When it was reported.
+    pub at: DateTime<Utc>,
+}
+
+impl Progress {
+    /// A report by `attempt` at `at`: `percent` is clamped to 0–100 (NaN gives none) and
+    /// `message` cut to [`crate::MAX_PROGRESS_MESSAGE_LEN`] bytes, with NULs replaced, so any
+    /// input stores.
+    pub fn new(attempt: i32, at: DateTime<Utc>, percent: f64, message: impl Into<String>) -> Self {
+        let message = storable(message.into(), crate::MAX_PROGRESS_MESSAGE_LEN, "…");
+        Progress {
+            attempt,
+            percent: (!percent.is_nan()).then(|| percent.clamp(0.0, 100.0)),
+            message,
+            at,
+        }
+    }
 }
 
 /// Reads the columns of one stored row, keeping going past a column that cannot be read:
@@ -188,6 +230,22 @@ impl RowReader {
 }
 
 impl JobRow {
+    /// The job's result read as `T`: `Ok(None)` when it has none (not completed, or
+    /// completed without a value), an error naming the job when the stored value is not a `T`.
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, ResultTypeError> {
+        let Some(text) = &self.result else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| ResultTypeError {
+                id: self.id,
+                kind: self.kind.clone(),
+                expected: std::any::type_name::<T>(),
+                message: e.to_string(),
+            })
+    }
+
     /// A row with this id, kind, queue and payload, every other field at its zero value
     /// (available, priority 0, attempt 0, max_attempts 1, times at the Unix epoch, no history,
     /// tags, key, backoff or timeout): a store sets the fields it read.
@@ -217,6 +275,8 @@ impl JobRow {
             unique_key: None,
             backoff: None,
             timeout_ms: None,
+            result: None,
+            progress: None,
             corrupt: None,
         }
     }
@@ -248,4 +308,21 @@ impl JobRow {
             attempt: self.attempt,
         }
     }
+}
+
+/// A job's stored result does not read as the type asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the result of job {id} ({kind}) does not read as {expected}: {message}; ask for the type \
+     its job returns with Outcome::complete_with"
+)]
+pub struct ResultTypeError {
+    /// The job.
+    pub id: JobId,
+    /// Its kind.
+    pub kind: String,
+    /// The type asked for.
+    pub expected: &'static str,
+    /// What serde said.
+    pub message: String,
 }

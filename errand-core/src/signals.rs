@@ -12,6 +12,8 @@ pub struct QueueSignals {
     /// Bumped on every change of a queue's record: each watcher has its own receiver, so
     /// several workers in one process all see a pause.
     controls: Arc<watch::Sender<u64>>,
+    /// Bumped whenever jobs reach a final state: what `Client::wait` waits on.
+    ended: Arc<watch::Sender<u64>>,
 }
 
 impl QueueSignals {
@@ -39,6 +41,7 @@ impl QueueSignals {
         }
         self.scheduled.notify_one();
         self.notify_controls();
+        self.notify_ended();
     }
 
     /// The wake-up of a worker's queue watcher: changes when a queue is paused or resumed,
@@ -50,6 +53,18 @@ impl QueueSignals {
     /// Wakes every queue watcher.
     pub fn notify_controls(&self) {
         self.controls.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Changes whenever jobs reach a final state in this process (or, where the store hears
+    /// other processes, a job someone waits for ends there): subscribe, then look at the
+    /// job, then wait for a change, and no end is missed.
+    pub fn ended(&self) -> watch::Receiver<u64> {
+        self.ended.subscribe()
+    }
+
+    /// Wakes whoever waits for jobs to end.
+    pub fn notify_ended(&self) {
+        self.ended.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The scheduler's wake-up: fired when jobs become `scheduled` or `retryable` for later,

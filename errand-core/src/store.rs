@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     CancelResult, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
-    ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport, StateCount,
-    StoreError,
+    ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals, RescueReport,
+    StateCount, StoreError,
 };
 
 /// One producer's request for work.
@@ -50,7 +50,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError>;
 
     /// Records the ends of attempts in one batch, each fenced by its [`LeaseRef`].
-    /// Returns the ids whose change was applied; the others had lost their lease.
+    /// Returns the ids whose change was applied; the others had lost their lease. A
+    /// completion with a result stores it ([`JobRow::result`]); jobs made final wake
+    /// [`QueueSignals::ended`].
     ///
     /// Fires the wake-ups its changes cause, like every operation that makes jobs due: the
     /// queue of each job made `available` (a retry due at once) and the scheduler for jobs
@@ -66,6 +68,19 @@ pub trait Store: Send + Sync + 'static {
         leases: &[LeaseRef],
         until: DateTime<Utc>,
     ) -> Result<Vec<JobId>, StoreError>;
+
+    /// Stores `progress` on a running job, fenced by `lease`. Returns whether it was
+    /// stored (false: the attempt no longer holds the job).
+    async fn set_progress(&self, lease: LeaseRef, progress: &Progress) -> Result<bool, StoreError>;
+
+    /// Asks to hear when job `id` ends even if it ends in another process: a store shared
+    /// by processes marks the job so that recording its end wakes [`QueueSignals::ended`]
+    /// everywhere (Postgres: `NOTIFY`, only for jobs someone waits on). The default does
+    /// nothing: a store without other processes to hear fires it in process already.
+    async fn watch_end(&self, id: JobId) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
 
     /// Returns running attempts to `available` without charging the attempt (graceful
     /// shutdown). Returns how many were released.
@@ -213,6 +228,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
         (**self).release(leases, now).await
+    }
+    async fn set_progress(&self, lease: LeaseRef, progress: &Progress) -> Result<bool, StoreError> {
+        (**self).set_progress(lease, progress).await
+    }
+    async fn watch_end(&self, id: JobId) -> Result<(), StoreError> {
+        (**self).watch_end(id).await
     }
     async fn rescue_expired(
         &self,

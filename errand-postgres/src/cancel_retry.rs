@@ -16,11 +16,15 @@ pub(crate) async fn cancel(
     let row = sqlx::query(&s.inner.sql.cancel)
         .bind(now)
         .bind(id)
+        .bind(&s.inner.channel)
         .fetch_optional(&s.inner.pool)
         .await
         .map_err(db)?;
     match row {
-        Some(row) => Ok(CancelResult::Cancelled(decode(&row)?)),
+        Some(row) => {
+            s.inner.signals.notify_ended();
+            Ok(CancelResult::Cancelled(decode(&row)?))
+        }
         None => Ok(match fetch(s, id).await? {
             Some(row) => CancelResult::AlreadyFinal(row),
             None => CancelResult::NotFound,

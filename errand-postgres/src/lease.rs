@@ -68,10 +68,14 @@ pub(crate) async fn rescue_expired(
         .bind(at.as_str().unwrap_or_default())
         .bind(before)
         .bind(after)
+        .bind(&s.inner.channel)
         .fetch_all(&s.inner.pool)
         .await
         .map_err(db)?;
     let discarded = states.iter().filter(|s| *s == "discarded").count() as u64;
+    if discarded > 0 {
+        s.inner.signals.notify_ended();
+    }
     Ok(RescueReport {
         retried: states.len() as u64 - discarded,
         discarded,

@@ -61,6 +61,7 @@ async fn listen(
             Some(n) if n.payload() == crate::sql::CONTROLS_PAYLOAD => {
                 inner.signals.notify_controls()
             }
+            Some(n) if n.payload() == crate::sql::ENDED_PAYLOAD => inner.signals.notify_ended(),
             Some(n) => inner.signals.notify(n.payload()),
             // Reconnected: anything sent while we were away is lost; wake everyone.
             None => inner.signals.notify_all(),

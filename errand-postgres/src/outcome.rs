@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use errand_core::{Finish, JobId, StoreError};
+use errand_core::{Finish, JobId, LeaseRef, Progress, StoreError};
 use sqlx::Row;
 
 use crate::error::db;
@@ -31,15 +31,18 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
                 .collect::<Vec<_>>(),
         )
         .bind(&s.inner.channel)
+        .bind(effects.iter().map(|e| e.result).collect::<Vec<_>>())
         .fetch_all(&s.inner.pool)
         .await
         .map_err(db)?;
     let mut applied = Vec::with_capacity(rows.len());
     let mut woken = BTreeSet::new();
     let mut scheduled = false;
+    let mut ended = false;
     for r in &rows {
         applied.push(r.get::<i64, _>(0));
         match r.get::<&str, _>(2) {
+            "completed" | "discarded" | "cancelled" => ended = true,
             "available" => {
                 if let Some(q) = r.get::<Option<String>, _>(1) {
                     woken.insert(q);
@@ -55,5 +58,34 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
     if scheduled {
         s.inner.signals.notify_scheduled();
     }
+    if ended {
+        s.inner.signals.notify_ended();
+    }
     Ok(applied)
+}
+
+/// Stores a running attempt's progress report.
+pub(crate) async fn set_progress(
+    s: &PgStore,
+    lease: LeaseRef,
+    progress: &Progress,
+) -> Result<bool, StoreError> {
+    let res = sqlx::query(&s.inner.sql.set_progress)
+        .bind(to_json(progress))
+        .bind(lease.id)
+        .bind(lease.attempt)
+        .execute(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Marks job `id` so that recording its end notifies every process.
+pub(crate) async fn watch_end(s: &PgStore, id: JobId) -> Result<(), StoreError> {
+    sqlx::query(&s.inner.sql.watch_end)
+        .bind(id)
+        .execute(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    Ok(())
 }

@@ -29,6 +29,8 @@ pub(crate) struct Sql {
     pub(crate) prune: String,
     pub(crate) complete_in_tx: String,
     pub(crate) quarantine: String,
+    pub(crate) set_progress: String,
+    pub(crate) watch_end: String,
     pub(crate) set_paused: String,
     pub(crate) set_limit: String,
     pub(crate) queues: String,
@@ -39,6 +41,12 @@ pub(crate) struct Sql {
 /// The `NOTIFY` payload that wakes the workers' queue watchers (a queue was paused or
 /// resumed): a control character, which no queue name may hold.
 pub(crate) const CONTROLS_PAYLOAD: &str = "\u{1}queues";
+
+/// The `NOTIFY` payload that wakes `Client::wait` in every process: a job someone waits on
+/// (marked `awaited`) reached a final state.
+pub(crate) const ENDED_PAYLOAD: &str = "\u{1}ended";
+/// [`ENDED_PAYLOAD`] as an SQL expression.
+const ENDED_SQL: &str = "chr(1) || 'ended'";
 
 impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
@@ -144,8 +152,9 @@ impl Sql {
             finish: format!(
                 "WITH u AS (
                    SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[],
-                                        $5::timestamptz[], $6::timestamptz[], $7::text[])
-                     AS u(id, attempt, state, delta, run_at, finalized_at, error)
+                                        $5::timestamptz[], $6::timestamptz[], $7::text[],
+                                        $9::text[])
+                     AS u(id, attempt, state, delta, run_at, finalized_at, error, result)
                  ), locked AS (
                    SELECT id, state, attempt FROM {t} WHERE id = ANY($1::int8[])
                    ORDER BY id FOR UPDATE
@@ -154,10 +163,11 @@ impl Sql {
                           attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
                           finalized_at = u.finalized_at,
                           errors = CASE WHEN u.error IS NULL THEN j.errors
-                                        ELSE j.errors || jsonb_build_array(u.error::jsonb) END
+                                        ELSE j.errors || jsonb_build_array(u.error::jsonb) END,
+                          result = coalesce(u.result::jsonb, j.result)
                    FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
                    WHERE j.id = l.id AND l.state = 'running'
-                   RETURNING j.id, j.queue, j.state
+                   RETURNING j.id, j.queue, j.state, j.awaited
                  ), notified AS (
                    -- Jobs due at once wake their queue's producers in every process; jobs
                    -- due later wake the schedulers ('' is never a queue name).
@@ -171,6 +181,10 @@ impl Sql {
                    -- producers that found it full, in every process.
                    SELECT pg_notify($8, q.name) FROM {q} q
                    WHERE q.max_running IS NOT NULL AND q.name IN (SELECT queue FROM done)
+                   UNION ALL
+                   -- A job someone waits on (Client::wait) ended.
+                   SELECT pg_notify($8, {ENDED_SQL})
+                   WHERE EXISTS (SELECT 1 FROM done WHERE awaited AND state IN {FINAL})
                  )
                  SELECT id, CASE WHEN state = 'completed' THEN NULL ELSE queue END, state,
                         (SELECT count(*) FROM notified)
@@ -209,7 +223,7 @@ impl Sql {
                 "WITH expired AS (
                    SELECT id FROM {t} WHERE state = 'running' AND lease_expires_at < $1
                    ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
-                 )
+                 ), rescued AS (
                  UPDATE {t} AS j SET
                    state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded' ELSE 'retryable' END,
                    finalized_at = CASE WHEN j.attempt >= j.max_attempts THEN $1 END,
@@ -218,7 +232,12 @@ impl Sql {
                      'attempt', j.attempt, 'at', $3::text,
                      'message', $4 || coalesce(j.attempted_by, '?') || $5))
                  FROM expired WHERE j.id = expired.id
-                 RETURNING j.state"
+                 RETURNING j.state, j.awaited
+                 ), notified AS (
+                   SELECT pg_notify($6, {ENDED_SQL})
+                   WHERE EXISTS (SELECT 1 FROM rescued WHERE awaited AND state = 'discarded')
+                 )
+                 SELECT state, (SELECT count(*) FROM notified) FROM rescued"
             ),
             promote: format!(
                 "WITH promoted AS (
@@ -234,15 +253,20 @@ impl Sql {
                  FROM notified"
             ),
             cancel: format!(
-                "UPDATE {t} SET state = 'cancelled', finalized_at = $1, lease_expires_at = NULL
-                 WHERE id = $2 AND state IN {NON_FINAL} RETURNING {COLUMNS}"
+                "WITH c AS (
+                   UPDATE {t} SET state = 'cancelled', finalized_at = $1, lease_expires_at = NULL
+                   WHERE id = $2 AND state IN {NON_FINAL} RETURNING *
+                 )
+                 SELECT {COLUMNS}, (CASE WHEN awaited THEN pg_notify($3, {ENDED_SQL}) END)::text
+                 FROM c"
             ),
             delete: format!(
                 "DELETE FROM {t} WHERE id = $1 AND state <> 'running' RETURNING {COLUMNS}"
             ),
             retry: format!(
                 "UPDATE {t} AS j SET state = 'available', run_at = $1, finalized_at = NULL,
-                        lease_expires_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+                        lease_expires_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1),
+                        result = NULL, progress = NULL
                  WHERE j.id = $2 AND j.state <> 'running'
                    AND (j.unique_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM {t} o WHERE o.unique_key = j.unique_key AND o.id <> j.id
@@ -255,10 +279,18 @@ impl Sql {
                  AND state = $3 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2
                  FOR UPDATE SKIP LOCKED)"
             ),
+            // Inside the application's transaction: a NOTIFY is delivered at its commit.
             complete_in_tx: format!(
-                "UPDATE {t} SET state = 'completed', finalized_at = $1, lease_expires_at = NULL
-                 WHERE id = $2 AND state = 'running' AND attempt = $3"
+                "WITH c AS (
+                   UPDATE {t} SET state = 'completed', finalized_at = $1, lease_expires_at = NULL
+                   WHERE id = $2 AND state = 'running' AND attempt = $3 RETURNING awaited
+                 )
+                 SELECT (CASE WHEN awaited THEN pg_notify($4, {ENDED_SQL}) END)::text FROM c"
             ),
+            set_progress: format!(
+                "UPDATE {t} SET progress = $1::jsonb WHERE id = $2 AND state = 'running' AND attempt = $3"
+            ),
+            watch_end: format!("UPDATE {t} SET awaited = true WHERE id = $1 AND NOT awaited"),
             // A claimed row that cannot be read: discarded with the problem recorded. The
             // history is appended to when it is an array, started afresh when the history
             // itself is what is unreadable (the problem quotes what it held).

@@ -51,13 +51,14 @@ impl PgStore {
         lease: LeaseRef,
     ) -> Result<bool, StoreError> {
         let now = self.now_in(conn).await;
-        let res = sqlx::query(&self.inner.sql.complete_in_tx)
+        let rows = sqlx::query(&self.inner.sql.complete_in_tx)
             .bind(now)
             .bind(lease.id)
             .bind(lease.attempt)
-            .execute(conn)
+            .bind(&self.inner.channel)
+            .fetch_all(conn)
             .await
             .map_err(db)?;
-        Ok(res.rows_affected() == 1)
+        Ok(rows.len() == 1)
     }
 }

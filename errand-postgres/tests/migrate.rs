@@ -25,7 +25,7 @@ async fn concurrent_migrations_apply_once() {
             .await
             .unwrap()
             .expect("every concurrent open migrates or finds it done");
-        assert_eq!(store.schema_version().await.unwrap(), (3, 3));
+        assert_eq!(store.schema_version().await.unwrap(), (4, 4));
     }
     let versions: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT version FROM \"{schema}\".errand_schema ORDER BY version"
@@ -33,7 +33,7 @@ async fn concurrent_migrations_apply_once() {
     .fetch_all(base.pool())
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3, 4], "each migration recorded once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +51,7 @@ async fn unmigrated_schema_is_refused_with_instructions() {
             err,
             StoreError::NotMigrated {
                 found: 0,
-                expected: 3,
+                expected: 4,
                 ..
             }
         ),
@@ -126,12 +126,15 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (3, 3));
+    assert_eq!(store.schema_version().await.unwrap(), (4, 4));
     let jobs = errand_core::Store::list(&store, &errand_core::ListFilter::new())
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].kind, "mail");
+    // Version 4's columns: an old row has no result or progress, and is not waited on.
+    assert_eq!((&jobs[0].result, &jobs[0].progress), (&None, &None));
+    assert_eq!(jobs[0].corrupt, None);
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1",
     )

@@ -26,7 +26,10 @@ pub(crate) async fn cancel(
         .await
         .map_err(db)?;
     match row {
-        Some(row) => Ok(CancelResult::Cancelled(decode(&row)?)),
+        Some(row) => {
+            s.signals.notify_ended();
+            Ok(CancelResult::Cancelled(decode(&row)?))
+        }
         None => Ok(match fetch(s, id).await? {
             Some(row) => CancelResult::AlreadyFinal(row),
             None => CancelResult::NotFound,
@@ -45,7 +48,8 @@ pub(crate) async fn retry_now(
     // the subquery is `o.state`: names resolve to the innermost table first.)
     let sql = format!(
         "UPDATE errand_jobs SET state = 'available', run_at = ?, finalized_at = NULL, \
-         lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1) \
+         lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1), \
+         result = NULL, progress = NULL \
          WHERE id = ? AND state != 'running' AND (unique_key IS NULL OR NOT EXISTS \
            (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \
             AND o.id != errand_jobs.id AND {NON_FINAL})) \

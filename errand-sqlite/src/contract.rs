@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport,
+    LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals, RescueReport,
     StateCount, Store, StoreError,
 };
 
@@ -42,6 +42,10 @@ impl Store for SqliteStore {
 
     async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
         lease::release(self, leases, now).await
+    }
+
+    async fn set_progress(&self, lease: LeaseRef, progress: &Progress) -> Result<bool, StoreError> {
+        outcome::set_progress(self, lease, progress).await
     }
 
     async fn rescue_expired(

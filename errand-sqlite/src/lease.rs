@@ -101,5 +101,8 @@ pub(crate) async fn rescue_expired(
         .map_err(db)?;
     }
     tx.commit().await.map_err(db)?;
+    if report.discarded > 0 {
+        s.signals.notify_ended();
+    }
     Ok(report)
 }

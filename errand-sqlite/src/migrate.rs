@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_state_indexes.sql")),
     (3, include_str!("../migrations/0003_or_predicates.sql")),
     (4, include_str!("../migrations/0004_queues.sql")),
+    (5, include_str!("../migrations/0005_results.sql")),
 ];
 
 /// The schema version this build needs.

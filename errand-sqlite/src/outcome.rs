@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use errand_core::{Finish, JobId, JobState, LeaseRef, StoreError};
+use errand_core::{Finish, JobId, JobState, LeaseRef, Progress, StoreError};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
@@ -22,11 +22,14 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
         .iter()
         .partition(|f| matches!(f.action, errand_core::FinishAction::Complete));
     if others.is_empty() {
-        return complete_only(w.pool(), &completes).await.map_err(db);
+        let applied = complete_only(w.pool(), &completes).await.map_err(db)?;
+        s.signals.notify_ended();
+        return Ok(applied);
     }
     let mut applied = Vec::with_capacity(batch.len());
     let mut woken = BTreeSet::new();
     let mut scheduled = false;
+    let mut ended = !completes.is_empty();
     let mut tx = w.begin().await?;
     if !completes.is_empty() {
         let (at, leases) = completion_batch(&completes);
@@ -52,7 +55,8 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
         let queue: Option<String> = sqlx::query_scalar(
             "UPDATE errand_jobs SET state = ?, lease_expires_at = NULL, \
              attempt = attempt + ?, run_at = coalesce(?, run_at), finalized_at = ?, \
-             errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?)) END \
+             errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?)) END, \
+             result = coalesce(?, result) \
              WHERE id = ? AND state = 'running' AND attempt = ? RETURNING queue",
         )
         .bind(effect.state.as_str())
@@ -61,6 +65,7 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
         .bind(effect.finalized_at.map(micros))
         .bind(&error)
         .bind(&error)
+        .bind(effect.result)
         .bind(f.lease.id)
         .bind(f.lease.attempt)
         .fetch_optional(&mut *tx)
@@ -68,6 +73,7 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
         .map_err(db)?;
         if let Some(queue) = queue {
             applied.push(f.lease.id);
+            ended |= effect.state.is_final();
             match effect.state {
                 JobState::Available => {
                     woken.insert(queue);
@@ -84,7 +90,29 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
     if scheduled {
         s.signals.notify_scheduled();
     }
+    if ended {
+        s.signals.notify_ended();
+    }
     Ok(applied)
+}
+
+/// Stores a running attempt's progress report.
+pub(crate) async fn set_progress(
+    s: &SqliteStore,
+    lease: LeaseRef,
+    progress: &Progress,
+) -> Result<bool, StoreError> {
+    let w = s.writer().await?;
+    let res = sqlx::query(
+        "UPDATE errand_jobs SET progress = ? WHERE id = ? AND state = 'running' AND attempt = ?",
+    )
+    .bind(to_json(progress))
+    .bind(lease.id)
+    .bind(lease.attempt)
+    .execute(w.pool())
+    .await
+    .map_err(db)?;
+    Ok(res.rows_affected() == 1)
 }
 
 /// Leases bound per completion statement: two parameters each, well under SQLite's limit

@@ -8,7 +8,7 @@ use sqlx::Row;
 /// The column list every query that returns jobs selects, in [`decode`]'s order.
 pub(crate) const COLUMNS: &str = "id, kind, queue, args, state, priority, attempt, max_attempts, \
      run_at, created_at, attempted_at, finalized_at, lease_expires_at, attempted_by, errors, \
-     tags, unique_key, backoff, timeout_ms";
+     tags, unique_key, backoff, timeout_ms, result, progress";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -63,6 +63,9 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
     job.unique_key = r.value("unique_key", row.try_get(16), None);
     job.backoff = r.json_opt("backoff", backoff.as_deref());
     job.timeout_ms = r.value("timeout_ms", row.try_get(18), None);
+    job.result = r.value("result", row.try_get(19), None);
+    let progress: Option<String> = r.value("progress", row.try_get(20), None);
+    job.progress = r.json_opt("progress", progress.as_deref());
     job.corrupt = r.finish();
     Ok(job)
 }

@@ -10,7 +10,7 @@ async fn open_runs_inside_a_spawned_task() {
     let url: &'static str =
         Box::leak(format!("sqlite://{}", dir.path().join("a.db").display()).into_boxed_str());
     let store = tokio::spawn(SqliteStore::open(url)).await.unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (4, 4));
+    assert_eq!(store.schema_version().await.unwrap(), (5, 5));
 }
 
 #[tokio::test]
@@ -75,11 +75,16 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         "{unmigrated}"
     );
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (4, 4));
+    assert_eq!(store.schema_version().await.unwrap(), (5, 5));
     let job = errand_core::Store::get(&store, 1).await.unwrap().unwrap();
     assert_eq!(
         (job.kind.as_str(), job.args.as_str()),
         ("mail", "{\"to\":\"a\"}")
+    );
+    // Version 5's columns: an old row has no result or progress.
+    assert_eq!(
+        (&job.result, &job.progress, &job.corrupt),
+        (&None, &None, &None)
     );
     // Version 3 rebuilt the table: the rows, the AUTOINCREMENT counter and the CHECK stay.
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM errand_jobs")

@@ -55,6 +55,12 @@ macro_rules! store_conformance {
                 large_completion_batch_is_exact,
                 error_history_accumulates_in_order,
             ],
+            result: [
+                a_completion_stores_its_result,
+                progress_is_fenced_and_kept,
+                retry_now_clears_result_and_progress,
+                ends_wake_whoever_waits,
+            ],
             lease: [
                 extend_leases_only_for_held_attempts,
                 rescue_makes_expired_jobs_retryable,
@@ -140,6 +146,7 @@ mod tests {
             include_str!("cases/outcome.rs"),
             include_str!("cases/prune.rs"),
             include_str!("cases/queue.rs"),
+            include_str!("cases/result.rs"),
             include_str!("cases/schedule.rs"),
         ];
         let mut cases = 0;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport,
+    LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals, RescueReport,
     StateCount, Store, StoreError,
 };
 
@@ -111,6 +111,12 @@ impl Store for AnyStore {
     }
     async fn release(&self, leases: &[LeaseRef], now: DateTime<Utc>) -> Result<u64, StoreError> {
         each!(self, s => s.release(leases, now).await)
+    }
+    async fn set_progress(&self, lease: LeaseRef, progress: &Progress) -> Result<bool, StoreError> {
+        each!(self, s => s.set_progress(lease, progress).await)
+    }
+    async fn watch_end(&self, id: JobId) -> Result<(), StoreError> {
+        each!(self, s => s.watch_end(id).await)
     }
     async fn rescue_expired(
         &self,

@@ -145,7 +145,7 @@ pub(crate) fn serialize<J: Job>(job: J, limit: usize) -> Result<Serialized, Enqu
 
 /// Whether JSON text holds the escape `\u0000` (serde_json writes a NUL in a string or key
 /// as that; a raw NUL cannot appear). A `u0000` after an even run of backslashes is text.
-fn has_escaped_nul(json: &str) -> bool {
+pub(crate) fn has_escaped_nul(json: &str) -> bool {
     let mut from = 0;
     while let Some(at) = json[from..].find("u0000") {
         let u = from + at;
@@ -188,6 +188,9 @@ pub struct Client<S> {
     store: Arc<S>,
     max_payload_bytes: usize,
     clock: Clock,
+    /// How often `wait` looks again where the store hears other processes (see
+    /// `client_wait.rs`); tests lengthen it to show a wait was notified.
+    pub(crate) heard_poll: std::time::Duration,
 }
 
 impl<S> Clone for Client<S> {
@@ -196,6 +199,7 @@ impl<S> Clone for Client<S> {
             store: self.store.clone(),
             max_payload_bytes: self.max_payload_bytes,
             clock: self.clock,
+            heard_poll: self.heard_poll,
         }
     }
 }
@@ -212,7 +216,16 @@ impl<S: Store> Client<S> {
             store,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             clock: Clock::default(),
+            heard_poll: crate::client_wait::HEARD_POLL,
         }
+    }
+
+    /// Sets how often [`Client::wait`] looks again on a store that notifies it (Postgres,
+    /// memory): for tests showing that a wait was notified rather than polled.
+    #[doc(hidden)]
+    pub fn wait_poll(mut self, every: std::time::Duration) -> Self {
+        self.heard_poll = every;
+        self
     }
 
     /// Reads the time from tokio's clock, for tests with a paused clock: see

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use errand_core::JobId;
 pub use errand_core::StoreError;
 
 /// What a failed run returns. Built from any error with `?`; by default the job is retried
@@ -149,6 +150,36 @@ pub enum EnqueueError {
         limit: usize,
     },
     /// The store failed; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why [`Client::result`](crate::Client::result) or [`Client::wait`](crate::Client::wait)
+/// has no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResultError {
+    /// No job has this id.
+    #[error("no job {0}: it was never enqueued here, or it was deleted or pruned")]
+    NotFound(JobId),
+    /// The job did not reach a final state in time; it goes on.
+    #[error(
+        "job {id} did not end within {} ms (it is {state}): wait longer, or look at it with \
+         `errand jobs show {id}`",
+        waited.as_millis()
+    )]
+    TimedOut {
+        /// The job.
+        id: JobId,
+        /// Its state when the wait gave up.
+        state: errand_core::JobState,
+        /// How long the wait lasted.
+        waited: std::time::Duration,
+    },
+    /// The stored result is not of the type asked for.
+    #[error(transparent)]
+    Type(#[from] errand_core::ResultTypeError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -84,6 +84,10 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
 pub enum Outcome {
     /// Done: the job becomes `completed`.
     Complete,
+    /// Done with a result: the job becomes `completed` and the value is stored with it, for
+    /// [`Client::result`](crate::Client::result) and [`Client::wait`](crate::Client::wait)
+    /// (in any process). Made by [`Outcome::complete_with`].
+    CompleteWith(JobResult),
     /// Try again: after `after`, or after the job's backoff when `None`. Uses an attempt and
     /// records `reason` in the error history; with no attempts left the job is discarded.
     Retry {
@@ -101,6 +105,37 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Complete and store `value` with the job (serialized to JSON now).
+    ///
+    /// A value that cannot be stored — its `Serialize` fails, it holds NaN or an infinite
+    /// float, it nests deeper than 127 levels, or it is over
+    /// [`MAX_RESULT_LEN`](errand_core::MAX_RESULT_LEN) (1 MiB) of JSON — discards the job
+    /// with the reason: the work is done, and retrying would repeat it. Keep results small
+    /// (counts, ids, where a big output was put).
+    ///
+    /// ```
+    /// use errand::{Job, JobContext, JobError, Outcome};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Resize { image: String }
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Resized { url: String, bytes: u64 }
+    ///
+    /// impl Job for Resize {
+    ///     const KIND: &'static str = "resize";
+    ///     type State = ();
+    ///     async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> {
+    ///         let out = Resized { url: format!("{}-small", self.image), bytes: 1024 };
+    ///         Ok(Outcome::complete_with(&out))
+    ///     }
+    /// }
+    /// ```
+    pub fn complete_with<T: Serialize + ?Sized>(value: &T) -> Self {
+        Outcome::CompleteWith(JobResult::new(value))
+    }
+
     /// Retry after the job's backoff.
     pub fn retry(reason: impl Into<String>) -> Self {
         Outcome::Retry {
@@ -130,5 +165,49 @@ impl Outcome {
     /// Discard with a reason.
     pub fn discard(reason: impl Into<String>) -> Self {
         Outcome::Discard(reason.into())
+    }
+}
+
+/// A job's result on its way to the store (see [`Outcome::complete_with`]): its JSON, or why
+/// it cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobResult(Result<String, String>);
+
+impl JobResult {
+    fn new<T: Serialize + ?Sized>(value: &T) -> Self {
+        let json = crate::payload::check(value)
+            .map_err(|p| format!("the result holds a value JSON cannot carry: {p}"))
+            .and_then(|()| {
+                serde_json::to_string(value)
+                    .map_err(|e| format!("the result does not serialize: {e}"))
+            })
+            .and_then(|json| {
+                if json.len() > errand_core::MAX_RESULT_LEN {
+                    Err(format!(
+                        "the result is {} bytes of JSON, over the limit of {} (MAX_RESULT_LEN): \
+                         store a big output elsewhere and return where it is",
+                        json.len(),
+                        errand_core::MAX_RESULT_LEN
+                    ))
+                } else if crate::client::has_escaped_nul(&json) {
+                    Err(
+                        "the result holds a NUL character (U+0000), which Postgres cannot \
+                         store"
+                            .to_owned(),
+                    )
+                } else {
+                    Ok(json)
+                }
+            });
+        JobResult(json)
+    }
+
+    /// The result as JSON text, or why it cannot be stored.
+    pub fn json(&self) -> Result<&str, &str> {
+        self.0.as_deref().map_err(String::as_str)
+    }
+
+    pub(crate) fn into_json(self) -> Result<String, String> {
+        self.0
     }
 }

@@ -4,6 +4,7 @@
 mod any_store;
 mod client;
 mod client_tx;
+mod client_wait;
 mod clock;
 mod connect;
 mod context;
@@ -27,15 +28,15 @@ pub use chrono;
 pub use client::{Batch, Client, Enqueued, DEFAULT_MAX_PAYLOAD_BYTES};
 pub use client_tx::TxStore;
 pub use connect::{connect, AnyStoreBuilder};
-pub use context::JobContext;
+pub use context::{JobContext, PROGRESS_INTERVAL};
 #[cfg(all(feature = "postgres", not(feature = "sqlite")))]
 pub use errand_postgres::sqlx;
 /// The `sqlx` errand's stores are built on (the connections `enqueue_tx` takes, the pools):
 /// use this one, so versions cannot drift.
 #[cfg(feature = "sqlite")]
 pub use errand_sqlite::sqlx;
-pub use error::{EnqueueError, JobError, StoreError, WorkerError};
-pub use job::{Job, Outcome};
+pub use error::{EnqueueError, JobError, ResultError, StoreError, WorkerError};
+pub use job::{Job, JobResult, Outcome};
 pub use memory::MemoryStore;
 pub use options::{JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT};
 pub use payload::MAX_PAYLOAD_DEPTH;
@@ -46,7 +47,7 @@ pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilde
 
 pub use errand_core::{
     Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, ListFilter,
-    QueueRecord, StateCount,
+    Progress, QueueRecord, ResultTypeError, StateCount, MAX_RESULT_LEN,
 };
 
 #[cfg(feature = "sqlite")]
@@ -58,7 +59,6 @@ pub use errand_postgres::{PgConnection, PgPool, PgStore, PgStoreBuilder};
 /// Internals exposed for errand's own criterion benchmarks; not part of the API.
 #[doc(hidden)]
 pub mod bench_support {
-    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     /// The registry, as the runtime uses it.
@@ -73,7 +73,7 @@ pub mod bench_support {
 
         /// Decodes the row's payload and builds its run future (not polled).
         pub fn start(&self, row: Arc<crate::JobRow>) -> bool {
-            self.0.start(row, Arc::new(AtomicBool::new(false))).is_ok()
+            self.0.start(row, Arc::default()).is_ok()
         }
     }
 }

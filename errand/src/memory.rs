@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish, InsertResult, JobId, JobRow,
-    JobState, LeaseRef, ListFilter, NewJob, PromoteReport, QueueRecord, QueueSignals, RescueReport,
-    StateCount, Store, StoreError,
+    JobState, LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals,
+    RescueReport, StateCount, Store, StoreError,
 };
 
 /// A [`Store`] kept in memory. Clones share the same jobs.
@@ -196,11 +196,13 @@ impl Store for MemoryStore {
         let mut applied = Vec::with_capacity(batch.len());
         let mut woken = Vec::new();
         let mut scheduled = false;
+        let mut ended = false;
         for f in batch {
             if !g.running_attempt(&f.lease) {
                 continue;
             }
             let effect = f.effect();
+            ended |= effect.state.is_final();
             match effect.state {
                 JobState::Available => {
                     if let Some(r) = g.jobs.get(&f.lease.id) {
@@ -222,6 +224,9 @@ impl Store for MemoryStore {
                 if effect.finalized_at.is_some() {
                     r.finalized_at = effect.finalized_at;
                 }
+                if let Some(result) = effect.result {
+                    r.result = Some(result.to_owned());
+                }
             });
             applied.push(f.lease.id);
         }
@@ -232,7 +237,21 @@ impl Store for MemoryStore {
         if scheduled {
             self.signals.notify_scheduled();
         }
+        if ended {
+            self.signals.notify_ended();
+        }
         Ok(applied)
+    }
+
+    async fn set_progress(&self, lease: LeaseRef, progress: &Progress) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        if !g.running_attempt(&lease) {
+            return Ok(false);
+        }
+        if let Some(r) = g.jobs.get_mut(&lease.id) {
+            r.progress = Some(progress.clone());
+        }
+        Ok(true)
     }
 
     async fn extend_leases(
@@ -310,6 +329,10 @@ impl Store for MemoryStore {
                 }
             });
         }
+        drop(g);
+        if report.discarded > 0 {
+            self.signals.notify_ended();
+        }
         Ok(report)
     }
 
@@ -365,7 +388,10 @@ impl Store for MemoryStore {
             r.finalized_at = Some(now);
             r.lease_expires_at = None;
         });
-        Ok(CancelResult::Cancelled(g.jobs[&id].clone()))
+        let row = g.jobs[&id].clone();
+        drop(g);
+        self.signals.notify_ended();
+        Ok(CancelResult::Cancelled(row))
     }
 
     async fn set_queue_paused(
@@ -465,6 +491,8 @@ impl Store for MemoryStore {
         g.update(id, JobState::Available, |r| {
             r.run_at = now;
             r.finalized_at = None;
+            r.result = None;
+            r.progress = None;
             if r.attempt >= r.max_attempts {
                 r.max_attempts = r.attempt + 1;
             }

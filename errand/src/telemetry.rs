@@ -51,7 +51,7 @@ impl From<&errand_core::FinishAction> for Ended {
     fn from(action: &errand_core::FinishAction) -> Self {
         use errand_core::FinishAction::*;
         match action {
-            Complete => Ended::Completed,
+            Complete | CompleteWith { .. } => Ended::Completed,
             Retry { .. } => Ended::Retried,
             Snooze { .. } => Ended::Snoozed,
             Discard { .. } => Ended::Discarded,

@@ -64,7 +64,6 @@
 //! # }
 //! ```
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -119,7 +118,7 @@ pub async fn perform_attempt<J: Job>(
     row.attempt = attempt;
     row.attempted_at = Some(now);
     row.attempted_by = Some("errand::testing".into());
-    let cx = JobContext::new(state, Arc::new(row), Arc::new(AtomicBool::new(false)));
+    let cx = JobContext::new(state, Arc::new(row), Arc::default());
     job.run(cx).await
 }
 

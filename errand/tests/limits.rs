@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+use common::other_process;
 use common::{sqlite, wait_for};
 use errand::store::Store;
 use errand::{Client, Job, JobContext, JobError, JobState, ListFilter, Outcome, Worker};
@@ -51,25 +53,6 @@ fn worker_polling<S: Store>(store: S, gauge: &Gauge, poll: Duration) -> errand::
         .build()
         .unwrap()
         .start()
-}
-
-/// A second store on `first`'s schema with a pool and listener of its own, as another
-/// process would have.
-#[cfg(feature = "postgres")]
-async fn other_process(first: &errand::PgStore, app: &str) -> errand::PgStore {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts.application_name(app))
-        .await
-        .unwrap();
-    errand::PgStore::builder()
-        .pool(pool)
-        .schema(first.schema())
-        .open()
-        .await
-        .unwrap()
 }
 
 on_every_store!(two_workers_never_run_more_than_the_limit);

@@ -122,20 +122,8 @@ async fn pause_reaches_another_store<S: Store + Clone>(
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_from_another_process_is_heard_at_once() {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     let operator = errand_postgres::testing::scratch_store().await;
-    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts.application_name("errand-pause-worker"))
-        .await
-        .unwrap();
-    let other = errand::PgStore::builder()
-        .pool(pool)
-        .schema(operator.schema())
-        .open()
-        .await
-        .unwrap();
+    let other = common::other_process(&operator, "errand-pause-worker").await;
     pause_reaches_another_store(operator, other, 300, Duration::from_secs(30)).await;
 }
 

@@ -30,12 +30,19 @@ pub(super) async fn selected(
     Ok(ids)
 }
 
-/// A job as JSON, its payload as JSON too (not a string holding JSON); a payload that is
-/// not JSON stays a string.
+/// A job as JSON, its payload and result as JSON too (not strings holding JSON); one that
+/// is not JSON stays a string.
 fn job_json(job: &errand::JobRow) -> serde_json::Value {
     let mut v = serde_json::to_value(job).expect("JSON");
     if let Ok(args) = serde_json::from_str::<serde_json::Value>(&job.args) {
         v["args"] = args;
+    }
+    if let Some(Ok(result)) = job
+        .result
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        v["result"] = result;
     }
     v
 }

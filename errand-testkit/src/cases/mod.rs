@@ -10,4 +10,5 @@ pub mod list;
 pub mod outcome;
 pub mod prune;
 pub mod queue;
+pub mod result;
 pub mod schedule;

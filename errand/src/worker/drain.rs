@@ -1,13 +1,14 @@
 //! Running a worker's jobs inline, for tests: [`Worker::drain`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use errand_core::{ClaimRequest, Finish, JobId, JobState, Store, StoreError};
 
 use super::executor::{decide, run, RunResult};
 use super::Worker;
+use crate::context::Attempt;
 
 /// Most runs one drain makes before it stops (a job that snoozes or retries forever).
 const MAX_RUNS: usize = 100_000;
@@ -95,12 +96,15 @@ impl<S: Store> Worker<S> {
                     let lease = row.lease_ref();
                     shared.inflight.claimed(lease);
                     let row = Arc::new(row);
-                    let completed = Arc::new(AtomicBool::new(false));
+                    let attempt = Arc::new(Attempt::new(shared));
                     let span = tracing::info_span!("errand.drain", kind = %row.kind, id = row.id);
-                    let result = run(shared, &row, span, completed.clone()).await;
+                    let result = run(shared, &row, span, attempt.clone()).await;
+                    if result.is_some() {
+                        attempt.flush(lease).await;
+                    }
                     // As the executor: a job that completed itself and returned Ok is done;
                     // any other ending is recorded (fenced, so a committed one is unchanged).
-                    let self_completed = completed.load(Ordering::SeqCst)
+                    let self_completed = attempt.completed.load(Ordering::SeqCst)
                         && matches!(result, Some(RunResult::Returned(Ok(_))));
                     if !self_completed {
                         if let Some(result) = result {

@@ -4,7 +4,7 @@
 //!
 //! It never writes to the store itself and never lets a job's failure escape.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use super::pacing::QueueState;
 use super::registry::StartError;
 use super::watchdog::{Watch, Watched};
 use super::{panic_message, Pending, Shared};
+use crate::context::Attempt;
 use crate::error::FailAction;
 use crate::telemetry::{self, Ended};
 use crate::{JobError, Outcome};
@@ -77,15 +78,22 @@ async fn execute_one(shared: &Arc<Shared>, row: JobRow) -> Option<Duration> {
         &row.kind,
         (now - due).to_std().unwrap_or_default(),
     );
-    let completed_in_tx = Arc::new(AtomicBool::new(false));
-    let result = run(shared, &row, span.clone(), completed_in_tx.clone()).await;
-    if completed_in_tx.load(Ordering::SeqCst) && matches!(result, Some(RunResult::Returned(Ok(_))))
+    let attempt = Arc::new(Attempt::new(shared));
+    let result = run(shared, &row, span.clone(), attempt.clone()).await;
+    if result.is_some() {
+        attempt.flush(row.lease_ref()).await;
+    }
+    if attempt.completed.load(Ordering::SeqCst)
+        && matches!(result, Some(RunResult::Returned(Ok(_))))
     {
         // The job completed itself in its transaction and returned Ok (so it committed): the
         // row is final, nothing left to record. Any other ending (an error after a rollback,
         // a panic, a timeout) is recorded as usual: if the transaction did commit, the row is
         // no longer `running` under this attempt and the write changes nothing.
         span.in_scope(|| tracing::debug!("job completed in its own transaction"));
+        // Whoever waits for it in this process hears it (other processes: the store's
+        // notification at commit, Postgres).
+        shared.store.signals().notify_ended();
         telemetry::ended(&row.queue, &row.kind, Ended::Completed, began.elapsed());
         shared.inflight.recorded([row.lease_ref()]);
         return Some(began.elapsed());
@@ -119,9 +127,9 @@ pub(crate) async fn run(
     shared: &Arc<Shared>,
     row: &Arc<JobRow>,
     span: tracing::Span,
-    completed_in_tx: Arc<AtomicBool>,
+    attempt: Arc<Attempt>,
 ) -> Option<RunResult> {
-    let fut = match shared.registry.start(row.clone(), completed_in_tx) {
+    let fut = match shared.registry.start(row.clone(), attempt) {
         Ok(fut) => fut,
         Err(StartError::UnknownKind) => return Some(RunResult::UnknownKind),
         Err(StartError::BadPayload(e)) => return Some(RunResult::BadPayload(e.to_string())),
@@ -195,6 +203,23 @@ pub(crate) fn decide(
     let record = |message: String| Some(ErrorRecord::new(row.attempt, now, message));
     match result {
         RunResult::Returned(Ok(Outcome::Complete)) => FinishAction::Complete,
+        RunResult::Returned(Ok(Outcome::CompleteWith(value))) => match value.into_json() {
+            Ok(result) => FinishAction::CompleteWith { result },
+            // The work is done but its result cannot be stored: running it again would
+            // repeat the work and most likely the same result, so the job is discarded
+            // with the reason (retry it by hand once the job type is fixed).
+            Err(problem) => FinishAction::Discard {
+                error: ErrorRecord::new(
+                    row.attempt,
+                    now,
+                    format!(
+                        "the job ran, but its result cannot be stored: {problem}; not retried \
+                         (that would repeat the work): fix what the job returns, then retry it \
+                         by hand"
+                    ),
+                ),
+            },
+        },
         RunResult::Returned(Ok(Outcome::Retry { after, reason })) => fail(reason, false, after),
         RunResult::Returned(Ok(Outcome::Snooze(after))) => FinishAction::Snooze {
             run_at: later(now, after),
@@ -270,7 +295,9 @@ fn timeout_message(limit: Duration, overran: Duration) -> String {
 fn log_outcome(action: &FinishAction, duration: Duration) {
     let ms = duration.as_secs_f64() * 1e3;
     match action {
-        FinishAction::Complete => tracing::debug!(duration_ms = ms, "job completed"),
+        FinishAction::Complete | FinishAction::CompleteWith { .. } => {
+            tracing::debug!(duration_ms = ms, "job completed")
+        }
         FinishAction::Snooze { run_at } => tracing::debug!(%run_at, "job snoozed"),
         FinishAction::Retry { run_at, error } => {
             tracing::warn!(duration_ms = ms, %run_at, error = %error.message, "job failed, will retry")

@@ -4,18 +4,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use errand_core::{JobRow, MAX_KIND_LEN};
 
+use crate::context::Attempt;
 use crate::{Job, JobContext, JobError, Outcome, WorkerError};
 use errand_core::check_name;
 
 pub(crate) type RunFuture = Pin<Box<dyn Future<Output = Result<Outcome, JobError>> + Send>>;
 
 type StartFn =
-    Box<dyn Fn(Arc<JobRow>, Arc<AtomicBool>) -> Result<RunFuture, serde_json::Error> + Send + Sync>;
+    Box<dyn Fn(Arc<JobRow>, Arc<Attempt>) -> Result<RunFuture, serde_json::Error> + Send + Sync>;
 
 /// Why a claimed job could not be started.
 #[derive(Debug)]
@@ -42,9 +42,9 @@ impl Registry {
         if self.handlers.contains_key(J::KIND) {
             return Err(WorkerError::DuplicateKind(J::KIND));
         }
-        let start: StartFn = Box::new(move |row: Arc<JobRow>, completed: Arc<AtomicBool>| {
+        let start: StartFn = Box::new(move |row: Arc<JobRow>, attempt: Arc<Attempt>| {
             let job: J = serde_json::from_str(&row.args)?;
-            let cx = JobContext::new(state.clone(), row, completed);
+            let cx = JobContext::new(state.clone(), row, attempt);
             Ok(Box::pin(job.run(cx)) as RunFuture)
         });
         self.handlers.insert(J::KIND, start);
@@ -65,17 +65,17 @@ impl Registry {
         self.handlers.keys().copied()
     }
 
-    /// Decodes the row's payload and builds the future that runs it. `completed` is set by
-    /// the job if it records its own completion in a transaction.
+    /// Decodes the row's payload and builds the future that runs it, sharing `attempt`
+    /// with the job (its completion in a transaction, its progress).
     pub(crate) fn start(
         &self,
         row: Arc<JobRow>,
-        completed: Arc<AtomicBool>,
+        attempt: Arc<Attempt>,
     ) -> Result<RunFuture, StartError> {
         let handler = self
             .handlers
             .get(row.kind.as_str())
             .ok_or(StartError::UnknownKind)?;
-        handler(row, completed).map_err(StartError::BadPayload)
+        handler(row, attempt).map_err(StartError::BadPayload)
     }
 }

@@ -245,6 +245,25 @@ pub async fn sqlite() -> (errand::SqliteStore, tempfile::TempDir) {
     (store, dir)
 }
 
+/// A second store on `first`'s schema with a pool and listener of its own, sharing nothing
+/// in memory with it, as another process would have.
+#[cfg(feature = "postgres")]
+pub async fn other_process(first: &errand::PgStore, app: &str) -> errand::PgStore {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let opts: PgConnectOptions = errand_postgres::testing::database_url().parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(opts.application_name(app))
+        .await
+        .unwrap();
+    errand::PgStore::builder()
+        .pool(pool)
+        .schema(first.schema())
+        .open()
+        .await
+        .unwrap()
+}
+
 /// Expands each named `async fn(store)` into one test per store: `memory`, `sqlite` and,
 /// with the `postgres` feature, `postgres` (each on a fresh store).
 macro_rules! on_every_store {
