@@ -122,6 +122,48 @@ async fn jobs_list_show_retry_and_cancel(db: Db) {
         "{text}"
     );
 
+    // A job that reported progress and completed with a result: both shown, the result
+    // as JSON in --json (not a string holding JSON), escaped text kept exact.
+    let running = store
+        .claim(&errand::store::ClaimRequest {
+            queue: "chaos".into(),
+            limit: 1,
+            worker_id: "cli-test".into(),
+            now: chrono::Utc::now(),
+            lease: std::time::Duration::from_secs(60),
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let progress = errand::Progress::new(1, chrono::Utc::now(), 62.5, "page 5 of 8");
+    assert!(store
+        .set_progress(running.lease_ref(), &progress)
+        .await
+        .unwrap());
+    store
+        .finish(&[errand::store::Finish {
+            lease: running.lease_ref(),
+            at: chrono::Utc::now(),
+            action: errand::store::FinishAction::CompleteWith {
+                result: r#"{"pages":8,"title":"<b>\"x\"</b>"}"#.into(),
+            },
+        }])
+        .await
+        .unwrap();
+    let id = running.id.to_string();
+    let o = db.errand(&["jobs", "show", &id, "--json"]);
+    let job: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(job["result"]["pages"], 8);
+    assert_eq!(job["result"]["title"], "<b>\"x\"</b>");
+    assert_eq!(job["progress"]["percent"], 62.5);
+    assert_eq!(job["progress"]["message"], "page 5 of 8");
+    let text = stdout(&db.errand(&["jobs", "show", &id]));
+    assert!(
+        text.contains("progress:     62.5 %  page 5 of 8  (attempt 1")
+            && text.contains("  result:\n    {\n      \"pages\": 8,"),
+        "{text}"
+    );
+
     let o = db.errand(&["jobs", "show", "999999"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
