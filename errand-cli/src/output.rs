@@ -93,6 +93,17 @@ pub(crate) fn job_details(out: &mut impl Write, j: &JobRow) -> std::io::Result<(
     writeln!(out, "  finalized at: {}", opt_time(j.finalized_at))?;
     if let Some(k) = &j.unique_key {
         writeln!(out, "  unique key:   {k}")?;
+        let states: Vec<&str> = j
+            .unique_states
+            .states()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let period = j
+            .unique_for_ms
+            .map(|ms| format!(" (a final state for {} s after it finished)", ms / 1000))
+            .unwrap_or_default();
+        writeln!(out, "  held while:   {}{period}", states.join(", "))?;
     }
     if !j.tags.is_empty() {
         writeln!(out, "  tags:         {}", j.tags.join(", "))?;

@@ -23,6 +23,7 @@ mod state;
 mod state_index;
 mod store;
 mod time;
+mod unique;
 
 pub use backoff::Backoff;
 pub use error::StoreError;
@@ -40,6 +41,7 @@ pub use state::{JobState, ParseStateError};
 pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};
 pub use store::{ClaimRequest, Store};
 pub use time::{is_clamped, later, MAX_DELAY};
+pub use unique::{unique_expired, UniqueStates, UNIQUE_HOLDS_SQL};
 
 /// Longest queue name accepted (bytes).
 pub const MAX_QUEUE_LEN: usize = 128;

@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 
-use crate::{Backoff, JobId, JobRow, JobState};
+use crate::{Backoff, JobId, JobRow, JobState, UniqueStates};
 
 /// A job ready to be inserted: validated by the client, written as is by the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +19,14 @@ pub struct NewJob {
     pub run_at: DateTime<Utc>,
     /// Labels.
     pub tags: Vec<String>,
-    /// At most one non-final job holds a given key.
+    /// At most one job holding a given key exists: a job holds its key in the states
+    /// `unique_states` names (every state that is not final, by default).
     pub unique_key: Option<String>,
+    /// The states in which the job holds `unique_key`.
+    pub unique_states: UniqueStates,
+    /// How long after the job finished a final state in `unique_states` still holds the
+    /// key, in milliseconds; `None`: as long as the job is kept.
+    pub unique_for_ms: Option<i64>,
     /// Backoff overriding the job type's.
     pub backoff: Option<Backoff>,
     /// Timeout in milliseconds overriding the job type's.
@@ -59,6 +65,8 @@ impl NewJob {
             errors: Vec::new(),
             tags: self.tags,
             unique_key: self.unique_key,
+            unique_states: self.unique_states,
+            unique_for_ms: self.unique_for_ms,
             backoff: self.backoff,
             timeout_ms: self.timeout_ms,
             result: None,
@@ -71,8 +79,9 @@ impl NewJob {
 /// What happened to one job of an insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertResult {
-    /// The new job's id, or the id of the non-final job already holding its unique key.
+    /// The new job's id, or the id of the job already holding its unique key.
     pub id: JobId,
-    /// `false` when a job with the same unique key already existed and nothing was written.
+    /// `false` when a job holding the same unique key already existed and nothing was
+    /// written.
     pub inserted: bool,
 }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Backoff, JobState};
+use crate::{Backoff, JobState, UniqueStates};
 
 /// A job's id: assigned by the store, increasing in insertion order.
 pub type JobId = i64;
@@ -97,8 +97,15 @@ pub struct JobRow {
     pub errors: Vec<ErrorRecord>,
     /// Free-form labels for operators.
     pub tags: Vec<String>,
-    /// Uniqueness key among non-final jobs, if any.
+    /// Unique key, if any: no other job holds it while this one is in a state of
+    /// `unique_states`.
     pub unique_key: Option<String>,
+    /// The states in which the job holds `unique_key`.
+    #[serde(default)]
+    pub unique_states: UniqueStates,
+    /// How long after finishing a final state of `unique_states` still holds the key (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_for_ms: Option<i64>,
     /// Backoff chosen at enqueue, overriding the job type's.
     pub backoff: Option<Backoff>,
     /// Timeout chosen at enqueue in milliseconds, overriding the job type's.
@@ -273,6 +280,8 @@ impl JobRow {
             errors: Vec::new(),
             tags: Vec::new(),
             unique_key: None,
+            unique_states: UniqueStates::NOT_FINAL,
+            unique_for_ms: None,
             backoff: None,
             timeout_ms: None,
             result: None,

@@ -37,6 +37,13 @@ pub(crate) async fn retry_now(
     id: JobId,
     now: DateTime<Utc>,
 ) -> Result<Option<JobRow>, StoreError> {
+    // A finished twin past its uniqueness period holds the key no more: let go of it first.
+    sqlx::query(&s.inner.sql.release_unique_of)
+        .bind(id)
+        .bind(now)
+        .execute(&s.inner.pool)
+        .await
+        .map_err(db)?;
     let queue: Option<String> = sqlx::query_scalar(&s.inner.sql.retry)
         .bind(now)
         .bind(id)

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use errand_core::{InsertResult, JobState, NewJob, StoreError};
+use errand_core::{unique_expired, InsertResult, JobState, NewJob, StoreError};
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryAs;
 use sqlx::{PgConnection, Postgres, Row};
@@ -64,8 +64,9 @@ pub(crate) async fn insert_on(
     let mut pending: Vec<usize> = (0..jobs.len()).collect();
     let mut woken = BTreeSet::new();
     let mut scheduled = false;
-    // A holder of a unique key can finish between our conflict and our lookup; then the
-    // key is free and the job is inserted on the next round. Three rounds always settle.
+    // A holder of a unique key can finish between our conflict and our lookup, or have
+    // let its key go (its uniqueness period passed since it finished: released here); then
+    // the key is free and the job is inserted on the next round. Three rounds settle.
     for _round in 0..3 {
         if pending.is_empty() {
             break;
@@ -81,6 +82,13 @@ pub(crate) async fn insert_on(
                 )
                 .bind(now)
                 .bind(&s.inner.channel)
+                .bind(
+                    batch
+                        .iter()
+                        .map(|j| j.unique_states.bits())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(batch.iter().map(|j| j.unique_for_ms).collect::<Vec<_>>())
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(db)?;
@@ -114,14 +122,32 @@ pub(crate) async fn insert_on(
             .iter()
             .filter_map(|&i| jobs[i].unique_key.clone())
             .collect();
-        let holders: HashMap<String, i64> = sqlx::query(&sql.find_unique)
+        let mut holders: HashMap<String, i64> = HashMap::new();
+        let mut expired: Vec<i64> = Vec::new();
+        for r in sqlx::query(&sql.find_unique)
             .bind(&keys)
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?
-            .iter()
-            .map(|r| (r.get::<String, _>(1), r.get::<i64, _>(0)))
-            .collect();
+        {
+            let (id, key): (i64, String) = (r.get(0), r.get(1));
+            let state = r.get::<&str, _>(2).parse::<JobState>().ok();
+            let (finalized_at, unique_for_ms) = (r.get(3), r.get(4));
+            if state.is_some_and(|st| unique_expired(st, finalized_at, unique_for_ms, now)) {
+                // Its period passed since it finished: let go, and insert on the next round.
+                expired.push(id);
+            } else {
+                holders.insert(key, id);
+            }
+        }
+        if !expired.is_empty() {
+            sqlx::query(&sql.release_unique)
+                .bind(&expired)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
         pending = Vec::new();
         for i in conflicted {
             match jobs[i].unique_key.as_ref().and_then(|k| holders.get(k)) {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_state_indexes.sql")),
     (3, include_str!("../migrations/0003_queues.sql")),
     (4, include_str!("../migrations/0004_results.sql")),
+    (5, include_str!("../migrations/0005_unique.sql")),
 ];
 
 /// The schema version this build needs.

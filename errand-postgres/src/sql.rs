@@ -1,10 +1,16 @@
 //! Every statement of the store, formatted once per schema.
 
+use errand_core::UNIQUE_HOLDS_SQL;
+
 use crate::row::COLUMNS;
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("errand types serialize to JSON")
 }
+
+/// The longest uniqueness period (100 years, `errand_core::MAX_DELAY`) in ms: a row holding
+/// a longer one (written by hand) cannot overflow an interval.
+const MAX_PERIOD_MS: u128 = errand_core::MAX_DELAY.as_millis();
 
 const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
 const FINAL: &str = "('completed', 'discarded', 'cancelled')";
@@ -16,6 +22,8 @@ pub(crate) struct Sql {
     pub(crate) insert_plain: String,
     pub(crate) insert_shared: String,
     pub(crate) find_unique: String,
+    pub(crate) release_unique: String,
+    pub(crate) release_unique_of: String,
     pub(crate) claim: String,
     pub(crate) finish: String,
     pub(crate) extend: String,
@@ -54,19 +62,26 @@ impl Sql {
         let q = format!("\"{schema}\".queues");
         // Paused: 0; limited: the free slots, claims of the queue taking turns (migration 3).
         let claimable = format!("\"{schema}\".claimable");
+        let holds_o = UNIQUE_HOLDS_SQL
+            .replace("unique_key", "o.unique_key")
+            .replace("unique_states", "o.unique_states")
+            .replace("CASE state", "CASE o.state");
         Sql {
             insert: format!(
                 "WITH input AS (
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[],
                                         $6::int4[], $7::timestamptz[], $8::text[], $9::text[],
-                                        $10::int8[], $11::text[])
+                                        $10::int8[], $11::text[], $14::int2[], $15::int8[])
                      WITH ORDINALITY AS i(kind, queue, args, state, priority, max_attempts, run_at,
-                                          tags, backoff, timeout_ms, unique_key, ord)
+                                          tags, backoff, timeout_ms, unique_key, unique_states,
+                                          unique_for_ms, ord)
                  ), ins AS (
                    INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
-                                    created_at, tags, unique_key, backoff, timeout_ms)
+                                    created_at, tags, unique_key, backoff, timeout_ms,
+                                    unique_states, unique_for_ms)
                    SELECT kind, queue, args::jsonb, state, priority, max_attempts, run_at, $12,
-                          tags::jsonb, unique_key, backoff::jsonb, timeout_ms
+                          tags::jsonb, unique_key, backoff::jsonb, timeout_ms, unique_states,
+                          unique_for_ms
                    FROM input ORDER BY ord
                    ON CONFLICT DO NOTHING
                    RETURNING id, queue, state, unique_key
@@ -121,7 +136,21 @@ impl Sql {
                  SELECT array_agg(id), (SELECT count(*) FROM notified) FROM ins"
             ),
             find_unique: format!(
-                "SELECT id, unique_key FROM {t} WHERE unique_key = ANY($1) AND state IN {NON_FINAL}"
+                "SELECT id, unique_key, state, finalized_at, unique_for_ms FROM {t}
+                 WHERE unique_key = ANY($1) AND {UNIQUE_HOLDS_SQL}"
+            ),
+            // Holders whose uniqueness period passed since they finished: their final
+            // states stop holding (fenced on the state and time the inserter saw).
+            release_unique: format!(
+                "UPDATE {t} SET unique_states = 15
+                 WHERE id = ANY($1) AND state IN {FINAL} AND unique_for_ms IS NOT NULL
+                   AND finalized_at + least(unique_for_ms, {MAX_PERIOD_MS}) * interval '1 millisecond' <= $2"
+            ),
+            release_unique_of: format!(
+                "UPDATE {t} AS o SET unique_states = 15 FROM {t} AS j
+                 WHERE j.id = $1 AND o.unique_key = j.unique_key AND o.id <> j.id
+                   AND o.state IN {FINAL} AND o.unique_for_ms IS NOT NULL
+                   AND o.finalized_at + least(o.unique_for_ms, {MAX_PERIOD_MS}) * interval '1 millisecond' <= $2"
             ),
             claim: format!(
                 "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
@@ -270,7 +299,7 @@ impl Sql {
                  WHERE j.id = $2 AND j.state <> 'running'
                    AND (j.unique_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM {t} o WHERE o.unique_key = j.unique_key AND o.id <> j.id
-                        AND o.state IN {NON_FINAL}))
+                        AND {holds_o}))
                  RETURNING j.queue, pg_notify($3, j.queue)::text"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),

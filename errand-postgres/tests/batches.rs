@@ -19,6 +19,8 @@ fn job(i: usize) -> NewJob {
         run_at: Utc::now() - chrono::TimeDelta::seconds(1),
         tags: vec![],
         unique_key: None,
+        unique_states: Default::default(),
+        unique_for_ms: None,
         backoff: None,
         timeout_ms: None,
     }

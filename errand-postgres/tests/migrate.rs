@@ -25,7 +25,7 @@ async fn concurrent_migrations_apply_once() {
             .await
             .unwrap()
             .expect("every concurrent open migrates or finds it done");
-        assert_eq!(store.schema_version().await.unwrap(), (4, 4));
+        assert_eq!(store.schema_version().await.unwrap(), (5, 5));
     }
     let versions: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT version FROM \"{schema}\".errand_schema ORDER BY version"
@@ -33,7 +33,11 @@ async fn concurrent_migrations_apply_once() {
     .fetch_all(base.pool())
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4], "each migration recorded once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4, 5],
+        "each migration recorded once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +55,7 @@ async fn unmigrated_schema_is_refused_with_instructions() {
             err,
             StoreError::NotMigrated {
                 found: 0,
-                expected: 4,
+                expected: 5,
                 ..
             }
         ),
@@ -126,14 +130,16 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (4, 4));
+    assert_eq!(store.schema_version().await.unwrap(), (5, 5));
     let jobs = errand_core::Store::list(&store, &errand_core::ListFilter::new())
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].kind, "mail");
-    // Version 4's columns: an old row has no result or progress, and is not waited on.
+    // Version 4's and 5's columns: an old row has no result or progress, and holds a
+    // unique key (none here) in the states that are not final, as before.
     assert_eq!((&jobs[0].result, &jobs[0].progress), (&None, &None));
+    assert_eq!(jobs[0].unique_states, errand_core::UniqueStates::NOT_FINAL);
     assert_eq!(jobs[0].corrupt, None);
     let indexes: Vec<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1",

@@ -44,3 +44,31 @@ async fn each_state_group_is_counted_on_its_index() {
     .unwrap();
     assert!(plan.join("\n").contains("jobs_due"), "{plan:?}");
 }
+
+/// The holder of a unique key is found by the unique index: the lookup repeats the index's
+/// predicate (`errand_core::UNIQUE_HOLDS_SQL`, also the migration's text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unique_key_holder_is_found_by_the_unique_index() {
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        squash(include_str!("../migrations/0005_unique.sql"))
+            .contains(&squash(errand_core::UNIQUE_HOLDS_SQL)),
+        "the index predicate and UNIQUE_HOLDS_SQL differ"
+    );
+    let store = scratch_store().await;
+    let table = format!("\"{}\".jobs", store.schema());
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN SELECT id FROM {table} WHERE unique_key = ANY('{{a,b}}') AND {}",
+        errand_core::UNIQUE_HOLDS_SQL
+    ))
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("jobs_unique"), "{plan}");
+}

@@ -8,6 +8,7 @@ use crate::list::fetch;
 use crate::row::{decode, micros, COLUMNS};
 use crate::sql::NON_FINAL;
 use crate::store::SqliteStore;
+use errand_core::UNIQUE_HOLDS_SQL;
 
 pub(crate) async fn cancel(
     s: &SqliteStore,
@@ -44,15 +45,24 @@ pub(crate) async fn retry_now(
 ) -> Result<Option<JobRow>, StoreError> {
     let w = s.writer().await?;
     let mut tx = w.begin().await?;
-    // A final job whose unique key was taken by a newer job stays as it is. (`state` in
-    // the subquery is `o.state`: names resolve to the innermost table first.)
+    let key: Option<String> = sqlx::query_scalar("SELECT unique_key FROM errand_jobs WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .flatten();
+    if key.is_some() {
+        crate::tx::release_expired(&mut tx, key.as_deref(), Some(id), now).await?;
+    }
+    // A final job whose unique key another job holds stays as it is. (The columns in the
+    // subquery are `o`'s: names resolve to the innermost table first.)
     let sql = format!(
         "UPDATE errand_jobs SET state = 'available', run_at = ?, finalized_at = NULL, \
          lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1), \
          result = NULL, progress = NULL \
          WHERE id = ? AND state != 'running' AND (unique_key IS NULL OR NOT EXISTS \
            (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \
-            AND o.id != errand_jobs.id AND {NON_FINAL})) \
+            AND o.id != errand_jobs.id AND {UNIQUE_HOLDS_SQL})) \
          RETURNING queue"
     );
     let queue: Option<(String,)> = sqlx::query_as(&sql)

@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_or_predicates.sql")),
     (4, include_str!("../migrations/0004_queues.sql")),
     (5, include_str!("../migrations/0005_results.sql")),
+    (6, include_str!("../migrations/0006_unique.sql")),
 ];
 
 /// The schema version this build needs.

@@ -10,7 +10,7 @@ mod tests {
     use crate::outcome::{complete_sql, COMPLETED_BY_LEASE};
     use crate::prune::prune_sql;
     use crate::schedule::promote_sql;
-    use crate::sql::{LEASE_MATCH, NON_FINAL};
+    use crate::sql::LEASE_MATCH;
     use crate::SqliteStore;
 
     async fn plan(store: &SqliteStore, sql: &str) -> String {
@@ -59,8 +59,19 @@ mod tests {
         let oldest = "SELECT queue, min(run_at) FROM errand_jobs WHERE state = 'available' \
                       GROUP BY queue ORDER BY queue";
         assert!(plan(&store, oldest).await.contains("errand_jobs_claim"));
-        let unique = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
+        // The holder of a unique key (insert, retry): by the unique index, whose predicate
+        // the lookup repeats word for word.
+        let unique = format!(
+            "SELECT id FROM errand_jobs WHERE unique_key = ? AND {}",
+            errand_core::UNIQUE_HOLDS_SQL
+        );
         assert!(plan(&store, &unique).await.contains("errand_jobs_unique"));
+        let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            squash(include_str!("../migrations/0006_unique.sql"))
+                .contains(&squash(errand_core::UNIQUE_HOLDS_SQL)),
+            "the index predicate and UNIQUE_HOLDS_SQL differ"
+        );
         // Lists and counts, one query per state group, each on the group's index.
         let filter = JobState::ALL
             .into_iter()

@@ -1,14 +1,14 @@
 //! Reading job rows back from SQLite.
 
 use chrono::{DateTime, Utc};
-use errand_core::{ClaimRequest, JobRow, JobState, RowReader, StoreError};
+use errand_core::{ClaimRequest, JobRow, JobState, RowReader, StoreError, UniqueStates};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 /// The column list every query that returns jobs selects, in [`decode`]'s order.
 pub(crate) const COLUMNS: &str = "id, kind, queue, args, state, priority, attempt, max_attempts, \
      run_at, created_at, attempted_at, finalized_at, lease_expires_at, attempted_by, errors, \
-     tags, unique_key, backoff, timeout_ms, result, progress";
+     tags, unique_key, backoff, timeout_ms, result, progress, unique_states, unique_for_ms";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -66,6 +66,8 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
     job.result = r.value("result", row.try_get(19), None);
     let progress: Option<String> = r.value("progress", row.try_get(20), None);
     job.progress = r.json_opt("progress", progress.as_deref());
+    job.unique_states = UniqueStates::from_bits(r.value("unique_states", row.try_get(21), 15));
+    job.unique_for_ms = r.value("unique_for_ms", row.try_get(22), None);
     job.corrupt = r.finish();
     Ok(job)
 }

@@ -7,8 +7,9 @@ use sqlx::SqliteConnection;
 
 use crate::error::db;
 use crate::row::micros;
-use crate::sql::{to_json, NON_FINAL};
+use crate::sql::{to_json, FINAL};
 use crate::store::SqliteStore;
+use errand_core::UNIQUE_HOLDS_SQL;
 
 impl SqliteStore {
     /// The time jobs inserted on `conn` are stamped with: this machine's clock (the same
@@ -49,8 +50,8 @@ impl SqliteStore {
     }
 
     /// Inserts jobs on the caller's connection or transaction (`&mut *tx`): they exist only
-    /// if it commits. A job whose unique key a non-final job holds is not written (its
-    /// result carries the holder's id).
+    /// if it commits. A job whose unique key another job holds is not written (its result
+    /// carries the holder's id).
     ///
     /// It does not wait for this store's in-process write turn: the caller's transaction
     /// may already hold SQLite's write lock, which the store's own writers wait for. The
@@ -85,45 +86,80 @@ impl SqliteStore {
     }
 }
 
-/// Inserts one job on `conn`, unless its unique key is held by a non-final job: then the
-/// holder's id, `inserted: false`. The statement every keyed insert runs (the store's own
+/// Inserts one job on `conn`, unless a job holding its unique key exists: then the
+/// holder's id, `inserted: false`. A holder whose uniqueness period has passed since it
+/// finished is let go of first. The statements every keyed insert runs (the store's own
 /// transactions and the application's).
 pub(crate) async fn insert_keyed(
     conn: &mut SqliteConnection,
     job: &NewJob,
     now: DateTime<Utc>,
 ) -> Result<InsertResult, StoreError> {
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
-         created_at, tags, unique_key, backoff, timeout_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(&job.kind)
-    .bind(&job.queue)
-    .bind(&job.args)
-    .bind(job.state_at(now).as_str())
-    .bind(job.priority)
-    .bind(job.max_attempts)
-    .bind(micros(job.run_at))
-    .bind(micros(now))
-    .bind(to_json(&job.tags))
-    .bind(&job.unique_key)
-    .bind(job.backoff.as_ref().map(to_json))
-    .bind(job.timeout_ms)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    if let Some(id) = inserted {
-        return Ok(InsertResult { id, inserted: true });
-    }
-    let sql = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {NON_FINAL}");
-    let id: i64 = sqlx::query_scalar(&sql)
+    let mut released = false;
+    loop {
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
+             created_at, tags, unique_key, backoff, timeout_ms, unique_states, unique_for_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(&job.kind)
+        .bind(&job.queue)
+        .bind(&job.args)
+        .bind(job.state_at(now).as_str())
+        .bind(job.priority)
+        .bind(job.max_attempts)
+        .bind(micros(job.run_at))
+        .bind(micros(now))
+        .bind(to_json(&job.tags))
         .bind(&job.unique_key)
-        .fetch_one(&mut *conn)
+        .bind(job.backoff.as_ref().map(to_json))
+        .bind(job.timeout_ms)
+        .bind(job.unique_states.bits())
+        .bind(job.unique_for_ms)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(InsertResult {
-        id,
-        inserted: false,
-    })
+        if let Some(id) = inserted {
+            return Ok(InsertResult { id, inserted: true });
+        }
+        // The key is held. Writes on this file take turns, so once an expired holder is let
+        // go of the next try inserts.
+        if !released && release_expired(conn, job.unique_key.as_deref(), None, now).await? {
+            released = true;
+            continue;
+        }
+        let sql = format!("SELECT id FROM errand_jobs WHERE unique_key = ? AND {UNIQUE_HOLDS_SQL}");
+        let id: i64 = sqlx::query_scalar(&sql)
+            .bind(&job.unique_key)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
+        return Ok(InsertResult {
+            id,
+            inserted: false,
+        });
+    }
+}
+
+/// Lets go of `key` where a finished job (other than `except`) held it past its uniqueness
+/// period at `now`: its final states stop holding. Returns whether one was let go of.
+pub(crate) async fn release_expired(
+    conn: &mut SqliteConnection,
+    key: Option<&str>,
+    except: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "UPDATE errand_jobs SET unique_states = 15 \
+         WHERE unique_key = ?1 AND id IS NOT ?2 AND {FINAL} AND unique_for_ms IS NOT NULL \
+           AND finalized_at + unique_for_ms * 1000 <= ?3"
+    );
+    let res = sqlx::query(&sql)
+        .bind(key)
+        .bind(except)
+        .bind(micros(now))
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(res.rows_affected() > 0)
 }

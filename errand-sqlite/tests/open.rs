@@ -10,7 +10,7 @@ async fn open_runs_inside_a_spawned_task() {
     let url: &'static str =
         Box::leak(format!("sqlite://{}", dir.path().join("a.db").display()).into_boxed_str());
     let store = tokio::spawn(SqliteStore::open(url)).await.unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (5, 5));
+    assert_eq!(store.schema_version().await.unwrap(), (6, 6));
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         "{unmigrated}"
     );
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (5, 5));
+    assert_eq!(store.schema_version().await.unwrap(), (6, 6));
     let job = errand_core::Store::get(&store, 1).await.unwrap().unwrap();
     assert_eq!(
         (job.kind.as_str(), job.args.as_str()),
@@ -102,6 +102,8 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         run_at: now,
         tags: vec![],
         unique_key: None,
+        unique_states: Default::default(),
+        unique_for_ms: None,
         backoff: None,
         timeout_ms: None,
     };

@@ -26,6 +26,8 @@ pub fn job(kind: &str, queue: &str) -> NewJob {
         run_at: t0(),
         tags: Vec::new(),
         unique_key: None,
+        unique_states: Default::default(),
+        unique_for_ms: None,
         backoff: None,
         timeout_ms: None,
     }
@@ -124,4 +126,21 @@ pub fn scratch_db_path() -> std::path::PathBuf {
     let dir = tmp.join(format!("errand-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the test database folder");
     dir.join(format!("{n}.db"))
+}
+
+/// Racing inserts of one unique job: exactly one was written and every result names it.
+/// Returns its id.
+pub fn assert_one_inserted(results: &[errand_core::InsertResult]) -> JobId {
+    assert_eq!(
+        results.iter().filter(|r| r.inserted).count(),
+        1,
+        "{results:?}"
+    );
+    let ids: std::collections::HashSet<_> = results.iter().map(|r| r.id).collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "every duplicate names the one job: {results:?}"
+    );
+    results[0].id
 }

@@ -55,6 +55,11 @@ macro_rules! store_conformance {
                 large_completion_batch_is_exact,
                 error_history_accumulates_in_order,
             ],
+            unique: [
+                a_finished_job_holds_its_key_in_the_chosen_final_states,
+                a_period_lets_the_key_go_after_it_passes,
+                racing_inserts_after_a_period_insert_once,
+            ],
             result: [
                 a_completion_stores_its_result,
                 progress_is_fenced_and_kept,
@@ -147,6 +152,7 @@ mod tests {
             include_str!("cases/prune.rs"),
             include_str!("cases/queue.rs"),
             include_str!("cases/result.rs"),
+            include_str!("cases/unique.rs"),
             include_str!("cases/schedule.rs"),
         ];
         let mut cases = 0;

@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 pub struct Enqueued {
     /// The job's id (for a duplicate unique key: the existing job's id).
     pub id: JobId,
-    /// `false` when a non-final job with the same unique key existed and nothing was written.
+    /// `false` when a job holding the same unique key existed and nothing was written.
     pub inserted: bool,
 }
 

@@ -19,6 +19,7 @@ mod retention;
 mod signal;
 mod telemetry;
 pub mod testing;
+mod unique;
 mod worker;
 
 pub use any_store::AnyStore;
@@ -43,6 +44,7 @@ pub use payload::MAX_PAYLOAD_DEPTH;
 pub use retention::Retention;
 pub use signal::shutdown_signal;
 pub use telemetry::describe_metrics;
+pub use unique::Unique;
 pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish, InsertResult, JobId, JobRow,
-    JobState, LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals,
-    RescueReport, StateCount, Store, StoreError,
+    unique_expired, CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish, InsertResult,
+    JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord,
+    QueueSignals, RescueReport, StateCount, Store, StoreError, UniqueStates,
 };
 
 /// A [`Store`] kept in memory. Clones share the same jobs.
@@ -41,7 +41,7 @@ struct Inner {
     jobs: BTreeMap<JobId, JobRow>,
     /// Claim order per queue over `available` jobs only.
     available: HashMap<String, BTreeSet<AvailKey>>,
-    /// unique_key → id of the non-final job holding it.
+    /// unique_key → id of the job holding it (in a state its `unique_states` names).
     unique: HashMap<String, JobId>,
     /// Queue records, by name.
     queues: BTreeMap<String, QueueRecord>,
@@ -70,13 +70,31 @@ impl Inner {
                 .or_default()
                 .insert(avail_key(row));
         }
-        if state.is_final() {
-            if let Some(key) = &row.unique_key {
-                if self.unique.get(key) == Some(&id) {
-                    self.unique.remove(key);
-                }
+        if !row.unique_states.holds(state) {
+            self.release_key(id);
+        }
+    }
+
+    /// Lets go of the unique key job `id` holds, if it holds one.
+    fn release_key(&mut self, id: JobId) {
+        if let Some(key) = self.jobs.get(&id).and_then(|r| r.unique_key.as_ref()) {
+            if self.unique.get(key) == Some(&id) {
+                self.unique.remove(key);
             }
         }
+    }
+
+    /// The job holding `key` at `now`, after letting go of a holder whose uniqueness period
+    /// has passed since it finished.
+    fn holder(&mut self, key: &str, now: DateTime<Utc>) -> Option<JobId> {
+        let id = *self.unique.get(key)?;
+        let row = self.jobs.get_mut(&id)?;
+        if unique_expired(row.state, row.finalized_at, row.unique_for_ms, now) {
+            row.unique_states = UniqueStates::NOT_FINAL;
+            self.unique.remove(key);
+            return None;
+        }
+        Some(id)
     }
 
     /// Applies `f` to the row, then moves it to `state` with indexes updated.
@@ -123,7 +141,7 @@ impl Store for MemoryStore {
             let mut g = self.lock();
             for job in jobs {
                 if let Some(key) = &job.unique_key {
-                    if let Some(&id) = g.unique.get(key) {
+                    if let Some(id) = g.holder(key, now) {
                         out.push(InsertResult {
                             id,
                             inserted: false,
@@ -468,6 +486,7 @@ impl Store for MemoryStore {
         // Through `set_state` to a final state, so the claim order and the unique key let
         // go of it; then gone.
         g.set_state(id, avail_key(&before), JobState::Cancelled);
+        g.release_key(id);
         g.jobs.remove(&id);
         Ok(DeleteResult::Deleted(before))
     }
@@ -481,8 +500,8 @@ impl Store for MemoryStore {
             return Ok(Some(row.clone()));
         }
         if let Some(key) = row.unique_key.clone() {
-            match g.unique.get(&key) {
-                Some(&holder) if holder != id => return Ok(Some(g.jobs[&id].clone())),
+            match g.holder(&key, now) {
+                Some(holder) if holder != id => return Ok(Some(g.jobs[&id].clone())),
                 _ => {
                     g.unique.insert(key, id);
                 }
@@ -566,6 +585,7 @@ impl Store for MemoryStore {
             .map(|(_, id)| id)
             .collect();
         for id in &old {
+            g.release_key(*id);
             g.jobs.remove(id);
         }
         Ok(old.len() as u64)

@@ -5,11 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use errand_core::{
-    check_name, Backoff, NewJob, MAX_KIND_LEN, MAX_QUEUE_LEN, MAX_TAGS, MAX_TAG_LEN,
-    MAX_UNIQUE_KEY_LEN,
+    check_name, Backoff, NewJob, UniqueStates, MAX_KIND_LEN, MAX_QUEUE_LEN, MAX_TAGS, MAX_TAG_LEN,
 };
 
-use crate::EnqueueError;
+use crate::{EnqueueError, Unique};
 
 /// The queue jobs go to when nothing says otherwise.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -55,7 +54,7 @@ pub struct JobOptions {
     backoff: Option<Backoff>,
     timeout: Option<Duration>,
     when: Option<When>,
-    unique_key: Option<String>,
+    unique: Option<Unique>,
     tags: Vec<String>,
 }
 
@@ -127,8 +126,15 @@ impl JobOptions {
     }
 
     /// At most one non-final job holds `key`; enqueueing another returns the existing one.
-    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
-        self.unique_key = Some(key.into());
+    /// Short for `.unique(Unique::key(key))`.
+    pub fn unique_key(self, key: impl Into<String>) -> Self {
+        self.unique(Unique::key(key))
+    }
+
+    /// When this job is a duplicate of one already stored (by key or by arguments, per
+    /// queue, in which states, for how long after it finished): see [`Unique`].
+    pub fn unique(mut self, unique: Unique) -> Self {
+        self.unique = Some(unique);
         self
     }
 
@@ -149,7 +155,7 @@ impl JobOptions {
             backoff: self.backoff.or(lower.backoff),
             timeout: self.timeout.or(lower.timeout),
             when: self.when.or(lower.when),
-            unique_key: self.unique_key.or(lower.unique_key),
+            unique: self.unique.or(lower.unique),
             tags,
         }
     }
@@ -158,7 +164,10 @@ impl JobOptions {
     pub(crate) fn cron_conflict(&self) -> Option<&'static str> {
         [
             ("a run time (`run_at` or `delay`)", self.when.is_some()),
-            ("a unique key (`unique_key`)", self.unique_key.is_some()),
+            (
+                "a unique key (`unique_key` or `unique`)",
+                self.unique.is_some(),
+            ),
         ]
         .into_iter()
         .find_map(|(name, set)| set.then_some(name))
@@ -172,7 +181,7 @@ impl JobOptions {
             ("priority", self.priority.is_some()),
             ("max_attempts", self.max_attempts.is_some()),
             ("run_at` or `delay", self.when.is_some()),
-            ("unique_key", self.unique_key.is_some()),
+            ("unique", self.unique.is_some()),
             ("tag", !self.tags.is_empty()),
         ]
         .into_iter()
@@ -234,26 +243,13 @@ pub(crate) fn resolve(
     if timeout.is_some_and(|t| t.is_zero()) {
         return Err(invalid("timeout", "zero: use a positive duration, or none"));
     }
-    let unique_key = o.unique_key;
-    if unique_key.as_deref().is_some_and(str::is_empty) {
-        return Err(invalid("unique_key", "empty: use a non-empty key, or none"));
-    }
-    // PostgreSQL cannot store U+0000 in text or JSON; refuse it on every store alike.
-    if unique_key.as_deref().is_some_and(|k| k.contains('\0')) {
-        return Err(invalid("unique_key", "contains a NUL character"));
-    }
-    if let Some(k) = unique_key
-        .as_deref()
-        .filter(|k| k.len() > MAX_UNIQUE_KEY_LEN)
-    {
-        return Err(invalid(
-            "unique_key",
-            format!(
-                "{} bytes, over the {MAX_UNIQUE_KEY_LEN}-byte limit: use a hash of the value",
-                k.len()
-            ),
-        ));
-    }
+    let (unique_key, unique_states, unique_for_ms) = match o.unique {
+        Some(u) => {
+            let (key, states, period) = crate::unique::resolve(u, kind, &queue, &args)?;
+            (Some(key), states, period)
+        }
+        None => (None, UniqueStates::NOT_FINAL, None),
+    };
     let tags = o.tags;
     if tags.len() > MAX_TAGS {
         return Err(invalid(
@@ -289,6 +285,8 @@ pub(crate) fn resolve(
         run_at,
         tags,
         unique_key,
+        unique_states,
+        unique_for_ms,
         backoff,
         timeout_ms: timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
     })
@@ -383,7 +381,7 @@ mod tests {
 
     #[test]
     fn nul_in_unique_keys_and_tags_is_rejected() {
-        assert!(rejected(JobOptions::new().unique_key("a\0b"), "unique_key").contains("NUL"));
+        assert!(rejected(JobOptions::new().unique_key("a\0b"), "unique").contains("NUL"));
         assert!(rejected(JobOptions::new().tag("ok").tag("x\0"), "tags").contains("NUL"));
         try_resolve(JobOptions::new().unique_key("ünï\tcode").tag("a b")).unwrap();
     }
@@ -395,7 +393,7 @@ mod tests {
             jitter: f64::NAN,
         };
         assert!(rejected(JobOptions::new().backoff(nan), "backoff").contains("jitter NaN"));
-        let r = rejected(JobOptions::new().unique_key("k".repeat(1025)), "unique_key");
+        let r = rejected(JobOptions::new().unique_key("k".repeat(1025)), "unique");
         assert!(r.contains("1025 bytes"), "{r}");
         try_resolve(JobOptions::new().unique_key("k".repeat(1024))).unwrap();
         let mut many = JobOptions::new();

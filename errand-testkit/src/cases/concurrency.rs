@@ -67,13 +67,7 @@ pub async fn racing_unique_inserts_insert_once<S: Store + Clone>(store: S) {
     for t in tasks {
         results.push(t.await.unwrap());
     }
-    assert_eq!(
-        results.iter().filter(|r| r.inserted).count(),
-        1,
-        "{results:?}"
-    );
-    let ids: HashSet<_> = results.iter().map(|r| r.id).collect();
-    assert_eq!(ids.len(), 1, "{results:?}");
+    assert_one_inserted(&results);
     assert_eq!(store.count(&ListFilter::new()).await.unwrap(), 1);
 }
 

@@ -12,3 +12,4 @@ pub mod prune;
 pub mod queue;
 pub mod result;
 pub mod schedule;
+pub mod unique;

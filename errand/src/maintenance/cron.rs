@@ -83,6 +83,8 @@ impl CronEntry {
         NewJob {
             run_at: tick,
             unique_key: Some(tick_key(&self.name, tick)),
+            unique_states: Default::default(),
+            unique_for_ms: None,
             ..self.template.clone()
         }
     }
@@ -205,6 +207,8 @@ mod tests {
             run_at: Utc::now(),
             tags: vec![],
             unique_key: None,
+            unique_states: Default::default(),
+            unique_for_ms: None,
             backoff: None,
             timeout_ms: None,
         };

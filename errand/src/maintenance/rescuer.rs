@@ -85,6 +85,8 @@ mod tests {
             run_at: long_ago,
             tags: vec![],
             unique_key: None,
+            unique_states: Default::default(),
+            unique_for_ms: None,
             backoff: None,
             timeout_ms: None,
         };

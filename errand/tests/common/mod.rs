@@ -298,6 +298,8 @@ pub fn raw_job(kind: &str, args: &str) -> NewJob {
         run_at: chrono::Utc::now(),
         tags: vec![],
         unique_key: None,
+        unique_states: Default::default(),
+        unique_for_ms: None,
         backoff: Some(Backoff::constant(Duration::from_secs(3600))),
         timeout_ms: None,
     }
