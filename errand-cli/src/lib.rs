@@ -71,6 +71,12 @@ pub enum Command {
         #[command(subcommand)]
         command: QueuesCommand,
     },
+    /// Cron entries and their next tick.
+    Cron {
+        /// What to do with cron entries.
+        #[command(subcommand)]
+        command: CronCommand,
+    },
     /// Delete final jobs (completed, discarded, cancelled) that ended longer ago than
     /// `--older-than`, in batches; workers do this by themselves (retention, default 24 h).
     Prune {
@@ -92,6 +98,18 @@ pub enum Command {
     /// Run a worker for the crash and chaos tests (records each run in a ledger table).
     #[command(hide = true)]
     ChaosWorker(chaos::WorkerArgs),
+}
+
+/// `errand cron …`
+#[derive(Debug, Subcommand)]
+pub enum CronCommand {
+    /// Each cron entry the workers carry (from its pending tick in the store): its job's
+    /// kind and queue, its next tick and how soon it is due (or how late).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `errand queues …`
@@ -278,6 +296,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Queues { command } => {
             let store = open_store(url, schema, false).await?;
             commands::queues(&store, command, &mut out).await
+        }
+        Command::Cron {
+            command: CronCommand::List { json },
+        } => {
+            let store = open_store(url, schema, false).await?;
+            commands::cron::list(&store, json, &mut out).await
         }
         Command::Prune {
             older_than,

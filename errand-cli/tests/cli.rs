@@ -320,3 +320,73 @@ async fn sqlite_unreadable_row() {
 async fn postgres_unreadable_row() {
     an_unreadable_row_lists_shows_and_cancels(Db::postgres().await).await;
 }
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Digest;
+
+impl errand::Job for Digest {
+    const KIND: &'static str = "digest";
+    type State = ();
+    async fn run(self, _: errand::JobContext<()>) -> Result<errand::Outcome, errand::JobError> {
+        Ok(errand::Outcome::Complete)
+    }
+}
+
+/// `errand cron list` shows the entry a running worker carries, with its next tick read in
+/// the entry's time zone (09:00 in Berlin: 07:00 or 08:00 UTC).
+async fn cron_list_shows_the_next_tick(db: Db) {
+    let o = db.errand(&["cron", "list"]);
+    assert!(stdout(&o).contains("no cron entries"), "{}", stdout(&o));
+    let worker = errand::Worker::builder(db.backend.clone(), ())
+        .register::<Digest>()
+        .queue("default", 1)
+        .cron("morning-digest", "TZ=Europe/Berlin 0 9 * * *", Digest)
+        .build()
+        .unwrap()
+        .start();
+    let store = db.store();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store
+        .count(&errand::ListFilter::new().tag("cron"))
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no tick enqueued");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    let o = db.errand(&["cron", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc.len(), 1, "{doc:?}");
+    assert_eq!(doc[0]["entry"], "morning-digest");
+    assert_eq!(doc[0]["kind"], "digest");
+    assert_eq!(doc[0]["state"], "scheduled");
+    let tick: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(doc[0]["next_tick"].clone()).unwrap();
+    let berlin = tick.with_timezone(&chrono_tz::Europe::Berlin);
+    assert_eq!(
+        (
+            chrono::Timelike::hour(&berlin),
+            chrono::Timelike::minute(&berlin)
+        ),
+        (9, 0),
+        "{tick}"
+    );
+    let text = stdout(&db.errand(&["cron", "list"]));
+    assert!(
+        text.contains("morning-digest") && text.contains("digest") && text.contains("in "),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cron_list() {
+    cron_list_shows_the_next_tick(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cron_list() {
+    cron_list_shows_the_next_tick(Db::postgres().await).await;
+}

@@ -57,16 +57,72 @@ fn job() -> Tick {
 }
 
 fn worker<S: Store>(store: S, ran: &Ran, id: &str) -> errand::WorkerHandle {
+    worker_on(store, ran, id, "* * * * * *")
+}
+
+fn worker_on<S: Store>(store: S, ran: &Ran, id: &str, schedule: &str) -> errand::WorkerHandle {
     Worker::builder(store, ran.clone())
         .register::<Tick>()
         .queue("default", 2)
-        .cron("every-second", "* * * * * *", job())
+        .cron("every-second", schedule, job())
         .worker_id(id)
         .schedule_interval(Duration::from_millis(20))
         .poll_interval(Duration::from_millis(50))
         .build()
         .unwrap()
         .start()
+}
+
+/// The ticks that ran are distinct (none ran twice), consecutive (none skipped while
+/// workers ran) and on the second.
+fn each_tick_once(ran: &[(DateTime<Utc>, JobId)]) {
+    let mut ticks: Vec<DateTime<Utc>> = ran.iter().map(|(t, _)| *t).collect();
+    ticks.sort();
+    for pair in ticks.windows(2) {
+        assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "{ticks:?}");
+    }
+    assert!(ticks.iter().all(|t| t.nanosecond() == 0), "{ticks:?}");
+}
+
+/// Three processes carrying a per-second entry read in Europe/Berlin, for over ten seconds:
+/// each tick runs once.
+async fn three_processes_run_each_berlin_tick_once<S: Store + Clone>(stores: [S; 3]) {
+    let ran = Ran::default();
+    let handles: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| worker_on(s, &ran, &format!("p{i}"), "TZ=Europe/Berlin * * * * * *"))
+        .collect();
+    wait_for(
+        "eleven ticks ran (ten seconds)",
+        Duration::from_secs(30),
+        || async { ran.lock().unwrap().len() >= 11 },
+    )
+    .await;
+    for h in handles {
+        h.shutdown().await;
+    }
+    let ran = ran.lock().unwrap().clone();
+    assert!(ran.len() >= 11);
+    each_tick_once(&ran);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_run_each_berlin_tick_once_on_postgres() {
+    let first = errand_postgres::testing::scratch_store().await;
+    let second = common::other_process(&first, "errand-cron-2").await;
+    let third = common::other_process(&first, "errand-cron-3").await;
+    three_processes_run_each_berlin_tick_once([first, second, third]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_run_each_berlin_tick_once_on_sqlite() {
+    let (first, dir) = sqlite().await;
+    let path = dir.path().join("errand.db");
+    let open = || errand::SqliteStore::open(path.to_str().unwrap());
+    let (second, third) = (open().await.unwrap(), open().await.unwrap());
+    three_processes_run_each_berlin_tick_once([first, second, third]).await;
 }
 
 on_every_store!(two_workers_run_each_tick_once);
@@ -83,13 +139,7 @@ async fn two_workers_run_each_tick_once<S: Store + Clone>(store: S) {
     b.shutdown().await;
 
     let ran = ran.lock().unwrap().clone();
-    let mut ticks: Vec<DateTime<Utc>> = ran.iter().map(|(t, _)| *t).collect();
-    ticks.sort();
-    for pair in ticks.windows(2) {
-        // Distinct (no tick ran twice) and consecutive (none skipped while workers ran).
-        assert_eq!(pair[1] - pair[0], chrono::Duration::seconds(1), "{ticks:?}");
-    }
-    assert!(ticks.iter().all(|t| t.nanosecond() == 0), "{ticks:?}");
+    each_tick_once(&ran);
 
     let rows = store
         .list(&ListFilter::new().state(JobState::Completed))

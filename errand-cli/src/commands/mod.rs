@@ -1,5 +1,6 @@
 //! One function per subcommand.
 
+pub(crate) mod cron;
 mod delete;
 mod jobs;
 mod migrate;

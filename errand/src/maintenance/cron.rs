@@ -1,6 +1,13 @@
 //! Cron: enqueues each entry's job at the times its schedule names.
 //!
-//! A tick is one job with the unique key `cron:<name>:<tick>` (the tick in RFC 3339, UTC).
+//! A schedule is read in UTC, or in the IANA time zone a `TZ=`/`CRON_TZ=` prefix names
+//! (`TZ=Europe/Berlin 30 2 * * *`), daylight saving time included: a time the clocks skip
+//! (02:30 on the spring-forward day) runs at the first instant after the jump (03:00); a
+//! time that happens twice (02:30 on the fall-back day) runs once, at the first; schedules
+//! by interval (`*/15 * * * *`) run through both repeated hours, as real time passes.
+//!
+//! A tick is one job with the unique key `cron:<name>:<tick>` (the tick in RFC 3339, UTC),
+//! tagged `cron` and `cron:<name>` (what `errand cron list` reads).
 //! It is enqueued `scheduled` as soon as the tick before it has passed, so for a whole period
 //! before it is due it exists in a non-final state: every worker running the same entry
 //! inserts the same key, the store's unique index keeps one, and the scheduler makes it
@@ -18,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use errand_core::{NewJob, Store, StoreError};
 
@@ -36,6 +44,8 @@ pub(crate) const MAX_CRON_NAME_LEN: usize = 128;
 pub(crate) struct CronEntry {
     pub(crate) name: String,
     schedule: croner::Cron,
+    /// The zone the schedule is read in (`None`: UTC).
+    zone: Option<Tz>,
     /// The job of every tick, but for its run time and unique key.
     template: NewJob,
 }
@@ -46,26 +56,31 @@ impl CronEntry {
         &self.template.kind
     }
 
-    /// Parses `pattern` (5 fields from minutes, or 6 from seconds; `@hourly` and the like)
-    /// and checks it fires after `now`. The error says what is wrong.
+    /// Parses `pattern` (5 fields from minutes, or 6 from seconds; `@hourly` and the like;
+    /// optionally after `TZ=<IANA zone> `) and checks it fires after `now`. The error says
+    /// what is wrong.
     pub(crate) fn new(
         name: String,
         pattern: &str,
-        template: NewJob,
+        mut template: NewJob,
         now: DateTime<Utc>,
     ) -> Result<Self, String> {
         errand_core::check_name("cron entry", &name, MAX_CRON_NAME_LEN)?;
+        let (zone, fields) = split_zone(pattern)?;
         let schedule = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build()
-            .parse(pattern)
+            .parse(fields)
             .map_err(|e| {
-                format!("schedule {pattern:?} is not a cron expression ({e}): use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first")
+                format!("schedule {pattern:?} is not a cron expression ({e}): use 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first, optionally after TZ=<zone>")
             })?;
+        template.tags.push(CRON_TAG.to_owned());
+        template.tags.push(format!("{CRON_TAG}:{name}"));
         let entry = CronEntry {
             name,
             schedule,
+            zone,
             template,
         };
         if entry.next_after(now).is_none() {
@@ -76,7 +91,14 @@ impl CronEntry {
 
     /// The first tick strictly after `now`; `None` when the schedule never fires again.
     pub(crate) fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.schedule.find_next_occurrence(&now, false).ok()
+        match self.zone {
+            None => self.schedule.find_next_occurrence(&now, false).ok(),
+            Some(tz) => self
+                .schedule
+                .find_next_occurrence(&now.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }
     }
 
     fn tick_job(&self, tick: DateTime<Utc>) -> NewJob {
@@ -88,6 +110,29 @@ impl CronEntry {
             ..self.template.clone()
         }
     }
+}
+
+/// The tag every cron tick's job carries (and `cron:<name>`).
+pub(crate) const CRON_TAG: &str = "cron";
+
+/// A schedule's time zone prefix (`TZ=Europe/Berlin ` or `CRON_TZ=…`, as cronie and
+/// Kubernetes write it), if any, and the fields after it.
+fn split_zone(pattern: &str) -> Result<(Option<Tz>, &str), String> {
+    let pattern = pattern.trim();
+    let Some(rest) = pattern
+        .strip_prefix("TZ=")
+        .or_else(|| pattern.strip_prefix("CRON_TZ="))
+    else {
+        return Ok((None, pattern));
+    };
+    let (zone, fields) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let tz = zone.parse::<Tz>().map_err(|_| {
+        format!(
+            "schedule {pattern:?} names the time zone {zone:?}, which is not an IANA time zone: \
+             use a name such as Europe/Berlin, America/New_York or UTC"
+        )
+    })?;
+    Ok((Some(tz), fields.trim_start()))
 }
 
 /// The unique key of `name`'s job for `tick`.
@@ -245,6 +290,81 @@ mod tests {
         assert_eq!(tick_key("report", tick), "cron:report:2030-01-01T10:01:00Z");
     }
 
+    /// Each tick after `from`, in turn, `n` of them.
+    fn ticks(pattern: &str, from: &str, n: usize) -> Vec<DateTime<Utc>> {
+        let e = entry(pattern).unwrap();
+        let mut t = at(from);
+        (0..n)
+            .map(|_| {
+                t = e.next_after(t).unwrap();
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_zone_reads_the_schedule_in_local_time() {
+        // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+        assert_eq!(
+            ticks("TZ=Europe/Berlin 0 9 * * *", "2026-01-10T00:00:00Z", 1),
+            [at("2026-01-10T08:00:00Z")]
+        );
+        assert_eq!(
+            ticks("CRON_TZ=Europe/Berlin 0 9 * * *", "2026-07-10T00:00:00Z", 1),
+            [at("2026-07-10T07:00:00Z")]
+        );
+        assert_eq!(
+            ticks("TZ=UTC 0 9 * * *", "2026-07-10T00:00:00Z", 1),
+            [at("2026-07-10T09:00:00Z")]
+        );
+    }
+
+    /// Spring forward (Berlin, 2026-03-29: 02:00 CET → 03:00 CEST): 02:30 does not exist
+    /// that day; it runs at the first instant after the jump, 03:00 CEST (01:00 UTC), once,
+    /// and at 02:30 CEST the day after.
+    #[test]
+    fn a_skipped_local_time_runs_right_after_the_jump() {
+        assert_eq!(
+            ticks("TZ=Europe/Berlin 30 2 * * *", "2026-03-28T12:00:00Z", 3),
+            [
+                at("2026-03-29T01:00:00Z"),
+                at("2026-03-30T00:30:00Z"),
+                at("2026-03-31T00:30:00Z"),
+            ]
+        );
+    }
+
+    /// Fall back (Berlin, 2026-10-25: 03:00 CEST → 02:00 CET): 02:30 happens twice; a
+    /// fixed time runs once, at the first (00:30 UTC), never again at the second (01:30
+    /// UTC); the next run is the day after.
+    #[test]
+    fn a_repeated_local_time_runs_once() {
+        assert_eq!(
+            ticks("TZ=Europe/Berlin 30 2 * * *", "2026-10-24T12:00:00Z", 2),
+            [at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")]
+        );
+        // A search starting between the two 02:30s finds the next day's.
+        assert_eq!(
+            ticks("TZ=Europe/Berlin 30 2 * * *", "2026-10-25T00:30:00Z", 1),
+            [at("2026-10-26T01:30:00Z")]
+        );
+    }
+
+    /// An interval schedule runs through both repeated hours, every 30 minutes of real time.
+    #[test]
+    fn an_interval_schedule_keeps_its_pace_through_the_repeated_hour() {
+        assert_eq!(
+            ticks("TZ=Europe/Berlin */30 * * * *", "2026-10-24T23:45:00Z", 5),
+            [
+                at("2026-10-25T00:00:00Z"),
+                at("2026-10-25T00:30:00Z"),
+                at("2026-10-25T01:00:00Z"),
+                at("2026-10-25T01:30:00Z"),
+                at("2026-10-25T02:00:00Z"),
+            ]
+        );
+    }
+
     #[test]
     fn bad_schedules_say_what_is_wrong() {
         for (pattern, says) in [
@@ -253,6 +373,8 @@ mod tests {
             ("61 * * * *", "not a cron expression"),
             ("* * * * * * *", "not a cron expression"),
             ("0 0 30 2 *", "never fires"),
+            ("TZ=Europe/Atlantis 0 9 * * *", "not an IANA time zone"),
+            ("TZ=Europe/Berlin", "not a cron expression"),
         ] {
             let err = entry(pattern).unwrap_err();
             assert!(err.contains(says), "{pattern}: {err}");

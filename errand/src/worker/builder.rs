@@ -80,12 +80,20 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
-    /// Enqueues `job` at every time `schedule` names, in UTC: five fields (minute, hour,
-    /// day of month, month, day of week), six with seconds first, or a nickname such as
-    /// `@hourly` or `@daily`. A bad schedule or name fails at [`build`](Self::build).
+    /// Enqueues `job` at every time `schedule` names: five fields (minute, hour, day of
+    /// month, month, day of week), six with seconds first, or a nickname such as `@hourly`
+    /// or `@daily`; in UTC, or in the IANA time zone a `TZ=` (or `CRON_TZ=`) prefix names:
+    /// `"TZ=Europe/Berlin 30 2 * * *"`. A bad schedule, zone or name fails at
+    /// [`build`](Self::build).
+    ///
+    /// In a zone with daylight saving time, a local time the clocks skip (02:30 on the
+    /// spring-forward day) runs at the first instant after the jump (03:00), once; a local
+    /// time that happens twice (02:30 on the fall-back day) runs once, at the first; a
+    /// schedule by interval (`*/15 * * * *`) keeps its pace in real time through both.
     ///
     /// Each tick is one job, however many workers carry the same entry: it is enqueued
-    /// `scheduled` with the unique key `cron:<name>:<tick>` as soon as the tick before it
+    /// `scheduled` with the unique key `cron:<name>:<tick>` (and the tags `cron` and
+    /// `cron:<name>`: `errand cron list` shows them) as soon as the tick before it
     /// has passed, and runs like any job of its type (queue, retries, timeout from its
     /// options). [`JobContext::scheduled_at`](crate::JobContext::scheduled_at) gives its tick
     /// on the first attempt. While no worker runs, the tick already enqueued waits and runs
@@ -111,6 +119,8 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     ///     .queue("default", 10)
     ///     // 03:00 UTC every day.
     ///     .cron("nightly-report", "0 3 * * *", Report { kind: "sales".into() })
+    ///     // 09:00 in Berlin on weekdays, summer or winter.
+    ///     .cron("morning", "TZ=Europe/Berlin 0 9 * * 1-5", Report { kind: "daily".into() })
     ///     .build()?;
     /// # Ok(()) }
     /// ```
