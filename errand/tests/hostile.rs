@@ -100,6 +100,10 @@ fn every_builder_duration_is_range_checked() {
         "job_defaults"
     );
     assert_eq!(
+        setting_of(b().prune_interval(Duration::ZERO).build()).0,
+        "prune_interval"
+    );
+    assert_eq!(
         setting_of(b().rescue_interval(Duration::MAX).build()).0,
         "rescue_interval"
     );

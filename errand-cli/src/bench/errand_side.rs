@@ -33,6 +33,8 @@ fn worker(store: &BenchStore, probe: &Arc<Probe>, concurrency: usize) -> WorkerH
     Worker::builder(store.clone(), probe.clone())
         .register::<BenchJob>()
         .queue("bench", concurrency)
+        // A pass a second: with `--prune-backlog`, pruning starts within the latency phase.
+        .prune_interval(Duration::from_secs(1))
         .build()
         .expect("bench worker configuration is valid")
         .start()
@@ -117,6 +119,70 @@ pub(crate) async fn process(
         peak_rss_mb,
         not_completed,
     })
+}
+
+/// The queue `store_old_completed` fills (no bench worker works it).
+const OLD_QUEUE: &str = "bench_old";
+
+/// The jobs [`store_old_completed`] stored and the pruner has not deleted yet.
+pub(crate) fn old_completed() -> errand::ListFilter {
+    errand::ListFilter::new()
+        .queue(OLD_QUEUE)
+        .state(errand::JobState::Completed)
+}
+
+/// Stores `n` jobs completed two days ago, through the store's own calls (insert, claim,
+/// finish in batches of 1,000), on a queue no worker works: past the default retention of
+/// completed jobs (24 h), so a worker's pruner deletes them.
+pub(crate) async fn store_old_completed(
+    store: &BenchStore,
+    n: u32,
+    pb: &ProgressBar,
+) -> Result<(), errand::StoreError> {
+    use errand::store::{ClaimRequest, Finish, FinishAction, NewJob};
+    let then = store.now(chrono::Utc::now()).await - chrono::TimeDelta::days(2);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(1_000);
+        let jobs: Vec<NewJob> = (0..k)
+            .map(|seq| NewJob {
+                kind: BenchJob::KIND.into(),
+                queue: OLD_QUEUE.into(),
+                args: format!("{{\"seq\":{seq}}}"),
+                priority: 0,
+                max_attempts: 1,
+                run_at: then,
+                tags: Vec::new(),
+                unique_key: None,
+                unique_states: Default::default(),
+                unique_for_ms: None,
+                backoff: None,
+                timeout_ms: None,
+            })
+            .collect();
+        store.insert(jobs, then).await?;
+        let claimed = store
+            .claim(&ClaimRequest {
+                queue: OLD_QUEUE.into(),
+                limit: k,
+                worker_id: "bench-seed".into(),
+                now: then,
+                lease: Duration::from_secs(3600),
+            })
+            .await?;
+        let done: Vec<Finish> = claimed
+            .iter()
+            .map(|r| Finish {
+                lease: r.lease_ref(),
+                at: then,
+                action: FinishAction::Complete,
+            })
+            .collect();
+        store.finish(&done).await?;
+        left -= k;
+        pb.inc(k.into());
+    }
+    Ok(())
 }
 
 /// An idle worker; `samples` single enqueues spaced 5–25 ms; microseconds from each enqueue

@@ -44,6 +44,11 @@ pub struct BenchArgs {
         default_value = "enqueue,process,latency,idle,memory"
     )]
     pub phases: Vec<Phase>,
+    /// Before errand's latency phase, store this many completed jobs that finished two days
+    /// ago: the worker's retention (24 h for completed jobs) prunes them, in batches, while
+    /// the latency is measured. Compare the p99 with a run without (0, the default).
+    #[arg(long, default_value_t = 0)]
+    pub prune_backlog: u32,
     /// Length of the idle phase in seconds.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
@@ -136,6 +141,19 @@ pub struct Report {
     pub raw: Side,
     /// errand / raw.
     pub ratio: Ratio,
+    /// With `--prune-backlog`: the old completed jobs stored, and how many the worker's
+    /// retention deleted while errand's latency was measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune_backlog: Option<PruneBacklog>,
+}
+
+/// What `--prune-backlog` stored and what was pruned during the latency phase.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PruneBacklog {
+    /// Old completed jobs stored before the phase.
+    pub stored: u64,
+    /// Deleted by the pruner while the phase ran.
+    pub pruned_during_latency: u64,
 }
 
 /// Counts each job's runs and when it started.
@@ -338,6 +356,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
     let client = Client::new(sc.store.clone());
     let (n, w) = (args.jobs.max(1), args.concurrency.max(1));
     let mut e = Side::default();
+    let mut prune_backlog = None;
     let mut r = Side::default();
     let db = errand::StoreError::database;
 
@@ -458,11 +477,23 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
 
     if on(Phase::Latency) {
         let m = args.latency_samples.max(1);
+        if args.prune_backlog > 0 {
+            let pb = bar(args.json, args.prune_backlog.into(), "old completed jobs");
+            errand_side::store_old_completed(&sc.store, args.prune_backlog, &pb).await?;
+            pb.finish();
+        }
         let probe = Probe::new(m);
         let pb = bar(args.json, m.into(), "errand latency");
         let lat = errand_side::latency(&sc.store, &probe, &pb).await?;
         pb.finish();
         e.latency_ms = measure::percentiles(&lat.0, lat.1);
+        if args.prune_backlog > 0 {
+            let left = sc.store.count(&errand_side::old_completed()).await?;
+            prune_backlog = Some(PruneBacklog {
+                stored: args.prune_backlog.into(),
+                pruned_during_latency: u64::from(args.prune_backlog).saturating_sub(left),
+            });
+        }
         sc.clear().await?;
 
         let probe = Probe::new(m);
@@ -521,6 +552,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         },
         errand: e,
         raw: r,
+        prune_backlog,
     };
     sc.remove().await;
     Ok(report)
@@ -606,7 +638,15 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
             String::new(),
         ],
     ];
-    crate::output::table(out, &["", "errand", "raw", "errand/raw"], &rows)
+    crate::output::table(out, &["", "errand", "raw", "errand/raw"], &rows)?;
+    if let Some(p) = r.prune_backlog {
+        writeln!(
+            out,
+            "old completed jobs: {} stored, {} pruned by the worker's retention during errand's latency phase",
+            p.stored, p.pruned_during_latency
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

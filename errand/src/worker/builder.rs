@@ -259,6 +259,13 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// How often the pruner looks for final jobs past their retention (default 60 s; each
+    /// pass deletes them in bounded batches until none is left).
+    pub fn prune_interval(mut self, every: Duration) -> Self {
+        self.config.maintenance.prune_interval = every;
+        self
+    }
+
     /// How long final jobs are kept before this worker's pruner deletes them, per final state
     /// (default [`Retention::default`](crate::Retention): completed and cancelled 24 h,
     /// discarded 7 days; [`Retention::forever`](crate::Retention::forever) prunes nothing).
@@ -456,6 +463,12 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
         (
             "rescue_interval",
             m.rescue_interval,
+            Duration::from_millis(10),
+            DAY,
+        ),
+        (
+            "prune_interval",
+            m.prune_interval,
             Duration::from_millis(10),
             DAY,
         ),
