@@ -49,6 +49,11 @@ pub struct BenchArgs {
     /// the latency is measured. Compare the p99 with a run without (0, the default).
     #[arg(long, default_value_t = 0)]
     pub prune_backlog: u32,
+    /// Set a fleet-wide limit on errand's bench queue (at most this many running at once)
+    /// for every phase: with a limit above `--concurrency` it never binds, and the figures
+    /// show what enforcing it costs.
+    #[arg(long)]
+    pub queue_limit: Option<u32>,
     /// Length of the idle phase in seconds.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
@@ -135,6 +140,9 @@ pub struct Report {
     pub jobs: u32,
     /// Worker concurrency.
     pub concurrency: usize,
+    /// The fleet-wide limit set on errand's bench queue, if any (`--queue-limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_limit: Option<u32>,
     /// errand's figures.
     pub errand: Side,
     /// The raw baseline's figures.
@@ -353,6 +361,10 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
     let on = |p: Phase| args.phases.contains(&p);
     let sc = scratch(url).await?;
     sc.raw.setup().await.map_err(errand::StoreError::database)?;
+    if let Some(limit) = args.queue_limit {
+        let now = sc.store.now(chrono::Utc::now()).await;
+        sc.store.set_queue_limit("bench", Some(limit), now).await?;
+    }
     let client = Client::new(sc.store.clone());
     let (n, w) = (args.jobs.max(1), args.concurrency.max(1));
     let mut e = Side::default();
@@ -545,6 +557,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         store: sc.kind,
         jobs: n,
         concurrency: w,
+        queue_limit: args.queue_limit,
         ratio: Ratio {
             enqueue_single: ratio(e.enqueue_single_per_s, r.enqueue_single_per_s),
             enqueue_batch: ratio(e.enqueue_batch_per_s, r.enqueue_batch_per_s),

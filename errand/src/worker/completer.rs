@@ -77,6 +77,18 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
             );
         }
     }
+    // Under a fleet-wide limit the store counts a job as running until its outcome is
+    // written: written now, its slot is free. Wake the queue's producer, whose claim may
+    // have come back short while these outcomes waited here.
+    let mut limited: Vec<&str> = batch
+        .iter()
+        .map(|p| p.queue.as_str())
+        .filter(|q| shared.queues.get(*q).is_some_and(|s| s.is_limited()))
+        .collect();
+    limited.dedup();
+    for q in limited {
+        store.signals().notify(q);
+    }
     shared
         .inflight
         .recorded(batch.iter().map(|p| p.finish.lease));

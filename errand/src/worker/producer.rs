@@ -49,7 +49,11 @@ pub(crate) async fn run(
         }
         start_buffered(&shared, &sem, &state);
         let running = queue.concurrency - sem.available_permits();
-        let prefetch = pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run());
+        let prefetch = pacing::prefetch_under_limit(
+            pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run()),
+            queue.concurrency,
+            state.limit(),
+        );
         let low_water = prefetch / 2;
         state.set_low_water(low_water);
         let buffered = state.buffered();
@@ -108,9 +112,13 @@ pub(crate) async fn run(
         tokio::select! {
             // New work: even if every slot is busy now, claim when the next one frees.
             _ = inserted.notified() => more_waiting = true,
-            // Under a fleet-wide limit a job ending here frees a slot: claim again.
+            // Under a fleet-wide limit a job ending here frees a slot of the limit: claim
+            // again once this worker can use it (a slot free, or the buffer run low), not
+            // at every job's end: a limit above what runs would otherwise cost a claim per
+            // job (measured: Postgres 0.72, SQLite 0.20 of the unlimited throughput).
             _ = state.freed.notified(), if more_waiting || state.buffered() > 0 || state.is_limited() => {
-                more_waiting |= state.is_limited();
+                more_waiting |= state.is_limited()
+                    && (sem.available_permits() > 0 || state.buffered() <= low_water);
             }
             _ = tokio::time::sleep(queue.poll_interval) => more_waiting = true,
             _ = stop.changed() => return,
