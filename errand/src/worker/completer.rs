@@ -80,14 +80,16 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
     // Under a fleet-wide limit the store counts a job as running until its outcome is
     // written: written now, its slot is free. Wake the queue's producer, whose claim may
     // have come back short while these outcomes waited here.
-    let mut limited: Vec<&str> = batch
-        .iter()
-        .map(|p| p.queue.as_str())
-        .filter(|q| shared.queues.get(*q).is_some_and(|s| s.is_limited()))
-        .collect();
-    limited.dedup();
-    for q in limited {
-        store.signals().notify(q);
+    // (Nothing to look at per outcome unless one of this worker's queues is limited.)
+    if shared.queues.values().any(|s| s.is_limited()) {
+        let limited: std::collections::BTreeSet<&str> = batch
+            .iter()
+            .map(|p| p.queue.as_str())
+            .filter(|q| shared.queues.get(*q).is_some_and(|s| s.is_limited()))
+            .collect();
+        for q in limited {
+            store.signals().notify(q);
+        }
     }
     shared
         .inflight

@@ -114,8 +114,8 @@ pub(crate) async fn run(
             _ = inserted.notified() => more_waiting = true,
             // Under a fleet-wide limit a job ending here frees a slot of the limit: claim
             // again once this worker can use it (a slot free, or the buffer run low), not
-            // at every job's end: a limit above what runs would otherwise cost a claim per
-            // job (measured: Postgres 0.72, SQLite 0.20 of the unlimited throughput).
+            // at every job's end, which would be a claim per job. (The completer wakes the
+            // producer too, when outcomes are written: see `completer::write`.)
             _ = state.freed.notified(), if more_waiting || state.buffered() > 0 || state.is_limited() => {
                 more_waiting |= state.is_limited()
                     && (sem.available_permits() > 0 || state.buffered() <= low_water);
