@@ -12,9 +12,7 @@
 
 use std::time::Duration;
 
-use errand::{
-    Client, Job, JobContext, JobError, JobOptions, Outcome, SqliteStore, Unique, Worker,
-};
+use errand::{Client, Job, JobContext, JobError, JobOptions, Outcome, SqliteStore, Unique, Worker};
 use serde::{Deserialize, Serialize};
 
 /// Resizes one image.
