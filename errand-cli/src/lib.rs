@@ -132,20 +132,25 @@ pub enum QueuesCommand {
         /// The queue.
         queue: String,
     },
-    /// Set a queue's fleet-wide limit: at most N of its jobs running at once across every
-    /// worker and process.
+    /// Set a queue's fleet-wide limits, enforced across every worker and process; a limit
+    /// not named is kept, `none` removes one. `errand queues set sync --per-key 1`,
+    /// `errand queues set mail --rate 20/s`, `errand queues set mail --max-running none`.
+    #[command(group(clap::ArgGroup::new("limits").required(true).multiple(true)))]
     Set {
         /// The queue.
         queue: String,
-        /// At most this many running at once (1 or more).
-        #[arg(
-            long,
-            conflicts_with = "no_limit",
-            required_unless_present = "no_limit"
-        )]
-        max_running: Option<u32>,
-        /// Remove the limit.
-        #[arg(long)]
+        /// At most this many of its jobs running at once (1 or more, or `none`).
+        #[arg(long, group = "limits", value_parser = parse_count)]
+        max_running: Option<Change<u32>>,
+        /// At most this many running at once per partition key (1 or more, or `none`).
+        #[arg(long, group = "limits", value_parser = parse_count)]
+        per_key: Option<Change<u32>>,
+        /// At most this many starts per period: `20/s`, `100/m`, `5/500ms`, `1000/h`, or
+        /// `none`.
+        #[arg(long, group = "limits", value_parser = parse_rate)]
+        rate: Option<Change<errand::RateLimit>>,
+        /// Remove every limit.
+        #[arg(long, group = "limits", conflicts_with_all = ["max_running", "per_key", "rate"])]
         no_limit: bool,
     },
 }
@@ -257,6 +262,69 @@ impl Selection {
         }
         f
     }
+}
+
+/// A new value for a setting, or `none` to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<T> {
+    /// Set to this.
+    Set(T),
+    /// Remove.
+    Clear,
+}
+
+/// A count of 1 or more, or `none`.
+fn parse_count(text: &str) -> Result<Change<u32>, String> {
+    if text == "none" {
+        return Ok(Change::Clear);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Change::Set(n)),
+        _ => Err(format!(
+            "'{text}': use a whole number of 1 or more, or none"
+        )),
+    }
+}
+
+/// `20/s`, `100/m`, `5/500ms`, `1000/h`, `3/10s`, or `none`.
+fn parse_rate(text: &str) -> Result<Change<errand::RateLimit>, String> {
+    if text == "none" {
+        return Ok(Change::Clear);
+    }
+    let usage = || {
+        format!("'{text}' is not a rate: use STARTS/PERIOD, like 20/s, 100/m, 5/500ms or 1000/h")
+    };
+    let (starts, period) = text.split_once('/').ok_or_else(usage)?;
+    let starts: u32 = starts
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(usage)?;
+    let period = period.trim();
+    let digits = period
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(period.len());
+    let (n, unit) = period.split_at(digits);
+    let n: u64 = if n.is_empty() {
+        1
+    } else {
+        n.parse().map_err(|_| usage())?
+    };
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(usage()),
+    };
+    let period = n
+        .checked_mul(ms)
+        .map(std::time::Duration::from_millis)
+        .filter(|d| !d.is_zero() && *d <= errand::store::MAX_RATE_PERIOD)
+        .ok_or_else(|| format!("'{text}': the period must be from 1 ms to a day"))?;
+    Ok(Change::Set(errand::RateLimit::new(starts, period)))
 }
 
 /// `90s`, `30m`, `24h`, `7d`.

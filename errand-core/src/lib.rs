@@ -14,6 +14,7 @@ mod backoff;
 mod error;
 mod filter;
 mod finish;
+mod metered;
 mod new_job;
 mod queue;
 mod redact;
@@ -32,8 +33,15 @@ pub use finish::{
     rescue_message, CancelResult, DeleteResult, Finish, FinishAction, FinishEffect, LeaseRef,
     PromoteReport, RescueReport,
 };
+pub use metered::{
+    check_partition_key, claim_metered, Meter, MeteredQueue, Take, MAX_PARTITION_KEY_LEN,
+    UNKEYED_SCAN,
+};
 pub use new_job::{InsertResult, NewJob};
-pub use queue::{check_name, check_queue_limit, check_queue_name, QueueRecord};
+pub use queue::{
+    check_name, check_queue_limits, check_queue_name, QueueLimits, QueueRecord, RateLimit,
+    MAX_RATE_PERIOD,
+};
 pub use redact::{redact_url, scrub, url_password};
 pub use row::{ErrorRecord, JobId, JobRow, Progress, ResultTypeError, RowReader};
 pub use signals::QueueSignals;

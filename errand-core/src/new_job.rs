@@ -31,6 +31,9 @@ pub struct NewJob {
     pub backoff: Option<Backoff>,
     /// Timeout in milliseconds overriding the job type's.
     pub timeout_ms: Option<i64>,
+    /// The job's partition: under its queue's per-key limit, at most that many jobs with
+    /// the same key run at once, fleet-wide (see [`QueueLimits`](crate::QueueLimits)).
+    pub partition_key: Option<String>,
 }
 
 impl NewJob {
@@ -69,6 +72,7 @@ impl NewJob {
             unique_for_ms: self.unique_for_ms,
             backoff: self.backoff,
             timeout_ms: self.timeout_ms,
+            partition_key: self.partition_key,
             result: None,
             progress: None,
             corrupt: None,

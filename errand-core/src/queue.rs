@@ -1,5 +1,7 @@
 //! Queues as stored objects: a record per queue that an operator has acted on, holding its
-//! state (paused or not) and its limit. A queue without a record is active and unlimited.
+//! state (paused or not) and its limits. A queue without a record is active and unlimited.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -18,6 +20,11 @@ pub struct QueueRecord {
     /// At most this many of the queue's jobs running at once, across every worker and
     /// process (`None`: each worker's own concurrency is the only bound).
     pub max_running: Option<u32>,
+    /// At most this many running at once per partition key (see
+    /// [`NewJob::partition_key`](crate::NewJob::partition_key)), fleet-wide.
+    pub max_per_key: Option<u32>,
+    /// At most this many starts per period, fleet-wide.
+    pub rate: Option<RateLimit>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -29,8 +36,33 @@ impl QueueRecord {
             name: name.into(),
             paused,
             max_running: None,
+            max_per_key: None,
+            rate: None,
             updated_at,
         }
+    }
+
+    /// With `limits` (replacing every limit the record had).
+    pub fn with_limits(mut self, limits: QueueLimits) -> Self {
+        self.max_running = limits.max_running;
+        self.max_per_key = limits.max_per_key;
+        self.rate = limits.rate;
+        self
+    }
+
+    /// The record's limits.
+    pub fn limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_running: self.max_running,
+            max_per_key: self.max_per_key,
+            rate: self.rate,
+        }
+    }
+
+    /// Whether claims of this queue need more than a count of free slots: a per-key limit
+    /// or a rate limit, which the store applies job by job.
+    pub fn is_metered(&self) -> bool {
+        self.max_per_key.is_some() || self.rate.is_some()
     }
 
     /// With a fleet-wide limit on running jobs.
@@ -48,6 +80,132 @@ impl QueueRecord {
                 u64::from(max).saturating_sub(running).min(u64::from(want)) as u32
             }
         }
+    }
+}
+
+/// A queue's fleet-wide limits, set together with
+/// [`Store::set_queue_limits`](crate::Store::set_queue_limits) (each `None`: no such limit).
+///
+/// ```
+/// use std::time::Duration;
+/// use errand_core::{QueueLimits, RateLimit};
+///
+/// // One running sync per customer, at most 20 starts a second across the fleet.
+/// let limits = QueueLimits::default()
+///     .max_per_key(1)
+///     .rate(RateLimit::new(20, Duration::from_secs(1)));
+/// assert_eq!(limits.max_per_key, Some(1));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueLimits {
+    /// At most this many of the queue's jobs running at once across every worker.
+    pub max_running: Option<u32>,
+    /// At most this many running at once per partition key; jobs without a key are not
+    /// limited per key.
+    pub max_per_key: Option<u32>,
+    /// At most this many starts per period.
+    pub rate: Option<RateLimit>,
+}
+
+impl QueueLimits {
+    /// At most `n` of the queue's jobs running at once, fleet-wide.
+    pub fn max_running(mut self, n: u32) -> Self {
+        self.max_running = Some(n);
+        self
+    }
+
+    /// At most `n` running at once per partition key, fleet-wide.
+    pub fn max_per_key(mut self, n: u32) -> Self {
+        self.max_per_key = Some(n);
+        self
+    }
+
+    /// At most `rate.starts` starts per `rate.period`, fleet-wide.
+    pub fn rate(mut self, rate: RateLimit) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+}
+
+/// At most `starts` job starts per `period`, across every worker: a token bucket stored
+/// with the queue's record, refilled continuously at `starts / period` and holding at most
+/// [`burst`](Self::burst) tokens; each claimed job takes one. Jobs over the limit wait in
+/// the queue: no attempt is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimit {
+    /// Starts allowed per period.
+    pub starts: u32,
+    /// The period.
+    #[serde(with = "millis")]
+    pub period: Duration,
+}
+
+mod millis {
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Longest rate-limit period accepted: a day.
+pub const MAX_RATE_PERIOD: Duration = Duration::from_secs(86_400);
+
+impl RateLimit {
+    /// `starts` per `period`.
+    pub fn new(starts: u32, period: Duration) -> Self {
+        RateLimit { starts, period }
+    }
+
+    /// Most tokens the bucket holds: a tenth of a period's starts, at least one. So in any
+    /// window of one period at most `starts + burst` jobs start, and a queue idle for a
+    /// while does not start a whole period's worth at once.
+    pub fn burst(&self) -> f64 {
+        (f64::from(self.starts) / 10.0).floor().max(1.0)
+    }
+
+    /// The period in whole milliseconds (as stored).
+    pub fn period_ms(&self) -> i64 {
+        i64::try_from(self.period.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Tokens per millisecond.
+    pub fn per_ms(&self) -> f64 {
+        f64::from(self.starts) / self.period_ms().max(1) as f64
+    }
+
+    /// The average time between starts.
+    pub fn gap(&self) -> Duration {
+        self.period / self.starts.max(1)
+    }
+
+    /// A bucket holding `tokens` at `refilled_at`, refilled to `now` (never past the burst;
+    /// a clock behind `refilled_at` adds nothing): the tokens now, and the new refill time
+    /// (the later of the two, so a process with a slow clock cannot refill twice).
+    pub fn refill(
+        &self,
+        tokens: Option<f64>,
+        refilled_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> (f64, DateTime<Utc>) {
+        let burst = self.burst();
+        let (Some(tokens), Some(at)) = (tokens, refilled_at) else {
+            return (burst, now);
+        };
+        let elapsed = (now - at).num_milliseconds().max(0) as f64;
+        let tokens = if tokens.is_finite() { tokens } else { 0.0 };
+        (
+            (tokens + elapsed * self.per_ms()).clamp(0.0, burst),
+            at.max(now),
+        )
+    }
+
+    /// Rebuilds a stored limit (`None` when either half is missing or out of range).
+    pub fn from_stored(starts: Option<i64>, period_ms: Option<i64>) -> Option<Self> {
+        let starts = u32::try_from(starts?).ok().filter(|n| *n > 0)?;
+        let ms = u64::try_from(period_ms?).ok().filter(|n| *n > 0)?;
+        Some(RateLimit::new(starts, Duration::from_millis(ms)))
     }
 }
 
@@ -77,15 +235,30 @@ pub fn check_queue_name(queue: &str) -> Result<(), StoreError> {
     })
 }
 
-/// A queue name and limit every store accepts: the name as [`check_queue_name`], and a
-/// limit of at least one running job (`None` removes the limit).
-pub fn check_queue_limit(queue: &str, max_running: Option<u32>) -> Result<(), StoreError> {
+/// A queue name and limits every store accepts: the name as [`check_queue_name`]; limits
+/// of at least one running job, one per key, one start per period; a period from 1 ms to
+/// [`MAX_RATE_PERIOD`].
+pub fn check_queue_limits(queue: &str, limits: &QueueLimits) -> Result<(), StoreError> {
     check_queue_name(queue)?;
-    if max_running == Some(0) {
-        return Err(StoreError::InvalidQueue {
+    let bad = |reason: &str| {
+        Err(StoreError::InvalidQueue {
             queue: queue.to_owned(),
-            reason: "a limit of 0 running jobs: use at least 1, or pause the queue".into(),
-        });
+            reason: reason.into(),
+        })
+    };
+    if limits.max_running == Some(0) {
+        return bad("a limit of 0 running jobs: use at least 1, or pause the queue");
+    }
+    if limits.max_per_key == Some(0) {
+        return bad("a limit of 0 running jobs per key: use at least 1, or pause the queue");
+    }
+    if let Some(r) = limits.rate {
+        if r.starts == 0 {
+            return bad("a rate of 0 starts: use at least 1, or pause the queue");
+        }
+        if r.period < Duration::from_millis(1) || r.period > MAX_RATE_PERIOD {
+            return bad("a rate-limit period must be from 1 ms to a day");
+        }
     }
     Ok(())
 }

@@ -110,6 +110,9 @@ pub struct JobRow {
     pub backoff: Option<Backoff>,
     /// Timeout chosen at enqueue in milliseconds, overriding the job type's.
     pub timeout_ms: Option<i64>,
+    /// The job's partition key, if any (see [`NewJob::partition_key`](crate::NewJob)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<String>,
     /// What the job returned when it completed (JSON text), if it returned a value
     /// (`Outcome::complete_with`). Read it typed with [`JobRow::result_as`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +287,7 @@ impl JobRow {
             unique_for_ms: None,
             backoff: None,
             timeout_ms: None,
+            partition_key: None,
             result: None,
             progress: None,
             corrupt: None,

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::{
     CancelResult, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState, LeaseRef,
-    ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals, RescueReport,
-    StateCount, StoreError,
+    ListFilter, NewJob, Progress, PromoteReport, QueueLimits, QueueRecord, QueueSignals,
+    RescueReport, StateCount, StoreError,
 };
 
 /// One producer's request for work.
@@ -121,14 +121,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError>;
 
-    /// Sets (or with `None` removes) `queue`'s fleet-wide limit on running jobs at `now`,
-    /// creating its record on first use, and returns the record. A claim then takes at most
-    /// the free slots, atomically: two claims at once can never both take the last one. Slots
-    /// come back as jobs end, are rescued or released. Wakes the queue's producers.
-    async fn set_queue_limit(
+    /// Sets `queue`'s fleet-wide limits at `now` (replacing all it had; `None` fields: no
+    /// such limit), creating its record on first use, and returns the record. Claims then
+    /// keep to them atomically: two claims at once never both take the last slot, a key's
+    /// last slot or the last token (see [`claim_metered`](crate::claim_metered)). Slots come
+    /// back as jobs end, are rescued or released. Wakes every worker's queue watcher and
+    /// the queue's producers.
+    async fn set_queue_limits(
         &self,
         queue: &str,
-        max_running: Option<u32>,
+        limits: &QueueLimits,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError>;
 
@@ -266,13 +268,13 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     ) -> Result<QueueRecord, StoreError> {
         (**self).set_queue_paused(queue, paused, now).await
     }
-    async fn set_queue_limit(
+    async fn set_queue_limits(
         &self,
         queue: &str,
-        max_running: Option<u32>,
+        limits: &QueueLimits,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
-        (**self).set_queue_limit(queue, max_running, now).await
+        (**self).set_queue_limits(queue, limits, now).await
     }
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         (**self).oldest_available().await

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals, RescueReport,
-    StateCount, Store, StoreError,
+    LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueLimits, QueueRecord, QueueSignals,
+    RescueReport, StateCount, Store, StoreError,
 };
 
 use crate::store::PgStore;
@@ -88,13 +88,13 @@ impl Store for PgStore {
         queue::set_paused(self, queue, paused, now).await
     }
 
-    async fn set_queue_limit(
+    async fn set_queue_limits(
         &self,
         queue: &str,
-        max_running: Option<u32>,
+        limits: &QueueLimits,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
-        queue::set_limit(self, queue, max_running, now).await
+        queue::set_limits(self, queue, limits, now).await
     }
 
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {

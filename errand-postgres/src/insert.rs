@@ -51,12 +51,14 @@ pub(crate) async fn insert_on(
     jobs: &[NewJob],
     now: DateTime<Utc>,
 ) -> Result<Inserted, StoreError> {
+    // Keys (unique or partition) take the general statement; the rest, the lean ones.
+    let plain = |j: &NewJob| j.unique_key.is_none() && j.partition_key.is_none();
     if let [job] = jobs {
-        if job.unique_key.is_none() {
+        if plain(job) {
             return one(s, conn, job, now).await;
         }
     }
-    if jobs.iter().all(|j| j.unique_key.is_none()) {
+    if jobs.iter().all(plain) {
         return batch_plain(s, conn, jobs, now).await;
     }
     let sql = &s.inner.sql;
@@ -89,6 +91,12 @@ pub(crate) async fn insert_on(
                         .collect::<Vec<_>>(),
                 )
                 .bind(batch.iter().map(|j| j.unique_for_ms).collect::<Vec<_>>())
+                .bind(
+                    batch
+                        .iter()
+                        .map(|j| j.partition_key.as_deref())
+                        .collect::<Vec<_>>(),
+                )
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(db)?;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_queues.sql")),
     (4, include_str!("../migrations/0004_results.sql")),
     (5, include_str!("../migrations/0005_unique.sql")),
+    (6, include_str!("../migrations/0006_metered.sql")),
 ];
 
 /// The schema version this build needs.

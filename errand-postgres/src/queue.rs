@@ -1,8 +1,8 @@
 //! Queue records: pause, resume and limits, read by every worker's queue watcher (woken by
-//! `NOTIFY`) and by the claim itself (`claimable`, migration 3).
+//! `NOTIFY`) and by the claim itself (`claim_plan`, migration 6).
 
 use chrono::{DateTime, Utc};
-use errand_core::{check_queue_name, QueueRecord, StoreError};
+use errand_core::{check_queue_name, QueueLimits, QueueRecord, RateLimit, StoreError};
 use sqlx::Row;
 
 use crate::error::db;
@@ -33,20 +33,23 @@ pub(crate) async fn set_paused(
     record(&row)
 }
 
-pub(crate) async fn set_limit(
+pub(crate) async fn set_limits(
     s: &PgStore,
     queue: &str,
-    max_running: Option<u32>,
+    limits: &QueueLimits,
     now: DateTime<Utc>,
 ) -> Result<QueueRecord, StoreError> {
-    errand_core::check_queue_limit(queue, max_running)?;
-    let limit = max_running.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
-    let row = sqlx::query(&s.inner.sql.set_limit)
+    errand_core::check_queue_limits(queue, limits)?;
+    let int = |n: Option<u32>| n.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    let row = sqlx::query(&s.inner.sql.set_limits)
         .bind(queue)
-        .bind(limit)
+        .bind(int(limits.max_running))
         .bind(now)
         .bind(&s.inner.channel)
         .bind(CONTROLS_PAYLOAD)
+        .bind(int(limits.max_per_key))
+        .bind(int(limits.rate.map(|r| r.starts)))
+        .bind(limits.rate.map(|r| r.period_ms()))
         .fetch_one(&s.inner.pool)
         .await
         .map_err(db)?;
@@ -75,11 +78,20 @@ pub(crate) async fn queues(s: &PgStore) -> Result<Vec<QueueRecord>, StoreError> 
 }
 
 fn record(row: &sqlx::postgres::PgRow) -> Result<QueueRecord, StoreError> {
-    let max: Option<i32> = row.try_get(2).map_err(db)?;
+    let count = |i: usize| -> Result<Option<u32>, StoreError> {
+        let n: Option<i32> = row.try_get(i).map_err(db)?;
+        Ok(n.and_then(|n| u32::try_from(n).ok()))
+    };
+    let starts: Option<i32> = row.try_get(5).map_err(db)?;
+    let limits = QueueLimits {
+        max_running: count(2)?,
+        max_per_key: count(4)?,
+        rate: RateLimit::from_stored(starts.map(i64::from), row.try_get(6).map_err(db)?),
+    };
     Ok(QueueRecord::new(
         row.try_get::<String, _>(0).map_err(db)?,
         row.try_get::<bool, _>(1).map_err(db)?,
         row.try_get::<DateTime<Utc>, _>(3).map_err(db)?,
     )
-    .with_max_running(max.and_then(|n| u32::try_from(n).ok())))
+    .with_limits(limits))
 }

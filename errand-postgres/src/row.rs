@@ -9,7 +9,7 @@ use sqlx::Row;
 pub(crate) const COLUMNS: &str = "id, kind, queue, args::text, state, priority, attempt, \
      max_attempts, run_at, created_at, attempted_at, finalized_at, lease_expires_at, \
      attempted_by, errors::text, tags::text, unique_key, backoff::text, timeout_ms, result::text, \
-     progress::text, unique_states, unique_for_ms";
+     progress::text, unique_states, unique_for_ms, partition_key";
 
 /// Decodes a row selected with [`COLUMNS`]. Only an unreadable id fails the call: any
 /// other column that cannot be read takes a fallback value and is named in
@@ -57,6 +57,7 @@ pub(crate) fn decode(row: &PgRow) -> Result<JobRow, StoreError> {
     let bits: i16 = r.value("unique_states", row.try_get(21), 15);
     job.unique_states = UniqueStates::from_bits(i64::from(bits));
     job.unique_for_ms = r.value("unique_for_ms", row.try_get(22), None);
+    job.partition_key = r.value("partition_key", row.try_get(23), None);
     job.corrupt = r.finish();
     Ok(job)
 }

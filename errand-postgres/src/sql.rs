@@ -40,11 +40,15 @@ pub(crate) struct Sql {
     pub(crate) set_progress: String,
     pub(crate) watch_end: String,
     pub(crate) set_paused: String,
-    pub(crate) set_limit: String,
+    pub(crate) set_limits: String,
     pub(crate) queues: String,
     pub(crate) oldest_available: String,
     pub(crate) table: String,
 }
+
+/// The columns of a queue record, in `queue::record`'s order.
+const QUEUE_COLUMNS: &str =
+    "name, paused, max_running, updated_at, max_per_key, rate_starts, rate_period_ms";
 
 /// The `NOTIFY` payload that wakes the workers' queue watchers (a queue was paused or
 /// resumed): a control character, which no queue name may hold.
@@ -60,8 +64,8 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("\"{schema}\".jobs");
         let q = format!("\"{schema}\".queues");
-        // Paused: 0; limited: the free slots, claims of the queue taking turns (migration 3).
-        let claimable = format!("\"{schema}\".claimable");
+        // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
+        let plan = format!("\"{schema}\".claim_plan");
         let holds_o = UNIQUE_HOLDS_SQL
             .replace("unique_key", "o.unique_key")
             .replace("unique_states", "o.unique_states")
@@ -71,17 +75,18 @@ impl Sql {
                 "WITH input AS (
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int2[],
                                         $6::int4[], $7::timestamptz[], $8::text[], $9::text[],
-                                        $10::int8[], $11::text[], $14::int2[], $15::int8[])
+                                        $10::int8[], $11::text[], $14::int2[], $15::int8[],
+                                        $16::text[])
                      WITH ORDINALITY AS i(kind, queue, args, state, priority, max_attempts, run_at,
                                           tags, backoff, timeout_ms, unique_key, unique_states,
-                                          unique_for_ms, ord)
+                                          unique_for_ms, partition_key, ord)
                  ), ins AS (
                    INSERT INTO {t} (kind, queue, args, state, priority, max_attempts, run_at,
                                     created_at, tags, unique_key, backoff, timeout_ms,
-                                    unique_states, unique_for_ms)
+                                    unique_states, unique_for_ms, partition_key)
                    SELECT kind, queue, args::jsonb, state, priority, max_attempts, run_at, $12,
                           tags::jsonb, unique_key, backoff::jsonb, timeout_ms, unique_states,
-                          unique_for_ms
+                          unique_for_ms, partition_key
                    FROM input ORDER BY ord
                    ON CONFLICT DO NOTHING
                    RETURNING id, queue, state, unique_key
@@ -153,11 +158,13 @@ impl Sql {
                    AND o.finalized_at + least(o.unique_for_ms, {MAX_PERIOD_MS}) * interval '1 millisecond' <= $2"
             ),
             claim: format!(
-                "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
+                "WITH plan AS MATERIALIZED (SELECT o_n, o_ids FROM {plan}($4, $5, $1)),
+                 plain AS (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
+                           ORDER BY priority, run_at, id
+                           LIMIT (SELECT o_n FROM plan) FOR UPDATE SKIP LOCKED)
+                 UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3
-                 WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
-                              ORDER BY priority, run_at, id
-                              LIMIT {claimable}($4, $5) FOR UPDATE SKIP LOCKED)
+                 WHERE id IN (SELECT id FROM plain UNION ALL SELECT unnest(o_ids) FROM plan)
                  RETURNING {COLUMNS}"
             ),
             // Outcomes, lease extensions and releases of running attempts share one shape:
@@ -336,20 +343,29 @@ impl Sql {
                    INSERT INTO {q} (name, paused, updated_at) VALUES ($1, $2, $3)
                    ON CONFLICT (name) DO UPDATE
                      SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at
-                   RETURNING name, paused, max_running, updated_at)
-                 SELECT name, paused, max_running, updated_at, pg_notify($4, $5)::text,
+                   RETURNING {QUEUE_COLUMNS})
+                 SELECT {QUEUE_COLUMNS}, pg_notify($4, $5)::text,
                         (CASE WHEN paused THEN NULL ELSE pg_notify($4, name) END)::text
                  FROM up"
             ),
             // A new or raised limit lets waiting jobs start: the queue's producers are woken.
-            set_limit: format!(
+            // A new rate starts with a full bucket.
+            set_limits: format!(
                 "WITH up AS (
-                   INSERT INTO {q} (name, max_running, updated_at) VALUES ($1, $2, $3)
+                   INSERT INTO {q} AS cur (name, max_running, max_per_key, rate_starts,
+                                           rate_period_ms,
+                                    updated_at)
+                   VALUES ($1, $2, $6, $7, $8, $3)
                    ON CONFLICT (name) DO UPDATE
-                     SET max_running = EXCLUDED.max_running, updated_at = EXCLUDED.updated_at
-                   RETURNING name, paused, max_running, updated_at)
-                 SELECT name, paused, max_running, updated_at, pg_notify($4, $5)::text,
-                        pg_notify($4, name)::text
+                     SET max_running = EXCLUDED.max_running, max_per_key = EXCLUDED.max_per_key,
+                         rate_starts = EXCLUDED.rate_starts,
+                         rate_period_ms = EXCLUDED.rate_period_ms,
+                         tokens = CASE WHEN (EXCLUDED.rate_starts, EXCLUDED.rate_period_ms)
+                                       IS NOT DISTINCT FROM (cur.rate_starts, cur.rate_period_ms)
+                                       THEN cur.tokens END,
+                         updated_at = EXCLUDED.updated_at
+                   RETURNING {QUEUE_COLUMNS})
+                 SELECT {QUEUE_COLUMNS}, pg_notify($4, $5)::text, pg_notify($4, name)::text
                  FROM up"
             ),
             // The claim index holds exactly the available jobs.
@@ -358,7 +374,7 @@ impl Sql {
                  GROUP BY queue ORDER BY queue"
             ),
             queues: format!(
-                "SELECT name, paused, max_running, updated_at FROM {q} ORDER BY name"
+                "SELECT {QUEUE_COLUMNS} FROM {q} ORDER BY name"
             ),
             table: t,
         }

@@ -23,6 +23,7 @@ fn job(i: usize) -> NewJob {
         unique_for_ms: None,
         backoff: None,
         timeout_ms: None,
+        partition_key: None,
     }
 }
 

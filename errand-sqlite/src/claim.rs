@@ -1,22 +1,38 @@
 //! Claiming: one `UPDATE … RETURNING` takes the next jobs of a queue; a claimed row that
 //! cannot be read is discarded with the reason, and the rest of the claim runs.
+//!
+//! A metered queue (a per-key or a rate limit) is claimed in one write transaction instead:
+//! its record read, the jobs chosen by errand_core's `claim_metered`, then taken, and the
+//! record's bucket and key cursor written. The one-statement claim takes nothing from such a
+//! queue, so a process that has not seen the limit yet cannot take past it: an empty claim
+//! looks at the queue's record, and from then on this process claims it metered.
 
 use chrono::{DateTime, Utc};
-use errand_core::{ClaimRequest, JobRow, StoreError};
+use errand_core::{
+    claim_metered, ClaimRequest, JobId, JobRow, Meter, MeteredQueue, QueueRecord, StoreError, Take,
+    UNKEYED_SCAN,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 
 use crate::error::db;
+use crate::queue::QUEUE_COLUMNS;
 use crate::row::{decode_claimed, micros, CLAIMED};
 use crate::sql::to_json;
 use crate::store::SqliteStore;
 
 /// How many jobs a claim of queue `?4` wanting `?5` may take: none while paused, the free
 /// slots under a limit, `?5` for a queue without a record (one primary-key probe).
-const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused THEN 0 WHEN q.max_running IS NULL \
+const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused OR q.max_per_key IS NOT NULL \
+     OR q.rate_starts IS NOT NULL THEN 0 WHEN q.max_running IS NULL \
      THEN ?5 ELSE max(0, min(?5, q.max_running - (SELECT count(*) FROM errand_jobs r \
      WHERE r.state = 'running' AND r.queue = ?4))) END \
      FROM errand_queues q WHERE q.name = ?4), ?5)";
 
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+    if s.is_metered(&req.queue) {
+        return metered(s, req).await;
+    }
     let w = s.writer().await?;
     let lease_until = errand_core::later(req.now, req.lease);
     // One statement: SQLite takes the write lock for it, so claims never overlap (and a
@@ -40,6 +56,33 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         .map_err(db)?;
     // Decoding needs no turn: let the completer write meanwhile.
     drop(w);
+    if rows.is_empty() && is_metered(s, &req.queue).await? {
+        s.set_metered(&req.queue, true);
+        return metered(s, req).await;
+    }
+    decoded(s, req, lease_until, &rows).await
+}
+
+/// Whether `queue`'s record holds a per-key or rate limit.
+async fn is_metered(s: &SqliteStore, queue: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM errand_queues WHERE name = ? \
+         AND (max_per_key IS NOT NULL OR rate_starts IS NOT NULL)",
+    )
+    .bind(queue)
+    .fetch_optional(s.reader())
+    .await
+    .map_err(db)?;
+    Ok(found.is_some())
+}
+
+/// The claimed rows decoded, the unreadable ones discarded.
+async fn decoded(
+    s: &SqliteStore,
+    req: &ClaimRequest,
+    lease_until: DateTime<Utc>,
+    rows: &[(String,)],
+) -> Result<Vec<JobRow>, StoreError> {
     let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
         .iter()
         .map(|(text,)| decode_claimed(text, req, lease_until))
@@ -55,6 +98,146 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
     }
     jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
     Ok(jobs)
+}
+
+/// A metered claim: one write transaction (see the module's docs).
+async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+    let w = s.writer().await?;
+    let lease_until = errand_core::later(req.now, req.lease);
+    let mut tx = w.begin().await?;
+    let sql = format!(
+        "SELECT {QUEUE_COLUMNS}, tokens, refilled_at, key_cursor FROM errand_queues \
+         WHERE name = ?"
+    );
+    let found = sqlx::query(&sql)
+        .bind(&req.queue)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    let (record, meter) = match &found {
+        Some(row) => meter_of(row)?,
+        None => (
+            QueueRecord::new(req.queue.clone(), false, req.now),
+            Meter::default(),
+        ),
+    };
+    s.set_metered(&req.queue, record.is_metered());
+    let mut q = Queue {
+        conn: &mut tx,
+        queue: &req.queue,
+    };
+    let (ids, meter) = claim_metered(&mut q, &record, meter, req.limit, req.now).await?;
+    let sql = format!(
+        "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
+         attempted_by = ?2, lease_expires_at = ?3 \
+         WHERE id IN (SELECT value FROM json_each(?4)) AND state = 'available' \
+         RETURNING {CLAIMED}"
+    );
+    let rows: Vec<(String,)> = sqlx::query_as(&sql)
+        .bind(micros(req.now))
+        .bind(&req.worker_id)
+        .bind(micros(lease_until))
+        .bind(to_json(&ids))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+    if found.is_some() {
+        sqlx::query(
+            "UPDATE errand_queues SET tokens = ?, refilled_at = ?, key_cursor = ? WHERE name = ?",
+        )
+        .bind(meter.tokens)
+        .bind(meter.refilled_at.map(micros))
+        .bind(&meter.cursor)
+        .bind(&req.queue)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    drop(w);
+    decoded(s, req, lease_until, &rows).await
+}
+
+/// A queue record and its meter, from [`QUEUE_COLUMNS`] followed by the meter's columns.
+fn meter_of(row: &SqliteRow) -> Result<(QueueRecord, Meter), StoreError> {
+    let get = |i: usize| row.try_get::<Option<i64>, _>(i).map_err(db);
+    let record = crate::queue::record((
+        row.try_get(0).map_err(db)?,
+        row.try_get(1).map_err(db)?,
+        get(2)?,
+        row.try_get(3).map_err(db)?,
+        get(4)?,
+        get(5)?,
+        get(6)?,
+    ))?;
+    let meter = Meter {
+        tokens: row.try_get(7).map_err(db)?,
+        refilled_at: get(8)?.and_then(DateTime::from_timestamp_micros),
+        cursor: row.try_get(9).map_err(db)?,
+    };
+    Ok((record, meter))
+}
+
+/// The queue's jobs as a metered claim sees them, inside its transaction.
+struct Queue<'a> {
+    conn: &'a mut SqliteConnection,
+    queue: &'a str,
+}
+
+impl MeteredQueue for Queue<'_> {
+    async fn running(&mut self, key: Option<&str>) -> Result<u64, StoreError> {
+        let n: i64 = match key {
+            None => sqlx::query_scalar(
+                "SELECT count(*) FROM errand_jobs WHERE state = 'running' AND queue = ?",
+            )
+            .bind(self.queue),
+            Some(k) => sqlx::query_scalar(
+                "SELECT count(*) FROM errand_jobs WHERE state = 'running' AND queue = ? \
+                 AND partition_key IS NOT NULL AND partition_key = ?",
+            )
+            .bind(self.queue)
+            .bind(k),
+        }
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(db)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn next_key(&mut self, after: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT partition_key FROM errand_jobs WHERE state = 'available' AND queue = ? \
+             AND partition_key IS NOT NULL AND partition_key > ? ORDER BY partition_key LIMIT 1",
+        )
+        .bind(self.queue)
+        .bind(after)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db)
+    }
+
+    async fn take(&mut self, from: Take<'_>, n: u32) -> Result<Vec<JobId>, StoreError> {
+        const ORDER: &str = "ORDER BY priority, run_at, id LIMIT";
+        let sql = match from {
+            Take::InOrder => format!(
+                "SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?1 {ORDER} ?2"
+            ),
+            Take::Key(_) => format!(
+                "SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?1 \
+                 AND partition_key IS NOT NULL AND partition_key = ?3 {ORDER} ?2"
+            ),
+            Take::Unkeyed => format!(
+                "SELECT id FROM (SELECT id, partition_key, priority, run_at FROM errand_jobs \
+                 WHERE state = 'available' AND queue = ?1 {ORDER} {UNKEYED_SCAN}) \
+                 WHERE partition_key IS NULL {ORDER} ?2"
+            ),
+        };
+        let mut q = sqlx::query_scalar(&sql).bind(self.queue).bind(n);
+        if let Take::Key(k) = from {
+            q = q.bind(k);
+        }
+        q.fetch_all(&mut *self.conn).await.map_err(db)
+    }
 }
 
 /// Discards a claimed job whose row cannot be read, recording why (see

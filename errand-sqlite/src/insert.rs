@@ -42,7 +42,11 @@ pub(crate) async fn insert(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    if jobs.iter().all(|j| j.unique_key.is_none()) {
+    // Keys (unique or partition) take the statement that writes every column.
+    if jobs
+        .iter()
+        .all(|j| j.unique_key.is_none() && j.partition_key.is_none())
+    {
         return plain(s, &w, &jobs, now).await;
     }
     let mut out = Vec::with_capacity(jobs.len());

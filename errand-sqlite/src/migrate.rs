@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_queues.sql")),
     (5, include_str!("../migrations/0005_results.sql")),
     (6, include_str!("../migrations/0006_unique.sql")),
+    (7, include_str!("../migrations/0007_metered.sql")),
 ];
 
 /// The schema version this build needs.

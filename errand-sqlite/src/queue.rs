@@ -2,13 +2,26 @@
 //! once in this process, by polling in others) and by the claim itself.
 
 use chrono::{DateTime, Utc};
-use errand_core::{check_queue_name, QueueRecord, StoreError};
+use errand_core::{check_queue_name, QueueLimits, QueueRecord, RateLimit, StoreError};
 
 use crate::error::db;
 use crate::row::{micros, time};
 use crate::store::SqliteStore;
 
-type Row = (String, bool, Option<i64>, i64);
+/// A record's columns, in [`QUEUE_COLUMNS`]' order.
+type Row = (
+    String,
+    bool,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The columns of a queue record.
+pub(crate) const QUEUE_COLUMNS: &str =
+    "name, paused, max_running, updated_at, max_per_key, rate_starts, rate_period_ms";
 
 pub(crate) async fn set_paused(
     s: &SqliteStore,
@@ -18,17 +31,18 @@ pub(crate) async fn set_paused(
 ) -> Result<QueueRecord, StoreError> {
     check_queue_name(queue)?;
     let w = s.writer().await?;
-    let row: Row = sqlx::query_as(
+    let sql = format!(
         "INSERT INTO errand_queues (name, paused, updated_at) VALUES (?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at \
-         RETURNING name, paused, max_running, updated_at",
-    )
-    .bind(queue)
-    .bind(paused)
-    .bind(micros(now))
-    .fetch_one(w.pool())
-    .await
-    .map_err(db)?;
+         RETURNING {QUEUE_COLUMNS}"
+    );
+    let row: Row = sqlx::query_as(&sql)
+        .bind(queue)
+        .bind(paused)
+        .bind(micros(now))
+        .fetch_one(w.pool())
+        .await
+        .map_err(db)?;
     drop(w);
     s.signals.notify_controls();
     if !paused {
@@ -37,29 +51,41 @@ pub(crate) async fn set_paused(
     record(row)
 }
 
-pub(crate) async fn set_limit(
+pub(crate) async fn set_limits(
     s: &SqliteStore,
     queue: &str,
-    max_running: Option<u32>,
+    limits: &QueueLimits,
     now: DateTime<Utc>,
 ) -> Result<QueueRecord, StoreError> {
-    errand_core::check_queue_limit(queue, max_running)?;
+    errand_core::check_queue_limits(queue, limits)?;
     let w = s.writer().await?;
-    let row: Row = sqlx::query_as(
-        "INSERT INTO errand_queues (name, max_running, updated_at) VALUES (?, ?, ?) \
+    // A new rate starts with a full bucket.
+    let sql = format!(
+        "INSERT INTO errand_queues (name, max_running, updated_at, max_per_key, rate_starts, \
+         rate_period_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running, \
-         updated_at = excluded.updated_at RETURNING name, paused, max_running, updated_at",
-    )
-    .bind(queue)
-    .bind(max_running.map(i64::from))
-    .bind(micros(now))
-    .fetch_one(w.pool())
-    .await
-    .map_err(db)?;
+         max_per_key = excluded.max_per_key, rate_starts = excluded.rate_starts, \
+         rate_period_ms = excluded.rate_period_ms, \
+         tokens = CASE WHEN rate_starts IS excluded.rate_starts \
+                        AND rate_period_ms IS excluded.rate_period_ms THEN tokens END, \
+         updated_at = excluded.updated_at RETURNING {QUEUE_COLUMNS}"
+    );
+    let row: Row = sqlx::query_as(&sql)
+        .bind(queue)
+        .bind(limits.max_running.map(i64::from))
+        .bind(micros(now))
+        .bind(limits.max_per_key.map(i64::from))
+        .bind(limits.rate.map(|r| i64::from(r.starts)))
+        .bind(limits.rate.map(|r| r.period_ms()))
+        .fetch_one(w.pool())
+        .await
+        .map_err(db)?;
     drop(w);
+    let record = record(row)?;
+    s.set_metered(queue, record.is_metered());
     s.signals.notify_controls();
     s.signals.notify(queue);
-    record(row)
+    Ok(record)
 }
 
 pub(crate) async fn oldest_available(
@@ -82,17 +108,30 @@ pub(crate) async fn oldest_available(
 }
 
 pub(crate) async fn queues(s: &SqliteStore) -> Result<Vec<QueueRecord>, StoreError> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT name, paused, max_running, updated_at FROM errand_queues ORDER BY name",
-    )
-    .fetch_all(s.reader())
-    .await
-    .map_err(db)?;
-    rows.into_iter().map(record).collect()
+    let sql = format!("SELECT {QUEUE_COLUMNS} FROM errand_queues ORDER BY name");
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .fetch_all(s.reader())
+        .await
+        .map_err(db)?;
+    let records = rows
+        .into_iter()
+        .map(record)
+        .collect::<Result<Vec<_>, _>>()?;
+    for r in &records {
+        s.set_metered(&r.name, r.is_metered());
+    }
+    Ok(records)
 }
 
-fn record((name, paused, max, at): Row) -> Result<QueueRecord, StoreError> {
+pub(crate) fn record(
+    (name, paused, max, at, per_key, starts, period_ms): Row,
+) -> Result<QueueRecord, StoreError> {
     let at = time(at).map_err(|e| StoreError::Database(format!("queue {name}: {e}").into()))?;
-    let max = max.and_then(|n| u32::try_from(n).ok());
-    Ok(QueueRecord::new(name, paused, at).with_max_running(max))
+    let count = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok());
+    let limits = QueueLimits {
+        max_running: count(max),
+        max_per_key: count(per_key),
+        rate: RateLimit::from_stored(starts, period_ms),
+    };
+    Ok(QueueRecord::new(name, paused, at).with_limits(limits))
 }

@@ -8,7 +8,8 @@ use sqlx::Row;
 /// The column list every query that returns jobs selects, in [`decode`]'s order.
 pub(crate) const COLUMNS: &str = "id, kind, queue, args, state, priority, attempt, max_attempts, \
      run_at, created_at, attempted_at, finalized_at, lease_expires_at, attempted_by, errors, \
-     tags, unique_key, backoff, timeout_ms, result, progress, unique_states, unique_for_ms";
+     tags, unique_key, backoff, timeout_ms, result, progress, unique_states, unique_for_ms, \
+     partition_key";
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -68,6 +69,7 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
     job.progress = r.json_opt("progress", progress.as_deref());
     job.unique_states = UniqueStates::from_bits(r.value("unique_states", row.try_get(21), 15));
     job.unique_for_ms = r.value("unique_for_ms", row.try_get(22), None);
+    job.partition_key = r.value("partition_key", row.try_get(23), None);
     job.corrupt = r.finish();
     Ok(job)
 }
@@ -80,7 +82,7 @@ pub(crate) fn decode(row: &SqliteRow) -> Result<JobRow, StoreError> {
 /// thousand short jobs those copies cost more than reading the JSON back (errand bench).
 /// `args`, `errors`, `tags` and `backoff` travel as JSON strings holding their exact text.
 pub(crate) const CLAIMED: &str = "json_array(id, kind, args, priority, attempt, max_attempts, \
-     run_at, created_at, errors, tags, unique_key, backoff, timeout_ms)";
+     run_at, created_at, errors, tags, unique_key, backoff, timeout_ms, partition_key)";
 
 /// Decodes one [`CLAIMED`] value of the claim `req`, whose lease runs until `lease_until`.
 /// Like [`decode`], a column that cannot be read is named in [`JobRow::corrupt`]; only a
@@ -130,6 +132,7 @@ pub(crate) fn decode_claimed(
     job.unique_key = r.value("unique_key", field(get(10)), None);
     job.backoff = r.json_opt("backoff", backoff.as_deref());
     job.timeout_ms = r.value("timeout_ms", field(get(12)), None);
+    job.partition_key = r.value("partition_key", field(get(13)), None);
     job.corrupt = r.finish();
     Ok(job)
 }

@@ -99,8 +99,9 @@ pub(crate) async fn insert_keyed(
     loop {
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
-             created_at, tags, unique_key, backoff, timeout_ms, unique_states, unique_for_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+             created_at, tags, unique_key, backoff, timeout_ms, unique_states, unique_for_ms, \
+             partition_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&job.kind)
         .bind(&job.queue)
@@ -116,6 +117,7 @@ pub(crate) async fn insert_keyed(
         .bind(job.timeout_ms)
         .bind(job.unique_states.bits())
         .bind(job.unique_for_ms)
+        .bind(&job.partition_key)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;

@@ -106,6 +106,7 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         unique_for_ms: None,
         backoff: None,
         timeout_ms: None,
+        partition_key: None,
     };
     let ids = errand_core::Store::insert(&store, vec![job], now)
         .await

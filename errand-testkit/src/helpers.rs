@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use errand_core::{ClaimRequest, ErrorRecord, Finish, FinishAction, JobId, JobRow, NewJob, Store};
+use errand_core::{
+    ClaimRequest, ErrorRecord, Finish, FinishAction, JobId, JobRow, NewJob, QueueLimits, Store,
+};
 
 /// A fixed instant the cases count from (whole milliseconds, so every store round-trips it).
 pub fn t0() -> DateTime<Utc> {
@@ -30,6 +32,15 @@ pub fn job(kind: &str, queue: &str) -> NewJob {
         unique_for_ms: None,
         backoff: None,
         timeout_ms: None,
+        partition_key: None,
+    }
+}
+
+/// Limits of at most `n` running jobs (`None`: no limits).
+pub fn running_limit(n: Option<u32>) -> QueueLimits {
+    QueueLimits {
+        max_running: n,
+        ..QueueLimits::default()
     }
 }
 

@@ -106,6 +106,15 @@ macro_rules! store_conformance {
                 a_queue_limit_caps_running_jobs,
                 oldest_available_is_the_earliest_due_waiting_job,
             ],
+            metered: [
+                a_per_key_limit_caps_each_key,
+                keys_take_turns_whatever_their_backlog,
+                a_rate_limit_meters_starts,
+                limits_combine_and_survive_pause,
+                bad_limits_are_refused,
+                partition_keys_are_data,
+                racing_claimers_never_exceed_a_per_key_limit,
+            ],
             prune: [
                 prune_deletes_only_old_final_jobs,
                 prune_respects_limit,
@@ -148,6 +157,7 @@ mod tests {
             include_str!("cases/insert.rs"),
             include_str!("cases/lease.rs"),
             include_str!("cases/list.rs"),
+            include_str!("cases/metered.rs"),
             include_str!("cases/outcome.rs"),
             include_str!("cases/prune.rs"),
             include_str!("cases/queue.rs"),

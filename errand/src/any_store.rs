@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
     CancelResult, ClaimRequest, DeleteResult, Finish, InsertResult, JobId, JobRow, JobState,
-    LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord, QueueSignals, RescueReport,
-    StateCount, Store, StoreError,
+    LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueLimits, QueueRecord, QueueSignals,
+    RescueReport, StateCount, Store, StoreError,
 };
 
 use crate::MemoryStore;
@@ -146,13 +146,13 @@ impl Store for AnyStore {
     ) -> Result<QueueRecord, StoreError> {
         each!(self, s => s.set_queue_paused(queue, paused, now).await)
     }
-    async fn set_queue_limit(
+    async fn set_queue_limits(
         &self,
         queue: &str,
-        max_running: Option<u32>,
+        limits: &QueueLimits,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
-        each!(self, s => s.set_queue_limit(queue, max_running, now).await)
+        each!(self, s => s.set_queue_limits(queue, limits, now).await)
     }
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         each!(self, s => s.oldest_available().await)

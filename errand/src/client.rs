@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use errand_core::{
-    CancelResult, DeleteResult, InsertResult, JobId, JobRow, ListFilter, NewJob, QueueRecord,
-    StateCount, Store, StoreError,
+    CancelResult, DeleteResult, InsertResult, JobId, JobRow, ListFilter, NewJob, QueueLimits,
+    QueueRecord, StateCount, Store, StoreError,
 };
 
 use crate::clock::Clock;
@@ -377,16 +377,56 @@ impl<S: Store> Client<S> {
 
     /// Sets `queue`'s fleet-wide limit: at most `max_running` of its jobs run at once across
     /// every worker and process (each worker's own concurrency still applies); `None`
-    /// removes it. Enforced by the store in the claim, so two workers can never both take
-    /// the last slot. Returns the queue's record.
+    /// removes it. Its other limits are kept. Enforced by the store in the claim, so two
+    /// workers can never both take the last slot. Returns the queue's record.
     pub async fn set_queue_limit(
         &self,
         queue: &str,
         max_running: Option<u32>,
     ) -> Result<QueueRecord, StoreError> {
+        let mut limits = self.queue_limits(queue).await?;
+        limits.max_running = max_running;
+        self.set_queue_limits(queue, limits).await
+    }
+
+    /// Sets all of `queue`'s fleet-wide limits at once (replacing those it had): running
+    /// jobs, running jobs per partition key ([`JobOptions::partition_key`]), starts per
+    /// period. The store keeps to them in the claim itself, across every worker and process;
+    /// jobs over a limit wait in the queue without using an attempt. Returns the record.
+    ///
+    /// ```no_run
+    /// # async fn f(client: errand::Client) -> Result<(), errand::StoreError> {
+    /// use std::time::Duration;
+    /// use errand::{QueueLimits, RateLimit};
+    /// // One running sync per customer; at most 20 calls a second to the mail API.
+    /// client.set_queue_limits("sync", QueueLimits::default().max_per_key(1)).await?;
+    /// client
+    ///     .set_queue_limits("mail", QueueLimits::default().rate(RateLimit::new(20, Duration::from_secs(1))))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`JobOptions::partition_key`]: crate::JobOptions::partition_key
+    pub async fn set_queue_limits(
+        &self,
+        queue: &str,
+        limits: QueueLimits,
+    ) -> Result<QueueRecord, StoreError> {
         self.store
-            .set_queue_limit(queue, max_running, self.now().await)
+            .set_queue_limits(queue, &limits, self.now().await)
             .await
+    }
+
+    /// `queue`'s limits as stored (none when it has no record).
+    pub async fn queue_limits(&self, queue: &str) -> Result<QueueLimits, StoreError> {
+        Ok(self
+            .store
+            .queues()
+            .await?
+            .into_iter()
+            .find(|r| r.name == queue)
+            .map(|r| r.limits())
+            .unwrap_or_default())
     }
 
     /// Every queue record (a queue never paused may have none).

@@ -49,7 +49,8 @@ pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilde
 
 pub use errand_core::{
     Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, ListFilter,
-    Progress, QueueRecord, ResultTypeError, StateCount, MAX_RESULT_LEN,
+    Progress, QueueLimits, QueueRecord, RateLimit, ResultTypeError, StateCount,
+    MAX_PARTITION_KEY_LEN, MAX_RESULT_LEN,
 };
 
 #[cfg(feature = "sqlite")]

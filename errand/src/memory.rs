@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use errand_core::{
-    unique_expired, CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish, InsertResult,
-    JobId, JobRow, JobState, LeaseRef, ListFilter, NewJob, Progress, PromoteReport, QueueRecord,
-    QueueSignals, RescueReport, StateCount, Store, StoreError, UniqueStates,
+    claim_metered, unique_expired, CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish,
+    InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, Meter, MeteredQueue, NewJob,
+    Progress, PromoteReport, QueueLimits, QueueRecord, QueueSignals, RescueReport, StateCount,
+    Store, StoreError, Take, UniqueStates, UNKEYED_SCAN,
 };
 
 /// A [`Store`] kept in memory. Clones share the same jobs.
@@ -45,6 +46,70 @@ struct Inner {
     unique: HashMap<String, JobId>,
     /// Queue records, by name.
     queues: BTreeMap<String, QueueRecord>,
+    /// Metered queues' token buckets and key cursors, by name.
+    meters: HashMap<String, Meter>,
+}
+
+/// One queue of the store during a metered claim (the lock held).
+struct MemQueue<'a> {
+    g: &'a Inner,
+    queue: &'a str,
+}
+
+impl MemQueue<'_> {
+    fn available(&self) -> impl Iterator<Item = &JobRow> {
+        self.g
+            .available
+            .get(self.queue)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, _, id)| self.g.jobs.get(id))
+    }
+}
+
+impl MeteredQueue for MemQueue<'_> {
+    async fn running(&mut self, key: Option<&str>) -> Result<u64, StoreError> {
+        let n = self.g.jobs.values().filter(|r| {
+            r.state == JobState::Running
+                && r.queue == self.queue
+                && key.is_none_or(|k| r.partition_key.as_deref() == Some(k))
+        });
+        Ok(n.count() as u64)
+    }
+
+    async fn next_key(&mut self, after: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .available()
+            .filter_map(|r| r.partition_key.as_deref())
+            .filter(|k| *k > after)
+            .min()
+            .map(str::to_owned))
+    }
+
+    async fn take(&mut self, from: Take<'_>, n: u32) -> Result<Vec<JobId>, StoreError> {
+        let jobs: Box<dyn Iterator<Item = &JobRow>> = match from {
+            Take::InOrder => Box::new(self.available()),
+            Take::Key(k) => Box::new(
+                self.available()
+                    .filter(move |r| r.partition_key.as_deref() == Some(k)),
+            ),
+            Take::Unkeyed => Box::new(
+                self.available()
+                    .take(UNKEYED_SCAN as usize)
+                    .filter(|r| r.partition_key.is_none()),
+            ),
+        };
+        Ok(jobs.take(n as usize).map(|r| r.id).collect())
+    }
+}
+
+/// Runs a future that never waits (the memory store's metered claim, under its lock).
+fn at_once<T>(fut: impl std::future::Future<Output = T>) -> T {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => unreachable!("the memory store's queue never waits"),
+    }
 }
 
 fn avail_key(row: &JobRow) -> AvailKey {
@@ -179,25 +244,32 @@ impl Store for MemoryStore {
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
         let mut g = self.lock();
-        let limit = match g.queues.get(&req.queue) {
-            None => req.limit,
-            Some(q) if q.max_running.is_none() => q.claimable(req.limit, 0),
-            Some(q) => {
-                let running = g
-                    .jobs
-                    .values()
-                    .filter(|r| r.state == JobState::Running && r.queue == req.queue)
-                    .count();
-                q.claimable(req.limit, running as u64)
+        let ids: Vec<JobId> = match g.queues.get(&req.queue).cloned() {
+            Some(record)
+                if record.paused || record.max_running.is_some() || record.is_metered() =>
+            {
+                let meter = g.meters.get(&req.queue).cloned().unwrap_or_default();
+                let mut q = MemQueue {
+                    g: &g,
+                    queue: &req.queue,
+                };
+                let (ids, meter) =
+                    at_once(claim_metered(&mut q, &record, meter, req.limit, req.now))?;
+                g.meters.insert(req.queue.clone(), meter);
+                ids
             }
-        };
-        let ids: Vec<AvailKey> = match g.available.get(&req.queue) {
-            Some(set) => set.iter().take(limit as usize).copied().collect(),
-            None => return Ok(Vec::new()),
+            _ => match g.available.get(&req.queue) {
+                Some(set) => set
+                    .iter()
+                    .take(req.limit as usize)
+                    .map(|(_, _, id)| *id)
+                    .collect(),
+                None => return Ok(Vec::new()),
+            },
         };
         let lease_until = errand_core::later(req.now, req.lease);
         let mut out = Vec::with_capacity(ids.len());
-        for (_, _, id) in ids {
+        for id in ids {
             g.update(id, JobState::Running, |r| {
                 r.attempt += 1;
                 r.attempted_at = Some(req.now);
@@ -421,8 +493,8 @@ impl Store for MemoryStore {
         errand_core::check_queue_name(queue)?;
         let record = {
             let mut g = self.lock();
-            let max = g.queues.get(queue).and_then(|q| q.max_running);
-            let record = QueueRecord::new(queue, paused, now).with_max_running(max);
+            let limits = g.queues.get(queue).map(|q| q.limits()).unwrap_or_default();
+            let record = QueueRecord::new(queue, paused, now).with_limits(limits);
             g.queues.insert(queue.to_owned(), record.clone());
             record
         };
@@ -433,17 +505,24 @@ impl Store for MemoryStore {
         Ok(record)
     }
 
-    async fn set_queue_limit(
+    async fn set_queue_limits(
         &self,
         queue: &str,
-        max_running: Option<u32>,
+        limits: &QueueLimits,
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
-        errand_core::check_queue_limit(queue, max_running)?;
+        errand_core::check_queue_limits(queue, limits)?;
         let record = {
             let mut g = self.lock();
-            let paused = g.queues.get(queue).is_some_and(|q| q.paused);
-            let record = QueueRecord::new(queue, paused, now).with_max_running(max_running);
+            let old = g.queues.get(queue).cloned();
+            let paused = old.as_ref().is_some_and(|q| q.paused);
+            let record = QueueRecord::new(queue, paused, now).with_limits(*limits);
+            if old.and_then(|q| q.rate) != limits.rate {
+                // A new rate starts with a full bucket.
+                if let Some(m) = g.meters.get_mut(queue) {
+                    m.tokens = None;
+                }
+            }
             g.queues.insert(queue.to_owned(), record.clone());
             record
         };

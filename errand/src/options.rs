@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use errand_core::{
-    check_name, Backoff, NewJob, UniqueStates, MAX_KIND_LEN, MAX_QUEUE_LEN, MAX_TAGS, MAX_TAG_LEN,
+    check_name, check_partition_key, Backoff, NewJob, UniqueStates, MAX_KIND_LEN, MAX_QUEUE_LEN,
+    MAX_TAGS, MAX_TAG_LEN,
 };
 
 use crate::{EnqueueError, Unique};
@@ -55,6 +56,7 @@ pub struct JobOptions {
     timeout: Option<Duration>,
     when: Option<When>,
     unique: Option<Unique>,
+    partition_key: Option<String>,
     tags: Vec<String>,
 }
 
@@ -138,6 +140,19 @@ impl JobOptions {
         self
     }
 
+    /// The job's partition key: when its queue has a per-key limit
+    /// ([`QueueLimits::max_per_key`](crate::QueueLimits)), at most that many jobs with the
+    /// same key run at once across every worker, and keys take turns (one customer's backlog
+    /// does not hold up the others). Derive it from the arguments in [`Job::options`]
+    /// (`.partition_key(format!("customer:{}", self.customer_id))`) or set it per call.
+    /// 1–256 bytes, no control characters.
+    ///
+    /// [`Job::options`]: crate::Job::options
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
     /// Adds a label for operators (filter with `errand jobs list --tag`).
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.tags.push(tag.into());
@@ -156,6 +171,7 @@ impl JobOptions {
             timeout: self.timeout.or(lower.timeout),
             when: self.when.or(lower.when),
             unique: self.unique.or(lower.unique),
+            partition_key: self.partition_key.or(lower.partition_key),
             tags,
         }
     }
@@ -182,6 +198,7 @@ impl JobOptions {
             ("max_attempts", self.max_attempts.is_some()),
             ("run_at` or `delay", self.when.is_some()),
             ("unique", self.unique.is_some()),
+            ("partition_key", self.partition_key.is_some()),
             ("tag", !self.tags.is_empty()),
         ]
         .into_iter()
@@ -276,6 +293,9 @@ pub(crate) fn resolve(
     if let Some(Err(reason)) = backoff.as_ref().map(Backoff::check) {
         return Err(invalid("backoff", reason));
     }
+    if let Some(key) = &o.partition_key {
+        check_partition_key(key).map_err(|r| invalid("partition_key", r))?;
+    }
     Ok(NewJob {
         kind: kind.to_owned(),
         queue,
@@ -289,6 +309,7 @@ pub(crate) fn resolve(
         unique_for_ms,
         backoff,
         timeout_ms: timeout.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)),
+        partition_key: o.partition_key,
     })
 }
 

@@ -158,6 +158,7 @@ pub(crate) async fn store_old_completed(
                 unique_for_ms: None,
                 backoff: None,
                 timeout_ms: None,
+                partition_key: None,
             })
             .collect();
         store.insert(jobs, then).await?;

@@ -363,7 +363,8 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
     sc.raw.setup().await.map_err(errand::StoreError::database)?;
     if let Some(limit) = args.queue_limit {
         let now = sc.store.now(chrono::Utc::now()).await;
-        sc.store.set_queue_limit("bench", Some(limit), now).await?;
+        let limits = errand::QueueLimits::default().max_running(limit);
+        sc.store.set_queue_limits("bench", &limits, now).await?;
     }
     let client = Client::new(sc.store.clone());
     let (n, w) = (args.jobs.max(1), args.concurrency.max(1));

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use errand::store::Store;
-use errand::JobState;
+use errand::{JobState, QueueLimits, RateLimit};
 
 use crate::output::{table, time};
-use crate::{CliError, QueuesCommand};
+use crate::{Change, CliError, QueuesCommand};
 
 /// The states a queue's listing counts (the jobs still to be done).
 const SHOWN: [JobState; 4] = [
@@ -37,20 +37,78 @@ pub(crate) async fn queues(
             writeln!(out, "queue {queue} resumed")?;
         }
         QueuesCommand::Set {
-            queue, max_running, ..
+            queue,
+            max_running,
+            per_key,
+            rate,
+            no_limit,
         } => {
-            store.set_queue_limit(&queue, max_running, now).await?;
-            match max_running {
-                Some(n) => writeln!(
-                    out,
-                    "queue {queue}: at most {n} running at once, across every worker"
-                )?,
-                None => writeln!(out, "queue {queue}: no limit")?,
-            }
+            let old = store
+                .queues()
+                .await?
+                .into_iter()
+                .find(|r| r.name == queue)
+                .map(|r| r.limits())
+                .unwrap_or_default();
+            let limits = if no_limit {
+                QueueLimits::default()
+            } else {
+                QueueLimits {
+                    max_running: change(max_running, old.max_running),
+                    max_per_key: change(per_key, old.max_per_key),
+                    rate: change(rate, old.rate),
+                }
+            };
+            let record = store.set_queue_limits(&queue, &limits, now).await?;
+            writeln!(out, "queue {queue}: {}", describe(&record.limits()))?;
         }
         QueuesCommand::List { json } => list(store, json, out).await?,
     }
     Ok(())
+}
+
+/// A setting after an optional change.
+fn change<T>(c: Option<Change<T>>, old: Option<T>) -> Option<T> {
+    match c {
+        None => old,
+        Some(Change::Set(v)) => Some(v),
+        Some(Change::Clear) => None,
+    }
+}
+
+/// Limits as a sentence: "at most 3 running, 1 per key, 20 starts per 1s; across every
+/// worker", or "no limit".
+pub(crate) fn describe(l: &QueueLimits) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = l.max_running {
+        parts.push(format!("at most {n} running"));
+    }
+    if let Some(n) = l.max_per_key {
+        parts.push(format!("{n} per key"));
+    }
+    if let Some(r) = l.rate {
+        parts.push(rate(&r));
+    }
+    if parts.is_empty() {
+        return "no limit".into();
+    }
+    format!("{}; across every worker", parts.join(", "))
+}
+
+/// `20 starts per 1s`.
+fn rate(r: &RateLimit) -> String {
+    format!("{} starts per {}", r.starts, millis(r.period))
+}
+
+/// A period as the CLI writes it: `1s`, `500ms`, `1m`, `1h`.
+fn millis(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
 }
 
 async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(), CliError> {
@@ -95,6 +153,8 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
                     "queue": name,
                     "state": state(*r),
                     "max_running": r.and_then(|r| r.max_running),
+                    "max_per_key": r.and_then(|r| r.max_per_key),
+                    "rate": r.and_then(|r| r.rate),
                     "lag_s": lag.get(name),
                     "since": r.map(|r| r.updated_at),
                     "counts": c,
@@ -114,11 +174,24 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
     let rows: Vec<Vec<String>> = queues
         .iter()
         .map(|(name, (r, c))| {
-            let limit = r.and_then(|r| r.max_running);
+            let mut limits = Vec::new();
+            if let Some(n) = r.and_then(|r| r.max_running) {
+                limits.push(n.to_string());
+            }
+            if let Some(n) = r.and_then(|r| r.max_per_key) {
+                limits.push(format!("{n}/key"));
+            }
+            if let Some(rt) = r.and_then(|r| r.rate) {
+                limits.push(format!("{}/{}", rt.starts, millis(rt.period)));
+            }
             let mut row = vec![
                 name.clone(),
                 state(*r).to_owned(),
-                limit.map_or("-".to_owned(), |n| n.to_string()),
+                if limits.is_empty() {
+                    "-".to_owned()
+                } else {
+                    limits.join(" ")
+                },
                 lag.get(name).map_or("-".to_owned(), |s| format!("{s:.1}s")),
             ];
             row.extend(SHOWN.iter().map(|s| c[s.as_str()].to_string()));

@@ -122,7 +122,7 @@ pub async fn racing_outcomes_and_rescue_leave_one_result<S: Store + Clone>(store
 pub async fn racing_claimers_never_exceed_a_queue_limit<S: Store + Clone>(store: S) {
     let ids = insert_n(&store, "capped", 60).await;
     store
-        .set_queue_limit("capped", Some(3), at(0))
+        .set_queue_limits("capped", &running_limit(Some(3)), at(0))
         .await
         .unwrap();
     let mut tasks = Vec::new();

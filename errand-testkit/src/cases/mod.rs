@@ -7,6 +7,7 @@ pub mod concurrency;
 pub mod insert;
 pub mod lease;
 pub mod list;
+pub mod metered;
 pub mod outcome;
 pub mod prune;
 pub mod queue;

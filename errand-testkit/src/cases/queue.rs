@@ -80,7 +80,10 @@ pub async fn pause_and_resume_wake_who_must_act<S: Store>(store: S) {
 /// limit lets more start. Pausing a limited queue keeps its limit.
 pub async fn a_queue_limit_caps_running_jobs<S: Store>(store: S) {
     insert_n(&store, "q", 8).await;
-    let rec = store.set_queue_limit("q", Some(2), at(1)).await.unwrap();
+    let rec = store
+        .set_queue_limits("q", &running_limit(Some(2)), at(1))
+        .await
+        .unwrap();
     assert_eq!((rec.max_running, rec.paused), (Some(2), false));
     let first = claim(&store, "q", 10, at(2)).await;
     assert_eq!(first.len(), 2, "the free slots");
@@ -105,13 +108,16 @@ pub async fn a_queue_limit_caps_running_jobs<S: Store>(store: S) {
     assert_eq!(claim(&store, "q", 10, at(10_001)).await.len(), 2);
     // Raised: more start; paused: none, the limit kept; removed: all that wait.
     store
-        .set_queue_limit("q", Some(3), at(10_002))
+        .set_queue_limits("q", &running_limit(Some(3)), at(10_002))
         .await
         .unwrap();
     assert_eq!(claim(&store, "q", 10, at(10_003)).await.len(), 1);
     let paused = store.set_queue_paused("q", true, at(10_004)).await.unwrap();
     assert_eq!(paused.max_running, Some(3));
-    store.set_queue_limit("q", None, at(10_005)).await.unwrap();
+    store
+        .set_queue_limits("q", &running_limit(None), at(10_005))
+        .await
+        .unwrap();
     assert!(
         claim(&store, "q", 10, at(10_006)).await.is_empty(),
         "still paused"
@@ -128,7 +134,9 @@ pub async fn a_queue_limit_caps_running_jobs<S: Store>(store: S) {
     assert_eq!(claim(&store, "r", 10, at(10_009)).await.len(), 4);
     // A limit of zero is a pause by another name: refused.
     assert!(matches!(
-        store.set_queue_limit("q", Some(0), at(10_010)).await,
+        store
+            .set_queue_limits("q", &running_limit(Some(0)), at(10_010))
+            .await,
         Err(errand_core::StoreError::InvalidQueue { .. })
     ));
 }

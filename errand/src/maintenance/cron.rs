@@ -256,6 +256,7 @@ mod tests {
             unique_for_ms: None,
             backoff: None,
             timeout_ms: None,
+            partition_key: None,
         };
         CronEntry::new(pattern.to_owned(), pattern, job, Utc::now())
     }

@@ -89,6 +89,7 @@ mod tests {
             unique_for_ms: None,
             backoff: None,
             timeout_ms: None,
+            partition_key: None,
         };
         let id = store.insert(vec![job], long_ago).await.unwrap()[0].id;
         // A worker claimed it an hour ago with a 30 s lease and vanished.

@@ -100,6 +100,7 @@ mod tests {
                 unique_for_ms: None,
                 backoff: None,
                 timeout_ms: None,
+                partition_key: None,
             })
             .collect();
         // Inserted "before" run_at, so they start scheduled.

@@ -47,7 +47,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 async fn apply(shared: &Arc<Shared>, records: &[QueueRecord]) {
     for (name, state) in &shared.queues {
         let record = records.iter().find(|r| &r.name == name);
-        state.set_limit(record.and_then(|r| r.max_running));
+        state.set_limits(&record.map(|r| r.limits()).unwrap_or_default());
         let paused = record.is_some_and(|r| r.paused);
         if !state.set_paused(paused) {
             continue;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Mutex;
 use std::time::Duration;
 
-use errand_core::JobRow;
+use errand_core::{JobRow, QueueLimits};
 use tokio::sync::Notify;
 
 /// Work the buffer may hold, in expected run time.
@@ -44,6 +44,13 @@ pub(crate) struct QueueState {
     /// slots are taken, so a job ending here is a reason to claim again; and the buffer is
     /// kept well under it (see `prefetch_under_limit`).
     limit: AtomicU32,
+    /// The queue has a per-key or a rate limit: a claim may come back short whatever the
+    /// slots, and nothing is buffered (a buffered job holds its key's slot, or spent a token,
+    /// while it waits).
+    metered: AtomicBool,
+    /// Under a rate limit, the average time between starts (ns; 0: none): how often the
+    /// producer claims while work waits.
+    rate_gap_ns: AtomicU64,
     /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
     avg_run_ns: AtomicU64,
 }
@@ -104,12 +111,36 @@ impl QueueState {
         self.paused.load(Ordering::Acquire)
     }
 
-    pub(crate) fn set_limit(&self, limit: Option<u32>) {
-        self.limit.store(limit.unwrap_or(0), Ordering::Release);
+    /// Takes the queue's limits as its record holds them.
+    pub(crate) fn set_limits(&self, limits: &QueueLimits) {
+        self.limit
+            .store(limits.max_running.unwrap_or(0), Ordering::Release);
+        self.metered.store(
+            limits.max_per_key.is_some() || limits.rate.is_some(),
+            Ordering::Release,
+        );
+        let gap = limits.rate.map_or(0, |r| {
+            u64::try_from(r.gap().as_nanos()).unwrap_or(u64::MAX).max(1)
+        });
+        self.rate_gap_ns.store(gap, Ordering::Release);
     }
 
+    /// Whether a fleet-wide limit may cut a claim short: then a job ending here is a reason
+    /// to claim again.
     pub(crate) fn is_limited(&self) -> bool {
-        self.limit().is_some()
+        self.limit().is_some() || self.is_metered()
+    }
+
+    pub(crate) fn is_metered(&self) -> bool {
+        self.metered.load(Ordering::Acquire)
+    }
+
+    /// Under a rate limit: the average time between starts.
+    pub(crate) fn rate_gap(&self) -> Option<Duration> {
+        match self.rate_gap_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
     }
 
     pub(crate) fn limit(&self) -> Option<u32> {
@@ -142,15 +173,40 @@ impl QueueState {
 /// jobs whose outcome is not written yet as running, so a buffer that fills the limit makes
 /// every claim come back short (a claim per written batch: Postgres fell to 0.72 of its
 /// throughput with a limit of 1,000 over 10 slots). Half of what the limit leaves beyond
-/// this worker's slots keeps claims whole while outcomes are on their way.
+/// this worker's slots keeps claims whole while outcomes are on their way. A metered queue
+/// (per-key or rate limit) buffers nothing: a job claimed ahead would hold its key's slot or
+/// have spent its token while it waited here.
 pub(crate) fn prefetch_under_limit(
     prefetch: usize,
     concurrency: usize,
     limit: Option<u32>,
+    metered: bool,
 ) -> usize {
     match limit {
+        _ if metered => 0,
         None => prefetch,
         Some(l) => prefetch.min((l as usize).saturating_sub(concurrency) / 2),
+    }
+}
+
+/// Fastest a rate-limited queue's producer claims.
+const MIN_RATE_POLL: Duration = Duration::from_millis(10);
+/// How long after its last jobs a rate-limited queue's producer keeps the rate's pace.
+const RATE_PACE_FOR: Duration = Duration::from_secs(2);
+
+/// How long the producer waits for a wake-up before claiming anyway: the poll interval, or
+/// under a rate limit (`gap` between starts) while jobs came within [`RATE_PACE_FOR`] (or ten
+/// gaps), the gap (at least [`MIN_RATE_POLL`]).
+pub(crate) fn poll(
+    interval: Duration,
+    gap: Option<Duration>,
+    took_at: Option<tokio::time::Instant>,
+) -> Duration {
+    match (gap, took_at) {
+        (Some(gap), Some(t)) if t.elapsed() < RATE_PACE_FOR.max(gap.saturating_mul(10)) => {
+            interval.min(gap.max(MIN_RATE_POLL))
+        }
+        _ => interval,
     }
 }
 
@@ -176,13 +232,18 @@ mod tests {
 
     #[test]
     fn a_limit_keeps_the_buffer_well_under_it() {
-        assert_eq!(prefetch_under_limit(1000, 10, None), 1000);
-        assert_eq!(prefetch_under_limit(1000, 10, Some(1000)), 495);
-        assert_eq!(prefetch_under_limit(1000, 10, Some(100_000)), 1000);
+        assert_eq!(prefetch_under_limit(1000, 10, None, false), 1000);
+        assert_eq!(prefetch_under_limit(1000, 10, Some(1000), false), 495);
+        assert_eq!(prefetch_under_limit(1000, 10, Some(100_000), false), 1000);
         assert_eq!(
-            prefetch_under_limit(1000, 6, Some(3)),
+            prefetch_under_limit(1000, 6, Some(3), false),
             0,
             "a small limit: no buffer"
+        );
+        assert_eq!(
+            prefetch_under_limit(1000, 10, None, true),
+            0,
+            "metered: no buffer"
         );
     }
 

@@ -33,6 +33,10 @@ pub(crate) async fn run(
     // Whether work is likely waiting: the last claim filled its request, or a wake-up or the
     // poll said to look. An empty claim clears it, so an idle queue is not claimed in a loop.
     let mut more_waiting = true;
+    // When a claim last took jobs: under a rate limit, the producer claims at the rate's
+    // pace while work came recently (the bucket holds little, so waiting for the poll
+    // interval would lose the starts it refills meanwhile).
+    let mut took_at: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             // Buffered jobs never started: shutdown releases their leases.
@@ -53,6 +57,7 @@ pub(crate) async fn run(
             pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run()),
             queue.concurrency,
             state.limit(),
+            state.is_metered(),
         );
         let low_water = prefetch / 2;
         state.set_low_water(low_water);
@@ -87,6 +92,9 @@ pub(crate) async fn run(
                 Ok(rows) => {
                     backoff = ErrorBackoff::default();
                     more_waiting = rows.len() == limit as usize;
+                    if !rows.is_empty() {
+                        took_at = Some(Instant::now());
+                    }
                     for row in &rows {
                         shared.inflight.claimed(row.lease_ref());
                     }
@@ -120,7 +128,7 @@ pub(crate) async fn run(
                 more_waiting |= state.is_limited()
                     && (sem.available_permits() > 0 || state.buffered() <= low_water);
             }
-            _ = tokio::time::sleep(queue.poll_interval) => more_waiting = true,
+            _ = tokio::time::sleep(pacing::poll(queue.poll_interval, state.rate_gap(), took_at)) => more_waiting = true,
             _ = stop.changed() => return,
         }
     }

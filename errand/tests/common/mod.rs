@@ -302,5 +302,6 @@ pub fn raw_job(kind: &str, args: &str) -> NewJob {
         unique_for_ms: None,
         backoff: Some(Backoff::constant(Duration::from_secs(3600))),
         timeout_ms: None,
+        partition_key: None,
     }
 }

@@ -1,0 +1,153 @@
+//! Metered claims: which jobs a claim of a queue with a per-key limit or a rate limit takes.
+//!
+//! A plain claim takes the first jobs in claim order (priority, due time, id), at most the
+//! free slots of a queue-wide limit. A metered one also
+//! - takes no more than the queue's token bucket holds (see [`RateLimit`]), and
+//! - under a per-key limit, walks the keys that have available jobs in turn, round robin
+//!   from where the previous claim of the queue stopped (a cursor kept in the queue's
+//!   record), taking from each key no more than its free slots. So a key with a long backlog
+//!   gets its share and no more: every other key progresses. Jobs without a key take one
+//!   turn per round, in claim order among the first [`UNKEYED_SCAN`] available jobs.
+//!
+//! The store runs [`claim_metered`] while holding its queue's record (a row lock, SQLite's
+//! write lock, a mutex), so two claims never count the same free slot or token. Postgres
+//! runs the same walk in PL/pgSQL (migration 6), in one round trip.
+
+use chrono::{DateTime, Utc};
+
+use crate::{JobId, QueueRecord, RateLimit, StoreError};
+
+/// Longest partition key accepted (bytes).
+pub const MAX_PARTITION_KEY_LEN: usize = 256;
+
+/// How deep into a queue's claim order a metered claim looks for jobs without a key (the
+/// rest are met as the jobs ahead of them are claimed).
+pub const UNKEYED_SCAN: u32 = 1000;
+
+/// Checks a partition key: 1–[`MAX_PARTITION_KEY_LEN`] bytes, no control characters. The
+/// reason is a sentence naming the problem.
+pub fn check_partition_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("partition key is empty: leave it unset for a job without one".into());
+    }
+    crate::check_name("partition key", key, MAX_PARTITION_KEY_LEN)
+}
+
+/// Which available jobs of the queue a [`MeteredQueue::take`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take<'a> {
+    /// The first in claim order (no per-key limit).
+    InOrder,
+    /// The first of this key.
+    Key(&'a str),
+    /// The first without a key, among the first [`UNKEYED_SCAN`] in claim order.
+    Unkeyed,
+}
+
+/// A store's view of one queue during a metered claim (see [`claim_metered`]).
+#[allow(async_fn_in_trait)]
+pub trait MeteredQueue {
+    /// Running jobs of the queue: all of them, or those holding `key`.
+    async fn running(&mut self, key: Option<&str>) -> Result<u64, StoreError>;
+    /// The smallest key above `after` (in byte order) that an available job of the queue
+    /// holds (`""`: the first).
+    async fn next_key(&mut self, after: &str) -> Result<Option<String>, StoreError>;
+    /// Up to `n` available jobs, in claim order, that no other claim is taking.
+    async fn take(&mut self, from: Take<'_>, n: u32) -> Result<Vec<JobId>, StoreError>;
+}
+
+/// What a metered claim keeps in the queue's record between claims.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Meter {
+    /// Tokens in the rate limit's bucket at `refilled_at` (`None`: full).
+    pub tokens: Option<f64>,
+    /// When the bucket was last refilled.
+    pub refilled_at: Option<DateTime<Utc>>,
+    /// Where the per-key walk goes on: after this key; `None`: with the jobs without one.
+    pub cursor: Option<String>,
+}
+
+/// Picks the jobs a claim of `record`'s queue wanting `want` takes at `now`, under its
+/// limits; returns them (claim them all) and the meter to store.
+pub async fn claim_metered<Q: MeteredQueue>(
+    q: &mut Q,
+    record: &QueueRecord,
+    meter: Meter,
+    want: u32,
+    now: DateTime<Utc>,
+) -> Result<(Vec<JobId>, Meter), StoreError> {
+    if record.paused {
+        return Ok((Vec::new(), meter));
+    }
+    let mut n = want;
+    if let Some(max) = record.max_running {
+        let running = q.running(None).await?;
+        n = n.min(u64::from(max).saturating_sub(running) as u32);
+    }
+    let bucket = record
+        .rate
+        .map(|r: RateLimit| r.refill(meter.tokens, meter.refilled_at, now));
+    if let Some((tokens, _)) = bucket {
+        n = n.min(tokens.floor() as u32);
+    }
+    let (ids, cursor) = match (n, record.max_per_key) {
+        (0, _) => (Vec::new(), meter.cursor),
+        (n, None) => (q.take(Take::InOrder, n).await?, meter.cursor),
+        (n, Some(per_key)) => walk(q, meter.cursor, n, per_key).await?,
+    };
+    let (tokens, refilled_at) = match bucket {
+        Some((tokens, at)) => (Some(tokens - ids.len() as f64), Some(at)),
+        None => (meter.tokens, meter.refilled_at),
+    };
+    Ok((
+        ids,
+        Meter {
+            tokens,
+            refilled_at,
+            cursor,
+        },
+    ))
+}
+
+/// The per-key walk: from `cursor`, visits each key with available jobs once at most,
+/// taking up to its free slots, until `n` jobs are taken or every key was visited.
+async fn walk<Q: MeteredQueue>(
+    q: &mut Q,
+    cursor: Option<String>,
+    n: u32,
+    per_key: u32,
+) -> Result<(Vec<JobId>, Option<String>), StoreError> {
+    let start = cursor.clone();
+    let mut pos = cursor;
+    let mut wrapped = false;
+    let mut ids: Vec<JobId> = Vec::new();
+    while (ids.len() as u32) < n {
+        let left = n - ids.len() as u32;
+        let Some(after) = &pos else {
+            // The jobs without a key: one turn per round.
+            if wrapped && start.is_none() {
+                break;
+            }
+            wrapped = true;
+            ids.extend(q.take(Take::Unkeyed, left).await?);
+            pos = Some(String::new());
+            continue;
+        };
+        let Some(key) = q.next_key(after).await? else {
+            if wrapped {
+                break; // every key visited, and the jobs without one
+            }
+            pos = None;
+            continue;
+        };
+        if wrapped && start.as_deref().is_some_and(|s| key.as_str() > s) {
+            break; // back where this claim began
+        }
+        let room = u64::from(per_key).saturating_sub(q.running(Some(&key)).await?);
+        if room > 0 {
+            ids.extend(q.take(Take::Key(&key), left.min(room as u32)).await?);
+        }
+        pos = Some(key);
+    }
+    Ok((ids, pos))
+}
