@@ -279,7 +279,8 @@ fn parse_count(text: &str) -> Result<Change<u32>, String> {
         return Ok(Change::Clear);
     }
     match text.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(Change::Set(n)),
+        Ok(0) => Err("0 would start nothing: use 1 or more, or pause the queue".into()),
+        Ok(n) => Ok(Change::Set(n)),
         _ => Err(format!(
             "'{text}': use a whole number of 1 or more, or none"
         )),

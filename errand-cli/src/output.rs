@@ -105,6 +105,9 @@ pub(crate) fn job_details(out: &mut impl Write, j: &JobRow) -> std::io::Result<(
             .unwrap_or_default();
         writeln!(out, "  held while:   {}{period}", states.join(", "))?;
     }
+    if let Some(k) = &j.partition_key {
+        writeln!(out, "  partition:    {k}")?;
+    }
     if !j.tags.is_empty() {
         writeln!(out, "  tags:         {}", j.tags.join(", "))?;
     }

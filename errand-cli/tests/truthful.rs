@@ -473,9 +473,66 @@ async fn queues_list_pause_and_resume(db: Db) {
     let o = cli(&["queues", "set", queue, "--max-running", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("pause the queue"), "{}", text(&o));
+    // Per key and rate limits join it; a limit not named is kept; `none` removes one.
+    let o = cli(&["queues", "set", queue, "--per-key", "1", "--rate", "20/s"]);
+    let t = text(&o);
+    assert!(
+        t.contains(
+            "at most 4 running at once, at most 1 running per key, at most 20 starts per 1s"
+        ),
+        "{t}"
+    );
+    let o = cli(&[
+        "queues",
+        "set",
+        queue,
+        "--max-running",
+        "none",
+        "--rate",
+        "5/500ms",
+    ]);
+    assert!(
+        text(&o).contains("at most 1 running per key, at most 5 starts per 500ms"),
+        "{}",
+        text(&o)
+    );
+    let rec = client.queues().await.unwrap().remove(0);
+    assert_eq!(
+        (
+            rec.max_running,
+            rec.max_per_key,
+            rec.rate.map(|r| (r.starts, r.period))
+        ),
+        (
+            None,
+            Some(1),
+            Some((5, std::time::Duration::from_millis(500)))
+        )
+    );
+    let o = cli(&["queues", "list"]);
+    assert!(text(&o).contains("1/key 5/500ms"), "{}", text(&o));
+    let o = cli(&["queues", "list", "--json"]);
+    let doc: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc[0]["max_per_key"], 1);
+    assert_eq!(doc[0]["rate"]["starts"], 5);
+    assert_eq!(doc[0]["rate"]["period"], 500);
+    for bad in ["20", "0/s", "20/fortnight", "20/0s", "20/2d"] {
+        let o = cli(&["queues", "set", queue, "--rate", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+    }
+    let o = cli(&["queues", "set", queue]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a limit must be named: {}",
+        text(&o)
+    );
     let o = cli(&["queues", "set", queue, "--no-limit"]);
     assert!(text(&o).contains("no limit"), "{}", text(&o));
-    assert_eq!(client.queues().await.unwrap()[0].max_running, None);
+    assert_eq!(
+        client.queues().await.unwrap()[0].limits(),
+        Default::default()
+    );
     // A name no job could have is refused as a usage error.
     let o = cli(&["queues", "pause", ""]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

@@ -213,10 +213,11 @@ impl Sql {
                    SELECT pg_notify($8, '')
                    WHERE EXISTS (SELECT 1 FROM done WHERE state IN ('scheduled', 'retryable'))
                    UNION ALL
-                   -- A job that stops running frees a slot of a limited queue: wake the
-                   -- producers that found it full, in every process.
+                   -- A job that stops running frees a slot of a limited queue (or of its
+                   -- key): wake the producers that found it full, in every process.
                    SELECT pg_notify($8, q.name) FROM {q} q
-                   WHERE q.max_running IS NOT NULL AND q.name IN (SELECT queue FROM done)
+                   WHERE (q.max_running IS NOT NULL OR q.max_per_key IS NOT NULL)
+                     AND q.name IN (SELECT queue FROM done)
                    UNION ALL
                    -- A job someone waits on (Client::wait) ended.
                    SELECT pg_notify($8, {ENDED_SQL})

@@ -25,7 +25,7 @@ async fn concurrent_migrations_apply_once() {
             .await
             .unwrap()
             .expect("every concurrent open migrates or finds it done");
-        assert_eq!(store.schema_version().await.unwrap(), (5, 5));
+        assert_eq!(store.schema_version().await.unwrap(), (6, 6));
     }
     let versions: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT version FROM \"{schema}\".errand_schema ORDER BY version"
@@ -35,7 +35,7 @@ async fn concurrent_migrations_apply_once() {
     .unwrap();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "each migration recorded once"
     );
 }
@@ -55,7 +55,7 @@ async fn unmigrated_schema_is_refused_with_instructions() {
             err,
             StoreError::NotMigrated {
                 found: 0,
-                expected: 5,
+                expected: 6,
                 ..
             }
         ),
@@ -130,7 +130,7 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (5, 5));
+    assert_eq!(store.schema_version().await.unwrap(), (6, 6));
     let jobs = errand_core::Store::list(&store, &errand_core::ListFilter::new())
         .await
         .unwrap();
@@ -155,9 +155,84 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
             "jobs_dead",
             "jobs_due",
             "jobs_finalized",
+            "jobs_keyed",
+            "jobs_keyed_running",
             "jobs_lease",
             "jobs_pkey",
             "jobs_unique"
         ]
+    );
+}
+
+/// A schema at the previous version (5) with jobs and a limited queue upgrades to 6: the
+/// rows stay (no partition key), the record keeps its limit and gains none, claims keep the
+/// limit, and the new limits can be set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_5_schema_with_rows_upgrades_to_metered_queues() {
+    use errand_core::{ClaimRequest, QueueLimits, Store};
+    let base = scratch_store().await;
+    let schema = format!("{}_v5", base.schema());
+    let q = format!("\"{schema}\"");
+    let mut sql = format!(
+        "CREATE SCHEMA {q};
+         CREATE TABLE {q}.errand_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO {q}.errand_schema (version) VALUES (1), (2), (3), (4), (5);"
+    );
+    for m in [
+        include_str!("../migrations/0001_jobs.sql"),
+        include_str!("../migrations/0002_state_indexes.sql"),
+        include_str!("../migrations/0003_queues.sql"),
+        include_str!("../migrations/0004_results.sql"),
+        include_str!("../migrations/0005_unique.sql"),
+    ] {
+        sql.push_str(&m.replace("{schema}", &q));
+        sql.push_str(";\n");
+    }
+    sql.push_str(&format!(
+        "INSERT INTO {q}.jobs (kind, queue, args, state, max_attempts, run_at, created_at)
+         SELECT 'mail', 'mail', '{{}}', 'available', 5, now(), now() FROM generate_series(1, 5);
+         INSERT INTO {q}.jobs (kind, queue, args, state, max_attempts, run_at, created_at,
+                               attempt, attempted_at, lease_expires_at)
+         VALUES ('mail', 'mail', '{{}}', 'running', 5, now(), now(), 1, now(), now() + interval '1 hour');
+         INSERT INTO {q}.queues (name, max_running, updated_at) VALUES ('mail', 3, now());"
+    ));
+    sqlx::raw_sql(&sql).execute(base.pool()).await.unwrap();
+    let store = PgStore::builder()
+        .url(database_url())
+        .schema(&schema)
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), (6, 6));
+    let rec = store.queues().await.unwrap().remove(0);
+    assert_eq!(
+        rec.limits(),
+        QueueLimits::default().max_running(3),
+        "the limit is kept, none is added"
+    );
+    let jobs = store.list(&errand_core::ListFilter::new()).await.unwrap();
+    assert_eq!(jobs.len(), 6);
+    assert!(jobs.iter().all(|j| j.partition_key.is_none()));
+    let now = chrono::Utc::now();
+    let req = |limit| ClaimRequest {
+        queue: "mail".into(),
+        limit,
+        worker_id: "w".into(),
+        now,
+        lease: std::time::Duration::from_secs(60),
+    };
+    assert_eq!(
+        store.claim(&req(10)).await.unwrap().len(),
+        2,
+        "one was running: two slots of three"
+    );
+    store
+        .set_queue_limits("mail", &QueueLimits::default().max_per_key(1), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&req(10)).await.unwrap().len(),
+        3,
+        "no limit but per key, and these jobs have no key"
     );
 }

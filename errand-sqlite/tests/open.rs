@@ -10,7 +10,7 @@ async fn open_runs_inside_a_spawned_task() {
     let url: &'static str =
         Box::leak(format!("sqlite://{}", dir.path().join("a.db").display()).into_boxed_str());
     let store = tokio::spawn(SqliteStore::open(url)).await.unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (6, 6));
+    assert_eq!(store.schema_version().await.unwrap(), (7, 7));
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         "{unmigrated}"
     );
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (6, 6));
+    assert_eq!(store.schema_version().await.unwrap(), (7, 7));
     let job = errand_core::Store::get(&store, 1).await.unwrap().unwrap();
     assert_eq!(
         (job.kind.as_str(), job.args.as_str()),
@@ -131,8 +131,86 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
             "errand_jobs_dead",
             "errand_jobs_due",
             "errand_jobs_finalized",
+            "errand_jobs_keyed",
+            "errand_jobs_keyed_running",
             "errand_jobs_lease",
             "errand_jobs_unique"
         ]
+    );
+}
+
+/// A file at the previous version (6) with jobs and a limited queue upgrades to 7: the rows
+/// stay (no partition key), the record keeps its limit and gains none, claims keep the
+/// limit, and the new limits can be set.
+#[tokio::test]
+async fn a_version_6_file_with_rows_upgrades_to_metered_queues() {
+    use errand_core::{ClaimRequest, QueueLimits, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    let mut sql = String::from(
+        "CREATE TABLE errand_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+         INSERT INTO errand_schema VALUES (1, 'x'), (2, 'x'), (3, 'x'), (4, 'x'), (5, 'x'), (6, 'x');",
+    );
+    for m in [
+        include_str!("../migrations/0001_jobs.sql"),
+        include_str!("../migrations/0002_state_indexes.sql"),
+        include_str!("../migrations/0003_or_predicates.sql"),
+        include_str!("../migrations/0004_queues.sql"),
+        include_str!("../migrations/0005_results.sql"),
+        include_str!("../migrations/0006_unique.sql"),
+    ] {
+        sql.push_str(m);
+        sql.push_str(";\n");
+    }
+    let now = chrono::Utc::now();
+    let us = now.timestamp_micros();
+    sql.push_str(&format!(
+        "INSERT INTO errand_jobs (kind, queue, args, state, max_attempts, run_at, created_at)
+         VALUES ('mail', 'mail', '{{}}', 'available', 5, {us}, {us}),
+                ('mail', 'mail', '{{}}', 'available', 5, {us}, {us}),
+                ('mail', 'mail', '{{}}', 'available', 5, {us}, {us}),
+                ('mail', 'mail', '{{}}', 'available', 5, {us}, {us}),
+                ('mail', 'mail', '{{}}', 'available', 5, {us}, {us});
+         INSERT INTO errand_jobs (kind, queue, args, state, max_attempts, run_at, created_at,
+                                  attempt, attempted_at, lease_expires_at)
+         VALUES ('mail', 'mail', '{{}}', 'running', 5, {us}, {us}, 1, {us}, {us} + 3600000000);
+         INSERT INTO errand_queues (name, max_running, updated_at) VALUES ('mail', 3, {us});"
+    ));
+    sqlx::raw_sql(&sql).execute(&pool).await.unwrap();
+    pool.close().await;
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), (7, 7));
+    let rec = store.queues().await.unwrap().remove(0);
+    assert_eq!(
+        rec.limits(),
+        QueueLimits::default().max_running(3),
+        "the limit is kept, none is added"
+    );
+    let jobs = store.list(&errand_core::ListFilter::new()).await.unwrap();
+    assert_eq!(jobs.len(), 6);
+    assert!(jobs.iter().all(|j| j.partition_key.is_none()));
+    let req = |limit| ClaimRequest {
+        queue: "mail".into(),
+        limit,
+        worker_id: "w".into(),
+        now,
+        lease: std::time::Duration::from_secs(60),
+    };
+    assert_eq!(
+        store.claim(&req(10)).await.unwrap().len(),
+        2,
+        "one was running: two slots of three"
+    );
+    store
+        .set_queue_limits("mail", &QueueLimits::default().max_per_key(1), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&req(10)).await.unwrap().len(),
+        3,
+        "no limit but per key, and these jobs have no key"
     );
 }

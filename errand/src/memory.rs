@@ -105,7 +105,12 @@ impl MeteredQueue for MemQueue<'_> {
 
 /// Runs a future that never waits (the memory store's metered claim, under its lock).
 fn at_once<T>(fut: impl std::future::Future<Output = T>) -> T {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    struct Never;
+    impl std::task::Wake for Never {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(Never));
+    let mut cx = std::task::Context::from_waker(&waker);
     match std::pin::pin!(fut).poll(&mut cx) {
         std::task::Poll::Ready(v) => v,
         std::task::Poll::Pending => unreachable!("the memory store's queue never waits"),

@@ -76,15 +76,15 @@ fn change<T>(c: Option<Change<T>>, old: Option<T>) -> Option<T> {
     }
 }
 
-/// Limits as a sentence: "at most 3 running, 1 per key, 20 starts per 1s; across every
-/// worker", or "no limit".
+/// Limits as a sentence: "at most 3 running at once, at most 1 running per key, at most 20
+/// starts per 1s; across every worker", or "no limit".
 pub(crate) fn describe(l: &QueueLimits) -> String {
     let mut parts = Vec::new();
     if let Some(n) = l.max_running {
-        parts.push(format!("at most {n} running"));
+        parts.push(format!("at most {n} running at once"));
     }
     if let Some(n) = l.max_per_key {
-        parts.push(format!("{n} per key"));
+        parts.push(format!("at most {n} running per key"));
     }
     if let Some(r) = l.rate {
         parts.push(rate(&r));
@@ -97,7 +97,7 @@ pub(crate) fn describe(l: &QueueLimits) -> String {
 
 /// `20 starts per 1s`.
 fn rate(r: &RateLimit) -> String {
-    format!("{} starts per {}", r.starts, millis(r.period))
+    format!("at most {} starts per {}", r.starts, millis(r.period))
 }
 
 /// A period as the CLI writes it: `1s`, `500ms`, `1m`, `1h`.
