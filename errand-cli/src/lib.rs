@@ -149,8 +149,15 @@ pub enum QueuesCommand {
         /// `none`.
         #[arg(long, group = "limits", value_parser = parse_rate)]
         rate: Option<Change<errand::RateLimit>>,
+        /// At most this many starts per period per partition key (as `--rate`), or `none`.
+        #[arg(long, group = "limits", value_parser = parse_rate)]
+        rate_per_key: Option<Change<errand::RateLimit>>,
         /// Remove every limit.
-        #[arg(long, group = "limits", conflicts_with_all = ["max_running", "per_key", "rate"])]
+        #[arg(
+            long,
+            group = "limits",
+            conflicts_with_all = ["max_running", "per_key", "rate", "rate_per_key"]
+        )]
         no_limit: bool,
     },
 }

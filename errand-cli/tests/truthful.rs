@@ -490,9 +490,13 @@ async fn queues_list_pause_and_resume(db: Db) {
         "none",
         "--rate",
         "5/500ms",
+        "--rate-per-key",
+        "2/s",
     ]);
     assert!(
-        text(&o).contains("at most 1 running per key, at most 5 starts per 500ms"),
+        text(&o).contains(
+            "at most 1 running per key, at most 5 starts per 500ms, at most 2 starts per 1s per key"
+        ),
         "{}",
         text(&o)
     );
@@ -510,11 +514,12 @@ async fn queues_list_pause_and_resume(db: Db) {
         )
     );
     let o = cli(&["queues", "list"]);
-    assert!(text(&o).contains("1/key 5/500ms"), "{}", text(&o));
+    assert!(text(&o).contains("1/key 5/500ms 2/1s/key"), "{}", text(&o));
     let o = cli(&["queues", "list", "--json"]);
     let doc: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc[0]["max_per_key"], 1);
     assert_eq!(doc[0]["rate"]["starts"], 5);
+    assert_eq!(doc[0]["rate_per_key"]["starts"], 2);
     assert_eq!(doc[0]["rate"]["period"], 500);
     for bad in ["20", "0/s", "20/fortnight", "20/0s", "20/2d"] {
         let o = cli(&["queues", "set", queue, "--rate", bad]);

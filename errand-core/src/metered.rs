@@ -3,11 +3,13 @@
 //! A plain claim takes the first jobs in claim order (priority, due time, id), at most the
 //! free slots of a queue-wide limit. A metered one also
 //! - takes no more than the queue's token bucket holds (see [`RateLimit`]), and
-//! - under a per-key limit, walks the keys that have available jobs in turn, round robin
-//!   from where the previous claim of the queue stopped (a cursor kept in the queue's
-//!   record), taking from each key no more than its free slots. So a key with a long backlog
-//!   gets its share and no more: every other key progresses. Jobs without a key take one
-//!   turn per round, in claim order among the first [`UNKEYED_SCAN`] available jobs.
+//! - under a per-key limit or a rate per key, walks the keys that have available jobs in
+//!   turn, round robin from where the previous claim of the queue stopped (a cursor kept in
+//!   the queue's record), taking from each key no more than its free slots and its own
+//!   bucket's tokens. So a key with a long backlog gets its share and no more: every other
+//!   key progresses. Jobs without a key take one turn per round, in claim order among the
+//!   first [`UNKEYED_SCAN`] available jobs. A claim visits at most [`MAX_KEY_VISITS`] keys
+//!   (the next one goes on from there).
 //!
 //! The store runs [`claim_metered`] while holding its queue's record (a row lock, SQLite's
 //! write lock, a mutex), so two claims never count the same free slot or token. Postgres
@@ -15,7 +17,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{JobId, QueueRecord, RateLimit, StoreError};
+use crate::{JobId, QueueLimits, QueueRecord, RateLimit, StoreError};
 
 /// Longest partition key accepted (bytes).
 pub const MAX_PARTITION_KEY_LEN: usize = 256;
@@ -23,6 +25,12 @@ pub const MAX_PARTITION_KEY_LEN: usize = 256;
 /// How deep into a queue's claim order a metered claim looks for jobs without a key (the
 /// rest are met as the jobs ahead of them are claimed).
 pub const UNKEYED_SCAN: u32 = 1000;
+
+/// Most keys one metered claim visits.
+pub const MAX_KEY_VISITS: u32 = 1000;
+
+/// Most full key buckets (as good as none) a metered claim deletes.
+pub const KEY_BUCKETS_PRUNED: u32 = 100;
 
 /// Checks a partition key: 1–[`MAX_PARTITION_KEY_LEN`] bytes, no control characters. The
 /// reason is a sentence naming the problem.
@@ -54,6 +62,18 @@ pub trait MeteredQueue {
     async fn next_key(&mut self, after: &str) -> Result<Option<String>, StoreError>;
     /// Up to `n` available jobs, in claim order, that no other claim is taking.
     async fn take(&mut self, from: Take<'_>, n: u32) -> Result<Vec<JobId>, StoreError>;
+    /// `key`'s bucket under a rate per key: tokens and when refilled (`None`: full).
+    async fn key_bucket(&mut self, key: &str) -> Result<Option<(f64, DateTime<Utc>)>, StoreError>;
+    /// Stores `key`'s bucket.
+    async fn set_key_bucket(
+        &mut self,
+        key: &str,
+        tokens: f64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Deletes up to [`KEY_BUCKETS_PRUNED`] buckets refilled before `full_before` (full by
+    /// now: as good as none). (Setting the queue's limits deletes them all.)
+    async fn prune_key_buckets(&mut self, full_before: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
 /// What a metered claim keeps in the queue's record between claims.
@@ -90,11 +110,18 @@ pub async fn claim_metered<Q: MeteredQueue>(
     if let Some((tokens, _)) = bucket {
         n = n.min(tokens.floor() as u32);
     }
-    let (ids, cursor) = match (n, record.max_per_key) {
-        (0, _) => (Vec::new(), meter.cursor),
-        (n, None) => (q.take(Take::InOrder, n).await?, meter.cursor),
-        (n, Some(per_key)) => walk(q, meter.cursor, n, per_key).await?,
+    let limits = record.limits();
+    let (ids, cursor) = match n {
+        0 => (Vec::new(), meter.cursor),
+        n if !limits.is_keyed() => (q.take(Take::InOrder, n).await?, meter.cursor),
+        n => walk(q, &limits, meter.cursor, n, now).await?,
     };
+    if let Some(r) = limits.rate_per_key {
+        let fill = chrono::TimeDelta::from_std(r.fill_time()).unwrap_or(chrono::TimeDelta::MAX);
+        if let Some(full_before) = now.checked_sub_signed(fill) {
+            q.prune_key_buckets(full_before).await?;
+        }
+    }
     let (tokens, refilled_at) = match bucket {
         Some((tokens, at)) => (Some(tokens - ids.len() as f64), Some(at)),
         None => (meter.tokens, meter.refilled_at),
@@ -110,18 +137,21 @@ pub async fn claim_metered<Q: MeteredQueue>(
 }
 
 /// The per-key walk: from `cursor`, visits each key with available jobs once at most,
-/// taking up to its free slots, until `n` jobs are taken or every key was visited.
+/// taking up to its free slots and its bucket's tokens, until `n` jobs are taken, every key
+/// was visited, or [`MAX_KEY_VISITS`] were.
 async fn walk<Q: MeteredQueue>(
     q: &mut Q,
+    limits: &QueueLimits,
     cursor: Option<String>,
     n: u32,
-    per_key: u32,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<JobId>, Option<String>), StoreError> {
     let start = cursor.clone();
     let mut pos = cursor;
     let mut wrapped = false;
+    let mut visits = 0;
     let mut ids: Vec<JobId> = Vec::new();
-    while (ids.len() as u32) < n {
+    while (ids.len() as u32) < n && visits < MAX_KEY_VISITS {
         let left = n - ids.len() as u32;
         let Some(after) = &pos else {
             // The jobs without a key: one turn per round.
@@ -143,9 +173,25 @@ async fn walk<Q: MeteredQueue>(
         if wrapped && start.as_deref().is_some_and(|s| key.as_str() > s) {
             break; // back where this claim began
         }
-        let room = u64::from(per_key).saturating_sub(q.running(Some(&key)).await?);
+        visits += 1;
+        let mut room = u64::from(left);
+        if let Some(per_key) = limits.max_per_key {
+            room = room.min(u64::from(per_key).saturating_sub(q.running(Some(&key)).await?));
+        }
+        let mut bucket = None;
+        if let (Some(rate), true) = (limits.rate_per_key, room > 0) {
+            let stored = q.key_bucket(&key).await?;
+            let (tokens, at) = rate.refill(stored.map(|b| b.0), stored.map(|b| b.1), now);
+            room = room.min(tokens.floor() as u64);
+            bucket = Some((tokens, at));
+        }
         if room > 0 {
-            ids.extend(q.take(Take::Key(&key), left.min(room as u32)).await?);
+            let took = q.take(Take::Key(&key), room as u32).await?;
+            if let (Some((tokens, at)), false) = (bucket, took.is_empty()) {
+                q.set_key_bucket(&key, tokens - took.len() as f64, at)
+                    .await?;
+            }
+            ids.extend(took);
         }
         pos = Some(key);
     }

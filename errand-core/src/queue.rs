@@ -25,6 +25,8 @@ pub struct QueueRecord {
     pub max_per_key: Option<u32>,
     /// At most this many starts per period, fleet-wide.
     pub rate: Option<RateLimit>,
+    /// At most this many starts per period per partition key, fleet-wide.
+    pub rate_per_key: Option<RateLimit>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -38,6 +40,7 @@ impl QueueRecord {
             max_running: None,
             max_per_key: None,
             rate: None,
+            rate_per_key: None,
             updated_at,
         }
     }
@@ -47,6 +50,7 @@ impl QueueRecord {
         self.max_running = limits.max_running;
         self.max_per_key = limits.max_per_key;
         self.rate = limits.rate;
+        self.rate_per_key = limits.rate_per_key;
         self
     }
 
@@ -56,13 +60,14 @@ impl QueueRecord {
             max_running: self.max_running,
             max_per_key: self.max_per_key,
             rate: self.rate,
+            rate_per_key: self.rate_per_key,
         }
     }
 
     /// Whether claims of this queue need more than a count of free slots: a per-key limit
     /// or a rate limit, which the store applies job by job.
     pub fn is_metered(&self) -> bool {
-        self.max_per_key.is_some() || self.rate.is_some()
+        self.limits().is_metered()
     }
 
     /// With a fleet-wide limit on running jobs.
@@ -105,9 +110,22 @@ pub struct QueueLimits {
     pub max_per_key: Option<u32>,
     /// At most this many starts per period.
     pub rate: Option<RateLimit>,
+    /// At most this many starts per period per partition key; jobs without a key are not
+    /// limited per key.
+    pub rate_per_key: Option<RateLimit>,
 }
 
 impl QueueLimits {
+    /// Whether these limits meter claims job by job (a per-key limit, a rate, a rate per key).
+    pub fn is_metered(&self) -> bool {
+        self.max_per_key.is_some() || self.rate.is_some() || self.rate_per_key.is_some()
+    }
+
+    /// Whether claims walk the keys (a per-key limit or a rate per key).
+    pub fn is_keyed(&self) -> bool {
+        self.max_per_key.is_some() || self.rate_per_key.is_some()
+    }
+
     /// At most `n` of the queue's jobs running at once, fleet-wide.
     pub fn max_running(mut self, n: u32) -> Self {
         self.max_running = Some(n);
@@ -123,6 +141,12 @@ impl QueueLimits {
     /// At most `rate.starts` starts per `rate.period`, fleet-wide.
     pub fn rate(mut self, rate: RateLimit) -> Self {
         self.rate = Some(rate);
+        self
+    }
+
+    /// At most `rate.starts` starts per `rate.period` for each partition key, fleet-wide.
+    pub fn rate_per_key(mut self, rate: RateLimit) -> Self {
+        self.rate_per_key = Some(rate);
         self
     }
 }
@@ -178,6 +202,12 @@ impl RateLimit {
     /// The average time between starts.
     pub fn gap(&self) -> Duration {
         self.period / self.starts.max(1)
+    }
+
+    /// How long an emptied bucket takes to fill to the burst: a bucket refilled longer ago
+    /// than this is full, as good as none.
+    pub fn fill_time(&self) -> Duration {
+        Duration::from_millis((self.burst() / self.per_ms()).ceil() as u64)
     }
 
     /// A bucket holding `tokens` at `refilled_at`, refilled to `now` (never past the burst;
@@ -252,7 +282,7 @@ pub fn check_queue_limits(queue: &str, limits: &QueueLimits) -> Result<(), Store
     if limits.max_per_key == Some(0) {
         return bad("a limit of 0 running jobs per key: use at least 1, or pause the queue");
     }
-    if let Some(r) = limits.rate {
+    for r in [limits.rate, limits.rate_per_key].into_iter().flatten() {
         if r.starts == 0 {
             return bad("a rate of 0 starts: use at least 1, or pause the queue");
         }

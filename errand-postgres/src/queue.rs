@@ -50,6 +50,8 @@ pub(crate) async fn set_limits(
         .bind(int(limits.max_per_key))
         .bind(int(limits.rate.map(|r| r.starts)))
         .bind(limits.rate.map(|r| r.period_ms()))
+        .bind(int(limits.rate_per_key.map(|r| r.starts)))
+        .bind(limits.rate_per_key.map(|r| r.period_ms()))
         .fetch_one(&s.inner.pool)
         .await
         .map_err(db)?;
@@ -82,11 +84,16 @@ fn record(row: &sqlx::postgres::PgRow) -> Result<QueueRecord, StoreError> {
         let n: Option<i32> = row.try_get(i).map_err(db)?;
         Ok(n.and_then(|n| u32::try_from(n).ok()))
     };
-    let starts: Option<i32> = row.try_get(5).map_err(db)?;
+    let rate = |i: usize| -> Result<Option<RateLimit>, StoreError> {
+        let starts: Option<i32> = row.try_get(i).map_err(db)?;
+        let period: Option<i64> = row.try_get(i + 1).map_err(db)?;
+        Ok(RateLimit::from_stored(starts.map(i64::from), period))
+    };
     let limits = QueueLimits {
         max_running: count(2)?,
         max_per_key: count(4)?,
-        rate: RateLimit::from_stored(starts.map(i64::from), row.try_get(6).map_err(db)?),
+        rate: rate(5)?,
+        rate_per_key: rate(7)?,
     };
     Ok(QueueRecord::new(
         row.try_get::<String, _>(0).map_err(db)?,

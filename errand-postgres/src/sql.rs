@@ -47,8 +47,8 @@ pub(crate) struct Sql {
 }
 
 /// The columns of a queue record, in `queue::record`'s order.
-const QUEUE_COLUMNS: &str =
-    "name, paused, max_running, updated_at, max_per_key, rate_starts, rate_period_ms";
+const QUEUE_COLUMNS: &str = "name, paused, max_running, updated_at, max_per_key, rate_starts, \
+     rate_period_ms, key_rate_starts, key_rate_period_ms";
 
 /// The `NOTIFY` payload that wakes the workers' queue watchers (a queue was paused or
 /// resumed): a control character, which no queue name may hold.
@@ -64,6 +64,7 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("\"{schema}\".jobs");
         let q = format!("\"{schema}\".queues");
+        let qk = format!("\"{schema}\".queue_keys");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
         let holds_o = UNIQUE_HOLDS_SQL
@@ -350,17 +351,25 @@ impl Sql {
                  FROM up"
             ),
             // A new or raised limit lets waiting jobs start: the queue's producers are woken.
-            // A new rate starts with a full bucket.
+            // A new rate starts with a full bucket, a new rate per key with full key buckets.
             set_limits: format!(
-                "WITH up AS (
+                "WITH old AS (
+                   SELECT key_rate_starts, key_rate_period_ms FROM {q} WHERE name = $1
+                 ), gone AS (
+                   DELETE FROM {qk} WHERE queue = $1 AND EXISTS (
+                     SELECT 1 FROM old WHERE (old.key_rate_starts, old.key_rate_period_ms)
+                                             IS DISTINCT FROM ($9::int4, $10::int8))
+                 ), up AS (
                    INSERT INTO {q} AS cur (name, max_running, max_per_key, rate_starts,
-                                           rate_period_ms,
-                                    updated_at)
-                   VALUES ($1, $2, $6, $7, $8, $3)
+                                           rate_period_ms, key_rate_starts, key_rate_period_ms,
+                                           updated_at)
+                   VALUES ($1, $2, $6, $7, $8, $9, $10, $3)
                    ON CONFLICT (name) DO UPDATE
                      SET max_running = EXCLUDED.max_running, max_per_key = EXCLUDED.max_per_key,
                          rate_starts = EXCLUDED.rate_starts,
                          rate_period_ms = EXCLUDED.rate_period_ms,
+                         key_rate_starts = EXCLUDED.key_rate_starts,
+                         key_rate_period_ms = EXCLUDED.key_rate_period_ms,
                          tokens = CASE WHEN (EXCLUDED.rate_starts, EXCLUDED.rate_period_ms)
                                        IS NOT DISTINCT FROM (cur.rate_starts, cur.rate_period_ms)
                                        THEN cur.tokens END,

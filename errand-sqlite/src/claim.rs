@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use errand_core::{
     claim_metered, ClaimRequest, JobId, JobRow, Meter, MeteredQueue, QueueRecord, StoreError, Take,
-    UNKEYED_SCAN,
+    KEY_BUCKETS_PRUNED, UNKEYED_SCAN,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -24,7 +24,8 @@ use crate::store::SqliteStore;
 /// How many jobs a claim of queue `?4` wanting `?5` may take: none while paused, the free
 /// slots under a limit, `?5` for a queue without a record (one primary-key probe).
 const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused OR q.max_per_key IS NOT NULL \
-     OR q.rate_starts IS NOT NULL THEN 0 WHEN q.max_running IS NULL \
+     OR q.rate_starts IS NOT NULL OR q.key_rate_starts IS NOT NULL THEN 0 \
+     WHEN q.max_running IS NULL \
      THEN ?5 ELSE max(0, min(?5, q.max_running - (SELECT count(*) FROM errand_jobs r \
      WHERE r.state = 'running' AND r.queue = ?4))) END \
      FROM errand_queues q WHERE q.name = ?4), ?5)";
@@ -67,7 +68,7 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
 async fn is_metered(s: &SqliteStore, queue: &str) -> Result<bool, StoreError> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM errand_queues WHERE name = ? \
-         AND (max_per_key IS NOT NULL OR rate_starts IS NOT NULL)",
+         AND (max_per_key IS NOT NULL OR rate_starts IS NOT NULL OR key_rate_starts IS NOT NULL)",
     )
     .bind(queue)
     .fetch_optional(s.reader())
@@ -169,11 +170,13 @@ fn meter_of(row: &SqliteRow) -> Result<(QueueRecord, Meter), StoreError> {
         get(4)?,
         get(5)?,
         get(6)?,
+        get(7)?,
+        get(8)?,
     ))?;
     let meter = Meter {
-        tokens: row.try_get(7).map_err(db)?,
-        refilled_at: get(8)?.and_then(DateTime::from_timestamp_micros),
-        cursor: row.try_get(9).map_err(db)?,
+        tokens: row.try_get(9).map_err(db)?,
+        refilled_at: get(10)?.and_then(DateTime::from_timestamp_micros),
+        cursor: row.try_get(11).map_err(db)?,
     };
     Ok((record, meter))
 }
@@ -237,6 +240,54 @@ impl MeteredQueue for Queue<'_> {
             q = q.bind(k);
         }
         q.fetch_all(&mut *self.conn).await.map_err(db)
+    }
+
+    async fn key_bucket(&mut self, key: &str) -> Result<Option<(f64, DateTime<Utc>)>, StoreError> {
+        let row: Option<(f64, i64)> = sqlx::query_as(
+            "SELECT tokens, refilled_at FROM errand_queue_keys WHERE queue = ? AND key = ?",
+        )
+        .bind(self.queue)
+        .bind(key)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db)?;
+        // A bucket whose time cannot be read counts as full.
+        Ok(row.and_then(|(t, at)| Some((t, DateTime::from_timestamp_micros(at)?))))
+    }
+
+    async fn set_key_bucket(
+        &mut self,
+        key: &str,
+        tokens: f64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO errand_queue_keys (queue, key, tokens, refilled_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (queue, key) DO UPDATE SET tokens = excluded.tokens, \
+             refilled_at = excluded.refilled_at",
+        )
+        .bind(self.queue)
+        .bind(key)
+        .bind(tokens)
+        .bind(micros(at))
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn prune_key_buckets(&mut self, full_before: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = format!(
+            "DELETE FROM errand_queue_keys WHERE rowid IN (SELECT rowid FROM errand_queue_keys \
+             WHERE queue = ? AND refilled_at < ? LIMIT {KEY_BUCKETS_PRUNED})"
+        );
+        sqlx::query(&sql)
+            .bind(self.queue)
+            .bind(micros(full_before))
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use crate::row::{micros, time};
 use crate::store::SqliteStore;
 
 /// A record's columns, in [`QUEUE_COLUMNS`]' order.
-type Row = (
+pub(crate) type Row = (
     String,
     bool,
     Option<i64>,
@@ -17,11 +17,13 @@ type Row = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
+    Option<i64>,
 );
 
 /// The columns of a queue record.
-pub(crate) const QUEUE_COLUMNS: &str =
-    "name, paused, max_running, updated_at, max_per_key, rate_starts, rate_period_ms";
+pub(crate) const QUEUE_COLUMNS: &str = "name, paused, max_running, updated_at, max_per_key, \
+     rate_starts, rate_period_ms, key_rate_starts, key_rate_period_ms";
 
 pub(crate) async fn set_paused(
     s: &SqliteStore,
@@ -59,13 +61,31 @@ pub(crate) async fn set_limits(
 ) -> Result<QueueRecord, StoreError> {
     errand_core::check_queue_limits(queue, limits)?;
     let w = s.writer().await?;
-    // A new rate starts with a full bucket.
+    let mut tx = w.begin().await?;
+    let key_rate = (
+        limits.rate_per_key.map(|r| i64::from(r.starts)),
+        limits.rate_per_key.map(|r| r.period_ms()),
+    );
+    // A new rate per key starts with full key buckets…
+    sqlx::query(
+        "DELETE FROM errand_queue_keys WHERE queue = ?1 AND EXISTS (SELECT 1 FROM errand_queues \
+         WHERE name = ?1 AND (key_rate_starts IS NOT ?2 OR key_rate_period_ms IS NOT ?3))",
+    )
+    .bind(queue)
+    .bind(key_rate.0)
+    .bind(key_rate.1)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    // … and a new rate with a full bucket.
     let sql = format!(
         "INSERT INTO errand_queues (name, max_running, updated_at, max_per_key, rate_starts, \
-         rate_period_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         rate_period_ms, key_rate_starts, key_rate_period_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
          ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running, \
          max_per_key = excluded.max_per_key, rate_starts = excluded.rate_starts, \
-         rate_period_ms = excluded.rate_period_ms, \
+         rate_period_ms = excluded.rate_period_ms, key_rate_starts = excluded.key_rate_starts, \
+         key_rate_period_ms = excluded.key_rate_period_ms, \
          tokens = CASE WHEN rate_starts IS excluded.rate_starts \
                         AND rate_period_ms IS excluded.rate_period_ms THEN tokens END, \
          updated_at = excluded.updated_at RETURNING {QUEUE_COLUMNS}"
@@ -77,9 +97,12 @@ pub(crate) async fn set_limits(
         .bind(limits.max_per_key.map(i64::from))
         .bind(limits.rate.map(|r| i64::from(r.starts)))
         .bind(limits.rate.map(|r| r.period_ms()))
-        .fetch_one(w.pool())
+        .bind(key_rate.0)
+        .bind(key_rate.1)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
+    tx.commit().await.map_err(db)?;
     drop(w);
     let record = record(row)?;
     s.set_metered(queue, record.is_metered());
@@ -124,7 +147,7 @@ pub(crate) async fn queues(s: &SqliteStore) -> Result<Vec<QueueRecord>, StoreErr
 }
 
 pub(crate) fn record(
-    (name, paused, max, at, per_key, starts, period_ms): Row,
+    (name, paused, max, at, per_key, starts, period_ms, key_starts, key_period_ms): Row,
 ) -> Result<QueueRecord, StoreError> {
     let at = time(at).map_err(|e| StoreError::Database(format!("queue {name}: {e}").into()))?;
     let count = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok());
@@ -132,6 +155,7 @@ pub(crate) fn record(
         max_running: count(max),
         max_per_key: count(per_key),
         rate: RateLimit::from_stored(starts, period_ms),
+        rate_per_key: RateLimit::from_stored(key_starts, key_period_ms),
     };
     Ok(QueueRecord::new(name, paused, at).with_limits(limits))
 }

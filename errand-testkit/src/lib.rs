@@ -110,6 +110,7 @@ macro_rules! store_conformance {
                 a_per_key_limit_caps_each_key,
                 keys_take_turns_whatever_their_backlog,
                 a_rate_limit_meters_starts,
+                a_rate_per_key_meters_each_key,
                 limits_combine_and_survive_pause,
                 bad_limits_are_refused,
                 partition_keys_are_data,

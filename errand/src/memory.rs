@@ -13,7 +13,7 @@ use errand_core::{
     claim_metered, unique_expired, CancelResult, ClaimRequest, DeleteResult, ErrorRecord, Finish,
     InsertResult, JobId, JobRow, JobState, LeaseRef, ListFilter, Meter, MeteredQueue, NewJob,
     Progress, PromoteReport, QueueLimits, QueueRecord, QueueSignals, RescueReport, StateCount,
-    Store, StoreError, Take, UniqueStates, UNKEYED_SCAN,
+    Store, StoreError, Take, UniqueStates, KEY_BUCKETS_PRUNED, UNKEYED_SCAN,
 };
 
 /// A [`Store`] kept in memory. Clones share the same jobs.
@@ -48,11 +48,13 @@ struct Inner {
     queues: BTreeMap<String, QueueRecord>,
     /// Metered queues' token buckets and key cursors, by name.
     meters: HashMap<String, Meter>,
+    /// Under a rate per key: each key's bucket (tokens, refilled at), by queue and key.
+    key_buckets: BTreeMap<(String, String), (f64, DateTime<Utc>)>,
 }
 
 /// One queue of the store during a metered claim (the lock held).
 struct MemQueue<'a> {
-    g: &'a Inner,
+    g: &'a mut Inner,
     queue: &'a str,
 }
 
@@ -100,6 +102,37 @@ impl MeteredQueue for MemQueue<'_> {
             ),
         };
         Ok(jobs.take(n as usize).map(|r| r.id).collect())
+    }
+
+    async fn key_bucket(&mut self, key: &str) -> Result<Option<(f64, DateTime<Utc>)>, StoreError> {
+        Ok(self
+            .g
+            .key_buckets
+            .get(&(self.queue.to_owned(), key.to_owned()))
+            .copied())
+    }
+
+    async fn set_key_bucket(
+        &mut self,
+        key: &str,
+        tokens: f64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.g
+            .key_buckets
+            .insert((self.queue.to_owned(), key.to_owned()), (tokens, at));
+        Ok(())
+    }
+
+    async fn prune_key_buckets(&mut self, full_before: DateTime<Utc>) -> Result<(), StoreError> {
+        let queue = self.queue;
+        let mut pruned = 0;
+        self.g.key_buckets.retain(|(q, _), (_, at)| {
+            let full = q == queue && *at < full_before && pruned < KEY_BUCKETS_PRUNED;
+            pruned += u32::from(full);
+            !full
+        });
+        Ok(())
     }
 }
 
@@ -255,7 +288,7 @@ impl Store for MemoryStore {
             {
                 let meter = g.meters.get(&req.queue).cloned().unwrap_or_default();
                 let mut q = MemQueue {
-                    g: &g,
+                    g: &mut *g,
                     queue: &req.queue,
                 };
                 let (ids, meter) =
@@ -522,11 +555,15 @@ impl Store for MemoryStore {
             let old = g.queues.get(queue).cloned();
             let paused = old.as_ref().is_some_and(|q| q.paused);
             let record = QueueRecord::new(queue, paused, now).with_limits(*limits);
-            if old.and_then(|q| q.rate) != limits.rate {
+            let old = old.map(|q| q.limits()).unwrap_or_default();
+            if old.rate != limits.rate {
                 // A new rate starts with a full bucket.
                 if let Some(m) = g.meters.get_mut(queue) {
                     m.tokens = None;
                 }
+            }
+            if old.rate_per_key != limits.rate_per_key {
+                g.key_buckets.retain(|(q, _), _| q != queue);
             }
             g.queues.insert(queue.to_owned(), record.clone());
             record

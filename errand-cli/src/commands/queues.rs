@@ -41,6 +41,7 @@ pub(crate) async fn queues(
             max_running,
             per_key,
             rate,
+            rate_per_key,
             no_limit,
         } => {
             let old = store
@@ -57,6 +58,7 @@ pub(crate) async fn queues(
                     max_running: change(max_running, old.max_running),
                     max_per_key: change(per_key, old.max_per_key),
                     rate: change(rate, old.rate),
+                    rate_per_key: change(rate_per_key, old.rate_per_key),
                 }
             };
             let record = store.set_queue_limits(&queue, &limits, now).await?;
@@ -88,6 +90,9 @@ pub(crate) fn describe(l: &QueueLimits) -> String {
     }
     if let Some(r) = l.rate {
         parts.push(rate(&r));
+    }
+    if let Some(r) = l.rate_per_key {
+        parts.push(format!("{} per key", rate(&r)));
     }
     if parts.is_empty() {
         return "no limit".into();
@@ -155,6 +160,7 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
                     "max_running": r.and_then(|r| r.max_running),
                     "max_per_key": r.and_then(|r| r.max_per_key),
                     "rate": r.and_then(|r| r.rate),
+                    "rate_per_key": r.and_then(|r| r.rate_per_key),
                     "lag_s": lag.get(name),
                     "since": r.map(|r| r.updated_at),
                     "counts": c,
@@ -183,6 +189,9 @@ async fn list(store: &dyn Store, json: bool, out: &mut impl Write) -> Result<(),
             }
             if let Some(rt) = r.and_then(|r| r.rate) {
                 limits.push(format!("{}/{}", rt.starts, millis(rt.period)));
+            }
+            if let Some(rt) = r.and_then(|r| r.rate_per_key) {
+                limits.push(format!("{}/{}/key", rt.starts, millis(rt.period)));
             }
             let mut row = vec![
                 name.clone(),

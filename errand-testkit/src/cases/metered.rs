@@ -186,6 +186,63 @@ pub async fn a_rate_limit_meters_starts<S: Store>(store: S) {
     assert_eq!(claim(&store, "r", 50, ms(90_000)).await.len(), 13);
 }
 
+/// A rate per key meters each key's starts with its own bucket (jobs without a key are not
+/// limited per key); a changed rate per key starts every key's bucket full.
+pub async fn a_rate_per_key_meters_each_key<S: Store>(store: S) {
+    let mut jobs = Vec::new();
+    for _ in 0..10 {
+        jobs.push(keyed("rk", Some("a")));
+        jobs.push(keyed("rk", Some("b")));
+    }
+    store.insert(jobs, t0()).await.unwrap();
+    // 10 per second per key: a burst of 1, a token every 100 ms.
+    let limits =
+        QueueLimits::default().rate_per_key(RateLimit::new(10, std::time::Duration::from_secs(1)));
+    let rec = store.set_queue_limits("rk", &limits, ms(0)).await.unwrap();
+    assert_eq!(rec.limits(), limits);
+    assert!(rec.is_metered());
+    assert_eq!(
+        keys_of(&claim(&store, "rk", 10, ms(0)).await),
+        vec![Some("a"), Some("b")]
+    );
+    assert!(
+        claim(&store, "rk", 10, ms(50)).await.is_empty(),
+        "half a token each"
+    );
+    assert_eq!(
+        keys_of(&claim(&store, "rk", 10, ms(100)).await),
+        vec![Some("a"), Some("b")]
+    );
+    store
+        .insert(
+            vec![keyed("rk", None), keyed("rk", None), keyed("rk", None)],
+            ms(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        keys_of(&claim(&store, "rk", 10, ms(110)).await),
+        vec![None, None, None],
+        "jobs without a key are not limited per key"
+    );
+    assert_eq!(
+        claim(&store, "rk", 10, ms(60_000)).await.len(),
+        2,
+        "a long idle fills each key's bucket to its burst, no more"
+    );
+    let faster =
+        QueueLimits::default().rate_per_key(RateLimit::new(20, std::time::Duration::from_secs(1)));
+    store
+        .set_queue_limits("rk", &faster, ms(60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&store, "rk", 10, ms(60_000)).await.len(),
+        4,
+        "the new rate's buckets start full (burst 2 each)"
+    );
+}
+
 /// Limits combine: a queue-wide limit, a per-key limit and a rate limit together take the
 /// smallest of what each allows; pausing keeps the limits and takes nothing; the record
 /// reads back every limit.
@@ -228,6 +285,7 @@ pub async fn bad_limits_are_refused<S: Store>(store: S) {
         rate(5, 0),
         rate(5, 86_400_001),
         QueueLimits::default().max_running(0),
+        QueueLimits::default().rate_per_key(RateLimit::new(0, std::time::Duration::from_secs(1))),
     ];
     for limits in bad {
         let res = store.set_queue_limits("q", &limits, at(0)).await;

@@ -115,10 +115,7 @@ impl QueueState {
     pub(crate) fn set_limits(&self, limits: &QueueLimits) {
         self.limit
             .store(limits.max_running.unwrap_or(0), Ordering::Release);
-        self.metered.store(
-            limits.max_per_key.is_some() || limits.rate.is_some(),
-            Ordering::Release,
-        );
+        self.metered.store(limits.is_metered(), Ordering::Release);
         let gap = limits.rate.map_or(0, |r| {
             u64::try_from(r.gap().as_nanos()).unwrap_or(u64::MAX).max(1)
         });
