@@ -288,7 +288,7 @@ impl Store for MemoryStore {
             {
                 let meter = g.meters.get(&req.queue).cloned().unwrap_or_default();
                 let mut q = MemQueue {
-                    g: &mut *g,
+                    g: &mut g,
                     queue: &req.queue,
                 };
                 let (ids, meter) =
