@@ -40,7 +40,7 @@ pub use metered::{
 pub use new_job::{InsertResult, NewJob};
 pub use queue::{
     check_name, check_queue_limits, check_queue_name, QueueLimits, QueueRecord, RateLimit,
-    MAX_RATE_PERIOD,
+    MAX_LIMIT, MAX_RATE_PERIOD,
 };
 pub use redact::{redact_url, scrub, url_password};
 pub use row::{ErrorRecord, JobId, JobRow, Progress, ResultTypeError, RowReader};

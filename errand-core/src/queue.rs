@@ -173,6 +173,10 @@ mod millis {
     }
 }
 
+/// Largest limit accepted (running jobs, per key, starts per period): what every store keeps
+/// in a 32-bit integer column.
+pub const MAX_LIMIT: u32 = i32::MAX as u32;
+
 /// Longest rate-limit period accepted: a day.
 pub const MAX_RATE_PERIOD: Duration = Duration::from_secs(86_400);
 
@@ -281,6 +285,12 @@ pub fn check_queue_limits(queue: &str, limits: &QueueLimits) -> Result<(), Store
     }
     if limits.max_per_key == Some(0) {
         return bad("a limit of 0 running jobs per key: use at least 1, or pause the queue");
+    }
+    let counts = [limits.max_running, limits.max_per_key]
+        .into_iter()
+        .chain([limits.rate, limits.rate_per_key].map(|r| r.map(|r| r.starts)));
+    if counts.flatten().any(|n| n > MAX_LIMIT) {
+        return bad("a limit over 2147483647: every store keeps limits as 32-bit integers");
     }
     for r in [limits.rate, limits.rate_per_key].into_iter().flatten() {
         if r.starts == 0 {

@@ -401,6 +401,20 @@ mod tests {
     }
 
     #[test]
+    fn bad_partition_keys_are_rejected_and_the_call_wins() {
+        let key = |k: &str| JobOptions::new().partition_key(k);
+        assert!(rejected(key(""), "partition_key").contains("empty"));
+        assert!(rejected(key(&"k".repeat(257)), "partition_key").contains("257"));
+        assert!(rejected(key("a\0b"), "partition_key").contains("control"));
+        rejected(key("a\nb"), "partition_key");
+        try_resolve(key(&"k".repeat(256))).unwrap();
+        let job = resolve("k", "{}".into(), key("type"), key("call"), now()).unwrap();
+        assert_eq!(job.partition_key.as_deref(), Some("call"));
+        let job = resolve("k", "{}".into(), key("type"), JobOptions::new(), now()).unwrap();
+        assert_eq!(job.partition_key.as_deref(), Some("type"));
+    }
+
+    #[test]
     fn nul_in_unique_keys_and_tags_is_rejected() {
         assert!(rejected(JobOptions::new().unique_key("a\0b"), "unique").contains("NUL"));
         assert!(rejected(JobOptions::new().tag("ok").tag("x\0"), "tags").contains("NUL"));

@@ -286,6 +286,9 @@ pub async fn bad_limits_are_refused<S: Store>(store: S) {
         rate(5, 86_400_001),
         QueueLimits::default().max_running(0),
         QueueLimits::default().rate_per_key(RateLimit::new(0, std::time::Duration::from_secs(1))),
+        QueueLimits::default().max_running(u32::MAX),
+        per_key(1 << 31),
+        rate(u32::MAX, 1000),
     ];
     for limits in bad {
         let res = store.set_queue_limits("q", &limits, at(0)).await;
@@ -300,6 +303,18 @@ pub async fn bad_limits_are_refused<S: Store>(store: S) {
         .await
         .unwrap();
     assert_eq!(rec.rate.map(|r| r.starts), Some(5));
+    // The largest of each reads back as set, and a burst that large claims what there is.
+    let huge = QueueLimits::default()
+        .max_running(i32::MAX as u32)
+        .max_per_key(i32::MAX as u32)
+        .rate(RateLimit::new(
+            i32::MAX as u32,
+            std::time::Duration::from_millis(1),
+        ));
+    let rec = store.set_queue_limits("q", &huge, at(1)).await.unwrap();
+    assert_eq!(rec.limits(), huge);
+    insert_n(&store, "q", 3).await;
+    assert_eq!(claim(&store, "q", 10, at(2)).await.len(), 3);
 }
 
 /// Partition keys are data: any bytes but control characters, compared as bytes, never SQL;
