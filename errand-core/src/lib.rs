@@ -34,7 +34,7 @@ pub use finish::{
     PromoteReport, RescueReport,
 };
 pub use metered::{
-    check_partition_key, claim_metered, Meter, MeteredQueue, Take, KEY_BUCKETS_PRUNED,
+    check_partition_key, claim_metered, Meter, MeteredQueue, MeteredSet, Take, KEY_BUCKETS_PRUNED,
     MAX_KEY_VISITS, MAX_PARTITION_KEY_LEN, UNKEYED_SCAN,
 };
 pub use new_job::{InsertResult, NewJob};

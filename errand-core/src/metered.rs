@@ -41,6 +41,41 @@ pub fn check_partition_key(key: &str) -> Result<(), String> {
     crate::check_name("partition key", key, MAX_PARTITION_KEY_LEN)
 }
 
+/// The queues a store process last saw metered (a per-key limit or a rate): their claims
+/// take the metered path at once. The one-statement claim takes nothing from a metered
+/// queue, so a process that has not seen a limit yet cannot take past it: an empty claim
+/// looks at the record and learns. Clones share the set.
+#[derive(Debug, Clone, Default)]
+pub struct MeteredSet(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl MeteredSet {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `queue` was last seen metered.
+    pub fn contains(&self, queue: &str) -> bool {
+        self.set().contains(queue)
+    }
+
+    /// Records whether `queue` is metered, as a record just read or written says.
+    pub fn learn(&self, queue: &str, metered: bool) {
+        let mut set = self.set();
+        if metered {
+            set.insert(queue.to_owned());
+        } else {
+            set.remove(queue);
+        }
+    }
+
+    /// Records what each of `records` says.
+    pub fn learn_all(&self, records: &[QueueRecord]) {
+        for r in records {
+            self.learn(&r.name, r.is_metered());
+        }
+    }
+}
+
 /// Which available jobs of the queue a [`MeteredQueue::take`] takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take<'a> {

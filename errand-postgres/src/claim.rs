@@ -1,6 +1,13 @@
 //! Claiming: one `UPDATE … FOR UPDATE SKIP LOCKED … RETURNING` takes the next jobs of a
 //! queue; a claimed row that cannot be read is discarded with the reason, and the rest of
 //! the claim runs.
+//!
+//! A metered queue (a per-key limit or a rate) is claimed by another statement, which asks
+//! `claim_plan` (migration 6) which jobs to take. The plain statement takes nothing from a
+//! metered queue (`claimable` says 0), so a process that has not seen the limit yet cannot
+//! take past it: an empty claim looks at the queue's record, and from then on this process
+//! claims it metered (every read of the records refreshes what it knows). A queue without
+//! metering pays what it paid before (one primary-key probe).
 
 use chrono::{DateTime, Utc};
 use errand_core::{ClaimRequest, JobRow, StoreError};
@@ -11,8 +18,31 @@ use crate::sql::to_json;
 use crate::store::PgStore;
 
 pub(crate) async fn claim(s: &PgStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
+    let metered = &s.inner.metered;
+    if metered.contains(&req.queue) {
+        return claim_with(s, req, &s.inner.sql.claim_metered).await;
+    }
+    let jobs = claim_with(s, req, &s.inner.sql.claim).await?;
+    if jobs.is_empty() && is_metered(s, &req.queue).await? {
+        metered.learn(&req.queue, true);
+        return claim_with(s, req, &s.inner.sql.claim_metered).await;
+    }
+    Ok(jobs)
+}
+
+/// Whether `queue`'s record holds a per-key limit or a rate.
+async fn is_metered(s: &PgStore, queue: &str) -> Result<bool, StoreError> {
+    sqlx::query_scalar(&s.inner.sql.is_metered)
+        .bind(queue)
+        .fetch_one(&s.inner.pool)
+        .await
+        .map_err(db)
+}
+
+/// Claims with `sql` (the plain statement or the metered one: the same parameters).
+async fn claim_with(s: &PgStore, req: &ClaimRequest, sql: &str) -> Result<Vec<JobRow>, StoreError> {
     let lease_until = errand_core::later(req.now, req.lease);
-    let rows = sqlx::query(&s.inner.sql.claim)
+    let rows = sqlx::query(sql)
         .bind(req.now)
         .bind(&req.worker_id)
         .bind(lease_until)

@@ -57,7 +57,9 @@ pub(crate) async fn set_limits(
         .map_err(db)?;
     s.inner.signals.notify_controls();
     s.inner.signals.notify(queue);
-    record(&row)
+    let record = record(&row)?;
+    s.inner.metered.learn(queue, record.is_metered());
+    Ok(record)
 }
 
 pub(crate) async fn oldest_available(
@@ -70,13 +72,15 @@ pub(crate) async fn oldest_available(
 }
 
 pub(crate) async fn queues(s: &PgStore) -> Result<Vec<QueueRecord>, StoreError> {
-    sqlx::query(&s.inner.sql.queues)
+    let records = sqlx::query(&s.inner.sql.queues)
         .fetch_all(&s.inner.pool)
         .await
         .map_err(db)?
         .iter()
         .map(record)
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    s.inner.metered.learn_all(&records);
+    Ok(records)
 }
 
 fn record(row: &sqlx::postgres::PgRow) -> Result<QueueRecord, StoreError> {

@@ -25,6 +25,8 @@ pub(crate) struct Sql {
     pub(crate) release_unique: String,
     pub(crate) release_unique_of: String,
     pub(crate) claim: String,
+    pub(crate) claim_metered: String,
+    pub(crate) is_metered: String,
     pub(crate) finish: String,
     pub(crate) extend: String,
     pub(crate) release: String,
@@ -65,6 +67,9 @@ impl Sql {
         let t = format!("\"{schema}\".jobs");
         let q = format!("\"{schema}\".queues");
         let qk = format!("\"{schema}\".queue_keys");
+        // Paused or metered: 0; limited: the free slots, claims of the queue taking turns
+        // (migrations 3 and 6).
+        let claimable = format!("\"{schema}\".claimable");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
         let holds_o = UNIQUE_HOLDS_SQL
@@ -159,6 +164,15 @@ impl Sql {
                    AND o.finalized_at + least(o.unique_for_ms, {MAX_PERIOD_MS}) * interval '1 millisecond' <= $2"
             ),
             claim: format!(
+                "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
+                        attempted_by = $2, lease_expires_at = $3
+                 WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
+                              ORDER BY priority, run_at, id
+                              LIMIT {claimable}($4, $5) FOR UPDATE SKIP LOCKED)
+                 RETURNING {COLUMNS}"
+            ),
+            // A metered queue's claim: `claim_plan` says how many in claim order, or which.
+            claim_metered: format!(
                 "WITH plan AS MATERIALIZED (SELECT o_n, o_ids FROM {plan}($4, $5, $1)),
                  plain AS (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
                            ORDER BY priority, run_at, id
@@ -377,6 +391,10 @@ impl Sql {
                    RETURNING {QUEUE_COLUMNS})
                  SELECT {QUEUE_COLUMNS}, pg_notify($4, $5)::text, pg_notify($4, name)::text
                  FROM up"
+            ),
+            is_metered: format!(
+                "SELECT EXISTS (SELECT 1 FROM {q} WHERE name = $1 AND (max_per_key IS NOT NULL
+                                OR rate_starts IS NOT NULL OR key_rate_starts IS NOT NULL))"
             ),
             // The claim index holds exactly the available jobs.
             oldest_available: format!(

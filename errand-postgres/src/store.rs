@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) listener: OnceLock<tokio::task::JoinHandle<()>>,
     /// The database's clock, shared with handles made by [`PgStore::with_own_pool`].
     pub(crate) clock: Arc<DbClock>,
+    /// Queues last seen metered (see `claim.rs`), shared like the clock.
+    pub(crate) metered: errand_core::MeteredSet,
 }
 
 impl Drop for Inner {
@@ -167,6 +169,7 @@ impl PgStore {
                 signals: self.inner.signals.clone(),
                 listener: OnceLock::new(),
                 clock: self.inner.clock.clone(),
+                metered: self.inner.metered.clone(),
             }),
         }
     }
@@ -251,6 +254,7 @@ impl PgStoreBuilder {
                 signals: QueueSignals::default(),
                 listener: OnceLock::new(),
                 clock: Arc::default(),
+                metered: Default::default(),
             }),
         };
         if self.migrate {

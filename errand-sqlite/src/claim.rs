@@ -31,7 +31,7 @@ const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused OR q.max_per_key IS
      FROM errand_queues q WHERE q.name = ?4), ?5)";
 
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
-    if s.is_metered(&req.queue) {
+    if s.metered.contains(&req.queue) {
         return metered(s, req).await;
     }
     let w = s.writer().await?;
@@ -58,7 +58,7 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
     // Decoding needs no turn: let the completer write meanwhile.
     drop(w);
     if rows.is_empty() && is_metered(s, &req.queue).await? {
-        s.set_metered(&req.queue, true);
+        s.metered.learn(&req.queue, true);
         return metered(s, req).await;
     }
     decoded(s, req, lease_until, &rows).await
@@ -122,7 +122,7 @@ async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, Sto
             Meter::default(),
         ),
     };
-    s.set_metered(&req.queue, record.is_metered());
+    s.metered.learn(&req.queue, record.is_metered());
     let mut q = Queue {
         conn: &mut tx,
         queue: &req.queue,

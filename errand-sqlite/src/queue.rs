@@ -105,7 +105,7 @@ pub(crate) async fn set_limits(
     tx.commit().await.map_err(db)?;
     drop(w);
     let record = record(row)?;
-    s.set_metered(queue, record.is_metered());
+    s.metered.learn(queue, record.is_metered());
     s.signals.notify_controls();
     s.signals.notify(queue);
     Ok(record)
@@ -140,9 +140,7 @@ pub(crate) async fn queues(s: &SqliteStore) -> Result<Vec<QueueRecord>, StoreErr
         .into_iter()
         .map(record)
         .collect::<Result<Vec<_>, _>>()?;
-    for r in &records {
-        s.set_metered(&r.name, r.is_metered());
-    }
+    s.metered.learn_all(&records);
     Ok(records)
 }
 

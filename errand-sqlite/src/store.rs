@@ -63,9 +63,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// The file's identity at open, checked before writes.
     file: Arc<FileGuard>,
-    /// Queues last seen metered (a per-key or rate limit): their claims take the metered
-    /// path at once (see `claim.rs`).
-    pub(crate) metered: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Queues last seen metered (see `claim.rs`).
+    pub(crate) metered: errand_core::MeteredSet,
 }
 
 /// This process's turn to write, holding the pool to write with: the store's writes reach the
@@ -132,24 +131,6 @@ impl SqliteStore {
                 guard = &mut turn => return Ok(Writer { _turn: guard, pool: &self.pool }),
                 _ = tokio::time::sleep(crate::file::EVERY) => self.file.check()?,
             }
-        }
-    }
-
-    /// Whether `queue` was last seen metered (a per-key or a rate limit).
-    pub(crate) fn is_metered(&self, queue: &str) -> bool {
-        self.metered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(queue)
-    }
-
-    /// Records whether `queue` is metered, as a record just read or written says.
-    pub(crate) fn set_metered(&self, queue: &str, metered: bool) {
-        let mut set = self.metered.lock().unwrap_or_else(|e| e.into_inner());
-        if metered {
-            set.insert(queue.to_owned());
-        } else {
-            set.remove(queue);
         }
     }
 
@@ -298,7 +279,7 @@ impl SqliteStoreBuilder {
             writes: Arc::default(),
             file: Arc::new(FileGuard::new(&path)),
             path,
-            metered: Arc::default(),
+            metered: Default::default(),
         };
         if self.migrate {
             store.migrate().await?;
