@@ -63,9 +63,10 @@ pub(crate) async fn run(
         state.set_low_water(low_water);
         let buffered = state.buffered();
         let room = (queue.concurrency + prefetch).saturating_sub(running + buffered);
-        // Claim when slots are free, or to top the buffer up once it runs low.
+        // Claim when slots are free, or to top the buffer up once it runs low; under a
+        // limit, no more than it leaves beyond what this worker holds.
         let wanted = if sem.available_permits() > 0 || buffered <= low_water {
-            room
+            pacing::wanted_under_limit(room, state.limit(), running + buffered + state.unwritten())
         } else {
             0
         };
