@@ -395,7 +395,7 @@ impl<S: Store> Client<S> {
     /// jobs over a limit wait in the queue without using an attempt. Returns the record.
     ///
     /// ```no_run
-    /// # async fn f(client: errand::Client) -> Result<(), errand::StoreError> {
+    /// # async fn f(client: errand::Client<errand::SqliteStore>) -> Result<(), errand::StoreError> {
     /// use std::time::Duration;
     /// use errand::{QueueLimits, RateLimit};
     /// // One running sync per customer; at most 20 calls a second to the mail API.
