@@ -131,6 +131,7 @@ async fn jobs_list_show_retry_and_cancel(db: Db) {
             worker_id: "cli-test".into(),
             now: chrono::Utc::now(),
             lease: std::time::Duration::from_secs(60),
+            held: None,
         })
         .await
         .unwrap()

@@ -28,6 +28,7 @@ async fn claim_now(store: &dyn errand::store::Store, limit: u32) -> Vec<errand::
             worker_id: "t".into(),
             now: chrono::Utc::now(),
             lease: std::time::Duration::from_secs(30),
+            held: None,
         })
         .await
         .unwrap()

@@ -90,7 +90,8 @@ pub enum Take<'a> {
 /// A store's view of one queue during a metered claim (see [`claim_metered`]).
 #[allow(async_fn_in_trait)]
 pub trait MeteredQueue {
-    /// Running jobs of the queue: all of them, or those holding `key`.
+    /// Running jobs of the queue as its queue-wide limit counts them (`None`: see
+    /// [`ClaimRequest::held`](crate::ClaimRequest::held)), or those holding `key` (all).
     async fn running(&mut self, key: Option<&str>) -> Result<u64, StoreError>;
     /// The smallest key above `after` (in byte order) that an available job of the queue
     /// holds (`""`: the first).

@@ -22,6 +22,13 @@ pub struct ClaimRequest {
     pub now: DateTime<Utc>,
     /// Lease length: `lease_expires_at = now + lease`.
     pub lease: Duration,
+    /// What the claiming worker holds of the queue, when it knows: jobs it runs or has
+    /// claimed and not started yet. Under a queue-wide limit the store then counts as
+    /// running the other workers' running jobs plus this, so this worker's finished jobs
+    /// whose outcomes are still being written do not hold slots (they are done). A worker's
+    /// hold only shrinks until its next claim, so counting it before the claim never lets
+    /// more run than the limit. `None`: every running job of the queue counts.
+    pub held: Option<u32>,
 }
 
 /// The contract every errand store keeps: nothing enqueued is lost, a job runs again only

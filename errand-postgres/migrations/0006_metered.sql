@@ -58,6 +58,45 @@ BEGIN
 END
 $$;
 
+-- The claim's count for a queue without metering, given what the claiming worker holds
+-- (`held`: jobs it runs or has claimed and not started; errand_core::ClaimRequest::held): 0
+-- when paused or metered; under a limit, the free slots, counting the other workers' running
+-- jobs plus `held` (its own finished jobs, outcomes on their way, are done), or every running
+-- job when `held` is NULL. Locks the record as `claimable(queue, want)` does.
+CREATE FUNCTION {schema}.claimable(queue text, want bigint, worker text, held bigint)
+RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    rec {schema}.queues%ROWTYPE;
+BEGIN
+    SELECT * INTO rec FROM {schema}.queues q WHERE q.name = queue;
+    IF NOT FOUND THEN
+        RETURN want;
+    END IF;
+    IF rec.paused OR rec.max_per_key IS NOT NULL OR rec.rate_starts IS NOT NULL
+       OR rec.key_rate_starts IS NOT NULL THEN
+        RETURN 0;
+    END IF;
+    IF rec.max_running IS NULL THEN
+        RETURN want;
+    END IF;
+    SELECT * INTO rec FROM {schema}.queues q WHERE q.name = queue FOR UPDATE;
+    IF rec.paused OR rec.max_per_key IS NOT NULL OR rec.rate_starts IS NOT NULL
+       OR rec.key_rate_starts IS NOT NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN greatest(0, least(want, coalesce(rec.max_running::bigint, want)
+                                   - {schema}.running_for_limit(queue, worker, held)));
+END
+$$;
+
+-- The running jobs of `queue` a queue-wide limit counts (see `claimable` above).
+CREATE FUNCTION {schema}.running_for_limit(queue text, worker text, held bigint)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN held IS NULL THEN count(*)
+                ELSE count(*) FILTER (WHERE j.attempted_by IS DISTINCT FROM worker) + held END
+    FROM {schema}.jobs j WHERE j.state = 'running' AND j.queue = running_for_limit.queue
+$$;
+
 -- The claim's plan for queue `p_queue` wanting `p_want` at `p_now`: `o_n` jobs to take in
 -- claim order, or the jobs `o_ids` chosen here. A queue without a record or limits: `p_want`,
 -- after one primary-key probe, no lock. Paused: nothing. Otherwise the record is locked (claims
@@ -72,6 +111,7 @@ $$;
 --   among the first 1000 in claim order (errand_core::UNKEYED_SCAN); then up to 100 full key
 --   buckets deleted (errand_core::KEY_BUCKETS_PRUNED).
 CREATE FUNCTION {schema}.claim_plan(p_queue text, p_want bigint, p_now timestamptz,
+                                    p_worker text, p_held bigint,
                                     OUT o_n bigint, OUT o_ids bigint[])
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -109,8 +149,7 @@ BEGIN
     END IF;
     o_n := p_want;
     IF rec.max_running IS NOT NULL THEN
-        SELECT count(*) INTO v_running FROM {schema}.jobs j
-            WHERE j.state = 'running' AND j.queue = p_queue;
+        v_running := {schema}.running_for_limit(p_queue, p_worker, p_held);
         o_n := greatest(0, least(o_n, rec.max_running - v_running));
     END IF;
     IF rec.max_per_key IS NULL AND rec.rate_starts IS NULL AND rec.key_rate_starts IS NULL THEN

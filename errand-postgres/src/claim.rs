@@ -48,6 +48,7 @@ async fn claim_with(s: &PgStore, req: &ClaimRequest, sql: &str) -> Result<Vec<Jo
         .bind(lease_until)
         .bind(&req.queue)
         .bind(i64::from(req.limit))
+        .bind(req.held.map(i64::from))
         .fetch_all(&s.inner.pool)
         .await
         .map_err(db)?;

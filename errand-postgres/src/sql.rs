@@ -168,12 +168,12 @@ impl Sql {
                         attempted_by = $2, lease_expires_at = $3
                  WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
                               ORDER BY priority, run_at, id
-                              LIMIT {claimable}($4, $5) FOR UPDATE SKIP LOCKED)
+                              LIMIT {claimable}($4, $5, $2, $6) FOR UPDATE SKIP LOCKED)
                  RETURNING {COLUMNS}"
             ),
             // A metered queue's claim: `claim_plan` says how many in claim order, or which.
             claim_metered: format!(
-                "WITH plan AS MATERIALIZED (SELECT o_n, o_ids FROM {plan}($4, $5, $1)),
+                "WITH plan AS MATERIALIZED (SELECT o_n, o_ids FROM {plan}($4, $5, $1, $2, $6)),
                  plain AS (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
                            ORDER BY priority, run_at, id
                            LIMIT (SELECT o_n FROM plan) FOR UPDATE SKIP LOCKED)

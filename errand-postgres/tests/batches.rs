@@ -37,6 +37,7 @@ async fn claim_all(store: &PgStore, n: usize) -> Vec<JobRow> {
                 worker_id: "w".into(),
                 now: Utc::now(),
                 lease: Duration::from_secs(600),
+                held: None,
             })
             .await
             .unwrap();

@@ -21,13 +21,16 @@ use crate::row::{decode_claimed, micros, CLAIMED};
 use crate::sql::to_json;
 use crate::store::SqliteStore;
 
-/// How many jobs a claim of queue `?4` wanting `?5` may take: none while paused, the free
-/// slots under a limit, `?5` for a queue without a record (one primary-key probe).
+/// How many jobs a claim of queue `?4` wanting `?5` may take: none while paused or metered,
+/// the free slots under a limit, `?5` for a queue without a record (one primary-key probe).
+/// The limit counts the running jobs of workers other than `?2` plus what `?2` holds (`?6`,
+/// see `ClaimRequest::held`), or every running job when `?6` is NULL.
 const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused OR q.max_per_key IS NOT NULL \
      OR q.rate_starts IS NOT NULL OR q.key_rate_starts IS NOT NULL THEN 0 \
      WHEN q.max_running IS NULL \
      THEN ?5 ELSE max(0, min(?5, q.max_running - (SELECT count(*) FROM errand_jobs r \
-     WHERE r.state = 'running' AND r.queue = ?4))) END \
+     WHERE r.state = 'running' AND r.queue = ?4 AND (?6 IS NULL OR r.attempted_by IS NOT ?2)) \
+     - coalesce(?6, 0))) END \
      FROM errand_queues q WHERE q.name = ?4), ?5)";
 
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
@@ -52,6 +55,7 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         .bind(micros(lease_until))
         .bind(&req.queue)
         .bind(req.limit)
+        .bind(req.held)
         .fetch_all(w.pool())
         .await
         .map_err(db)?;
@@ -126,6 +130,8 @@ async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, Sto
     let mut q = Queue {
         conn: &mut tx,
         queue: &req.queue,
+        worker: &req.worker_id,
+        held: req.held,
     };
     let (ids, meter) = claim_metered(&mut q, &record, meter, req.limit, req.now).await?;
     let sql = format!(
@@ -185,15 +191,21 @@ fn meter_of(row: &SqliteRow) -> Result<(QueueRecord, Meter), StoreError> {
 struct Queue<'a> {
     conn: &'a mut SqliteConnection,
     queue: &'a str,
+    /// The claiming worker and what it holds (see `ClaimRequest::held`).
+    worker: &'a str,
+    held: Option<u32>,
 }
 
 impl MeteredQueue for Queue<'_> {
     async fn running(&mut self, key: Option<&str>) -> Result<u64, StoreError> {
         let n: i64 = match key {
             None => sqlx::query_scalar(
-                "SELECT count(*) FROM errand_jobs WHERE state = 'running' AND queue = ?",
+                "SELECT count(*) + coalesce(?3, 0) FROM errand_jobs WHERE state = 'running' \
+                 AND queue = ?1 AND (?3 IS NULL OR attempted_by IS NOT ?2)",
             )
-            .bind(self.queue),
+            .bind(self.queue)
+            .bind(self.worker)
+            .bind(self.held),
             Some(k) => sqlx::query_scalar(
                 "SELECT count(*) FROM errand_jobs WHERE state = 'running' AND queue = ? \
                  AND partition_key IS NOT NULL AND partition_key = ?",

@@ -198,6 +198,7 @@ async fn a_version_6_file_with_rows_upgrades_to_metered_queues() {
         worker_id: "w".into(),
         now,
         lease: std::time::Duration::from_secs(60),
+        held: None,
     };
     assert_eq!(
         store.claim(&req(10)).await.unwrap().len(),

@@ -71,6 +71,7 @@ pub fn claim_req(queue: &str, limit: u32, now: DateTime<Utc>) -> ClaimRequest {
         worker_id: "w1".to_owned(),
         now,
         lease: Duration::from_secs(30),
+        held: None,
     }
 }
 

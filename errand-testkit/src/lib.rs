@@ -115,6 +115,7 @@ macro_rules! store_conformance {
                 bad_limits_are_refused,
                 partition_keys_are_data,
                 racing_claimers_never_exceed_a_per_key_limit,
+                a_limit_counts_what_the_claiming_worker_holds,
             ],
             prune: [
                 prune_deletes_only_old_final_jobs,

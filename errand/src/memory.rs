@@ -56,6 +56,9 @@ struct Inner {
 struct MemQueue<'a> {
     g: &'a mut Inner,
     queue: &'a str,
+    /// The claiming worker and what it holds (see `ClaimRequest::held`).
+    worker: &'a str,
+    held: Option<u32>,
 }
 
 impl MemQueue<'_> {
@@ -74,9 +77,18 @@ impl MeteredQueue for MemQueue<'_> {
         let n = self.g.jobs.values().filter(|r| {
             r.state == JobState::Running
                 && r.queue == self.queue
-                && key.is_none_or(|k| r.partition_key.as_deref() == Some(k))
+                && match key {
+                    Some(k) => r.partition_key.as_deref() == Some(k),
+                    // The worker's own rows are counted as what it holds.
+                    None => self.held.is_none() || r.attempted_by.as_deref() != Some(self.worker),
+                }
         });
-        Ok(n.count() as u64)
+        let own = if key.is_none() {
+            self.held.unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(n.count() as u64 + u64::from(own))
     }
 
     async fn next_key(&mut self, after: &str) -> Result<Option<String>, StoreError> {
@@ -290,6 +302,8 @@ impl Store for MemoryStore {
                 let mut q = MemQueue {
                     g: &mut g,
                     queue: &req.queue,
+                    worker: &req.worker_id,
+                    held: req.held,
                 };
                 let (ids, meter) =
                     at_once(claim_metered(&mut q, &record, meter, req.limit, req.now))?;

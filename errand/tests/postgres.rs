@@ -408,6 +408,7 @@ async fn a_retry_due_at_once_wakes_other_processes() {
             worker_id: "w".into(),
             now: chrono::Utc::now(),
             lease: Duration::from_secs(30),
+            held: None,
         })
         .await
         .unwrap();

@@ -169,6 +169,7 @@ pub(crate) async fn store_old_completed(
                 worker_id: "bench-seed".into(),
                 now: then,
                 lease: Duration::from_secs(3600),
+                held: None,
             })
             .await?;
         let done: Vec<Finish> = claimed

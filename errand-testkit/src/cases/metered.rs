@@ -412,3 +412,50 @@ pub async fn racing_claimers_never_exceed_a_per_key_limit<S: Store + Clone>(stor
     }
     assert_eq!(total, 60, "every job ran, once");
 }
+
+/// A claim may say what its worker holds of the queue (running or buffered,
+/// `ClaimRequest::held`): a queue-wide limit then counts the other workers' running jobs
+/// plus that, so the worker's finished jobs whose outcomes are on their way hold no slots;
+/// another worker's claim still counts every row. The same on the plain and the metered
+/// claim.
+pub async fn a_limit_counts_what_the_claiming_worker_holds<S: Store>(store: S) {
+    for (queue, limits) in [
+        ("plain", QueueLimits::default().max_running(3)),
+        (
+            "metered",
+            QueueLimits::default()
+                .max_running(3)
+                .rate(RateLimit::new(1000, std::time::Duration::from_millis(1))),
+        ),
+    ] {
+        insert_n(&store, queue, 20).await;
+        store.set_queue_limits(queue, &limits, at(0)).await.unwrap();
+        let ask = |worker: &str, held: Option<u32>| {
+            let mut req = claim_req(queue, 10, at(1));
+            req.worker_id = worker.to_owned();
+            req.held = held;
+            req
+        };
+        let n = |rows: Vec<JobRow>| rows.len();
+        assert_eq!(n(store.claim(&ask("w1", None)).await.unwrap()), 3, "{queue}");
+        assert_eq!(n(store.claim(&ask("w1", None)).await.unwrap()), 0, "{queue}: full");
+        // w1's three ended, their outcomes not written yet: w1 holds nothing.
+        assert_eq!(
+            n(store.claim(&ask("w1", Some(0))).await.unwrap()),
+            3,
+            "{queue}: its own finished jobs hold no slots"
+        );
+        assert_eq!(
+            n(store.claim(&ask("w1", Some(2))).await.unwrap()),
+            1,
+            "{queue}: what it holds counts"
+        );
+        for held in [None, Some(0)] {
+            assert_eq!(
+                n(store.claim(&ask("w2", held)).await.unwrap()),
+                0,
+                "{queue}: another worker counts every row of w1"
+            );
+        }
+    }
+}

@@ -462,6 +462,7 @@ mod tests {
                 worker_id: "w".into(),
                 now: tick,
                 lease: Duration::from_secs(30),
+                held: None,
             })
             .await
             .unwrap();

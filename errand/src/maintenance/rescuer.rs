@@ -100,6 +100,7 @@ mod tests {
                 worker_id: "dead-worker".into(),
                 now: long_ago,
                 lease: Duration::from_secs(30),
+                held: None,
             })
             .await
             .unwrap();

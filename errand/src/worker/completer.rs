@@ -91,11 +91,6 @@ async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
             store.signals().notify(q);
         }
     }
-    for p in &batch {
-        if let Some(s) = shared.queues.get(&p.queue) {
-            s.outcomes_written(1);
-        }
-    }
     shared
         .inflight
         .recorded(batch.iter().map(|p| p.finish.lease));

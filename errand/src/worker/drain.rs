@@ -82,6 +82,7 @@ impl<S: Store> Worker<S> {
                         worker_id: shared.worker_id.clone(),
                         now: shared.now().await,
                         lease: shared.config.lease,
+                        held: None,
                     })
                     .await?;
                 for row in rows {

@@ -51,9 +51,6 @@ pub(crate) struct QueueState {
     /// Under a rate limit, the average time between starts (ns; 0: none): how often the
     /// producer claims while work waits.
     rate_gap_ns: AtomicU64,
-    /// This queue's outcomes handed to the completer and not written yet: the store still
-    /// counts their jobs as running.
-    unwritten: AtomicUsize,
     /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
     avg_run_ns: AtomicU64,
 }
@@ -150,25 +147,6 @@ impl QueueState {
         }
     }
 
-    /// An outcome of this queue was handed to the completer.
-    pub(crate) fn outcome_queued(&self) {
-        self.unwritten.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The completer dealt with `n` of this queue's outcomes (written, stale or refused).
-    pub(crate) fn outcomes_written(&self, n: usize) {
-        let _ = self
-            .unwritten
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                Some(u.saturating_sub(n))
-            });
-    }
-
-    /// This queue's outcomes waiting in the completer.
-    pub(crate) fn unwritten(&self) -> usize {
-        self.unwritten.load(Ordering::Acquire)
-    }
-
     /// Empties the buffer, returning the jobs it held (claimed, never started).
     pub(crate) fn take_buffer(&self) -> Vec<JobRow> {
         self.buffer().drain(..).collect()
@@ -230,9 +208,8 @@ pub(crate) fn poll(
 }
 
 /// Under a fleet-wide `limit`, how many of `wanted` a claim may usefully ask for when this
-/// worker itself holds `held` of the queue's jobs the store counts as running (running here,
-/// buffered, outcomes not written yet): a claim for more would come back short, costing a
-/// round trip while the executors wait. 0: wait for the completer to write outcomes.
+/// worker itself holds `held` of the queue's jobs (running here or buffered): a claim for
+/// more would come back short, costing a round trip. 0: wait for a job to end.
 pub(crate) fn wanted_under_limit(wanted: usize, limit: Option<u32>, held: usize) -> usize {
     match limit {
         None => wanted,
@@ -283,13 +260,6 @@ mod tests {
         assert_eq!(wanted_under_limit(500, Some(1000), 700), 300);
         assert_eq!(wanted_under_limit(500, Some(1000), 1000), 0);
         assert_eq!(wanted_under_limit(500, Some(1000), 1200), 0);
-        let q = QueueState::default();
-        q.outcome_queued();
-        q.outcome_queued();
-        q.outcomes_written(1);
-        assert_eq!(q.unwritten(), 1);
-        q.outcomes_written(5);
-        assert_eq!(q.unwritten(), 0, "never below zero");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub(crate) async fn run(
         // Claim when slots are free, or to top the buffer up once it runs low; under a
         // limit, no more than it leaves beyond what this worker holds.
         let wanted = if sem.available_permits() > 0 || buffered <= low_water {
-            pacing::wanted_under_limit(room, state.limit(), running + buffered + state.unwritten())
+            pacing::wanted_under_limit(room, state.limit(), running + buffered)
         } else {
             0
         };
@@ -88,6 +88,10 @@ pub(crate) async fn run(
                 worker_id: shared.worker_id.clone(),
                 now: shared.now().await,
                 lease: shared.config.lease,
+                // What this worker runs or has buffered of the queue: under a limit its own
+                // finished jobs, outcomes on their way, then hold no slots.
+                held: u32::try_from(queue.concurrency - sem.available_permits() + state.buffered())
+                    .ok(),
             };
             match shared.store.claim(&req).await {
                 Ok(rows) => {

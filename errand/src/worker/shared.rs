@@ -73,20 +73,7 @@ impl Shared {
     /// Hands an outcome to the completer, waiting while its backlog is full.
     pub(crate) async fn record(&self, p: Pending) {
         // The completer outlives every executor, so the send only fails after a forced stop.
-        let state = self.queues.get(&p.queue).cloned();
-        if let Some(s) = &state {
-            s.outcome_queued();
-        }
-        if self
-            .completer
-            .send(completer::Msg::Outcome(p))
-            .await
-            .is_err()
-        {
-            if let Some(s) = state {
-                s.outcomes_written(1);
-            }
-        }
+        let _ = self.completer.send(completer::Msg::Outcome(p)).await;
     }
 
     /// Notes a store error: one that says the store is gone stops the worker (see
