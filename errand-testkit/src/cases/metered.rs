@@ -437,8 +437,16 @@ pub async fn a_limit_counts_what_the_claiming_worker_holds<S: Store>(store: S) {
             req
         };
         let n = |rows: Vec<JobRow>| rows.len();
-        assert_eq!(n(store.claim(&ask("w1", None)).await.unwrap()), 3, "{queue}");
-        assert_eq!(n(store.claim(&ask("w1", None)).await.unwrap()), 0, "{queue}: full");
+        assert_eq!(
+            n(store.claim(&ask("w1", None)).await.unwrap()),
+            3,
+            "{queue}"
+        );
+        assert_eq!(
+            n(store.claim(&ask("w1", None)).await.unwrap()),
+            0,
+            "{queue}: full"
+        );
         // w1's three ended, their outcomes not written yet: w1 holds nothing.
         assert_eq!(
             n(store.claim(&ask("w1", Some(0))).await.unwrap()),

@@ -193,7 +193,11 @@ const RATE_PACE_FOR: Duration = Duration::from_secs(2);
 
 /// How long the producer waits for a wake-up before claiming anyway: the poll interval, or
 /// under a rate limit (`gap` between starts) while jobs came within [`RATE_PACE_FOR`] (or ten
-/// gaps), the gap (at least [`MIN_RATE_POLL`]).
+/// gaps), until the next whole gap after the last claim that took jobs (at least
+/// [`MIN_RATE_POLL`]). On that grid the bucket has just refilled a token when the claim
+/// comes; a claim at `now + gap` instead, after one in between found half a token (a job
+/// ended), comes half a gap late, and a bucket of one token cannot keep what refilled
+/// meanwhile: one worker at 10/s started 6.5 a second.
 pub(crate) fn poll(
     interval: Duration,
     gap: Option<Duration>,
@@ -201,7 +205,10 @@ pub(crate) fn poll(
 ) -> Duration {
     match (gap, took_at) {
         (Some(gap), Some(t)) if t.elapsed() < RATE_PACE_FOR.max(gap.saturating_mul(10)) => {
-            interval.min(gap.max(MIN_RATE_POLL))
+            let gap_ns = gap.as_nanos().max(1);
+            let into = t.elapsed().as_nanos() % gap_ns;
+            let due = Duration::from_nanos(u64::try_from(gap_ns - into).unwrap_or(u64::MAX));
+            interval.min(due.max(MIN_RATE_POLL))
         }
         _ => interval,
     }
@@ -260,6 +267,25 @@ mod tests {
         assert_eq!(wanted_under_limit(500, Some(1000), 700), 300);
         assert_eq!(wanted_under_limit(500, Some(1000), 1000), 0);
         assert_eq!(wanted_under_limit(500, Some(1000), 1200), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_producer_claims_on_the_grid_of_its_last_take() {
+        let second = Duration::from_secs(1);
+        let gap = Some(Duration::from_millis(100));
+        assert_eq!(poll(second, None, None), second);
+        assert_eq!(poll(second, gap, None), second, "no work seen yet");
+        let took = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        assert_eq!(poll(second, gap, Some(took)), Duration::from_millis(50));
+        tokio::time::advance(Duration::from_millis(80)).await;
+        assert_eq!(poll(second, gap, Some(took)), Duration::from_millis(70));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            poll(second, gap, Some(took)),
+            second,
+            "idle: the poll interval"
+        );
     }
 
     #[test]
