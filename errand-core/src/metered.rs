@@ -26,7 +26,9 @@ pub const MAX_PARTITION_KEY_LEN: usize = 256;
 /// rest are met as the jobs ahead of them are claimed).
 pub const UNKEYED_SCAN: u32 = 1000;
 
-/// Most keys one metered claim visits.
+/// Most keys one metered claim visits once it has found a job; one that has found none yet
+/// goes on up to ten times as far (keys at their limit are at most the running jobs), so a
+/// claim comes back empty only when nothing can start or 10,000 keys could not.
 pub const MAX_KEY_VISITS: u32 = 1000;
 
 /// Most full key buckets (as good as none) a metered claim deletes.
@@ -174,7 +176,7 @@ pub async fn claim_metered<Q: MeteredQueue>(
 
 /// The per-key walk: from `cursor`, visits each key with available jobs once at most,
 /// taking up to its free slots and its bucket's tokens, until `n` jobs are taken, every key
-/// was visited, or [`MAX_KEY_VISITS`] were.
+/// was visited, or [`MAX_KEY_VISITS`] were (ten times that while none was taken).
 async fn walk<Q: MeteredQueue>(
     q: &mut Q,
     limits: &QueueLimits,
@@ -187,7 +189,10 @@ async fn walk<Q: MeteredQueue>(
     let mut wrapped = false;
     let mut visits = 0;
     let mut ids: Vec<JobId> = Vec::new();
-    while (ids.len() as u32) < n && visits < MAX_KEY_VISITS {
+    while (ids.len() as u32) < n
+        && visits < MAX_KEY_VISITS * 10
+        && (visits < MAX_KEY_VISITS || ids.is_empty())
+    {
         let left = n - ids.len() as u32;
         let Some(after) = &pos else {
             // The jobs without a key: one turn per round.

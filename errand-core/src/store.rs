@@ -132,8 +132,9 @@ pub trait Store: Send + Sync + 'static {
     /// such limit), creating its record on first use, and returns the record. Claims then
     /// keep to them atomically: two claims at once never both take the last slot, a key's
     /// last slot or the last token (see [`claim_metered`](crate::claim_metered)). Slots come
-    /// back as jobs end, are rescued or released. Wakes every worker's queue watcher and
-    /// the queue's producers.
+    /// back as jobs end, are rescued or released. A changed rate starts with full buckets;
+    /// the walk over the keys starts afresh. Wakes every worker's queue watcher and the
+    /// queue's producers.
     async fn set_queue_limits(
         &self,
         queue: &str,

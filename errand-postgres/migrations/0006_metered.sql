@@ -106,7 +106,8 @@ $$;
 -- - under a rate limit, a per-key limit or a rate per key, the jobs are chosen here as
 --   errand_core's `claim_metered` chooses them (the same walk, the same buckets; the
 --   conformance suite runs both): the bucket refilled and drawn from, keys walked round robin
---   from `key_cursor` (at most 1000 visits, errand_core::MAX_KEY_VISITS), each given at most
+--   from `key_cursor` (at most 1000 visits once a job is found, 10000 while none is:
+--   errand_core::MAX_KEY_VISITS), each given at most
 --   its free slots and its own bucket's tokens, the jobs without a key one turn per round
 --   among the first 1000 in claim order (errand_core::UNKEYED_SCAN); then up to 100 full key
 --   buckets deleted (errand_core::KEY_BUCKETS_PRUNED).
@@ -179,7 +180,8 @@ BEGIN
     ELSIF o_n > 0 THEN
         v_start := v_pos;
         LOOP
-            EXIT WHEN cardinality(o_ids) >= o_n OR v_visits >= 1000;
+            EXIT WHEN cardinality(o_ids) >= o_n OR v_visits >= 10000
+                   OR (v_visits >= 1000 AND cardinality(o_ids) > 0);
             IF v_pos IS NULL THEN
                 -- The jobs without a key: one turn per round.
                 EXIT WHEN v_wrapped AND v_start IS NULL;

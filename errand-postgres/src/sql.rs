@@ -365,7 +365,8 @@ impl Sql {
                  FROM up"
             ),
             // A new or raised limit lets waiting jobs start: the queue's producers are woken.
-            // A new rate starts with a full bucket, a new rate per key with full key buckets.
+            // A new rate starts with a full bucket, a new rate per key with full key buckets;
+            // the walk over the keys starts afresh.
             set_limits: format!(
                 "WITH old AS (
                    SELECT key_rate_starts, key_rate_period_ms FROM {q} WHERE name = $1
@@ -384,6 +385,7 @@ impl Sql {
                          rate_period_ms = EXCLUDED.rate_period_ms,
                          key_rate_starts = EXCLUDED.key_rate_starts,
                          key_rate_period_ms = EXCLUDED.key_rate_period_ms,
+                         key_cursor = NULL,
                          tokens = CASE WHEN (EXCLUDED.rate_starts, EXCLUDED.rate_period_ms)
                                        IS NOT DISTINCT FROM (cur.rate_starts, cur.rate_period_ms)
                                        THEN cur.tokens END,

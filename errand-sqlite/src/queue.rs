@@ -85,7 +85,7 @@ pub(crate) async fn set_limits(
          ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running, \
          max_per_key = excluded.max_per_key, rate_starts = excluded.rate_starts, \
          rate_period_ms = excluded.rate_period_ms, key_rate_starts = excluded.key_rate_starts, \
-         key_rate_period_ms = excluded.key_rate_period_ms, \
+         key_rate_period_ms = excluded.key_rate_period_ms, key_cursor = NULL, \
          tokens = CASE WHEN rate_starts IS excluded.rate_starts \
                         AND rate_period_ms IS excluded.rate_period_ms THEN tokens END, \
          updated_at = excluded.updated_at RETURNING {QUEUE_COLUMNS}"

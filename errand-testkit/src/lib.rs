@@ -116,6 +116,7 @@ macro_rules! store_conformance {
                 partition_keys_are_data,
                 racing_claimers_never_exceed_a_per_key_limit,
                 a_limit_counts_what_the_claiming_worker_holds,
+                a_claim_walks_past_a_thousand_keys_at_their_limit,
             ],
             prune: [
                 prune_deletes_only_old_final_jobs,

@@ -570,9 +570,10 @@ impl Store for MemoryStore {
             let paused = old.as_ref().is_some_and(|q| q.paused);
             let record = QueueRecord::new(queue, paused, now).with_limits(*limits);
             let old = old.map(|q| q.limits()).unwrap_or_default();
-            if old.rate != limits.rate {
-                // A new rate starts with a full bucket.
-                if let Some(m) = g.meters.get_mut(queue) {
+            if let Some(m) = g.meters.get_mut(queue) {
+                // The walk over the keys starts afresh; a new rate with a full bucket.
+                m.cursor = None;
+                if old.rate != limits.rate {
                     m.tokens = None;
                 }
             }

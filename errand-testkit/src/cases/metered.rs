@@ -467,3 +467,38 @@ pub async fn a_limit_counts_what_the_claiming_worker_holds<S: Store>(store: S) {
         }
     }
 }
+
+/// A claim walks past more than 1,000 keys at their limit (with jobs waiting) to the one that
+/// can start (it stops early only once it found a job), so an empty claim means nothing
+/// could start.
+pub async fn a_claim_walks_past_a_thousand_keys_at_their_limit<S: Store>(store: S) {
+    // Two jobs per key: one starts, one waits behind it (a key with nothing waiting is never
+    // visited).
+    let jobs = (0..2200)
+        .map(|k| keyed("wide", Some(&format!("k{:04}", k % 1100))))
+        .collect();
+    store.insert(jobs, t0()).await.unwrap();
+    store
+        .set_queue_limits("wide", &per_key(1), at(0))
+        .await
+        .unwrap();
+    let mut running = 0;
+    while running < 1100 {
+        let got = claim(&store, "wide", 2000, at(1)).await.len();
+        assert!(got > 0, "{running} of 1,100 keys started, then nothing");
+        running += got;
+    }
+    // Every key is at its limit with a job waiting; one more job behind them, of a new key.
+    // Setting the limits again starts the walk afresh, at the first key: 1,100 keys at their
+    // limit come first.
+    store
+        .insert(vec![keyed("wide", Some("zzz"))], at(2))
+        .await
+        .unwrap();
+    store
+        .set_queue_limits("wide", &per_key(1), at(2))
+        .await
+        .unwrap();
+    let rows = claim(&store, "wide", 10, at(3)).await;
+    assert_eq!(keys_of(&rows), vec![Some("zzz")]);
+}
