@@ -23,9 +23,11 @@ pub(crate) async fn cancel(
     let row = sqlx::query(&sql)
         .bind(micros(now))
         .bind(id)
-        .fetch_optional(w.pool())
+        .fetch_all(w.pool())
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .into_iter()
+        .next();
     match row {
         Some(row) => {
             s.signals.notify_ended();
@@ -68,9 +70,11 @@ pub(crate) async fn retry_now(
     let queue: Option<(String,)> = sqlx::query_as(&sql)
         .bind(micros(now))
         .bind(id)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .into_iter()
+        .next();
     tx.commit().await.map_err(db)?;
     if let Some((q,)) = &queue {
         s.signals.notify(q);
@@ -84,9 +88,11 @@ pub(crate) async fn delete(s: &SqliteStore, id: JobId) -> Result<DeleteResult, S
         format!("DELETE FROM errand_jobs WHERE id = ? AND state != 'running' RETURNING {COLUMNS}");
     let row = sqlx::query(&sql)
         .bind(id)
-        .fetch_optional(w.pool())
+        .fetch_all(w.pool())
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .into_iter()
+        .next();
     drop(w);
     match row {
         Some(row) => Ok(DeleteResult::Deleted(decode(&row)?)),

@@ -102,9 +102,10 @@ async fn plain(
         .bind(to_json(&j.tags))
         .bind(j.backoff.as_ref().map(to_json))
         .bind(j.timeout_ms)
-        .fetch_one(w.pool())
+        .fetch_all(w.pool())
         .await
-        .map_err(db)?;
+        .map_err(db)
+        .and_then(crate::sql::one)?;
         match j.state_at(now) {
             JobState::Available => s.signals.notify(&j.queue),
             _ => s.signals.notify_scheduled(),

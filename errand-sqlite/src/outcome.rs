@@ -68,9 +68,11 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
         .bind(effect.result)
         .bind(f.lease.id)
         .bind(f.lease.attempt)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .into_iter()
+        .next();
         if let Some(queue) = queue {
             applied.push(f.lease.id);
             ended |= effect.state.is_final();

@@ -42,9 +42,10 @@ pub(crate) async fn set_paused(
         .bind(queue)
         .bind(paused)
         .bind(micros(now))
-        .fetch_one(w.pool())
+        .fetch_all(w.pool())
         .await
-        .map_err(db)?;
+        .map_err(db)
+        .and_then(crate::sql::one)?;
     drop(w);
     s.signals.notify_controls();
     if !paused {
@@ -99,9 +100,10 @@ pub(crate) async fn set_limits(
         .bind(limits.rate.map(|r| r.period_ms()))
         .bind(key_rate.0)
         .bind(key_rate.1)
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(db)
+        .and_then(crate::sql::one)?;
     tx.commit().await.map_err(db)?;
     drop(w);
     let record = record(row)?;

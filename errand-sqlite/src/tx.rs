@@ -118,9 +118,11 @@ pub(crate) async fn insert_keyed(
         .bind(job.unique_states.bits())
         .bind(job.unique_for_ms)
         .bind(&job.partition_key)
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .into_iter()
+        .next();
         if let Some(id) = inserted {
             return Ok(InsertResult { id, inserted: true });
         }

@@ -114,6 +114,10 @@ pub struct Side {
     /// Peak RSS of the process during `process`, MiB (errand only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mb: Option<f64>,
+    /// SQLite: the queue's files at the end of the run (database and its WAL, which does not
+    /// shrink: about the largest it grew to), MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_mb: Option<f64>,
     /// Runs beyond one per job in `process`, all rounds (must be 0).
     pub duplicates: u64,
     /// Jobs that never ran in `process`, all rounds (must be 0).
@@ -328,6 +332,18 @@ impl Scratch {
             .await
             .map_err(errand::StoreError::database)?;
         Ok(())
+    }
+
+    /// SQLite: the size in MiB of each side's database and WAL (errand, raw).
+    fn file_sizes(&self) -> (Option<f64>, Option<f64>) {
+        let Some(dir) = &self._dir else {
+            return (None, None);
+        };
+        let mib = |name: &str| {
+            let size = |f: &str| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len());
+            Some((size(name) + size(&format!("{name}-wal"))) as f64 / 1_048_576.0)
+        };
+        (mib("errand.db"), mib("raw.db"))
     }
 
     async fn remove(self) {
@@ -554,6 +570,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         e.idle_cpu_pct = Some(cpu);
     }
 
+    (e.files_mb, r.files_mb) = sc.file_sizes();
     let report = Report {
         store: sc.kind,
         jobs: n,
@@ -643,6 +660,12 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
             "peak RSS (MiB)".into(),
             num(r.errand.peak_rss_mb, 1),
             "-".into(),
+            String::new(),
+        ],
+        vec![
+            "database + WAL at the end (MiB)".into(),
+            num(r.errand.files_mb, 1),
+            num(r.raw.files_mb, 1),
             String::new(),
         ],
         vec![
