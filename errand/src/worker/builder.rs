@@ -416,6 +416,7 @@ impl<S, St> WorkerBuilder<S, St> {
                 prefetch: o.prefetch,
                 poll_interval,
                 fetch_cooldown,
+                prefetch_bytes: o.prefetch_bytes,
             });
         }
         Ok(out)

@@ -53,6 +53,9 @@ pub(crate) struct QueueState {
     rate_gap_ns: AtomicU64,
     /// Exponentially weighted mean run time (1/8 weight), nanoseconds; 0 until a run ends.
     avg_run_ns: AtomicU64,
+    /// Exponentially weighted mean payload size of claimed jobs (1/8 weight), bytes; 0 until
+    /// a claim returns jobs.
+    avg_bytes: AtomicU64,
 }
 
 impl QueueState {
@@ -65,6 +68,28 @@ impl QueueState {
             old - old / 8 + sample / 8
         };
         self.avg_run_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Notes the payload sizes of claimed jobs.
+    pub(crate) fn record_sizes(&self, rows: &[JobRow]) {
+        for r in rows {
+            let sample = r.args.len() as u64 + 1;
+            let old = self.avg_bytes.load(Ordering::Relaxed);
+            let new = if old == 0 {
+                sample
+            } else {
+                old - old / 8 + sample / 8
+            };
+            self.avg_bytes.store(new, Ordering::Relaxed);
+        }
+    }
+
+    /// The mean payload size of claimed jobs, once a claim returned some.
+    pub(crate) fn avg_bytes(&self) -> Option<usize> {
+        match self.avg_bytes.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(usize::try_from(b).unwrap_or(usize::MAX)),
+        }
     }
 
     fn buffer(&self) -> std::sync::MutexGuard<'_, VecDeque<JobRow>> {
@@ -186,6 +211,16 @@ pub(crate) fn prefetch_under_limit(
     }
 }
 
+/// The prefetch within a byte budget: no more jobs than `budget` over the mean payload size
+/// (unknown before the first claim returns jobs, whose size is the concurrency's and the
+/// default prefetch's).
+pub(crate) fn prefetch_under_bytes(prefetch: usize, budget: usize, avg: Option<usize>) -> usize {
+    match avg {
+        None => prefetch,
+        Some(b) => prefetch.min(budget / b.max(1)),
+    }
+}
+
 /// Fastest a rate-limited queue's producer claims.
 const MIN_RATE_POLL: Duration = Duration::from_millis(10);
 /// How long after its last jobs a rate-limited queue's producer keeps the rate's pace.
@@ -259,6 +294,25 @@ mod tests {
             0,
             "metered: no buffer"
         );
+    }
+
+    #[test]
+    fn large_payloads_shrink_the_buffer() {
+        let mb = 1 << 20;
+        assert_eq!(prefetch_under_bytes(1000, 64 * mb, None), 1000);
+        assert_eq!(prefetch_under_bytes(1000, 64 * mb, Some(100)), 1000);
+        assert_eq!(prefetch_under_bytes(1000, 64 * mb, Some(mb)), 64);
+        assert_eq!(prefetch_under_bytes(1000, 64 * mb, Some(100 * mb)), 0);
+        let q = QueueState::default();
+        assert_eq!(q.avg_bytes(), None);
+        let mut row = JobRow::new(1, "k", "q", "x".repeat(999));
+        q.record_sizes(std::slice::from_ref(&row));
+        assert_eq!(q.avg_bytes(), Some(1000));
+        row.args = "x".repeat(7999);
+        for _ in 0..60 {
+            q.record_sizes(std::slice::from_ref(&row));
+        }
+        assert!(q.avg_bytes().unwrap() > 7_900, "{:?}", q.avg_bytes());
     }
 
     #[test]

