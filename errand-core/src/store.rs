@@ -147,6 +147,11 @@ pub trait Store: Send + Sync + 'static {
     /// available jobs' index only.
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 
+    /// Which of `queues` have an available job: one index probe per queue, in one statement.
+    /// A worker polls its queues with it (one query per poll interval whatever their number)
+    /// and wakes the producers of those with work.
+    async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError>;
+
     /// Every queue record, by name. A queue nobody paused or limited may have none.
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError>;
 
@@ -283,6 +288,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
         (**self).set_queue_limits(queue, limits, now).await
+    }
+    async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {
+        (**self).queues_with_available(queues).await
     }
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         (**self).oldest_available().await

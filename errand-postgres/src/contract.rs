@@ -97,6 +97,10 @@ impl Store for PgStore {
         queue::set_limits(self, queue, limits, now).await
     }
 
+    async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {
+        queue::with_available(self, queues).await
+    }
+
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         queue::oldest_available(self).await
     }

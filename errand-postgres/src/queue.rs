@@ -62,6 +62,17 @@ pub(crate) async fn set_limits(
     Ok(record)
 }
 
+pub(crate) async fn with_available(
+    s: &PgStore,
+    queues: &[String],
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(&s.inner.sql.with_available)
+        .bind(queues)
+        .fetch_all(&s.inner.pool)
+        .await
+        .map_err(db)
+}
+
 pub(crate) async fn oldest_available(
     s: &PgStore,
 ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {

@@ -45,6 +45,7 @@ pub(crate) struct Sql {
     pub(crate) set_limits: String,
     pub(crate) queues: String,
     pub(crate) oldest_available: String,
+    pub(crate) with_available: String,
     pub(crate) table: String,
 }
 
@@ -397,6 +398,11 @@ impl Sql {
             is_metered: format!(
                 "SELECT EXISTS (SELECT 1 FROM {q} WHERE name = $1 AND (max_per_key IS NOT NULL
                                 OR rate_starts IS NOT NULL OR key_rate_starts IS NOT NULL))"
+            ),
+            // One probe of the claim index per queue.
+            with_available: format!(
+                "SELECT q FROM unnest($1::text[]) AS q WHERE EXISTS
+                   (SELECT 1 FROM {t} j WHERE j.state = 'available' AND j.queue = q)"
             ),
             // The claim index holds exactly the available jobs.
             oldest_available: format!(

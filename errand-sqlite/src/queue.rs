@@ -113,6 +113,21 @@ pub(crate) async fn set_limits(
     Ok(record)
 }
 
+pub(crate) async fn with_available(
+    s: &SqliteStore,
+    queues: &[String],
+) -> Result<Vec<String>, StoreError> {
+    // One probe of the claim index per queue.
+    sqlx::query_scalar(
+        "SELECT value FROM json_each(?) WHERE EXISTS \
+         (SELECT 1 FROM errand_jobs WHERE state = 'available' AND queue = json_each.value)",
+    )
+    .bind(crate::sql::to_json(&queues))
+    .fetch_all(s.reader())
+    .await
+    .map_err(db)
+}
+
 pub(crate) async fn oldest_available(
     s: &SqliteStore,
 ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {

@@ -105,6 +105,7 @@ macro_rules! store_conformance {
                 pause_and_resume_wake_who_must_act,
                 a_queue_limit_caps_running_jobs,
                 oldest_available_is_the_earliest_due_waiting_job,
+                queues_with_available_names_those_with_work,
             ],
             metered: [
                 a_per_key_limit_caps_each_key,

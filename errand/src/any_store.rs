@@ -154,6 +154,9 @@ impl Store for AnyStore {
     ) -> Result<QueueRecord, StoreError> {
         each!(self, s => s.set_queue_limits(queue, limits, now).await)
     }
+    async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.queues_with_available(queues).await)
+    }
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         each!(self, s => s.oldest_available().await)
     }

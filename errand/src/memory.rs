@@ -588,6 +588,15 @@ impl Store for MemoryStore {
         Ok(record)
     }
 
+    async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {
+        let g = self.lock();
+        Ok(queues
+            .iter()
+            .filter(|q| g.available.get(q.as_str()).is_some_and(|s| !s.is_empty()))
+            .cloned()
+            .collect())
+    }
+
     async fn oldest_available(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         let g = self.lock();
         let mut out: Vec<(String, DateTime<Utc>)> = g

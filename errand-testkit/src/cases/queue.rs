@@ -170,3 +170,25 @@ pub async fn oldest_available_is_the_earliest_due_waiting_job<S: Store>(store: S
         vec![("q".to_owned(), at(-90)), ("r".to_owned(), at(-10))]
     );
 }
+
+/// `queues_with_available` names exactly the asked queues that have an available job (not
+/// scheduled, running or finished ones), whatever their names hold.
+pub async fn queues_with_available_names_those_with_work<S: Store>(store: S) {
+    insert_n(&store, "ready", 2).await;
+    insert_n(&store, "it's; --", 1).await;
+    let mut later = job("noop", "later");
+    later.run_at = at(3600);
+    store.insert(vec![later], t0()).await.unwrap();
+    insert_n(&store, "taken", 1).await;
+    assert_eq!(claim(&store, "taken", 10, at(1)).await.len(), 1);
+    let asked: Vec<String> = ["ready", "later", "taken", "none", "it's; --"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut found = store.queues_with_available(&asked).await.unwrap();
+    found.sort();
+    assert_eq!(found, vec!["it's; --".to_owned(), "ready".to_owned()]);
+    assert!(store.queues_with_available(&[]).await.unwrap().is_empty());
+    let many: Vec<String> = (0..600).map(|i| format!("q{i}")).collect();
+    assert!(store.queues_with_available(&many).await.unwrap().is_empty());
+}

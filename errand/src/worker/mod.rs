@@ -15,6 +15,7 @@ mod heartbeat;
 mod inflight;
 mod keeper;
 mod pacing;
+mod poller;
 mod producer;
 mod queue;
 mod registry;
@@ -113,6 +114,11 @@ impl<S: Store> Worker<S> {
                 stop_rx.clone(),
             )));
         }
+        let poller = tokio::spawn(poller::run(
+            shared.clone(),
+            self.queues.clone(),
+            stop_rx.clone(),
+        ));
         let keeper = keeper::start(shared.clone(), self.completer_rx, final_rx);
         let watcher = tokio::spawn(controls::run(shared.clone(), stop_rx.clone()));
         let mut services = maintenance::spawn_all(
@@ -132,6 +138,7 @@ impl<S: Store> Worker<S> {
             },
         );
         services.push(watcher);
+        services.push(poller);
         tracing::info!(worker = %shared.worker_id, queues = ?self.queues.iter().map(|q| (&q.name, q.concurrency)).collect::<Vec<_>>(),
             kinds = ?shared.registry.kinds().collect::<Vec<_>>(), "errand worker started");
         WorkerHandle {

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use super::pacing::QueueState;
-use super::{executor, pacing, ErrorBackoff, QueueConfig, Shared};
+use super::{executor, pacing, poller, ErrorBackoff, QueueConfig, Shared};
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -138,7 +138,9 @@ pub(crate) async fn run(
                 more_waiting |= state.is_limited()
                     && (sem.available_permits() > 0 || state.buffered() <= low_water);
             }
-            _ = tokio::time::sleep(pacing::poll(queue.poll_interval, state.rate_gap(), took_at)) => more_waiting = true,
+            // The poller wakes this producer when the queue has work (one query for all the
+            // worker's queues); this is the fallback behind it.
+            _ = tokio::time::sleep(pacing::poll(poller::fallback(queue.poll_interval), state.rate_gap(), took_at)) => more_waiting = true,
             _ = stop.changed() => return,
         }
     }

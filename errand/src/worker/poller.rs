@@ -1,0 +1,58 @@
+//! The poller: one query per poll interval finds which of the worker's queues have available
+//! jobs, and wakes their producers — polling costs the same for 1 queue or 500 (a producer
+//! polling on its own made a worker with 500 idle queues issue 500 claims a second). Wake-ups
+//! (an insert in this process, Postgres `NOTIFY`) still reach a producer at once; this finds
+//! what they cannot: jobs inserted by another process on SQLite, jobs released or rescued
+//! elsewhere. Each producer also polls by itself, [`FALLBACK`] times less often, in case this
+//! task cannot reach the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{QueueConfig, Shared};
+
+/// How many poll intervals a producer waits before claiming on its own.
+pub(crate) const FALLBACK: u32 = 30;
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    queues: Vec<QueueConfig>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(every) = queues.iter().map(|q| q.poll_interval).min() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        // Paused queues start nothing: their producers are woken by the resume.
+        let asked: Vec<String> = queues
+            .iter()
+            .filter(|q| !shared.queue_state(&q.name).is_paused())
+            .map(|q| q.name.clone())
+            .collect();
+        if asked.is_empty() {
+            continue;
+        }
+        match shared.store.queues_with_available(&asked).await {
+            Ok(found) => {
+                for q in found {
+                    shared.store.signals().notify(&q);
+                }
+            }
+            Err(e) => {
+                shared.check_lost(&e);
+                tracing::warn!(error = %e, "could not poll the queues for work; retrying");
+            }
+        }
+    }
+}
+
+/// A producer's own poll: the fallback behind the poller.
+pub(crate) fn fallback(interval: Duration) -> Duration {
+    interval.saturating_mul(FALLBACK)
+}
