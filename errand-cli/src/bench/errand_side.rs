@@ -215,8 +215,22 @@ pub(crate) async fn latency(
 }
 
 /// A worker with no work for `secs`: statements per second and CPU % of this process.
-pub(crate) async fn idle(store: &BenchStore, probe: &Arc<Probe>, secs: u64) -> (f64, f64) {
-    let handle = worker(store, probe, 10);
+pub(crate) async fn idle(
+    store: &BenchStore,
+    probe: &Arc<Probe>,
+    secs: u64,
+    queues: u32,
+) -> (f64, f64) {
+    let mut builder = Worker::builder(store.clone(), probe.clone())
+        .register::<BenchJob>()
+        .queue("bench", 10);
+    for i in 1..queues {
+        builder = builder.queue(format!("idle-{i}"), 1);
+    }
+    let handle = builder
+        .build()
+        .expect("bench worker configuration is valid")
+        .start();
     tokio::time::sleep(Duration::from_millis(1500)).await; // past start-up work
     let cpu0 = measure::cpu_time();
     let (queries, ()) = measure::count_queries(tokio::time::sleep(Duration::from_secs(secs))).await;

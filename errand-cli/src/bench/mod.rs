@@ -57,6 +57,9 @@ pub struct BenchArgs {
     /// Length of the idle phase in seconds.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// Queues the idle worker works (1 to 10,000): its idle cost should not grow with them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub idle_queues: u32,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -147,6 +150,9 @@ pub struct Report {
     /// The fleet-wide limit set on errand's bench queue, if any (`--queue-limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_limit: Option<u32>,
+    /// The queues the idle worker worked (`--idle-queues`), when the idle phase ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_queues: Option<u32>,
     /// errand's figures.
     pub errand: Side,
     /// The raw baseline's figures.
@@ -563,7 +569,8 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
                 }
             })
         };
-        let (qps, cpu) = errand_side::idle(&sc.store, &Probe::new(1), args.idle_secs).await;
+        let (qps, cpu) =
+            errand_side::idle(&sc.store, &Probe::new(1), args.idle_secs, args.idle_queues).await;
         ticker.abort();
         pb.finish();
         e.idle_queries_per_s = Some(qps);
@@ -576,6 +583,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         jobs: n,
         concurrency: w,
         queue_limit: args.queue_limit,
+        idle_queues: on(Phase::Idle).then_some(args.idle_queues),
         ratio: Ratio {
             enqueue_single: ratio(e.enqueue_single_per_s, r.enqueue_single_per_s),
             enqueue_batch: ratio(e.enqueue_batch_per_s, r.enqueue_batch_per_s),
