@@ -27,42 +27,22 @@ CREATE INDEX jobs_keyed ON {schema}.jobs (queue, partition_key, priority, run_at
 CREATE INDEX jobs_keyed_running ON {schema}.jobs (queue, partition_key)
     WHERE state = 'running' AND partition_key IS NOT NULL;
 
--- A binary from before this version claims through `claimable`: it now takes nothing from a
--- metered queue (per-key or rate limit) rather than take past the limits it cannot see.
-CREATE OR REPLACE FUNCTION {schema}.claimable(queue text, want bigint) RETURNS bigint
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    rec {schema}.queues%ROWTYPE;
-    running bigint;
-BEGIN
-    SELECT * INTO rec FROM {schema}.queues q WHERE q.name = queue;
-    IF NOT FOUND THEN
-        RETURN want;
-    END IF;
-    IF rec.paused OR rec.max_per_key IS NOT NULL OR rec.rate_starts IS NOT NULL
-       OR rec.key_rate_starts IS NOT NULL THEN
-        RETURN 0;
-    END IF;
-    IF rec.max_running IS NULL THEN
-        RETURN want;
-    END IF;
-    PERFORM 1 FROM {schema}.queues q WHERE q.name = queue FOR UPDATE;
-    SELECT count(*) INTO running FROM {schema}.jobs j
-        WHERE j.state = 'running' AND j.queue = claimable.queue;
-    SELECT * INTO rec FROM {schema}.queues q WHERE q.name = queue;
-    IF rec.paused OR rec.max_per_key IS NOT NULL OR rec.rate_starts IS NOT NULL
-       OR rec.key_rate_starts IS NOT NULL THEN
-        RETURN 0;
-    END IF;
-    RETURN greatest(0, least(want, coalesce(rec.max_running::bigint, want) - running));
-END
+-- The running jobs of `queue` a queue-wide limit counts: the other workers' running jobs plus
+-- what the claiming `worker` holds (`held`: jobs it runs or has claimed and not started;
+-- errand_core::ClaimRequest::held) — its own finished jobs, outcomes on their way, are done —
+-- or every running job when `held` is NULL.
+CREATE FUNCTION {schema}.running_for_limit(queue text, worker text, held bigint)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN held IS NULL THEN count(*)
+                ELSE count(*) FILTER (WHERE j.attempted_by IS DISTINCT FROM worker) + held END
+    FROM {schema}.jobs j WHERE j.state = 'running' AND j.queue = running_for_limit.queue
 $$;
 
--- The claim's count for a queue without metering, given what the claiming worker holds
--- (`held`: jobs it runs or has claimed and not started; errand_core::ClaimRequest::held): 0
--- when paused or metered; under a limit, the free slots, counting the other workers' running
--- jobs plus `held` (its own finished jobs, outcomes on their way, are done), or every running
--- job when `held` is NULL. Locks the record as `claimable(queue, want)` does.
+-- The claim's count for a queue without metering: 0 when paused or metered (per-key limit or
+-- a rate: those are claimed through `claim_plan`); under a queue-wide limit the free slots,
+-- the record locked first (claims of the queue take turns) and the running jobs counted
+-- after the lock is held (a PL/pgSQL statement takes a fresh snapshot). A queue without a
+-- record: one primary-key probe, no lock.
 CREATE FUNCTION {schema}.claimable(queue text, want bigint, worker text, held bigint)
 RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -89,12 +69,11 @@ BEGIN
 END
 $$;
 
--- The running jobs of `queue` a queue-wide limit counts (see `claimable` above).
-CREATE FUNCTION {schema}.running_for_limit(queue text, worker text, held bigint)
-RETURNS bigint LANGUAGE sql VOLATILE AS $$
-    SELECT CASE WHEN held IS NULL THEN count(*)
-                ELSE count(*) FILTER (WHERE j.attempted_by IS DISTINCT FROM worker) + held END
-    FROM {schema}.jobs j WHERE j.state = 'running' AND j.queue = running_for_limit.queue
+-- A binary from before this version claims through `claimable(queue, want)`: now the same
+-- count, so it takes nothing from a metered queue rather than take past limits it cannot see.
+CREATE OR REPLACE FUNCTION {schema}.claimable(queue text, want bigint) RETURNS bigint
+LANGUAGE sql VOLATILE AS $$
+    SELECT {schema}.claimable(queue, want, NULL::text, NULL::bigint)
 $$;
 
 -- The claim's plan for queue `p_queue` wanting `p_want` at `p_now`: `o_n` jobs to take in

@@ -236,4 +236,21 @@ async fn a_version_5_schema_with_rows_upgrades_to_metered_queues() {
         3,
         "no limit but per key, and these jobs have no key"
     );
+    // A binary of version 5 claims through `claimable(queue, want)`: it now takes nothing
+    // from a metered queue, and still counts a plain limit.
+    let old_claimable = format!("SELECT {q}.claimable('mail', 10)");
+    let n: i64 = sqlx::query_scalar(&old_claimable)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "metered: nothing for an old binary");
+    store
+        .set_queue_limits("mail", &QueueLimits::default().max_running(9), now)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(&old_claimable)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 3, "9 minus the 6 running");
 }

@@ -18,6 +18,50 @@ use errand::{
 };
 use serde::{Deserialize, Serialize};
 
+/// Expands `$name(stores: [S; $n])` into a test on `$n` Postgres stores of one schema and
+/// one on `$n` stores of one SQLite file, each store with a pool (and on Postgres a
+/// listener) of its own, sharing nothing in memory: as `$n` processes would.
+macro_rules! on_processes {
+    ($name:ident, $n:literal) => {
+        mod $name {
+            #[cfg(feature = "postgres")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::pg_processes::<$n>().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (stores, _dir) = super::sqlite_processes::<$n>().await;
+                super::$name(stores).await;
+            }
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+async fn pg_processes<const N: usize>() -> [errand::PgStore; N] {
+    let first = errand_postgres::testing::scratch_store().await;
+    let mut all = vec![first.clone()];
+    for i in 1..N {
+        all.push(common::other_process(&first, &format!("errand-fleet-{i}")).await);
+    }
+    all.try_into().ok().expect("N stores")
+}
+
+async fn sqlite_processes<const N: usize>() -> ([errand::SqliteStore; N], tempfile::TempDir) {
+    let (first, dir) = sqlite().await;
+    let path = dir.path().join("errand.db");
+    let mut all = vec![first];
+    for _ in 1..N {
+        all.push(
+            errand::SqliteStore::open(path.to_str().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    (all.try_into().ok().expect("N stores"), dir)
+}
+
 /// (key, attempt, started, ended) of every run.
 type Ledger = Arc<Mutex<Vec<(String, i32, Instant, Instant)>>>;
 
@@ -137,30 +181,7 @@ async fn one_per_key_across_four_processes<S: Store + Clone>(stores: [S; 4]) {
     );
 }
 
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_per_key_across_four_processes_on_postgres() {
-    let first = errand_postgres::testing::scratch_store().await;
-    let mut others = Vec::new();
-    for i in 2..=4 {
-        others.push(common::other_process(&first, &format!("errand-key-{i}")).await);
-    }
-    let [b, c, d]: [_; 3] = others.try_into().ok().unwrap();
-    one_per_key_across_four_processes([first, b, c, d]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_per_key_across_four_processes_on_sqlite() {
-    let (first, dir) = sqlite().await;
-    let path = dir.path().join("errand.db");
-    let open = || errand::SqliteStore::open(path.to_str().unwrap());
-    let (b, c, d) = (
-        open().await.unwrap(),
-        open().await.unwrap(),
-        open().await.unwrap(),
-    );
-    one_per_key_across_four_processes([first, b, c, d]).await;
-}
+on_processes!(one_per_key_across_four_processes, 4);
 
 /// 3 processes under a rate limit of 20 starts a second, 200 jobs ready: the starts come at
 /// 20 a second (within 10 %) over the run, and every job ran on its first attempt.
@@ -219,23 +240,7 @@ async fn twenty_a_second_across_three_processes<S: Store + Clone>(stores: [S; 3]
     eprintln!("rate 20/s, 3 processes: 200 starts over {span:.2} s = {observed:.2}/s");
 }
 
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_a_second_across_three_processes_on_postgres() {
-    let first = errand_postgres::testing::scratch_store().await;
-    let second = common::other_process(&first, "errand-rate-2").await;
-    let third = common::other_process(&first, "errand-rate-3").await;
-    twenty_a_second_across_three_processes([first, second, third]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_a_second_across_three_processes_on_sqlite() {
-    let (first, dir) = sqlite().await;
-    let path = dir.path().join("errand.db");
-    let open = || errand::SqliteStore::open(path.to_str().unwrap());
-    let (second, third) = (open().await.unwrap(), open().await.unwrap());
-    twenty_a_second_across_three_processes([first, second, third]).await;
-}
+on_processes!(twenty_a_second_across_three_processes, 3);
 
 /// A job of any queue (chosen by its arguments) that records its run in the ledger.
 #[derive(Serialize, Deserialize)]
@@ -367,23 +372,7 @@ async fn pause_one_of_two_queues_across_three_processes<S: Store + Clone>(stores
     );
 }
 
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_one_of_two_queues_across_three_processes_on_postgres() {
-    let first = errand_postgres::testing::scratch_store().await;
-    let second = common::other_process(&first, "errand-pause-2").await;
-    let third = common::other_process(&first, "errand-pause-3").await;
-    pause_one_of_two_queues_across_three_processes([first, second, third]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_one_of_two_queues_across_three_processes_on_sqlite() {
-    let (first, dir) = sqlite().await;
-    let path = dir.path().join("errand.db");
-    let open = || errand::SqliteStore::open(path.to_str().unwrap());
-    let (second, third) = (open().await.unwrap(), open().await.unwrap());
-    pause_one_of_two_queues_across_three_processes([first, second, third]).await;
-}
+on_processes!(pause_one_of_two_queues_across_three_processes, 3);
 
 /// The most runs of the ledger overlapping at any instant.
 fn most_at_once(ledger: &[(String, i32, Instant, Instant)]) -> usize {
@@ -457,30 +446,7 @@ async fn a_limit_of_three_across_four_processes<S: Store + Clone>(stores: [S; 4]
     );
 }
 
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_limit_of_three_across_four_processes_on_postgres() {
-    let first = errand_postgres::testing::scratch_store().await;
-    let mut others = Vec::new();
-    for i in 2..=4 {
-        others.push(common::other_process(&first, &format!("errand-limit3-{i}")).await);
-    }
-    let [b, c, d]: [_; 3] = others.try_into().ok().unwrap();
-    a_limit_of_three_across_four_processes([first, b, c, d]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_limit_of_three_across_four_processes_on_sqlite() {
-    let (first, dir) = sqlite().await;
-    let path = dir.path().join("errand.db");
-    let open = || errand::SqliteStore::open(path.to_str().unwrap());
-    let (b, c, d) = (
-        open().await.unwrap(),
-        open().await.unwrap(),
-        open().await.unwrap(),
-    );
-    a_limit_of_three_across_four_processes([first, b, c, d]).await;
-}
+on_processes!(a_limit_of_three_across_four_processes, 4);
 
 /// One worker alone keeps the rate too (its claims come on the grid of its last take, so a
 /// bucket of one token loses nothing): 10 a second, 31 jobs of 50 ms, within 10 %.
