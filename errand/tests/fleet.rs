@@ -45,7 +45,7 @@ async fn pg_processes<const N: usize>() -> [errand::PgStore; N] {
     for i in 1..N {
         all.push(common::other_process(&first, &format!("errand-fleet-{i}")).await);
     }
-    all.try_into().ok().expect("N stores")
+    all.try_into().unwrap_or_else(|_| panic!("{N} stores"))
 }
 
 async fn sqlite_processes<const N: usize>() -> ([errand::SqliteStore; N], tempfile::TempDir) {
@@ -59,7 +59,7 @@ async fn sqlite_processes<const N: usize>() -> ([errand::SqliteStore; N], tempfi
                 .unwrap(),
         );
     }
-    (all.try_into().ok().expect("N stores"), dir)
+    (all.try_into().unwrap_or_else(|_| panic!("{N} stores")), dir)
 }
 
 /// (key, attempt, started, ended) of every run.
