@@ -156,3 +156,53 @@ pub fn assert_one_inserted(results: &[errand_core::InsertResult]) -> JobId {
     );
     results[0].id
 }
+
+/// Eight claimers race over `queue` ("w0".."w7"), each claiming up to `want`, then running
+/// `check` (which asserts what must hold at every moment), then completing what it took,
+/// until nothing is available (or a round limit). Returns how many jobs were completed.
+pub async fn race_claimers<S, F, Fut>(store: &S, queue: &str, want: u32, check: F) -> usize
+where
+    S: Store + Clone + 'static,
+    F: Fn(S) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, queue, check) = (store.clone(), queue.to_owned(), check.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            for round in 0..400 {
+                let mut req = claim_req(&queue, want, at(1));
+                req.worker_id = format!("w{w}");
+                let rows = store.claim(&req).await.expect("claim");
+                check(store.clone()).await;
+                if rows.is_empty() {
+                    let left = store
+                        .count(
+                            &errand_core::ListFilter::new()
+                                .queue(queue.clone())
+                                .state(errand_core::JobState::Available),
+                        )
+                        .await
+                        .unwrap();
+                    if left == 0 || round > 350 {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                let batch: Vec<_> = rows
+                    .iter()
+                    .map(|r| finish(r, at(2), FinishAction::Complete))
+                    .collect();
+                done += store.finish(&batch).await.unwrap().len();
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total
+}

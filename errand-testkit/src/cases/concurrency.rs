@@ -119,49 +119,19 @@ pub async fn racing_outcomes_and_rescue_leave_one_result<S: Store + Clone>(store
 
 /// 8 claimers race over a queue limited to 3 running jobs, each claiming, completing one of
 /// what it holds and claiming again: at no moment do more than 3 run, and every job runs.
-pub async fn racing_claimers_never_exceed_a_queue_limit<S: Store + Clone>(store: S) {
+pub async fn racing_claimers_never_exceed_a_queue_limit<S: Store + Clone + 'static>(store: S) {
     let ids = insert_n(&store, "capped", 60).await;
     store
         .set_queue_limits("capped", &running_limit(Some(3)), at(0))
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0;
-            for round in 0..200 {
-                let mut req = claim_req("capped", 5, at(1));
-                req.worker_id = format!("w{w}");
-                let rows = store.claim(&req).await.expect("claim");
-                let running = store
-                    .count(&ListFilter::new().queue("capped").state(JobState::Running))
-                    .await
-                    .unwrap();
-                assert!(running <= 3, "{running} running under a limit of 3");
-                if rows.is_empty() {
-                    let left = store
-                        .count(&ListFilter::new().queue("capped").state(JobState::Available))
-                        .await
-                        .unwrap();
-                    if left == 0 || round > 150 {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                let batch: Vec<_> = rows
-                    .iter()
-                    .map(|r| finish(r, at(2), FinishAction::Complete))
-                    .collect();
-                done += store.finish(&batch).await.unwrap().len();
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
+    let total = race_claimers(&store, "capped", 5, |store: S| async move {
+        let running = store
+            .count(&ListFilter::new().queue("capped").state(JobState::Running))
+            .await
+            .unwrap();
+        assert!(running <= 3, "{running} running under a limit of 3");
+    })
+    .await;
     assert_eq!(total, ids.len(), "every job ran, once");
 }

@@ -356,7 +356,7 @@ pub async fn partition_keys_are_data<S: Store>(store: S) {
 /// 8 claimers race over a queue of 4 keys limited to one running job per key, each claiming,
 /// completing what it holds and claiming again: at no moment do two jobs of a key run, and
 /// every job runs once.
-pub async fn racing_claimers_never_exceed_a_per_key_limit<S: Store + Clone>(store: S) {
+pub async fn racing_claimers_never_exceed_a_per_key_limit<S: Store + Clone + 'static>(store: S) {
     let jobs: Vec<_> = (0..60)
         .map(|i| keyed("race", Some(["a", "b", "c", "d"][i % 4])))
         .collect();
@@ -365,51 +365,21 @@ pub async fn racing_claimers_never_exceed_a_per_key_limit<S: Store + Clone>(stor
         .set_queue_limits("race", &per_key(1), at(0))
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0;
-            for round in 0..400 {
-                let mut req = claim_req("race", 3, at(1));
-                req.worker_id = format!("w{w}");
-                let rows = store.claim(&req).await.expect("claim");
-                let running = store
-                    .list(&ListFilter::new().queue("race").state(JobState::Running))
-                    .await
-                    .unwrap();
-                let mut per: HashMap<_, usize> = HashMap::new();
-                for r in &running {
-                    *per.entry(r.partition_key.clone()).or_default() += 1;
-                }
-                assert!(
-                    per.values().all(|n| *n <= 1),
-                    "two of a key running: {per:?}"
-                );
-                if rows.is_empty() {
-                    let left = store
-                        .count(&ListFilter::new().queue("race").state(JobState::Available))
-                        .await
-                        .unwrap();
-                    if left == 0 || round > 350 {
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                let batch: Vec<_> = rows
-                    .iter()
-                    .map(|r| finish(r, at(2), FinishAction::Complete))
-                    .collect();
-                done += store.finish(&batch).await.unwrap().len();
-            }
-            done
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
+    let total = race_claimers(&store, "race", 3, |store: S| async move {
+        let running = store
+            .list(&ListFilter::new().queue("race").state(JobState::Running))
+            .await
+            .unwrap();
+        let mut per: HashMap<_, usize> = HashMap::new();
+        for r in &running {
+            *per.entry(r.partition_key.clone()).or_default() += 1;
+        }
+        assert!(
+            per.values().all(|n| *n <= 1),
+            "two of a key running: {per:?}"
+        );
+    })
+    .await;
     assert_eq!(total, 60, "every job ran, once");
 }
 
