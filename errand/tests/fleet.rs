@@ -65,41 +65,71 @@ async fn sqlite_processes<const N: usize>() -> ([errand::SqliteStore; N], tempfi
 /// (key, attempt, started, ended) of every run.
 type Ledger = Arc<Mutex<Vec<(String, i32, Instant, Instant)>>>;
 
+/// A job that records its run in the ledger, labelled by its customer (when it has one: its
+/// partition key) or else by its queue; the queue comes from its arguments.
 #[derive(Serialize, Deserialize)]
-struct Sync {
-    customer: String,
+struct Work {
+    queue: String,
+    customer: Option<String>,
     ms: u64,
 }
 
-impl Job for Sync {
-    const KIND: &'static str = "sync";
-    const QUEUE: &'static str = "sync";
+impl Job for Work {
+    const KIND: &'static str = "work";
     type State = Ledger;
 
     async fn run(self, cx: JobContext<Ledger>) -> Result<Outcome, JobError> {
         let started = Instant::now();
         tokio::time::sleep(Duration::from_millis(self.ms)).await;
+        let label = self.customer.unwrap_or(self.queue);
         cx.state()
             .lock()
             .unwrap()
-            .push((self.customer, cx.attempt(), started, Instant::now()));
+            .push((label, cx.attempt(), started, Instant::now()));
         Ok(Outcome::Complete)
     }
 
-    /// The key comes from the arguments: one partition per customer.
+    /// Queue and partition come from the arguments: one partition per customer.
     fn options(&self) -> JobOptions {
-        JobOptions::new().partition_key(format!("customer:{}", self.customer))
+        let options = JobOptions::new().queue(&self.queue);
+        match &self.customer {
+            Some(c) => options.partition_key(format!("customer:{c}")),
+            None => options,
+        }
     }
 }
 
-fn worker<S: Store>(store: S, ledger: &Ledger, concurrency: usize) -> errand::WorkerHandle {
-    Worker::builder(store, ledger.clone())
-        .register::<Sync>()
-        .queue("sync", QueueOptions::new(concurrency))
-        .poll_interval(Duration::from_millis(200))
-        .build()
-        .unwrap()
-        .start()
+/// A job of customer `customer` on the queue `sync`.
+fn sync(customer: impl Into<String>, ms: u64) -> Work {
+    Work {
+        queue: "sync".into(),
+        customer: Some(customer.into()),
+        ms,
+    }
+}
+
+/// A job without a customer on `queue`.
+fn work(queue: &str, ms: u64) -> Work {
+    Work {
+        queue: queue.into(),
+        customer: None,
+        ms,
+    }
+}
+
+fn worker<S: Store>(
+    store: S,
+    ledger: &Ledger,
+    queues: &[&str],
+    slots: usize,
+) -> errand::WorkerHandle {
+    let mut b = Worker::builder(store, ledger.clone())
+        .register::<Work>()
+        .poll_interval(Duration::from_millis(200));
+    for q in queues {
+        b = b.queue(*q, QueueOptions::new(slots));
+    }
+    b.build().unwrap().start()
 }
 
 /// 4 processes, one running job per customer: customer `big` has 1,000 jobs queued ahead
@@ -112,10 +142,7 @@ async fn one_per_key_across_four_processes<S: Store + Clone>(stores: [S; 4]) {
         .set_queue_limits("sync", QueueLimits::default().max_per_key(1))
         .await
         .unwrap();
-    let job = |customer: &str| Sync {
-        customer: customer.to_owned(),
-        ms: 5,
-    };
+    let job = |customer: &str| sync(customer, 5);
     client
         .enqueue_many((0..1000).map(|_| job("big")))
         .await
@@ -128,7 +155,7 @@ async fn one_per_key_across_four_processes<S: Store + Clone>(stores: [S; 4]) {
     let started = Instant::now();
     let handles: Vec<_> = stores
         .iter()
-        .map(|s| worker(s.clone(), &ledger, 8))
+        .map(|s| worker(s.clone(), &ledger, &["sync"], 8))
         .collect();
     let small_done = || {
         let l = ledger.lock().unwrap();
@@ -193,16 +220,13 @@ async fn twenty_a_second_across_three_processes<S: Store + Clone>(stores: [S; 3]
         .await
         .unwrap();
     client
-        .enqueue_many((0..200).map(|i| Sync {
-            customer: format!("c{i}"),
-            ms: 0,
-        }))
+        .enqueue_many((0..200).map(|i| sync(format!("c{i}"), 0)))
         .await
         .unwrap();
     let ledger = Ledger::default();
     let handles: Vec<_> = stores
         .iter()
-        .map(|s| worker(s.clone(), &ledger, 4))
+        .map(|s| worker(s.clone(), &ledger, &["sync"], 4))
         .collect();
     let done = ListFilter::new().queue("sync").state(JobState::Completed);
     wait_for(
@@ -242,47 +266,6 @@ async fn twenty_a_second_across_three_processes<S: Store + Clone>(stores: [S; 3]
 
 on_processes!(twenty_a_second_across_three_processes, 3);
 
-/// A job of any queue (chosen by its arguments) that records its run in the ledger.
-#[derive(Serialize, Deserialize)]
-struct Work {
-    queue: String,
-    ms: u64,
-}
-
-impl Job for Work {
-    const KIND: &'static str = "work";
-    type State = Ledger;
-
-    async fn run(self, cx: JobContext<Ledger>) -> Result<Outcome, JobError> {
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_millis(self.ms)).await;
-        cx.state()
-            .lock()
-            .unwrap()
-            .push((self.queue, cx.attempt(), started, Instant::now()));
-        Ok(Outcome::Complete)
-    }
-
-    fn options(&self) -> JobOptions {
-        JobOptions::new().queue(&self.queue)
-    }
-}
-
-fn work_worker<S: Store>(
-    store: S,
-    ledger: &Ledger,
-    queues: &[&str],
-    slots: usize,
-) -> errand::WorkerHandle {
-    let mut b = Worker::builder(store, ledger.clone())
-        .register::<Work>()
-        .poll_interval(Duration::from_millis(200));
-    for q in queues {
-        b = b.queue(*q, QueueOptions::new(slots));
-    }
-    b.build().unwrap().start()
-}
-
 /// Starts of `queue` in the ledger.
 fn starts_of(ledger: &Ledger, queue: &str) -> Vec<Instant> {
     let mut s: Vec<_> = ledger
@@ -301,10 +284,7 @@ fn starts_of(ledger: &Ledger, queue: &str) -> Vec<Instant> {
 /// resumed, `a` drains.
 async fn pause_one_of_two_queues_across_three_processes<S: Store + Clone>(stores: [S; 3]) {
     let client = Client::new(stores[0].clone());
-    let job = |q: &str| Work {
-        queue: q.to_owned(),
-        ms: 20,
-    };
+    let job = |q: &str| work(q, 20);
     client
         .enqueue_many((0..300).map(|_| job("a")))
         .await
@@ -316,7 +296,7 @@ async fn pause_one_of_two_queues_across_three_processes<S: Store + Clone>(stores
     let ledger = Ledger::default();
     let handles: Vec<_> = stores
         .iter()
-        .map(|s| work_worker(s.clone(), &ledger, &["a", "b"], 2))
+        .map(|s| worker(s.clone(), &ledger, &["a", "b"], 2))
         .collect();
     wait_for("both queues running", Duration::from_secs(20), || async {
         starts_of(&ledger, "a").len() >= 20 && starts_of(&ledger, "b").len() >= 20
@@ -398,16 +378,13 @@ async fn a_limit_of_three_across_four_processes<S: Store + Clone>(stores: [S; 4]
         .unwrap();
     let (jobs, ms) = (60, 100);
     client
-        .enqueue_many((0..jobs).map(|_| Work {
-            queue: "limited".into(),
-            ms,
-        }))
+        .enqueue_many((0..jobs).map(|_| work("limited", ms)))
         .await
         .unwrap();
     let ledger = Ledger::default();
     let handles: Vec<_> = stores
         .iter()
-        .map(|s| work_worker(s.clone(), &ledger, &["limited"], 3))
+        .map(|s| worker(s.clone(), &ledger, &["limited"], 3))
         .collect();
     let done = ListFilter::new()
         .queue("limited")
@@ -458,14 +435,11 @@ async fn one_worker_keeps_a_rate_of_ten<S: Store + Clone>(store: S) {
         .await
         .unwrap();
     client
-        .enqueue_many((0..31).map(|i| Sync {
-            customer: format!("c{i}"),
-            ms: 50,
-        }))
+        .enqueue_many((0..31).map(|i| sync(format!("c{i}"), 50)))
         .await
         .unwrap();
     let ledger = Ledger::default();
-    let handle = worker(store.clone(), &ledger, 4);
+    let handle = worker(store.clone(), &ledger, &["sync"], 4);
     let done = ListFilter::new().queue("sync").state(JobState::Completed);
     wait_for(
         "31 jobs at 10 a second",
