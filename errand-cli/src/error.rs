@@ -22,6 +22,9 @@ pub enum CliError {
     /// An enqueue failed.
     #[error(transparent)]
     Enqueue(#[from] errand::EnqueueError),
+    /// `errand bench`'s raw baseline failed (its own driver's error).
+    #[error("the bench's raw baseline failed: {0}")]
+    Baseline(String),
 }
 
 impl CliError {

@@ -8,7 +8,7 @@ use errand::{Client, Job, JobContext, JobError, Outcome, Worker, WorkerHandle};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use super::{measure, Probe, BATCH};
+use super::{measure, Probe};
 
 /// A no-op job that reports its run to the probe.
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,11 +56,12 @@ pub(crate) async fn enqueue_single(
 pub(crate) async fn enqueue_batch(
     client: &Client<BenchStore>,
     n: u32,
+    batch: usize,
     pb: &ProgressBar,
 ) -> Result<Duration, errand::EnqueueError> {
     let start = Instant::now();
     let seqs: Vec<u32> = (0..n).collect();
-    for chunk in seqs.chunks(BATCH) {
+    for chunk in seqs.chunks(batch) {
         client
             .enqueue_many(chunk.iter().map(|&seq| BenchJob { seq }))
             .await?;

@@ -20,10 +20,12 @@ use serde::Serialize;
 
 use crate::CliError;
 use errand_side::BenchStore;
-use raw::Raw;
+use raw::{PgRaw, Raw, SqliteRaw};
 
 /// Jobs per batch insert, for errand and the raw baseline alike.
 pub(crate) const BATCH: usize = 1000;
+/// Jobs per large batch: errand's `enqueue_many` against the raw queue's `COPY` (Postgres).
+pub(crate) const LARGE_BATCH: usize = 10_000;
 
 /// `errand bench` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,9 +102,17 @@ pub struct Side {
     /// Single enqueues per second from one task (ten slices, alternating with the other
     /// side; the times of each side's slices are summed).
     pub enqueue_single_per_s: Option<f64>,
+    /// Raw only (Postgres): single inserts per second without `NOTIFY` (a queue whose
+    /// consumers only poll), in slices alternating with the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueue_single_no_notify_per_s: Option<f64>,
     /// Jobs per second enqueued in batches of 1,000 (median of five rounds, alternating with
     /// the other side).
     pub enqueue_batch_per_s: Option<f64>,
+    /// Postgres: jobs per second enqueued in batches of 10,000 — errand's `enqueue_many`,
+    /// the raw queue's `COPY … FROM STDIN (FORMAT binary)` (median of five rounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueue_copy_per_s: Option<f64>,
     /// Jobs per second run to completion (median of five rounds, alternating with the other
     /// side).
     pub process_per_s: Option<f64>,
@@ -134,6 +144,9 @@ pub struct Ratio {
     pub enqueue_single: Option<f64>,
     /// Batch enqueue throughput ratio.
     pub enqueue_batch: Option<f64>,
+    /// Large batches (10,000): errand against the raw `COPY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueue_copy: Option<f64>,
     /// Processing throughput ratio.
     pub process: Option<f64>,
 }
@@ -287,11 +300,7 @@ async fn scratch(url: &str) -> Result<Scratch, CliError> {
             .max_connections(20)
             .open()
             .await?;
-        let raw = Raw::Pg {
-            pool: store.pool().clone(),
-            table: format!("\"{schema}\".raw_jobs"),
-            channel: format!("raw_{schema}"),
-        };
+        let raw = Raw::Pg(PgRaw::new(url, &schema));
         Ok(Scratch {
             store: Arc::new(store.clone()),
             raw,
@@ -303,15 +312,12 @@ async fn scratch(url: &str) -> Result<Scratch, CliError> {
         let dir = crate::open::scratch_dir_beside(url, "errand-bench-").map_err(CliError::Io)?;
         let base = dir.path().display().to_string();
         let store = SqliteStore::open(&format!("sqlite://{base}/errand.db")).await?;
-        // The raw queue gets a file with errand's settings (WAL, synchronous=NORMAL,
-        // busy_timeout); its tables are its own.
-        let raw_file = SqliteStore::open(&format!("sqlite://{base}/raw.db")).await?;
+        // The raw queue gets a file of its own with errand's settings (WAL,
+        // synchronous=NORMAL, busy_timeout).
+        let raw = SqliteRaw::open(&dir.path().join("raw.db")).map_err(baseline)?;
         Ok(Scratch {
             store: Arc::new(store.clone()),
-            raw: Raw::Sqlite {
-                pool: raw_file.pool().clone(),
-                inserted: Arc::default(),
-            },
+            raw: Raw::Sqlite(raw),
             kind: "sqlite",
             errand_db: ErrandDb::Sqlite(store),
             _dir: Some(dir),
@@ -333,10 +339,7 @@ impl Scratch {
                 .map(|_| ()),
         };
         res.map_err(errand::StoreError::database)?;
-        self.raw
-            .clear()
-            .await
-            .map_err(errand::StoreError::database)?;
+        self.raw.clear().await.map_err(baseline)?;
         Ok(())
     }
 
@@ -374,6 +377,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The raw baseline's failure as the CLI's.
+fn baseline(e: raw::RawError) -> CliError {
+    CliError::Baseline(e.to_string())
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? / b?).filter(|r| r.is_finite())
 }
@@ -382,7 +390,8 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
     let on = |p: Phase| args.phases.contains(&p);
     let sc = scratch(url).await?;
-    sc.raw.setup().await.map_err(errand::StoreError::database)?;
+    sc.raw.setup().await.map_err(baseline)?;
+    let producer = sc.raw.producer().await.map_err(baseline)?;
     if let Some(limit) = args.queue_limit {
         let now = sc.store.now(chrono::Utc::now()).await;
         let limits = errand::QueueLimits::default().max_running(limit);
@@ -393,7 +402,6 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
     let mut e = Side::default();
     let mut prune_backlog = None;
     let mut r = Side::default();
-    let db = errand::StoreError::database;
 
     if on(Phase::Enqueue) {
         // Seconds of round trips per side: the two sides take turns, a slice each, so a
@@ -403,20 +411,29 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
             u64::from(n) * 2,
             "enqueue single (errand and raw, alternating)",
         );
-        let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+        let (mut ours, mut theirs, mut quiet) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let slice = n.div_ceil(SINGLE_SLICES);
+        let pg = matches!(sc.raw, Raw::Pg(_));
         for from in (0..n).step_by(slice as usize) {
             let to = (from + slice).min(n);
             ours += errand_side::enqueue_single(&client, from..to, &pb).await?;
             let t = Instant::now();
             for seq in from..to {
-                sc.raw.insert_one(seq).await.map_err(db)?;
+                producer.insert_one(seq, true).await.map_err(baseline)?;
                 pb.inc(1);
             }
             theirs += t.elapsed();
+            if pg {
+                let t = Instant::now();
+                for seq in from..to {
+                    producer.insert_one(seq, false).await.map_err(baseline)?;
+                }
+                quiet += t.elapsed();
+            }
         }
         e.enqueue_single_per_s = Some(per_s(n, ours));
         r.enqueue_single_per_s = Some(per_s(n, theirs));
+        r.enqueue_single_no_notify_per_s = pg.then(|| per_s(n, quiet));
         pb.finish();
         sc.clear().await?;
         // A batch phase lasts tens of milliseconds, short enough for one checkpoint or
@@ -428,20 +445,45 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         );
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let seqs: Vec<u32> = (0..n).collect();
+        let (mut ours_large, mut copies) = (Vec::new(), Vec::new());
         for _ in 0..BATCH_ROUNDS {
-            ours.push(per_s(n, errand_side::enqueue_batch(&client, n, &pb).await?));
+            ours.push(per_s(
+                n,
+                errand_side::enqueue_batch(&client, n, BATCH, &pb).await?,
+            ));
             sc.clear().await?;
             let t = Instant::now();
             for chunk in seqs.chunks(BATCH) {
-                sc.raw.insert_many(chunk).await.map_err(db)?;
+                producer.insert_many(chunk).await.map_err(baseline)?;
                 pb.inc(chunk.len() as u64);
             }
             theirs.push(per_s(n, t.elapsed()));
             sc.clear().await?;
+            // Large batches: errand's enqueue_many against the raw COPY (Postgres).
+            let t = Instant::now();
+            let mut copied = true;
+            for chunk in seqs.chunks(LARGE_BATCH) {
+                match producer.copy_many(chunk).await {
+                    Some(res) => res.map_err(baseline)?,
+                    None => copied = false,
+                }
+            }
+            if copied {
+                copies.push(per_s(n, t.elapsed()));
+                sc.clear().await?;
+                let hidden = ProgressBar::hidden();
+                let d = errand_side::enqueue_batch(&client, n, LARGE_BATCH, &hidden).await?;
+                ours_large.push(per_s(n, d));
+                sc.clear().await?;
+            }
         }
         pb.finish();
         e.enqueue_batch_per_s = Some(median(ours));
         r.enqueue_batch_per_s = Some(median(theirs));
+        if !copies.is_empty() {
+            e.enqueue_copy_per_s = Some(median(ours_large));
+            r.enqueue_copy_per_s = Some(median(copies));
+        }
     }
 
     if on(Phase::Process) || on(Phase::Memory) {
@@ -461,7 +503,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
                 n.into(),
                 &format!("errand process {round}/{rounds}"),
             );
-            errand_side::enqueue_batch(&client, n, &ProgressBar::hidden()).await?;
+            errand_side::enqueue_batch(&client, n, BATCH, &ProgressBar::hidden()).await?;
             let done = errand_side::process(&sc.store, &probe, w, &pb).await?;
             pb.finish();
             ours.push(per_s(n, done.elapsed));
@@ -479,7 +521,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
             }
             let probe = Probe::new(n);
             for chunk in seqs.chunks(BATCH) {
-                sc.raw.insert_many(chunk).await.map_err(db)?;
+                producer.insert_many(chunk).await.map_err(baseline)?;
             }
             let pb = bar(
                 args.json,
@@ -495,7 +537,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
                     }
                 })
             };
-            let elapsed = sc.raw.process(&probe, w).await.map_err(db)?;
+            let elapsed = sc.raw.process(&probe, w).await.map_err(baseline)?;
             ticker.abort();
             pb.set_position(n.into());
             pb.finish();
@@ -533,16 +575,20 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
 
         let probe = Probe::new(m);
         let stop = Arc::new(tokio::sync::Notify::new());
+        let ready = Arc::new(tokio::sync::Notify::new());
         let consumer = {
-            let (raw, probe, stop) = (sc.raw.clone(), probe.clone(), stop.clone());
-            tokio::spawn(async move { raw.consume_until(probe, stop).await })
+            let (raw, probe) = (sc.raw.clone(), probe.clone());
+            let (stop, ready) = (stop.clone(), ready.clone());
+            tokio::spawn(async move { raw.consume_until(probe, stop, ready).await })
         };
+        // Listening, then settled as long as errand's worker is given.
+        ready.notified().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let pb = bar(args.json, m.into(), "raw latency");
         let mut sent = Vec::with_capacity(m as usize);
         for seq in 0..m {
             sent.push(probe.now_ns());
-            sc.raw.insert_one(seq).await.map_err(db)?;
+            producer.insert_one(seq, true).await.map_err(baseline)?;
             pb.inc(1);
             tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
         }
@@ -551,7 +597,10 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stop.notify_one();
-        consumer.await.expect("raw consumer task").map_err(db)?;
+        consumer
+            .await
+            .expect("raw consumer task")
+            .map_err(baseline)?;
         pb.finish();
         let (lat, invalid) = probe.latencies_us(&sent);
         r.latency_ms = measure::percentiles(&lat, invalid);
@@ -587,6 +636,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         ratio: Ratio {
             enqueue_single: ratio(e.enqueue_single_per_s, r.enqueue_single_per_s),
             enqueue_batch: ratio(e.enqueue_batch_per_s, r.enqueue_batch_per_s),
+            enqueue_copy: ratio(e.enqueue_copy_per_s, r.enqueue_copy_per_s),
             process: ratio(e.process_per_s, r.process_per_s),
         },
         errand: e,
@@ -617,10 +667,22 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
             num(r.ratio.enqueue_single, 2),
         ],
         vec![
+            "enqueue single, no NOTIFY (jobs/s)".into(),
+            "-".into(),
+            num(r.raw.enqueue_single_no_notify_per_s, 0),
+            String::new(),
+        ],
+        vec![
             "enqueue batch (jobs/s)".into(),
             num(r.errand.enqueue_batch_per_s, 0),
             num(r.raw.enqueue_batch_per_s, 0),
             num(r.ratio.enqueue_batch, 2),
+        ],
+        vec![
+            "enqueue 10,000s vs COPY (jobs/s)".into(),
+            num(r.errand.enqueue_copy_per_s, 0),
+            num(r.raw.enqueue_copy_per_s, 0),
+            num(r.ratio.enqueue_copy, 2),
         ],
         vec![
             "process (jobs/s)".into(),
