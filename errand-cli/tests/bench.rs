@@ -45,11 +45,11 @@ fn check_shape(doc: &serde_json::Value, store: &str) {
                 "{side}.latency_ms.{p}: {doc}"
             );
         }
+        let lat = &doc[side]["latency_ms"];
+        let (p50, floor) = (lat["p50"].as_f64(), lat["floor_ms"].as_f64());
         assert!(
-            doc[side]["latency_ms"]["invalid_samples"]
-                .as_u64()
-                .is_some(),
-            "{side}.latency_ms.invalid_samples: {doc}"
+            p50.zip(floor).is_some_and(|(p50, floor)| p50 >= floor),
+            "{side}: latency p50 below the floor the bench measured: {doc}"
         );
         assert_eq!(doc[side]["duplicates"], 0, "{side} ran a job twice: {doc}");
         assert_eq!(doc[side]["lost"], 0, "{side} lost a job: {doc}");
@@ -69,7 +69,12 @@ fn check_shape(doc: &serde_json::Value, store: &str) {
 fn sqlite_bench_reports_every_field_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    check_shape(&bench_json(&url), "sqlite");
+    let doc = bench_json(&url);
+    check_shape(&doc, "sqlite");
+    assert!(
+        doc["ratio"].get("enqueue_copy").is_none(),
+        "no COPY on SQLite: {doc}"
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "scratch files removed: {left:?}");
 }
@@ -79,6 +84,19 @@ async fn postgres_bench_reports_every_field_and_cleans_up() {
     let url = errand_postgres::testing::database_url();
     let doc = bench_json(&url);
     check_shape(&doc, "postgres");
+    // Postgres only: the raw queue's single insert without NOTIFY, and large batches
+    // against its binary COPY.
+    for (side, key) in [
+        ("raw", "enqueue_single_no_notify_per_s"),
+        ("raw", "enqueue_copy_per_s"),
+        ("errand", "enqueue_copy_per_s"),
+        ("ratio", "enqueue_copy"),
+    ] {
+        assert!(
+            doc[side][key].as_f64().is_some_and(|v| v > 0.0),
+            "{side}.{key}: {doc}"
+        );
+    }
     let store = errand_postgres::testing::scratch_store().await;
     let left: Vec<String> = sqlx::query_scalar(
         "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'errand\\_bench\\_%'",

@@ -8,7 +8,7 @@ use errand::{Client, Job, JobContext, JobError, Outcome, Worker, WorkerHandle};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use super::{measure, Probe};
+use super::{measure, Probe, Sends};
 
 /// A no-op job that reports its run to the probe.
 #[derive(Debug, Serialize, Deserialize)]
@@ -188,22 +188,20 @@ pub(crate) async fn store_old_completed(
     Ok(())
 }
 
-/// An idle worker; `samples` single enqueues spaced 5–25 ms; microseconds from each enqueue
-/// call to the start of its run, and the count of impossible samples (see
-/// `Probe::latencies_us`).
+/// An idle worker; `samples` single enqueues spaced 5–25 ms, each timed (see
+/// `Probe::latency`).
 pub(crate) async fn latency(
     store: &BenchStore,
     probe: &Arc<Probe>,
     pb: &ProgressBar,
-) -> Result<(Vec<u64>, u64), errand::EnqueueError> {
+) -> Result<Sends, errand::EnqueueError> {
     let handle = worker(store, probe, 10);
     // Let the worker settle (and, on Postgres, its LISTEN connection come up).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = Client::new(store.clone());
-    let mut sent = Vec::with_capacity(probe.len());
+    let mut sends = Sends::default();
     for seq in 0..probe.len() as u32 {
-        sent.push(probe.now_ns());
-        client.enqueue(BenchJob { seq }).await?;
+        sends.time(probe, client.enqueue(BenchJob { seq })).await?;
         pb.inc(1);
         tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
     }
@@ -212,7 +210,7 @@ pub(crate) async fn latency(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     handle.shutdown().await;
-    Ok(probe.latencies_us(&sent))
+    Ok(sends)
 }
 
 /// A worker with no work for `secs`: statements per second and CPU % of this process.

@@ -91,9 +91,12 @@ pub struct Latency {
     pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
-    /// Samples left out because their job started before its enqueue began: impossible for
-    /// a sound measurement, so a non-zero count marks the run as suspect (must be 0).
-    pub invalid_samples: u64,
+    /// The earliest a job could have started after its enqueue began: half the fastest
+    /// enqueue call of the phase (the row must reach the database before any worker can see
+    /// it). A job that started sooner makes the phase refuse to report a latency at all.
+    pub floor_ms: f64,
+    /// Jobs measured.
+    pub samples: u64,
 }
 
 /// One side's figures; phases not run are `null`.
@@ -116,8 +119,12 @@ pub struct Side {
     /// Jobs per second run to completion (median of five rounds, alternating with the other
     /// side).
     pub process_per_s: Option<f64>,
-    /// Enqueue→start latency.
+    /// Enqueue→start latency (`null` when not run, or refused: see `latency_refused`).
     pub latency_ms: Option<Latency>,
+    /// Why the latency phase reported no figures: a job started sooner than it could have
+    /// (before its enqueue could reach the database), so the measurement is unsound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_refused: Option<String>,
     /// Statements per second of an idle worker (errand only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_queries_per_s: Option<f64>,
@@ -237,24 +244,61 @@ impl Probe {
             .filter(|c| c.load(Ordering::SeqCst) == 0)
             .count() as u64
     }
-    /// Start minus send time per job, in microseconds (jobs that never started are skipped),
-    /// and how many jobs started before they were sent (left out: see
-    /// [`Latency::invalid_samples`]).
-    pub(crate) fn latencies_us(&self, sent_ns: &[u64]) -> (Vec<u64>, u64) {
-        let mut invalid = 0;
-        let samples = sent_ns
+    /// The latency of the jobs sent as `sends` records, or why it cannot be reported: a job
+    /// that started before its enqueue could reach the database (sooner than half the
+    /// fastest enqueue call) was not started by that enqueue — some other run of the same
+    /// job, or a broken clock — and one such sample makes every other one suspect. The
+    /// bench refuses rather than leaving samples out.
+    pub(crate) fn latency(&self, sends: &Sends) -> Result<Latency, String> {
+        let floor_ns = sends
+            .sent_ns
             .iter()
-            .zip(&self.started_ns)
-            .filter_map(|(&sent, started)| match started.load(Ordering::SeqCst) {
-                0 => None,
-                s if s < sent => {
-                    invalid += 1;
-                    None
-                }
-                s => Some((s - sent) / 1000),
-            })
-            .collect();
-        (samples, invalid)
+            .zip(&sends.returned_ns)
+            .map(|(&s, &r)| r.saturating_sub(s))
+            .min()
+            .unwrap_or(0)
+            / 2;
+        let mut impossible = 0;
+        let mut micros = Vec::with_capacity(sends.sent_ns.len());
+        for (&sent, started) in sends.sent_ns.iter().zip(&self.started_ns) {
+            match started.load(Ordering::SeqCst) {
+                0 => {}
+                s if s < sent.saturating_add(floor_ns) => impossible += 1,
+                s => micros.push((s - sent) / 1000),
+            }
+        }
+        let floor_ms = floor_ns as f64 / 1e6;
+        if impossible > 0 {
+            return Err(format!(
+                "{impossible} of {} jobs started sooner than {floor_ms:.3} ms after their \
+                 enqueue began (half the fastest enqueue call): faster than the database can \
+                 deliver, so the measurement is unsound and no latency is reported",
+                sends.sent_ns.len()
+            ));
+        }
+        measure::percentiles(&micros, floor_ms)
+            .ok_or_else(|| "no job of the latency phase started".to_owned())
+    }
+}
+
+/// When each enqueue of the latency phase began and returned, on the probe's clock.
+#[derive(Debug, Default)]
+pub(crate) struct Sends {
+    sent_ns: Vec<u64>,
+    returned_ns: Vec<u64>,
+}
+
+impl Sends {
+    /// Times `enqueue` on `probe`'s clock.
+    pub(crate) async fn time<T, E>(
+        &mut self,
+        probe: &Probe,
+        enqueue: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        self.sent_ns.push(probe.now_ns());
+        let out = enqueue.await;
+        self.returned_ns.push(probe.now_ns());
+        out
     }
 }
 
@@ -563,7 +607,10 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         let pb = bar(args.json, m.into(), "errand latency");
         let lat = errand_side::latency(&sc.store, &probe, &pb).await?;
         pb.finish();
-        e.latency_ms = measure::percentiles(&lat.0, lat.1);
+        match probe.latency(&lat) {
+            Ok(l) => e.latency_ms = Some(l),
+            Err(why) => e.latency_refused = Some(why),
+        }
         if args.prune_backlog > 0 {
             let left = sc.store.count(&errand_side::old_completed()).await?;
             prune_backlog = Some(PruneBacklog {
@@ -585,10 +632,12 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         ready.notified().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let pb = bar(args.json, m.into(), "raw latency");
-        let mut sent = Vec::with_capacity(m as usize);
+        let mut sends = Sends::default();
         for seq in 0..m {
-            sent.push(probe.now_ns());
-            producer.insert_one(seq, true).await.map_err(baseline)?;
+            sends
+                .time(&probe, producer.insert_one(seq, true))
+                .await
+                .map_err(baseline)?;
             pb.inc(1);
             tokio::time::sleep(Duration::from_millis(rand::random_range(5..=25))).await;
         }
@@ -602,8 +651,10 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
             .expect("raw consumer task")
             .map_err(baseline)?;
         pb.finish();
-        let (lat, invalid) = probe.latencies_us(&sent);
-        r.latency_ms = measure::percentiles(&lat, invalid);
+        match probe.latency(&sends) {
+            Ok(l) => r.latency_ms = Some(l),
+            Err(why) => r.latency_refused = Some(why),
+        }
         sc.clear().await?;
     }
 
@@ -709,9 +760,9 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
             String::new(),
         ],
         vec![
-            "latency samples left out".into(),
-            num(lat(r.errand.latency_ms, |l| l.invalid_samples as f64), 0),
-            num(lat(r.raw.latency_ms, |l| l.invalid_samples as f64), 0),
+            "latency floor (ms)".into(),
+            num(lat(r.errand.latency_ms, |l| l.floor_ms), 3),
+            num(lat(r.raw.latency_ms, |l| l.floor_ms), 3),
             String::new(),
         ],
         vec![
@@ -746,6 +797,11 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
         ],
     ];
     crate::output::table(out, &["", "errand", "raw", "errand/raw"], &rows)?;
+    for (side, s) in [("errand", &r.errand), ("raw", &r.raw)] {
+        if let Some(why) = &s.latency_refused {
+            writeln!(out, "{side} latency refused: {why}")?;
+        }
+    }
     if let Some(p) = r.prune_backlog {
         writeln!(
             out,
@@ -760,18 +816,42 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
 mod tests {
     use super::*;
 
+    /// Two jobs sent: job 0 starts a realistic while after its enqueue, job 1 "starts" before
+    /// its enqueue could have reached the database (a run left over from elsewhere).
+    fn two_sends(probe: &Probe) -> Sends {
+        let mut sends = Sends::default();
+        for _ in 0..2 {
+            let sent = probe.now_ns();
+            sends.sent_ns.push(sent);
+            sends.returned_ns.push(sent + 1_000_000); // a 1 ms enqueue call
+        }
+        sends
+    }
+
     #[test]
-    fn a_job_started_before_its_send_is_left_out_and_counted() {
-        let probe = Probe::new(3);
-        let sent0 = probe.now_ns();
-        probe.ran(0);
-        probe.ran(1);
-        // Job 1 "started" a nanosecond before it was sent; job 2 never started.
-        let sent1 = probe.started_ns[1].load(Ordering::SeqCst) + 1;
-        let (samples, invalid) = probe.latencies_us(&[sent0, sent1, probe.now_ns()]);
-        assert_eq!(samples.len(), 1, "only job 0 is a sample");
-        assert_eq!(invalid, 1);
-        let lat = measure::percentiles(&samples, invalid).expect("one sample");
-        assert_eq!(lat.invalid_samples, 1);
+    fn a_job_that_starts_sooner_than_the_database_can_deliver_refuses_the_phase() {
+        let probe = Probe::new(2);
+        let sends = two_sends(&probe);
+        probe.started_ns[0].store(sends.sent_ns[0] + 1_500_000, Ordering::SeqCst);
+        probe.started_ns[1].store(sends.sent_ns[1] + 2_000, Ordering::SeqCst); // 2 µs
+        let why = probe
+            .latency(&sends)
+            .expect_err("an impossible sample refuses");
+        assert!(
+            why.contains("1 of 2 jobs started sooner than 0.500 ms"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn sound_samples_give_percentiles_above_the_floor() {
+        let probe = Probe::new(2);
+        let sends = two_sends(&probe);
+        probe.started_ns[0].store(sends.sent_ns[0] + 1_500_000, Ordering::SeqCst);
+        probe.started_ns[1].store(sends.sent_ns[1] + 600_000, Ordering::SeqCst);
+        let lat = probe.latency(&sends).expect("sound");
+        assert_eq!(lat.samples, 2);
+        assert_eq!(lat.floor_ms, 0.5);
+        assert!(lat.p50 >= lat.floor_ms && lat.p99 >= 1.4, "{lat:?}");
     }
 }
