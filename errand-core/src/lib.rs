@@ -14,6 +14,7 @@ mod backoff;
 mod error;
 mod filter;
 mod finish;
+mod leader;
 mod metered;
 mod new_job;
 mod queue;
@@ -33,6 +34,7 @@ pub use finish::{
     rescue_message, CancelResult, DeleteResult, Finish, FinishAction, FinishEffect, LeaseRef,
     PromoteReport, RescueReport,
 };
+pub use leader::{Leader, MAINTENANCE_LEADER};
 pub use metered::{
     check_partition_key, claim_metered, Meter, MeteredQueue, MeteredSet, Take, KEY_BUCKETS_PRUNED,
     MAX_KEY_VISITS, MAX_PARTITION_KEY_LEN, UNKEYED_SCAN,

@@ -183,6 +183,26 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<u64, StoreError>;
 
+    /// Takes or keeps the leadership lease `name` for `holder` until `now + lease`, and says
+    /// whether `holder` holds it after the call. The lease is free when no one holds it or
+    /// its holder's lease ended before `now`; only its holder can renew it. Atomic: of
+    /// workers racing for a free lease, one wins. `now` comes from [`Store::now`], so every
+    /// worker judges expiry by the same clock.
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease `name` up if `holder` holds it (a worker shutting down), so another
+    /// worker takes it at its next try instead of after the lease.
+    async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Who holds the lease `name` and until when; a lease that ended is still reported.
+    async fn leader(&self, name: &str) -> Result<Option<crate::Leader>, StoreError>;
+
     /// The time by which this store judges leases and schedules, given the caller's clock
     /// `local`. The runtime and the client take every timestamp they pass to the store
     /// from here. A store on one machine (SQLite, memory) answers `local`; a store shared by
@@ -320,6 +340,21 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn now(&self, local: DateTime<Utc>) -> DateTime<Utc> {
         (**self).now(local).await
+    }
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).lead(name, holder, now, lease).await
+    }
+    async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        (**self).resign(name, holder).await
+    }
+    async fn leader(&self, name: &str) -> Result<Option<crate::Leader>, StoreError> {
+        (**self).leader(name).await
     }
     fn signals(&self) -> &QueueSignals {
         (**self).signals()

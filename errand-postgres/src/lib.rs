@@ -35,6 +35,7 @@ mod clock;
 mod contract;
 mod error;
 mod insert;
+mod leader;
 mod lease;
 mod list;
 mod listener;

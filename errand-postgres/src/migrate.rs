@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_results.sql")),
     (5, include_str!("../migrations/0005_unique.sql")),
     (6, include_str!("../migrations/0006_metered.sql")),
+    (7, include_str!("../migrations/0007_leaders.sql")),
 ];
 
 /// The schema version this build needs.

@@ -47,6 +47,9 @@ pub(crate) struct Sql {
     pub(crate) oldest_available: String,
     pub(crate) with_available: String,
     pub(crate) table: String,
+    pub(crate) lead: String,
+    pub(crate) resign: String,
+    pub(crate) leader: String,
 }
 
 /// The columns of a queue record, in `queue::record`'s order.
@@ -67,6 +70,7 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let t = format!("\"{schema}\".jobs");
         let q = format!("\"{schema}\".queues");
+        let l = format!("\"{schema}\".leaders");
         let qk = format!("\"{schema}\".queue_keys");
         // Paused or metered: 0; limited: the free slots, claims of the queue taking turns
         // (migrations 3 and 6).
@@ -412,6 +416,18 @@ impl Sql {
             queues: format!(
                 "SELECT {QUEUE_COLUMNS} FROM {q} ORDER BY name"
             ),
+            // Taken when free or ended; renewed only by its holder (who keeps elected_at).
+            lead: format!(
+                "INSERT INTO {l} AS l (name, holder, elected_at, expires_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE
+                   SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at,
+                       elected_at = CASE WHEN l.holder = EXCLUDED.holder
+                                         THEN l.elected_at ELSE EXCLUDED.elected_at END
+                   WHERE l.holder = EXCLUDED.holder OR l.expires_at <= $3
+                 RETURNING holder"
+            ),
+            resign: format!("DELETE FROM {l} WHERE name = $1 AND holder = $2"),
+            leader: format!("SELECT holder, elected_at, expires_at FROM {l} WHERE name = $1"),
             table: t,
         }
     }

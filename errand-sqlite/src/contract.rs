@@ -12,7 +12,7 @@ use errand_core::{
 };
 
 use crate::store::SqliteStore;
-use crate::{cancel_retry, claim, insert, lease, list, outcome, prune, queue, schedule};
+use crate::{cancel_retry, claim, insert, leader, lease, list, outcome, prune, queue, schedule};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -92,6 +92,24 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<QueueRecord, StoreError> {
         queue::set_limits(self, queue, limits, now).await
+    }
+
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        leader::lead(self, name, holder, now, lease).await
+    }
+
+    async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        leader::resign(self, name, holder).await
+    }
+
+    async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
+        leader::leader(self, name).await
     }
 
     async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {

@@ -25,6 +25,7 @@ mod contract;
 mod error;
 mod file;
 mod insert;
+mod leader;
 mod lease;
 mod list;
 mod migrate;

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_results.sql")),
     (6, include_str!("../migrations/0006_unique.sql")),
     (7, include_str!("../migrations/0007_metered.sql")),
+    (8, include_str!("../migrations/0008_leaders.sql")),
 ];
 
 /// The schema version this build needs.

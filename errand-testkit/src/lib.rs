@@ -124,6 +124,12 @@ macro_rules! store_conformance {
                 prune_respects_limit,
                 prune_takes_one_state_at_a_time,
             ],
+            leader: [
+                a_free_lease_is_taken_and_kept_by_its_holder,
+                an_ended_lease_goes_to_the_next_asker,
+                resign_frees_the_lease_for_its_holder_only,
+                racing_askers_elect_one,
+            ],
             concurrency: [
                 racing_claimers_claim_each_job_once,
                 racing_unique_inserts_insert_once,
@@ -159,6 +165,7 @@ mod tests {
             include_str!("cases/claim.rs"),
             include_str!("cases/concurrency.rs"),
             include_str!("cases/insert.rs"),
+            include_str!("cases/leader.rs"),
             include_str!("cases/lease.rs"),
             include_str!("cases/list.rs"),
             include_str!("cases/metered.rs"),

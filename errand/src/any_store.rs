@@ -163,6 +163,21 @@ impl Store for AnyStore {
     async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         each!(self, s => s.queues().await)
     }
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.lead(name, holder, now, lease).await)
+    }
+    async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        each!(self, s => s.resign(name, holder).await)
+    }
+    async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
+        each!(self, s => s.leader(name).await)
+    }
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         each!(self, s => s.delete(id).await)
     }

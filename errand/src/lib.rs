@@ -48,8 +48,8 @@ pub use unique::Unique;
 pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{
-    Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, ListFilter,
-    Progress, QueueLimits, QueueRecord, RateLimit, ResultTypeError, StateCount,
+    Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, Leader, ListFilter,
+    Progress, QueueLimits, QueueRecord, RateLimit, ResultTypeError, StateCount, MAINTENANCE_LEADER,
     MAX_PARTITION_KEY_LEN, MAX_RESULT_LEN,
 };
 

@@ -50,6 +50,8 @@ struct Inner {
     meters: HashMap<String, Meter>,
     /// Under a rate per key: each key's bucket (tokens, refilled at), by queue and key.
     key_buckets: BTreeMap<(String, String), (f64, DateTime<Utc>)>,
+    /// Leadership leases, by name.
+    leaders: HashMap<String, errand_core::Leader>,
 }
 
 /// One queue of the store during a metered claim (the lock held).
@@ -586,6 +588,40 @@ impl Store for MemoryStore {
         self.signals.notify_controls();
         self.signals.notify(queue);
         Ok(record)
+    }
+
+    async fn lead(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let until = errand_core::later(now, lease);
+        match g.leaders.get_mut(name) {
+            Some(l) if l.holder == holder => l.expires_at = until,
+            Some(l) if l.expires_at > now => return Ok(false),
+            _ => {
+                g.leaders.insert(
+                    name.to_owned(),
+                    errand_core::Leader::new(name, holder, now, until),
+                );
+            }
+        }
+        Ok(true)
+    }
+
+    async fn resign(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.leaders.get(name).is_some_and(|l| l.holder == holder) {
+            g.leaders.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
+        Ok(self.lock().leaders.get(name).cloned())
     }
 
     async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {

@@ -169,6 +169,10 @@ pub struct WorkerArgs {
     /// Lease length in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub lease_ms: u64,
+    /// The maintenance leader's lease in milliseconds (the leader runs the rescuer: a killed
+    /// leader's own jobs wait for the next one, within 1⅓ of this).
+    #[arg(long, default_value_t = 2_000)]
+    pub leader_lease_ms: u64,
     /// Exit once no job of the chaos queue is left unfinished.
     #[arg(long)]
     pub exit_when_done: bool,
@@ -212,6 +216,7 @@ pub async fn run_worker(url: &str, schema: &str, args: WorkerArgs) -> Result<(),
     .rescue_interval((lease / 4).max(Duration::from_millis(100)))
     .poll_interval(Duration::from_millis(args.poll_ms.max(1)))
     .grace_period(Duration::from_millis(args.grace_ms))
+    .leader_lease(Duration::from_millis(args.leader_lease_ms))
     .build()?
     .start();
     if args.exit_when_done {

@@ -5,6 +5,7 @@ pub mod cancel_retry;
 pub mod claim;
 pub mod concurrency;
 pub mod insert;
+pub mod leader;
 pub mod lease;
 pub mod list;
 pub mod metered;

@@ -39,6 +39,10 @@ impl Service for Rescuer {
         "rescuer"
     }
 
+    fn leader_only(&self) -> bool {
+        true
+    }
+
     fn interval(&self) -> Duration {
         self.interval
     }

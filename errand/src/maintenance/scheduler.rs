@@ -45,6 +45,10 @@ impl Service for Scheduler {
         "scheduler"
     }
 
+    fn leader_only(&self) -> bool {
+        true
+    }
+
     fn interval(&self) -> Duration {
         self.interval
     }

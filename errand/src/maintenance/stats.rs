@@ -43,6 +43,10 @@ impl Service for StatsReporter {
         "stats"
     }
 
+    fn leader_only(&self) -> bool {
+        true
+    }
+
     fn interval(&self) -> Duration {
         self.interval
     }

@@ -280,6 +280,15 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// The maintenance leader's lease (default 10 s; 100 ms to 1 h). One worker per store
+    /// runs the scheduler, the rescuer, the pruner and the stats gauges, renewing its lease
+    /// every third of it; the others try as often, so when the leader dies another takes
+    /// over within 1⅓ leases (at once when it shuts down). Cron runs on every worker.
+    pub fn leader_lease(mut self, lease: Duration) -> Self {
+        self.config.maintenance.leader_lease = lease;
+        self
+    }
+
     /// Lets cron entries enqueue jobs of kinds this worker does not register (other workers
     /// run them). Without it, such an entry fails [`build`](Self::build): a schedule whose
     /// jobs nothing here can run is usually a missing `register`.
@@ -370,6 +379,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             outcomes_written: Default::default(),
             lost: tokio::sync::watch::channel(None).0,
             queues: queue_states,
+            leading: Arc::new(tokio::sync::watch::channel(false).0),
         });
         Ok(Worker {
             store,
@@ -478,6 +488,12 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
             m.stats_interval,
             Duration::from_millis(10),
             DAY,
+        ),
+        (
+            "leader_lease",
+            m.leader_lease,
+            Duration::from_millis(100),
+            HOUR,
         ),
         (
             "stall_warning",

@@ -46,6 +46,13 @@ impl WorkerHandle {
         }
     }
 
+    /// Whether this worker leads its store's maintenance right now: it holds the lease
+    /// (see [`WorkerBuilder::leader_lease`](crate::WorkerBuilder::leader_lease)) and runs
+    /// the scheduler, the rescuer, the pruner and the stats gauges for every worker.
+    pub fn is_leader(&self) -> bool {
+        *self.shared.leading.borrow()
+    }
+
     /// Jobs this worker holds right now (running, or with an outcome being recorded).
     pub fn in_flight(&self) -> usize {
         self.shared.inflight.len()

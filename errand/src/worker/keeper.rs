@@ -1,9 +1,13 @@
-//! The keeper thread: the heartbeat, the completer and the watchdog run on an OS thread of
-//! their own with a single-threaded tokio runtime, so job code that holds the application's
-//! runtime threads (a blocking call inside async code) cannot starve them. Were they on the
-//! application's runtime, four jobs sleeping on a two-thread runtime would stop heartbeats
-//! (their leases run out and other workers rescue jobs that are still running), stop
-//! outcomes being written and stop the timeouts from firing.
+//! The keeper thread: the heartbeat, the completer, the watchdog and the maintenance
+//! elector run on an OS thread of their own with a single-threaded tokio runtime, so job
+//! code that holds the application's runtime threads (a blocking call inside async code)
+//! cannot starve them. Were they on the application's runtime, four jobs sleeping on a
+//! two-thread runtime would stop heartbeats (their leases run out and other workers rescue
+//! jobs that are still running), stop outcomes being written and stop the timeouts from
+//! firing. The elector is here for the same reason as the heartbeat — a leader's lease is
+//! renewed whatever its jobs do — and for one more: on SQLite a store call holds the
+//! file's write turn until its task is polled again, and a task on a starved runtime is
+//! not, so every other writer (this keeper's heartbeat included) would wait for the jobs.
 //!
 //! Its store calls go through [`Store::detached`](errand_core::Store::detached): a store
 //! whose connections belong to the runtime that opened them (Postgres) gives the keeper a
@@ -14,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{completer, heartbeat, watchdog, Shared};
+use crate::maintenance;
 
 /// The running keeper thread.
 #[derive(Debug)]
@@ -74,9 +79,35 @@ async fn keep(
     // (the stalled job holds the thread it would run on): no watchdog then.
     let watchdog = (!shared.config.clock.follows_tokio())
         .then(|| tokio::spawn(watchdog::run(shared.clone(), stop.clone())));
+    let m = &shared.config.maintenance;
+    let elector = maintenance::spawn(
+        maintenance::Elector::new(
+            store.clone(),
+            shared.worker_id.clone(),
+            m.leader_lease,
+            shared.leading.clone(),
+        )
+        .clock(m.clock),
+        maintenance::Control {
+            stop: stop.clone(),
+            on_lost: {
+                let shared = shared.clone();
+                Arc::new(move |e| shared.check_lost(e))
+            },
+            leading: shared.leading.clone(),
+        },
+    );
     heartbeat::run(shared.clone(), store.clone(), stop).await;
     if let Some(watchdog) = watchdog {
         let _ = watchdog.await;
+    }
+    // It resigns on the way out; a store that does not answer is not waited for.
+    let mut elector = elector;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut elector)
+        .await
+        .is_err()
+    {
+        elector.abort();
     }
     completer.abort();
     let _ = completer.await;

@@ -135,6 +135,7 @@ impl<S: Store> Worker<S> {
                     let shared = shared.clone();
                     Arc::new(move |e| shared.check_lost(e))
                 },
+                leading: shared.leading.clone(),
             },
         );
         services.push(watcher);

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     /// Set when the store is gone ([`StoreError::Lost`]): the worker cannot go on.
     pub(crate) lost: watch::Sender<Option<String>>,
     pub(crate) queues: HashMap<String, Arc<pacing::QueueState>>,
+    /// Whether this worker leads the store's maintenance (see `maintenance::Elector`).
+    pub(crate) leading: Arc<watch::Sender<bool>>,
 }
 
 impl Shared {
