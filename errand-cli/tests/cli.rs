@@ -208,7 +208,7 @@ async fn postgres_migrate_and_unmigrated_schema() {
     );
     let o = errand(&url, &["--schema", &fresh, "migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("schema at version 7"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("schema at version 8"), "{}", stdout(&o));
     let o = errand(&url, &["--schema", &fresh, "stats", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let missing_db = url

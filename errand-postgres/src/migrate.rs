@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_unique.sql")),
     (6, include_str!("../migrations/0006_metered.sql")),
     (7, include_str!("../migrations/0007_leaders.sql")),
+    (8, include_str!("../migrations/0008_claim_plans.sql")),
 ];
 
 /// The schema version this build needs.

@@ -72,11 +72,12 @@ impl Sql {
         let q = format!("\"{schema}\".queues");
         let l = format!("\"{schema}\".leaders");
         let qk = format!("\"{schema}\".queue_keys");
-        // Paused or metered: 0; limited: the free slots, claims of the queue taking turns
-        // (migrations 3 and 6).
-        let claimable = format!("\"{schema}\".claimable");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
+        // Which jobs, in claim order, by the claim index whatever the statistics say, as
+        // many as `claimable` allows (paused or metered: 0; limited: the free slots, claims
+        // of the queue taking turns; migrations 3, 6 and 8).
+        let claim_ids = format!("\"{schema}\".claim_ids");
         let holds_o = UNIQUE_HOLDS_SQL
             .replace("unique_key", "o.unique_key")
             .replace("unique_states", "o.unique_states")
@@ -171,9 +172,7 @@ impl Sql {
             claim: format!(
                 "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3
-                 WHERE id IN (SELECT id FROM {t} WHERE state = 'available' AND queue = $4
-                              ORDER BY priority, run_at, id
-                              LIMIT {claimable}($4, $5, $2, $6) FOR UPDATE SKIP LOCKED)
+                 WHERE id = ANY(ARRAY(SELECT {claim_ids}($4, $5, $2, $6)))
                  RETURNING {COLUMNS}"
             ),
             // A metered queue's claim: `claim_plan` says how many in claim order, or which.
@@ -184,7 +183,7 @@ impl Sql {
                            LIMIT (SELECT o_n FROM plan) FOR UPDATE SKIP LOCKED)
                  UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3
-                 WHERE id IN (SELECT id FROM plain UNION ALL SELECT unnest(o_ids) FROM plan)
+                 WHERE id = ANY(ARRAY(SELECT id FROM plain UNION ALL SELECT unnest(o_ids) FROM plan))
                  RETURNING {COLUMNS}"
             ),
             // Outcomes, lease extensions and releases of running attempts share one shape:

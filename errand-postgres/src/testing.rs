@@ -55,11 +55,14 @@ async fn drop_stale_schemas(store: &PgStore) {
     }
 }
 
-/// The SQL text of one of the store's statements (`"finish"`, `"extend"`, `"release"`),
-/// for plan tests.
+/// The SQL text of one of the store's statements (`"finish"`, `"extend"`, `"release"`,
+/// `"claim"`, `"claim_metered"`, `"rescue"`), for plan tests.
 pub fn statement(store: &PgStore, which: &str) -> String {
     let sql = &store.inner.sql;
     match which {
+        "claim" => sql.claim.clone(),
+        "claim_metered" => sql.claim_metered.clone(),
+        "rescue" => sql.rescue.clone(),
         "finish" => sql.finish.clone(),
         "extend" => sql.extend.clone(),
         "release" => sql.release.clone(),

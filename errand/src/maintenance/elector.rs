@@ -111,10 +111,13 @@ impl Service for Elector {
     }
 
     async fn stopped(&self) {
-        if *self.leading.borrow() {
-            self.set(false);
-            if let Err(e) = self.store.resign(MAINTENANCE_LEADER, &self.holder).await {
-                tracing::warn!(error = %e, "could not resign the maintenance lease: another worker takes it when it ends");
+        if self.leading.send_replace(false) {
+            match self.store.resign(MAINTENANCE_LEADER, &self.holder).await {
+                Ok(()) => {
+                    tracing::info!(worker = %self.holder, "resigned the store's maintenance lease")
+                }
+                Err(e) => tracing::warn!(error = %e,
+                    "could not resign the maintenance lease: another worker takes it when it ends"),
             }
         }
     }
