@@ -29,18 +29,25 @@ async fn leader_other_than(store: &dyn Store, not: Option<&str>, workers: &[Chil
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = store.now(Utc::now()).await;
-        if let Some(l) = store.leader(M).await.unwrap() {
+        let seen = store.leader(M).await.unwrap();
+        if let Some(l) = &seen {
             let live = workers.iter().any(|w| w.id() == pid_of(&l.holder));
             if l.expires_at > now && Some(l.holder.as_str()) != not && live {
-                return l;
+                return l.clone();
             }
         }
-        assert!(Instant::now() < deadline, "no new leader within 20 s");
+        assert!(
+            Instant::now() < deadline,
+            "no new leader within 20 s; at {now} the lease was {seen:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 async fn one_leader_fails_over(db: Db) {
+    // The workers' ledger table, created once here: three processes creating it at once race
+    // on Postgres' catalog and all but one exit.
+    db.ledger().await;
     let store = db.store();
     let lease = LEASE_MS.to_string();
     let args = ["--leader-lease-ms", &lease, "--poll-ms", "200"];

@@ -195,10 +195,15 @@ pub struct WorkerArgs {
 pub async fn run_worker(url: &str, schema: &str, args: WorkerArgs) -> Result<(), CliError> {
     let backend = open_store(url, schema, true).await?;
     let ledger = Ledger::of(&backend);
-    ledger
-        .ensure()
-        .await
-        .map_err(errand::StoreError::database)?;
+    // Workers started together race to create the table (Postgres' `IF NOT EXISTS` can
+    // still fail on its catalog's unique index): the loser finds it made by the winner.
+    if ledger.ensure().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ledger
+            .ensure()
+            .await
+            .map_err(errand::StoreError::database)?;
+    }
     let store = std::sync::Arc::new(backend.clone());
     let lease = Duration::from_millis(args.lease_ms);
     let worker = Worker::builder(

@@ -171,7 +171,9 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     }
 
     /// Fallback polling when no wake-up arrives (default 1 s): picks up jobs inserted by
-    /// other processes. [`QueueOptions::poll_interval`] overrides it per queue.
+    /// other processes. [`QueueOptions::poll_interval`] overrides it per queue. On a store
+    /// that hears other processes (Postgres, whose inserts `NOTIFY`) the worker polls ten
+    /// times less often: there the poll is only a safety net.
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.config.poll_interval = every;
         self
