@@ -227,6 +227,16 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// Whether [`Store::queues_with_available`] also notices what other processes changed
+    /// since the last call — a queue record (paused, resumed, limited) or a scheduled or
+    /// retryable job come due — and fires [`Store::signals`] for it (`notify_controls`,
+    /// `notify_scheduled`). A worker's one poll then stands in for the queue watcher's and
+    /// the scheduler's own, which poll only as a fallback. SQLite does this; a store that
+    /// hears other processes needs not.
+    fn poll_reports_changes(&self) -> bool {
+        false
+    }
+
     /// A handle on the same database for use on another tokio runtime, opened on the
     /// runtime that calls this (the worker's keeper thread, which runs heartbeats and
     /// writes outcomes away from the application's runtime so blocking job code cannot
@@ -364,6 +374,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn hears_other_processes(&self) -> bool {
         (**self).hears_other_processes()
+    }
+    fn poll_reports_changes(&self) -> bool {
+        (**self).poll_reports_changes()
     }
     fn detached(&self) -> Option<std::sync::Arc<dyn Store>> {
         (**self).detached()

@@ -112,6 +112,10 @@ impl Store for SqliteStore {
         leader::leader(self, name).await
     }
 
+    fn poll_reports_changes(&self) -> bool {
+        true
+    }
+
     async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {
         queue::with_available(self, queues).await
     }

@@ -113,19 +113,63 @@ pub(crate) async fn set_limits(
     Ok(record)
 }
 
+/// What a poll saw besides the queues with work: a fingerprint of the queue records and the
+/// earliest due time of a scheduled or retryable job.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PollSeen {
+    records: String,
+    next_due: Option<i64>,
+}
+
 pub(crate) async fn with_available(
     s: &SqliteStore,
     queues: &[String],
 ) -> Result<Vec<String>, StoreError> {
-    // One probe of the claim index per queue.
-    sqlx::query_scalar(
-        "SELECT value FROM json_each(?) WHERE EXISTS \
-         (SELECT 1 FROM errand_jobs WHERE state = 'available' AND queue = json_each.value)",
+    // One probe of the claim index per queue; and, in the same statement, what other
+    // processes may have changed (SQLite cannot tell this process): the queue records'
+    // count and change times (a pause, resume or limit sets `updated_at`), and the first
+    // due time on the due index. The worker's watcher and scheduler then poll only as a
+    // fallback (`Store::poll_reports_changes`).
+    let rows: Vec<(Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT value, NULL, NULL FROM json_each(?1) WHERE EXISTS \
+           (SELECT 1 FROM errand_jobs WHERE state = 'available' AND queue = json_each.value) \
+         UNION ALL \
+         SELECT NULL, \
+           (SELECT count(*) || ':' || coalesce(max(updated_at), 0) || ':' || total(updated_at) \
+            FROM errand_queues), \
+           (SELECT min(run_at) FROM errand_jobs WHERE (state = 'scheduled' OR state = 'retryable'))",
     )
     .bind(crate::sql::to_json(&queues))
     .fetch_all(s.reader())
     .await
-    .map_err(db)
+    .map_err(db)?;
+    let mut found = Vec::with_capacity(rows.len());
+    let mut seen = None;
+    for (queue, records, next_due) in rows {
+        match queue {
+            Some(q) => found.push(q),
+            None => {
+                seen = Some(PollSeen {
+                    records: records.unwrap_or_default(),
+                    next_due,
+                })
+            }
+        }
+    }
+    if let Some(seen) = seen {
+        let now = micros(Utc::now());
+        if seen.next_due.is_some_and(|due| due <= now) {
+            s.signals.notify_scheduled();
+        }
+        let mut last = s.last_poll.lock().unwrap_or_else(|e| e.into_inner());
+        // The first poll has nothing to compare with, and a change may have come between the
+        // watcher's first read and this poll: it wakes the watcher once, to be sure.
+        if last.as_ref().is_none_or(|l| l.records != seen.records) {
+            s.signals.notify_controls();
+        }
+        *last = Some(seen);
+    }
+    Ok(found)
 }
 
 pub(crate) async fn oldest_available(

@@ -65,6 +65,8 @@ pub struct SqliteStore {
     file: Arc<FileGuard>,
     /// Queues last seen metered (see `claim.rs`).
     pub(crate) metered: errand_core::MeteredSet,
+    /// What the last poll saw of the queue records and due jobs (see `queue::with_available`).
+    pub(crate) last_poll: Arc<std::sync::Mutex<Option<crate::queue::PollSeen>>>,
 }
 
 /// This process's turn to write, holding the pool to write with: the store's writes reach the
@@ -280,6 +282,7 @@ impl SqliteStoreBuilder {
             file: Arc::new(FileGuard::new(&path)),
             path,
             metered: Default::default(),
+            last_poll: Default::default(),
         };
         if self.migrate {
             store.migrate().await?;

@@ -213,6 +213,9 @@ impl Store for AnyStore {
     fn hears_other_processes(&self) -> bool {
         each!(self, s => s.hears_other_processes())
     }
+    fn poll_reports_changes(&self) -> bool {
+        each!(self, s => s.poll_reports_changes())
+    }
     fn detached(&self) -> Option<Arc<dyn Store>> {
         each!(self, s => s.detached())
     }

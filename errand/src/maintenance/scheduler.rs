@@ -4,9 +4,10 @@
 //! It does not poll blindly: each pass learns when the next job is due and sleeps until then,
 //! and it is woken early when this process (or, on stores that hear other processes, any
 //! process) schedules a job for later. The interval caps the sleep: on stores that cannot
-//! hear other processes (SQLite) a job delayed by another process is promoted within one
-//! interval; on those that can (Postgres with `LISTEN`), the cap is ten intervals, so an idle
-//! worker issues a scheduler query only every 10 s.
+//! hear other processes a job delayed by another process is promoted within one interval;
+//! on those that can (Postgres with `LISTEN`), or whose workers' poll reports jobs come due
+//! (SQLite, see `Store::poll_reports_changes`), the cap is ten intervals, so an idle worker
+//! issues a scheduler query only every 10 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,8 @@ impl Service for Scheduler {
                 tracing::debug!(promoted = report.promoted, queues = ?report.queues, "promoted due jobs");
             }
             if report.promoted < u64::from(BATCH) {
-                let cap = if self.store.hears_other_processes() {
+                let cap = if self.store.hears_other_processes() || self.store.poll_reports_changes()
+                {
                     self.interval * 10
                 } else {
                     self.interval

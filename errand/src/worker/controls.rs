@@ -4,8 +4,8 @@
 //! running jobs finish. When it is resumed, claiming restarts at once.
 //!
 //! It reads the records when a pause or resume is signalled (in this process at once; from
-//! other processes through Postgres' `NOTIFY`), and otherwise polls: every second on a store
-//! that does not hear other processes (SQLite), every 30 s on one that does, as a fallback.
+//! other processes through Postgres' `NOTIFY`, or SQLite's poll noticing a changed record),
+//! and otherwise polls: every second on a store that does neither, every 30 s as a fallback.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,8 @@ const POLL_HEARD: Duration = Duration::from_secs(30);
 
 pub(crate) async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut changed = shared.store.signals().controls();
-    let every = if shared.store.hears_other_processes() {
+    // The poller's statement reports record changes on stores that cannot hear them.
+    let every = if shared.store.hears_other_processes() || shared.store.poll_reports_changes() {
         POLL_HEARD
     } else {
         POLL

@@ -11,6 +11,11 @@
 //! every queue each time it reconnects) the poll is only a safety net and runs
 //! [`HEARING_FACTOR`] times less often: an idle worker of a fleet then costs the database
 //! about half a query a second (this poll every 10 s, the maintenance lease every 3.3 s).
+//!
+//! On a store whose poll reports other processes' changes (SQLite: see
+//! `Store::poll_reports_changes`) the same statement also wakes the queue watcher when a
+//! queue record changed and the scheduler when a job came due, so those two poll only as a
+//! fallback: an idle SQLite worker makes one query a second, plus the maintenance lease.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +35,13 @@ pub(crate) async fn run(
     queues: Vec<QueueConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(every) = queues.iter().map(|q| q.poll_interval).min() else {
-        return;
+    let reports = shared.store.poll_reports_changes();
+    let every = match queues.iter().map(|q| q.poll_interval).min() {
+        Some(every) => every,
+        // No queue: nothing to claim, but on a store whose poll reports other processes'
+        // changes it still wakes the scheduler when jobs come due.
+        None if reports => shared.config.poll_interval,
+        None => return,
     };
     let every = if shared.store.hears_other_processes() {
         every.saturating_mul(HEARING_FACTOR)
@@ -49,7 +59,9 @@ pub(crate) async fn run(
             .filter(|q| !shared.queue_state(&q.name).is_paused())
             .map(|q| q.name.clone())
             .collect();
-        if asked.is_empty() {
+        // With every queue paused the poll still runs where it reports changes: it is how a
+        // resume from another process is noticed.
+        if asked.is_empty() && !reports {
             continue;
         }
         match shared.store.queues_with_available(&asked).await {
