@@ -91,7 +91,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Measure errand against a hand-written raw-SQL queue on the same database.
+    /// Measure errand against the fastest hand-written queue on the same database (tokio-postgres or rusqlite).
     Bench(bench::BenchArgs),
     /// Kill worker processes at random and prove no job is lost or repeated needlessly.
     Chaos(chaos::ChaosArgs),

@@ -1,4 +1,4 @@
-//! `errand bench`: errand against a hand-written raw-SQL queue on the same database, in the
+//! `errand bench`: errand against the fastest hand-written queue on the same database, in the
 //! same run, so the figures are ratios that survive a noisy machine.
 //!
 //! Phases: `enqueue` (single and batched), `process` (N no-op jobs at concurrency W, checked
