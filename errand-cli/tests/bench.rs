@@ -84,6 +84,7 @@ async fn postgres_bench_reports_every_field_and_cleans_up() {
     let url = errand_postgres::testing::database_url();
     let doc = bench_json(&url);
     check_shape(&doc, "postgres");
+    check_bloat_phase(&url);
     // Postgres only: the raw queue's single insert without NOTIFY, and large batches
     // against its binary COPY.
     for (side, key) in [
@@ -105,4 +106,55 @@ async fn postgres_bench_reports_every_field_and_cleans_up() {
     .await
     .unwrap();
     assert!(left.is_empty(), "scratch schemas removed: {left:?}");
+}
+
+/// `--phases bloat` at a tiny size on Postgres: three windows with their figures, and every
+/// job offered ran once. (Called by the Postgres test above, before it checks that no scratch
+/// schema is left: run beside it, its schema would be counted.)
+fn check_bloat_phase(url: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .args(["--database-url", url, "bench", "--phases", "bloat"])
+        .args(["--bloat-secs", "1,1,1", "--bloat-rate", "200", "--json"])
+        .output()
+        .expect("run errand bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let windows = doc["bloat"]["windows"].as_array().expect("windows");
+    assert_eq!(
+        (&doc["bloat"]["not_started"], &doc["bloat"]["duplicates"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{doc}"
+    );
+    let names: Vec<&str> = windows.iter().filter_map(|w| w["name"].as_str()).collect();
+    assert_eq!(names, ["clean", "held", "after"], "{doc}");
+    for w in windows {
+        assert_eq!(w["offered_per_s"], 200.0, "{w}");
+        assert!(w["started_per_s"].as_f64().is_some_and(|s| s > 0.0), "{w}");
+        assert!(
+            w["pickup_ms"]["p50"].as_f64().is_some_and(|p| p > 0.0),
+            "{w}"
+        );
+        assert!(w["dead_tuples"].as_i64().is_some(), "{w}");
+    }
+}
+
+/// The bloat phase measures a Postgres trap: on SQLite it is refused, saying what it needs.
+#[test]
+fn the_bloat_phase_is_refused_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("b.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .args(["--database-url", &sqlite, "bench", "--phases", "bloat"])
+        .output()
+        .expect("run errand bench");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postgres://"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

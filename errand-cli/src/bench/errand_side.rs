@@ -13,7 +13,7 @@ use super::{measure, Probe, Sends};
 /// A no-op job that reports its run to the probe.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct BenchJob {
-    seq: u32,
+    pub(crate) seq: u32,
 }
 
 impl Job for BenchJob {
@@ -29,7 +29,7 @@ impl Job for BenchJob {
 
 pub(crate) type BenchStore = Arc<dyn Store>;
 
-fn worker(store: &BenchStore, probe: &Arc<Probe>, concurrency: usize) -> WorkerHandle {
+pub(crate) fn worker(store: &BenchStore, probe: &Arc<Probe>, concurrency: usize) -> WorkerHandle {
     Worker::builder(store.clone(), probe.clone())
         .register::<BenchJob>()
         .queue("bench", concurrency)

@@ -6,6 +6,7 @@
 //! a worker with nothing to do), `memory` (peak RSS during `process`). See
 //! docs/benchmarks.md.
 
+pub mod bloat;
 mod errand_side;
 pub mod measure;
 mod raw;
@@ -62,6 +63,12 @@ pub struct BenchArgs {
     /// Queues the idle worker works (1 to 10,000): its idle cost should not grow with them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub idle_queues: u32,
+    /// The bloat phase (Postgres): jobs offered per second.
+    #[arg(long, default_value_t = 1500)]
+    pub bloat_rate: u32,
+    /// The bloat phase's windows in seconds: clean, with a snapshot held open, after.
+    #[arg(long, value_delimiter = ',', default_values_t = [30, 60, 60])]
+    pub bloat_secs: Vec<u64>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +87,9 @@ pub enum Phase {
     Idle,
     /// Peak RSS during `process`.
     Memory,
+    /// Postgres: jobs at a fixed rate while a session holds a snapshot (not in the default
+    /// set: it lasts `--bloat-secs`).
+    Bloat,
 }
 
 /// Latency percentiles in milliseconds.
@@ -183,6 +193,9 @@ pub struct Report {
     /// retention deleted while errand's latency was measured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prune_backlog: Option<PruneBacklog>,
+    /// With `--phases bloat`: each window's pickup latency, throughput and dead tuples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bloat: Option<bloat::Bloat>,
 }
 
 /// What `--prune-backlog` stored and what was pruned during the latency phase.
@@ -231,6 +244,13 @@ impl Probe {
     }
     pub(crate) fn all_ran(&self) -> bool {
         self.ran_count() == self.len()
+    }
+    /// When each job started, on this probe's clock (0: not started).
+    pub(crate) fn started(&self) -> Vec<u64> {
+        self.started_ns
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .collect()
     }
     pub(crate) fn duplicates(&self) -> u64 {
         self.counts
@@ -658,6 +678,25 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         sc.clear().await?;
     }
 
+    let mut bloat = None;
+    if on(Phase::Bloat) {
+        let ErrandDb::Pg(pg) = &sc.errand_db else {
+            return Err(CliError::Refused(
+                "the bloat phase measures Postgres' held-snapshot trap: run it with a postgres:// URL"
+                    .into(),
+            ));
+        };
+        let [clean, held, after] = args.bloat_secs[..] else {
+            return Err(CliError::Refused(format!(
+                "--bloat-secs takes three lengths in seconds (clean, held, after), e.g. 30,60,60; got {:?}",
+                args.bloat_secs
+            )));
+        };
+        let secs = [clean, held, after];
+        bloat = Some(bloat::run(&sc.store, pg, args.bloat_rate, secs, w).await?);
+        sc.clear().await?;
+    }
+
     if on(Phase::Idle) {
         let pb = bar(args.json, args.idle_secs, "errand idle (s)");
         let ticker = {
@@ -693,6 +732,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         errand: e,
         raw: r,
         prune_backlog,
+        bloat,
     };
     sc.remove().await;
     Ok(report)
@@ -797,6 +837,40 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
         ],
     ];
     crate::output::table(out, &["", "errand", "raw", "errand/raw"], &rows)?;
+    if let Some(b) = &r.bloat {
+        writeln!(
+            out,
+            "\nbloat: {} jobs/s offered, concurrency {}; not started {}, duplicates {}",
+            b.rate, b.concurrency, b.not_started, b.duplicates
+        )?;
+        let rows: Vec<Vec<String>> = b
+            .windows
+            .iter()
+            .map(|w| {
+                let p = |f: fn(&bloat::Pickup) -> f64| num(w.pickup_ms.as_ref().map(f), 2);
+                vec![
+                    format!("{} ({} s)", w.name, w.secs),
+                    num(Some(w.started_per_s), 0),
+                    p(|l| l.p50),
+                    p(|l| l.p95),
+                    p(|l| l.p99),
+                    w.dead_tuples.to_string(),
+                ]
+            })
+            .collect();
+        crate::output::table(
+            out,
+            &[
+                "window",
+                "started/s",
+                "pickup p50 ms",
+                "p95",
+                "p99",
+                "dead tuples",
+            ],
+            &rows,
+        )?;
+    }
     for (side, s) in [("errand", &r.errand), ("raw", &r.raw)] {
         if let Some(why) = &s.latency_refused {
             writeln!(out, "{side} latency refused: {why}")?;
