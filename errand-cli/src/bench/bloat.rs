@@ -83,10 +83,11 @@ pub(crate) async fn run(
     let handle = errand_side::worker(store, &probe, concurrency);
     let client = Client::new(store.clone());
     let mut sent_ns = vec![0_u64; total as usize];
-    let mut windows = Vec::new();
     let mut next: u32 = 0;
     let mut holder = None;
-    let mut bounds = Vec::new(); // (first seq, end seq, start ns, end ns) per window
+    // Per window: its name and length, its jobs (first seq, end seq), its span on the
+    // probe's clock, and the dead tuples at its end.
+    let mut bounds = Vec::new();
     for (w, (&len, name)) in secs.iter().zip(["clean", "held", "after"]).enumerate() {
         if w == 1 {
             // A session that took a snapshot and then sits idle in its transaction.
@@ -138,9 +139,9 @@ pub(crate) async fn run(
         // The rest of the window, if enqueueing finished early.
         let left = Duration::from_secs(len).saturating_sub(start.elapsed());
         tokio::time::sleep(left).await;
-        bounds.push((first, end_seq, start_ns, probe.now_ns(), name, len));
+        let end_ns = probe.now_ns();
         let dead = dead_tuples(pg).await?;
-        windows.push((name, dead));
+        bounds.push((name, len, first, end_seq, start_ns, end_ns, dead));
     }
     // Let the last jobs start (bounded), then stop the worker.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -152,8 +153,7 @@ pub(crate) async fn run(
     let started = probe.started();
     let out = bounds
         .into_iter()
-        .zip(windows)
-        .map(|((first, end, from_ns, to_ns, name, len), (_, dead))| {
+        .map(|(name, len, first, end, from_ns, to_ns, dead)| {
             let micros: Vec<u64> = (first..end)
                 .filter_map(|s| {
                     let st = started[s as usize];

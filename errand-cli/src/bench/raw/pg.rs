@@ -37,6 +37,24 @@ struct Conn {
     done: Statement,
 }
 
+impl Conn {
+    /// Claims up to [`CLAIM`] ready jobs, reports them to the probe (decoding each payload, as
+    /// a worker must) and marks them done in one statement: how many it claimed.
+    async fn claim_run_done(&self, probe: &Probe) -> Result<usize, RawError> {
+        let rows = self.client.query(&self.claim, &[&QUEUE]).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            ids.push(row.get::<_, i64>(0));
+            probe.ran(seq_of(&row.get::<_, Value>(1)));
+        }
+        self.client.execute(&self.done, &[&ids]).await?;
+        Ok(rows.len())
+    }
+}
+
 async fn connect(url: &str) -> Result<(Client, tokio::task::JoinHandle<()>), RawError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     let driver = tokio::spawn(async move {
@@ -161,20 +179,12 @@ impl PgRaw {
             tasks.push(tokio::spawn(async move {
                 let _driver = DropAbort(driver);
                 loop {
-                    let rows = conn.client.query(&conn.claim, &[&QUEUE]).await?;
-                    if rows.is_empty() {
+                    if conn.claim_run_done(&probe).await? == 0 {
                         if probe.all_ran() {
                             return Ok::<_, RawError>(());
                         }
                         tokio::task::yield_now().await;
-                        continue;
                     }
-                    let mut ids = Vec::with_capacity(rows.len());
-                    for row in &rows {
-                        ids.push(row.get::<_, i64>(0));
-                        probe.ran(seq_of(&row.get::<_, Value>(1)));
-                    }
-                    conn.client.execute(&conn.done, &[&ids]).await?;
                 }
             }));
         }
@@ -214,18 +224,7 @@ impl PgRaw {
         let _driver = DropAbort(driver);
         ready.notify_one();
         loop {
-            loop {
-                let rows = conn.client.query(&conn.claim, &[&QUEUE]).await?;
-                if rows.is_empty() {
-                    break;
-                }
-                let mut ids = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    ids.push(row.get::<_, i64>(0));
-                    probe.ran(seq_of(&row.get::<_, Value>(1)));
-                }
-                conn.client.execute(&conn.done, &[&ids]).await?;
-            }
+            while conn.claim_run_done(&probe).await? > 0 {}
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
