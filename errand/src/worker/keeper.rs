@@ -88,14 +88,7 @@ async fn keep(
             shared.leading.clone(),
         )
         .clock(m.clock),
-        maintenance::Control {
-            stop: stop.clone(),
-            on_lost: {
-                let shared = shared.clone();
-                Arc::new(move |e| shared.check_lost(e))
-            },
-            leading: shared.leading.clone(),
-        },
+        shared.control(stop.clone()),
     );
     heartbeat::run(shared.clone(), store.clone(), stop).await;
     if let Some(watchdog) = watchdog {

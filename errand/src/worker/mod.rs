@@ -129,14 +129,7 @@ impl<S: Store> Worker<S> {
                 .iter()
                 .map(|q| q.name.clone())
                 .collect::<Vec<_>>(),
-            maintenance::Control {
-                stop: stop_rx,
-                on_lost: {
-                    let shared = shared.clone();
-                    Arc::new(move |e| shared.check_lost(e))
-                },
-                leading: shared.leading.clone(),
-            },
+            shared.control(stop_rx),
         );
         services.push(watcher);
         services.push(poller);

@@ -74,6 +74,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// What this worker's maintenance services are told: stop on `stop`, report a lost
+    /// store to the worker, and whether the worker leads (see `maintenance::Control`).
+    pub(crate) fn control(
+        self: &Arc<Self>,
+        stop: watch::Receiver<bool>,
+    ) -> crate::maintenance::Control {
+        let shared = self.clone();
+        crate::maintenance::Control {
+            stop,
+            on_lost: Arc::new(move |e| shared.check_lost(e)),
+            leading: self.leading.clone(),
+        }
+    }
+
     /// Hands an outcome to the completer, waiting while its backlog is full.
     pub(crate) async fn record(&self, p: Pending) {
         // The completer outlives every executor, so the send only fails after a forced stop.
