@@ -22,6 +22,13 @@ pub enum CliError {
     /// An enqueue failed.
     #[error(transparent)]
     Enqueue(#[from] errand::EnqueueError),
+    /// The dashboard could not be served (an open address without authentication, a port
+    /// in use).
+    #[error(transparent)]
+    Dashboard(#[from] errand_web::ServeError),
+    /// The dashboard's settings in the environment are unusable.
+    #[error(transparent)]
+    DashboardConfig(#[from] errand_web::ConfigError),
     /// `errand bench`'s raw baseline failed (its own driver's error).
     #[error("the bench's raw baseline failed: {0}")]
     Baseline(String),
@@ -38,7 +45,9 @@ impl CliError {
                 | errand::StoreError::Missing(_)
                 | errand::StoreError::NotMigrated { .. }
                 | errand::StoreError::TooNew { .. },
-            ) => ExitCode::from(2),
+            )
+            | CliError::Dashboard(errand_web::ServeError::OpenWithoutAuth { .. })
+            | CliError::DashboardConfig(_) => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }

@@ -91,6 +91,30 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serve the web dashboard for this database: queues, jobs, retry / cancel / delete,
+    /// pause / resume, the audit log. Binds 127.0.0.1 unless authentication is configured
+    /// (ERRAND_DASHBOARD_USER and ERRAND_DASHBOARD_PASSWORD, or ERRAND_DASHBOARD_TOKEN).
+    Dashboard {
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: std::net::SocketAddr,
+        /// Show everything, allow no action (also ERRAND_DASHBOARD_READ_ONLY=1).
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// The audit log: every action taken from the dashboard or this command line (retry,
+    /// cancel, delete, pause, resume, limits, prune), newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Only entries with ids below this one (paging).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure errand against the fastest hand-written queue on the same database (tokio-postgres or rusqlite).
     Bench(bench::BenchArgs),
     /// Kill worker processes at random and prove no job is lost or repeated needlessly.
@@ -367,11 +391,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Jobs { command } => {
             let store = open_store(url, schema, false).await?;
-            commands::jobs(&store, command, &mut out).await
+            let audit = commands::audit::of_jobs(&command);
+            let mut tee = commands::audit::Tee::new(&mut out);
+            let result = commands::jobs(&store, command, &mut tee).await;
+            let said = tee.into_said();
+            commands::audit::record(&store, audit, result, said).await
         }
         Command::Queues { command } => {
             let store = open_store(url, schema, false).await?;
-            commands::queues(&store, command, &mut out).await
+            let audit = commands::audit::of_queues(&command);
+            let mut tee = commands::audit::Tee::new(&mut out);
+            let result = commands::queues(&store, command, &mut tee).await;
+            let said = tee.into_said();
+            commands::audit::record(&store, audit, result, said).await
+        }
+        Command::Dashboard { bind, read_only } => {
+            let store = open_store(url, schema, false).await?;
+            commands::dashboard(store, url, bind, read_only, &mut out).await
+        }
+        Command::Audit {
+            limit,
+            before,
+            json,
+        } => {
+            let store = open_store(url, schema, false).await?;
+            commands::audit::list(&store, limit, before, json, &mut out).await
         }
         Command::Cron {
             command: CronCommand::List { json },
@@ -385,7 +429,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             dry_run,
         } => {
             let store = open_store(url, schema, false).await?;
-            commands::prune(&store, older_than, &states, dry_run, &mut out).await
+            let audit = (!dry_run).then(|| {
+                commands::audit::Action::new(
+                    "prune",
+                    format!("older than {older_than:?}, states {states:?}"),
+                )
+            });
+            let mut tee = commands::audit::Tee::new(&mut out);
+            let result = commands::prune(&store, older_than, &states, dry_run, &mut tee).await;
+            let said = tee.into_said();
+            commands::audit::record(&store, audit, result, said).await
         }
         Command::Bench(args) => {
             let report = bench::bench(url, &args).await?;

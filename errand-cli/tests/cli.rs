@@ -36,7 +36,7 @@ fn migrate_creates_and_reports_the_schema() {
     let url = url(dir.path());
     let o = errand(&url, &["migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("schema at version 8"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("schema at version 9"), "{}", stdout(&o));
     assert!(dir.path().join("errand.db").exists());
     let again = errand(&url, &["migrate"]);
     assert!(
@@ -208,7 +208,7 @@ async fn postgres_migrate_and_unmigrated_schema() {
     );
     let o = errand(&url, &["--schema", &fresh, "migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("schema at version 8"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("schema at version 9"), "{}", stdout(&o));
     let o = errand(&url, &["--schema", &fresh, "stats", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let missing_db = url

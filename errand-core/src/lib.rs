@@ -10,6 +10,7 @@
 //! tests never sleep to move time forward.
 #![warn(missing_docs)]
 
+mod audit;
 mod backoff;
 mod error;
 mod filter;
@@ -27,6 +28,7 @@ mod store;
 mod time;
 mod unique;
 
+pub use audit::{AuditEntry, NewAudit, MAX_AUDIT_DETAIL, MAX_AUDIT_FIELD};
 pub use backoff::Backoff;
 pub use error::StoreError;
 pub use filter::{ListFilter, StateCount};

@@ -203,6 +203,22 @@ pub trait Store: Send + Sync + 'static {
     /// Who holds the lease `name` and until when; a lease that ended is still reported.
     async fn leader(&self, name: &str) -> Result<Option<crate::Leader>, StoreError>;
 
+    /// Records an operator's action in the audit log at `now` and returns its id (ids
+    /// increase with every entry).
+    async fn record_audit(
+        &self,
+        entry: &crate::NewAudit,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+
+    /// The audit log, newest first: up to `limit` entries (0 means 100) with ids below
+    /// `before` when given (keyset paging).
+    async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError>;
+
     /// The time by which this store judges leases and schedules, given the caller's clock
     /// `local`. The runtime and the client take every timestamp they pass to the store
     /// from here. A store on one machine (SQLite, memory) answers `local`; a store shared by
@@ -365,6 +381,20 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn leader(&self, name: &str) -> Result<Option<crate::Leader>, StoreError> {
         (**self).leader(name).await
+    }
+    async fn record_audit(
+        &self,
+        entry: &crate::NewAudit,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        (**self).record_audit(entry, now).await
+    }
+    async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        (**self).audit_log(limit, before).await
     }
     fn signals(&self) -> &QueueSignals {
         (**self).signals()

@@ -11,7 +11,9 @@ use errand_core::{
 };
 
 use crate::store::PgStore;
-use crate::{cancel_retry, claim, insert, leader, lease, list, outcome, prune, queue, schedule};
+use crate::{
+    audit, cancel_retry, claim, insert, leader, lease, list, outcome, prune, queue, schedule,
+};
 
 #[async_trait]
 impl Store for PgStore {
@@ -113,6 +115,22 @@ impl Store for PgStore {
 
     async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
         leader::leader(self, name).await
+    }
+
+    async fn record_audit(
+        &self,
+        entry: &errand_core::NewAudit,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        audit::record(self, entry, now).await
+    }
+
+    async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError> {
+        audit::log(self, limit, before).await
     }
 
     async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {

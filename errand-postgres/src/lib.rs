@@ -29,6 +29,7 @@
 //! the pool.
 #![warn(missing_docs)]
 
+mod audit;
 mod cancel_retry;
 mod claim;
 mod clock;

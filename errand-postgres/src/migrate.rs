@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_metered.sql")),
     (7, include_str!("../migrations/0007_leaders.sql")),
     (8, include_str!("../migrations/0008_claim_plans.sql")),
+    (9, include_str!("../migrations/0009_audit.sql")),
 ];
 
 /// The schema version this build needs.

@@ -50,6 +50,8 @@ pub(crate) struct Sql {
     pub(crate) lead: String,
     pub(crate) resign: String,
     pub(crate) leader: String,
+    pub(crate) audit_insert: String,
+    pub(crate) audit_log: String,
 }
 
 /// The columns of a queue record, in `queue::record`'s order.
@@ -71,6 +73,7 @@ impl Sql {
         let t = format!("\"{schema}\".jobs");
         let q = format!("\"{schema}\".queues");
         let l = format!("\"{schema}\".leaders");
+        let a = format!("\"{schema}\".audit_log");
         let qk = format!("\"{schema}\".queue_keys");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
@@ -427,6 +430,14 @@ impl Sql {
             ),
             resign: format!("DELETE FROM {l} WHERE name = $1 AND holder = $2"),
             leader: format!("SELECT holder, elected_at, expires_at FROM {l} WHERE name = $1"),
+            audit_insert: format!(
+                "INSERT INTO {a} (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)
+                 RETURNING id"
+            ),
+            audit_log: format!(
+                "SELECT id, at, actor, action, target, detail FROM {a}
+                 WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            ),
             table: t,
         }
     }

@@ -12,7 +12,9 @@ use errand_core::{
 };
 
 use crate::store::SqliteStore;
-use crate::{cancel_retry, claim, insert, leader, lease, list, outcome, prune, queue, schedule};
+use crate::{
+    audit, cancel_retry, claim, insert, leader, lease, list, outcome, prune, queue, schedule,
+};
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -110,6 +112,22 @@ impl Store for SqliteStore {
 
     async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
         leader::leader(self, name).await
+    }
+
+    async fn record_audit(
+        &self,
+        entry: &errand_core::NewAudit,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        audit::record(self, entry, now).await
+    }
+
+    async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError> {
+        audit::log(self, limit, before).await
     }
 
     fn poll_reports_changes(&self) -> bool {

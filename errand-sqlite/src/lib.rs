@@ -19,6 +19,7 @@
 //! replaced underneath.
 #![warn(missing_docs)]
 
+mod audit;
 mod cancel_retry;
 mod claim;
 mod contract;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_unique.sql")),
     (7, include_str!("../migrations/0007_metered.sql")),
     (8, include_str!("../migrations/0008_leaders.sql")),
+    (9, include_str!("../migrations/0009_audit.sql")),
 ];
 
 /// The schema version this build needs.

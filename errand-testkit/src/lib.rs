@@ -130,6 +130,10 @@ macro_rules! store_conformance {
                 resign_frees_the_lease_for_its_holder_only,
                 racing_askers_elect_one,
             ],
+            audit: [
+                audit_entries_read_newest_first_and_page,
+                audit_keeps_a_huge_detail_up_to_its_bound,
+            ],
             concurrency: [
                 racing_claimers_claim_each_job_once,
                 racing_unique_inserts_insert_once,
@@ -161,6 +165,7 @@ mod tests {
         let macro_text = include_str!("lib.rs");
         let list = &macro_text[..macro_text.find("#[cfg(test)]").expect("this module")];
         let files = [
+            include_str!("cases/audit.rs"),
             include_str!("cases/cancel_retry.rs"),
             include_str!("cases/claim.rs"),
             include_str!("cases/concurrency.rs"),

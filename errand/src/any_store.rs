@@ -178,6 +178,20 @@ impl Store for AnyStore {
     async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
         each!(self, s => s.leader(name).await)
     }
+    async fn record_audit(
+        &self,
+        entry: &errand_core::NewAudit,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        each!(self, s => s.record_audit(entry, now).await)
+    }
+    async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError> {
+        each!(self, s => s.audit_log(limit, before).await)
+    }
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         each!(self, s => s.delete(id).await)
     }

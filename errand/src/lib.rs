@@ -48,9 +48,9 @@ pub use unique::Unique;
 pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
 
 pub use errand_core::{
-    Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, Leader, ListFilter,
-    Progress, QueueLimits, QueueRecord, RateLimit, ResultTypeError, StateCount, MAINTENANCE_LEADER,
-    MAX_PARTITION_KEY_LEN, MAX_RESULT_LEN,
+    AuditEntry, Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, Leader,
+    ListFilter, NewAudit, Progress, QueueLimits, QueueRecord, RateLimit, ResultTypeError,
+    StateCount, MAINTENANCE_LEADER, MAX_PARTITION_KEY_LEN, MAX_RESULT_LEN,
 };
 
 #[cfg(feature = "sqlite")]

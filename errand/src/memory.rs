@@ -52,6 +52,7 @@ struct Inner {
     key_buckets: BTreeMap<(String, String), (f64, DateTime<Utc>)>,
     /// Leadership leases, by name.
     leaders: HashMap<String, errand_core::Leader>,
+    audit: Vec<errand_core::AuditEntry>,
 }
 
 /// One queue of the store during a metered claim (the lock held).
@@ -622,6 +623,34 @@ impl Store for MemoryStore {
 
     async fn leader(&self, name: &str) -> Result<Option<errand_core::Leader>, StoreError> {
         Ok(self.lock().leaders.get(name).cloned())
+    }
+
+    async fn record_audit(
+        &self,
+        entry: &errand_core::NewAudit,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut g = self.lock();
+        let id = g.audit.last().map_or(1, |e| e.id + 1);
+        g.audit
+            .push(errand_core::AuditEntry::new(id, now, entry.clone()));
+        Ok(id)
+    }
+
+    async fn audit_log(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<errand_core::AuditEntry>, StoreError> {
+        let limit = if limit == 0 { 100 } else { limit as usize };
+        let g = self.lock();
+        Ok(g.audit
+            .iter()
+            .rev()
+            .filter(|e| before.is_none_or(|b| e.id < b))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn queues_with_available(&self, queues: &[String]) -> Result<Vec<String>, StoreError> {

@@ -1,6 +1,8 @@
 //! One function per subcommand.
 
+pub(crate) mod audit;
 pub(crate) mod cron;
+mod dashboard;
 mod delete;
 mod jobs;
 mod migrate;
@@ -8,6 +10,7 @@ mod prune;
 mod queues;
 mod stats;
 
+pub(crate) use dashboard::dashboard;
 pub(crate) use jobs::jobs;
 pub(crate) use migrate::migrate;
 pub(crate) use prune::prune;

@@ -1,6 +1,7 @@
 //! The conformance cases, one module per area of the [`errand_core::Store`] contract.
 //! Each case takes a fresh store and panics with a message when the store breaks the contract.
 
+pub mod audit;
 pub mod cancel_retry;
 pub mod claim;
 pub mod concurrency;

@@ -1,0 +1,9 @@
+//! One module per page; `actions` and `filter` are what several pages share.
+
+pub(crate) mod actions;
+pub(crate) mod audit;
+pub(crate) mod filter;
+pub(crate) mod job;
+pub(crate) mod jobs;
+pub(crate) mod overview;
+pub(crate) mod queues;

@@ -1,0 +1,94 @@
+//! The queues page: each stored queue's state and limits, pause and resume.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+
+use crate::app::{failure, refuse_action, App, Page};
+use crate::form::Fields;
+use crate::layout::{self, degraded};
+use crate::pages::overview::{bounded, urlenc};
+
+pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
+    let now = app.now().await;
+    let (records, oldest) = tokio::join!(
+        bounded(&app, app.store().queues()),
+        bounded(&app, app.store().oldest_available())
+    );
+    let base = &page.base;
+    let content = html! {
+        h1 { "Queues" }
+        @match &records {
+            Err(e) => (degraded("Queues", e)),
+            Ok(records) => {
+                table.grid #queue-records {
+                    thead { tr {
+                        th { "Queue" } th { "Status" } th.num { "Lag" } th { "Max running" }
+                        th { "Max per key" } th { "Rate" } th { "Changed" } th {}
+                    } }
+                    tbody {
+                        @for r in records {
+                            @let lag = oldest.as_ref().ok().and_then(|o| o.iter().find(|(q, _)| *q == r.name)).map(|(_, t)| (now - *t).num_seconds());
+                            tr data-queue=(r.name) {
+                                td { a href={ (base) "/jobs?queue=" (urlenc(&r.name)) } { (r.name) } }
+                                td.status { @if r.paused { span.state.paused { "paused" } } @else { "running" } }
+                                td.num { (lag.map(layout::lag).unwrap_or_else(|| "–".into())) }
+                                td { (r.max_running.map(|n| n.to_string()).unwrap_or_else(|| "–".into())) }
+                                td { (r.max_per_key.map(|n| n.to_string()).unwrap_or_else(|| "–".into())) }
+                                td { @if let Some(rate) = &r.rate { (rate.starts) " per " (rate.period.as_millis()) " ms" } @else { "–" } }
+                                td { (layout::when(r.updated_at, now)) }
+                                td {
+                                    @if r.paused {
+                                        (layout::action(&page, &format!("/queues/{}/resume", urlenc(&r.name)), "Resume", "resume"))
+                                    } @else {
+                                        (layout::action(&page, &format!("/queues/{}/pause", urlenc(&r.name)), "Pause", "pause"))
+                                    }
+                                }
+                            }
+                        }
+                        @if records.is_empty() { tr { td colspan="8" { "No queue has a record yet: one is made when a queue is first used." } } }
+                    }
+                }
+            }
+        }
+    };
+    layout::page(&page, "Queues", true, content).into_response()
+}
+
+/// `POST /queues/{name}/pause|resume`.
+pub(crate) async fn act(
+    State(app): State<App>,
+    page: Page,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = Fields::parse(&body);
+    if let Some(refused) = refuse_action(&page, &headers, f.get("csrf")) {
+        return refused;
+    }
+    let result = match action.as_str() {
+        "pause" => app.client.pause_queue(&name).await,
+        "resume" => app.client.resume_queue(&name).await,
+        _ => return failure(StatusCode::NOT_FOUND, "no such action: pause or resume"),
+    };
+    let detail = match &result {
+        Ok(r) => if r.paused { "paused" } else { "running" }.to_string(),
+        Err(e) => format!("failed: {e}"),
+    };
+    let audit_failed = app
+        .audit(
+            &page.actor,
+            &format!("queue.{action}"),
+            &format!("queue {name}"),
+            &detail,
+        )
+        .await;
+    match (result, audit_failed) {
+        (Ok(_), None) => Redirect::to(&format!("{}/queues", page.base)).into_response(),
+        (Err(e), _) => failure(StatusCode::BAD_REQUEST, &e.to_string()),
+        (_, Some(audit)) => failure(StatusCode::INTERNAL_SERVER_ERROR, &audit),
+    }
+}

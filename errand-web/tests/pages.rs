@@ -1,0 +1,634 @@
+//! The dashboard over HTTP, on a real SQLite file and a real Postgres schema (and memory):
+//! pages, escaping, authentication, roles, the cross-site guards, actions and the audit
+//! log they write, nesting under a path, degrading when the database is slow.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use common::{seed, Seeded, XSS};
+use errand::store::Store;
+use errand::{JobState, ListFilter};
+use errand_web::{Actor, Config, Role};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    location: Option<String>,
+    csp: Option<String>,
+    body: String,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let h = |k| {
+        res.headers()
+            .get(k)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+    };
+    let location = h(header::LOCATION);
+    let csp = h(header::CONTENT_SECURITY_POLICY);
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        location,
+        csp,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+async fn get(app: &Router, path: &str) -> Reply {
+    send(app, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+async fn post(app: &Router, path: &str, form: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(app, req.body(Body::from(form.to_owned())).unwrap()).await
+}
+
+/// The form token a page carries.
+fn token(page: &str) -> String {
+    let at = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form token on the page")
+        + 19;
+    page[at..at + 48].to_owned()
+}
+
+async fn state(store: &dyn Store, id: i64) -> JobState {
+    store.get(id).await.unwrap().expect("job").state
+}
+
+async fn every_page_renders_with_every_state(store: Arc<dyn Store>) {
+    let s: Seeded = seed(&*store).await;
+    let app = errand_web::router(store.clone(), Config::new());
+    let o = get(&app, "/").await;
+    assert_eq!(o.status, StatusCode::OK, "{}", o.body);
+    assert!(o.csp.unwrap().contains("script-src 'self'"), "CSP set");
+    // reports: one scheduled, running, retryable, completed, discarded, cancelled.
+    let reports = &o.body[o.body.find(r#"data-queue="reports""#).expect("reports row")..];
+    let reports = &reports[..reports.find("</tr>").unwrap()];
+    for st in [
+        "scheduled",
+        "running",
+        "retryable",
+        "completed",
+        "discarded",
+        "cancelled",
+    ] {
+        assert!(
+            reports.contains(&format!("state={st}\">1</a>")),
+            "reports has 1 {st}: {reports}"
+        );
+    }
+    let mail = &o.body[o.body.find(r#"data-queue="mail""#).expect("mail row")..];
+    assert!(
+        mail[..mail.find("</tr>").unwrap()].contains("state=available\">3</a>"),
+        "3 available in mail"
+    );
+    let jobs = get(&app, "/jobs?state=discarded").await;
+    assert_eq!(jobs.status, StatusCode::OK);
+    assert!(
+        jobs.body.contains("2 jobs match state=discarded"),
+        "{}",
+        jobs.body
+    );
+    assert!(jobs.body.contains(&format!(r#"data-id="{}""#, s.discarded)));
+    assert!(!jobs.body.contains(&format!(r#"data-id="{}""#, s.completed)));
+    let detail = get(&app, &format!("/jobs/{}", s.discarded)).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert!(
+        detail.body.contains("report template missing"),
+        "error history shown"
+    );
+    assert!(
+        detail.body.contains("&quot;day&quot;: &quot;friday&quot;"),
+        "pretty args: {}",
+        detail.body
+    );
+    let done = get(&app, &format!("/jobs/{}", s.completed)).await;
+    assert!(done.body.contains("&quot;rows&quot;: 42"), "result shown");
+    assert_eq!(
+        get(&app, "/jobs/999999999").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&app, "/jobs/nope").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/jobs?state=nope").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let found = get(&app, &format!("/jobs?id={}", s.running)).await;
+    assert_eq!(
+        found.location.as_deref(),
+        Some(format!("/jobs/{}", s.running).as_str())
+    );
+    assert_eq!(get(&app, "/queues").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/audit").await.status, StatusCode::OK);
+    let css = get(&app, "/assets/style.css").await;
+    assert!(css.status == StatusCode::OK && css.body.contains("body"));
+    let js = get(&app, "/assets/live.js").await;
+    assert!(js.status == StatusCode::OK && js.body.contains("x-errand-fragment"));
+    // The refresh script's request gets the live part only.
+    let frag = send(
+        &app,
+        Request::get("/")
+            .header("x-errand-fragment", "1")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        frag.body.contains("<table") && !frag.body.contains("<html"),
+        "fragment only"
+    );
+}
+
+async fn job_data_renders_as_text(store: Arc<dyn Store>) {
+    let s = seed(&*store).await;
+    let app = errand_web::router(store.clone(), Config::new());
+    for path in [
+        format!("/jobs/{}", s.hostile),
+        "/jobs?queue=hostile".into(),
+        "/".into(),
+    ] {
+        let r = get(&app, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(
+            !r.body.contains("<script>alert"),
+            "{path}: a script tag from job data"
+        );
+        assert!(
+            !r.body.contains("<img src=x"),
+            "{path}: an img tag from job data"
+        );
+    }
+    let r = get(&app, &format!("/jobs/{}", s.hostile)).await;
+    assert!(
+        r.body.contains("&lt;script&gt;alert("),
+        "shown escaped: {}",
+        r.body
+    );
+    // An action whose target came from hostile input is escaped in the audit log too.
+    let t = token(&r.body);
+    let q = format!(
+        "csrf={t}&action=cancel&scope=filter&confirm=yes&kind={}",
+        urlenc(XSS)
+    );
+    assert_eq!(
+        post(&app, "/jobs/bulk", &q, &[]).await.status,
+        StatusCode::OK
+    );
+    let audit = get(&app, "/audit").await;
+    assert!(audit.body.contains("jobs.cancel"));
+    assert!(!audit.body.contains("<script>alert") && !audit.body.contains("<img src=x"));
+}
+
+fn urlenc(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn actions_need_the_token_and_the_same_site(store: Arc<dyn Store>) {
+    let s = seed(&*store).await;
+    let app = errand_web::router(store.clone(), Config::new());
+    let page = get(&app, &format!("/jobs/{}", s.discarded)).await;
+    let t = token(&page.body);
+    let path = format!("/jobs/{}/retry", s.discarded);
+    let refused = [
+        ("", vec![]),
+        ("csrf=wrong", vec![]),
+        (
+            &*format!("csrf={t}"),
+            vec![("sec-fetch-site", "cross-site")],
+        ),
+        (
+            &*format!("csrf={t}"),
+            vec![
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:9090"),
+            ],
+        ),
+    ];
+    for (form, headers) in refused {
+        let r = post(&app, &path, form, &headers).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{form} {headers:?}");
+        assert_eq!(
+            state(&*store, s.discarded).await,
+            JobState::Discarded,
+            "nothing changed"
+        );
+    }
+    let r = post(
+        &app,
+        &path,
+        &format!("csrf={t}"),
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "http://127.0.0.1:9090"),
+            ("host", "127.0.0.1:9090"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        state(&*store, s.discarded).await,
+        JobState::Available,
+        "retried"
+    );
+    // Cancel and delete; a refused delete (running) says why, and changes nothing.
+    let r = post(
+        &app,
+        &format!("/jobs/{}/delete", s.running),
+        &format!("csrf={t}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("is running"), "{}", r.body);
+    post(
+        &app,
+        &format!("/jobs/{}/cancel", s.scheduled),
+        &format!("csrf={t}"),
+        &[],
+    )
+    .await;
+    assert_eq!(state(&*store, s.scheduled).await, JobState::Cancelled);
+    let r = post(
+        &app,
+        &format!("/jobs/{}/delete", s.completed),
+        &format!("csrf={t}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.location.as_deref(), Some("/jobs"));
+    assert!(store.get(s.completed).await.unwrap().is_none(), "deleted");
+    // Queues.
+    post(&app, "/queues/mail/pause", &format!("csrf={t}"), &[]).await;
+    let q = store.queues().await.unwrap();
+    assert!(q.iter().any(|r| r.name == "mail" && r.paused), "paused");
+    post(&app, "/queues/mail/resume", &format!("csrf={t}"), &[]).await;
+    assert!(store
+        .queues()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.name == "mail" && !r.paused));
+    // Every action that was taken is on record, newest first, by `local`.
+    let log = store.audit_log(0, None).await.unwrap();
+    let got: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("local", "queue.resume", "running"),
+            ("local", "queue.pause", "paused"),
+            ("local", "job.delete", "deleted"),
+            ("local", "job.cancel", "cancelled"),
+            (
+                "local",
+                "job.delete",
+                &*format!("not deleted: job {} is running: cancel it first", s.running)
+            ),
+            ("local", "job.retry", "retried"),
+        ]
+    );
+}
+
+async fn bulk_actions_preview_then_act_on_the_filter(store: Arc<dyn Store>) {
+    let s = seed(&*store).await;
+    let app = errand_web::router(store.clone(), Config::new().bulk_limit(2));
+    let t = token(&get(&app, "/jobs").await.body);
+    let preview = post(
+        &app,
+        "/jobs/bulk",
+        &format!("csrf={t}&action=cancel&scope=filter&queue=mail"),
+        &[],
+    )
+    .await;
+    assert_eq!(preview.status, StatusCode::OK);
+    assert!(
+        preview.body.contains(r#"id="preview-count">3</strong>"#),
+        "{}",
+        preview.body
+    );
+    assert!(preview.body.contains("at most 2 in one run"));
+    assert_eq!(
+        store
+            .count(&ListFilter::new().queue("mail").state(JobState::Cancelled))
+            .await
+            .unwrap(),
+        0,
+        "a preview changes nothing"
+    );
+    let done = post(
+        &app,
+        "/jobs/bulk",
+        &format!("csrf={t}&action=cancel&scope=filter&queue=mail&confirm=yes"),
+        &[],
+    )
+    .await;
+    assert!(
+        done.body
+            .contains("2 cancelled, 0 skipped, 0 failed; more jobs match"),
+        "{}",
+        done.body
+    );
+    let again = post(
+        &app,
+        "/jobs/bulk",
+        &format!("csrf={t}&action=cancel&scope=filter&queue=mail&confirm=yes"),
+        &[],
+    )
+    .await;
+    assert!(
+        again.body.contains("1 cancelled, 0 skipped, 0 failed</p>"),
+        "{}",
+        again.body
+    );
+    assert_eq!(
+        store
+            .count(&ListFilter::new().queue("mail").state(JobState::Cancelled))
+            .await
+            .unwrap(),
+        3
+    );
+    // A selection.
+    let sel = format!(
+        "csrf={t}&action=retry&scope=selected&ids={}&ids={}&confirm=yes",
+        s.available[0], s.cancelled
+    );
+    let r = post(&app, "/jobs/bulk", &sel, &[]).await;
+    assert!(r.body.contains("2 retried"), "{}", r.body);
+    assert_eq!(state(&*store, s.cancelled).await, JobState::Available);
+    let log = store.audit_log(0, None).await.unwrap();
+    assert_eq!(log[0].action, "jobs.retry");
+    assert_eq!(log[0].target, "2 selected jobs");
+    assert_eq!(log[2].target, "filter queue=mail");
+    assert!(log[2].detail.starts_with("2 cancelled"));
+}
+
+#[tokio::test]
+async fn memory_every_page_renders_with_every_state() {
+    every_page_renders_with_every_state(Arc::new(errand::MemoryStore::new())).await;
+}
+#[tokio::test]
+async fn sqlite_every_page_renders_with_every_state() {
+    let (store, _dir) = common::sqlite().await;
+    every_page_renders_with_every_state(store).await;
+}
+#[tokio::test]
+async fn postgres_every_page_renders_with_every_state() {
+    every_page_renders_with_every_state(common::postgres().await).await;
+}
+#[tokio::test]
+async fn sqlite_job_data_renders_as_text() {
+    let (store, _dir) = common::sqlite().await;
+    job_data_renders_as_text(store).await;
+}
+#[tokio::test]
+async fn postgres_job_data_renders_as_text() {
+    job_data_renders_as_text(common::postgres().await).await;
+}
+#[tokio::test]
+async fn sqlite_actions_need_the_token_and_the_same_site() {
+    let (store, _dir) = common::sqlite().await;
+    actions_need_the_token_and_the_same_site(store).await;
+}
+#[tokio::test]
+async fn postgres_actions_need_the_token_and_the_same_site() {
+    actions_need_the_token_and_the_same_site(common::postgres().await).await;
+}
+#[tokio::test]
+async fn sqlite_bulk_actions_preview_then_act_on_the_filter() {
+    let (store, _dir) = common::sqlite().await;
+    bulk_actions_preview_then_act_on_the_filter(store).await;
+}
+#[tokio::test]
+async fn postgres_bulk_actions_preview_then_act_on_the_filter() {
+    bulk_actions_preview_then_act_on_the_filter(common::postgres().await).await;
+}
+
+#[tokio::test]
+async fn credentials_roles_and_read_only() {
+    let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
+    let s = seed(&*store).await;
+    let config = Config::new()
+        .user("ops", "s3cret", Role::Operator)
+        .user("viewer", "look", Role::ReadOnly)
+        .token("tok-123", Role::Operator);
+    let app = errand_web::router(store.clone(), config);
+    let basic = |u: &str, p: &str| {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    };
+    let with = |auth: String| {
+        Request::get("/")
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let none = get(&app, "/").await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(!none.body.contains("<table"), "nothing shown");
+    assert_eq!(
+        send(&app, with(basic("ops", "wrong"))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, with(basic("nobody", "s3cret"))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, with("Bearer tok-1234".into())).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&app, with(basic("ops", "s3cret"))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, with("Bearer tok-123".into())).await.status,
+        StatusCode::OK
+    );
+    // The viewer sees pages without buttons and cannot act even with a valid token.
+    let job = |auth: String| {
+        Request::get(format!("/jobs/{}", s.discarded))
+            .header(header::AUTHORIZATION, auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ops_page = send(&app, job(basic("ops", "s3cret"))).await;
+    assert!(ops_page.body.contains("Retry"));
+    let viewer_page = send(&app, job(basic("viewer", "look"))).await;
+    assert_eq!(viewer_page.status, StatusCode::OK);
+    assert!(
+        !viewer_page.body.contains(r#"name="csrf""#),
+        "no action forms for a viewer"
+    );
+    let t = token(&ops_page.body);
+    let act = |auth: String| {
+        Request::post(format!("/jobs/{}/retry", s.discarded))
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={t}")))
+            .unwrap()
+    };
+    assert_eq!(
+        send(&app, act(basic("viewer", "look"))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(state(&*store, s.discarded).await, JobState::Discarded);
+    assert_eq!(
+        send(&app, act(basic("ops", "s3cret"))).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        store.audit_log(1, None).await.unwrap()[0].actor,
+        "ops",
+        "who acted is recorded"
+    );
+
+    // Read-only for everyone.
+    let ro = errand_web::router(store.clone(), Config::new().read_only(true));
+    let page = get(&ro, &format!("/jobs/{}", s.cancelled)).await;
+    assert!(!page.body.contains(r#"name="csrf""#));
+    let r = post(&ro, &format!("/jobs/{}/retry", s.cancelled), "csrf=x", &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("read-only"));
+}
+
+#[tokio::test]
+async fn nested_under_a_path_behind_the_applications_own_auth() {
+    let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
+    let s = seed(&*store).await;
+    let dashboard = errand_web::router(store.clone(), Config::new().upstream_auth());
+    // The application's layer: a header stands for its session.
+    let app = Router::new()
+        .nest("/admin/jobs", dashboard)
+        .layer(axum::middleware::from_fn(
+            |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if req
+                    .headers()
+                    .get("x-app-session")
+                    .is_some_and(|v| v == "alice")
+                {
+                    req.extensions_mut()
+                        .insert(Actor::new("alice", Role::Operator));
+                }
+                next.run(req).await
+            },
+        ));
+    assert_eq!(
+        get(&app, "/admin/jobs").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let page = send(
+        &app,
+        Request::get("/admin/jobs")
+            .header("x-app-session", "alice")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(r#"href="/admin/jobs/assets/style.css""#),
+        "assets under the mount point"
+    );
+    assert!(
+        page.body.contains(r#"href="/admin/jobs/jobs""#),
+        "links under the mount point"
+    );
+    let job = send(
+        &app,
+        Request::get(format!("/admin/jobs/jobs/{}", s.discarded))
+            .header("x-app-session", "alice")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let t = token(&job.body);
+    assert!(job.body.contains(&format!(
+        r#"action="/admin/jobs/jobs/{}/retry""#,
+        s.discarded
+    )));
+    let r = send(
+        &app,
+        Request::post(format!("/admin/jobs/jobs/{}/retry", s.discarded))
+            .header("x-app-session", "alice")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={t}")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        r.location,
+        Some(format!("/admin/jobs/jobs/{}", s.discarded))
+    );
+    assert_eq!(store.audit_log(1, None).await.unwrap()[0].actor, "alice");
+}
+
+/// A table locked by another session: the page still answers, within the query timeout,
+/// saying what it could not read, instead of hanging.
+#[tokio::test]
+async fn postgres_a_slow_database_degrades_the_page_instead_of_hanging_it() {
+    let pg = errand_postgres::testing::scratch_store().await;
+    seed(&pg).await;
+    let mut locker = pg.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\".jobs IN ACCESS EXCLUSIVE MODE",
+        pg.schema()
+    ))
+    .execute(&mut *locker)
+    .await
+    .unwrap();
+    let app = errand_web::router(
+        pg.clone(),
+        Config::new().query_timeout(Duration::from_millis(300)),
+    );
+    let page = tokio::time::timeout(Duration::from_secs(20), get(&app, "/"))
+        .await
+        .expect("the page answers");
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("Counts: took longer than 300 ms"),
+        "{}",
+        page.body
+    );
+    let jobs = tokio::time::timeout(Duration::from_secs(20), get(&app, "/jobs"))
+        .await
+        .expect("answers");
+    assert!(
+        jobs.body.contains("Jobs: took longer than 300 ms"),
+        "{}",
+        jobs.body
+    );
+    locker.rollback().await.unwrap();
+    let page = get(&app, "/").await;
+    assert!(
+        !page.body.contains("took longer"),
+        "back once the lock is gone"
+    );
+}
