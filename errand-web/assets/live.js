@@ -10,6 +10,7 @@
   var key = "errand.live.paused";
   var paused = window.localStorage.getItem(key) === "1";
   var busy = false;
+  var last = null;
 
   function label() {
     button.textContent = paused ? "Resume live updates" : "Pause live updates";
@@ -28,7 +29,13 @@
     busy = true;
     fetch(window.location.href, { headers: { "x-errand-fragment": "1" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
-      .then(function (html) { if (html !== null && !paused) main.innerHTML = html; })
+      .then(function (html) {
+        // Replaced only when it changed, and never under a paused or busy user.
+        if (html !== null && html !== last && !paused && !editing()) {
+          main.innerHTML = html;
+          last = html;
+        }
+      })
       .catch(function () {})
       .then(function () { busy = false; });
   }

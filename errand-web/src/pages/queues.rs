@@ -13,13 +13,26 @@ use crate::pages::overview::{bounded, urlenc};
 
 pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
     let now = app.now().await;
-    let (records, oldest) = tokio::join!(
+    let (records, oldest, stats) = tokio::join!(
         bounded(&app, app.store().queues()),
-        bounded(&app, app.store().oldest_available())
+        bounded(&app, app.store().oldest_available()),
+        bounded(&app, app.store().stats(&[]))
     );
+    // A queue gets a record when first paused or limited: the others are known by their jobs.
+    let records = records.map(|records| {
+        let mut all: std::collections::BTreeMap<String, Option<errand::QueueRecord>> = records
+            .into_iter()
+            .map(|r| (r.name.clone(), Some(r)))
+            .collect();
+        for c in stats.iter().flatten() {
+            all.entry(c.queue.clone()).or_insert(None);
+        }
+        all
+    });
     let base = &page.base;
     let content = html! {
         h1 { "Queues" }
+        @if let Err(e) = &stats { (degraded("Queues known by their jobs", e)) }
         @match &records {
             Err(e) => (degraded("Queues", e)),
             Ok(records) => {
@@ -29,26 +42,28 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
                         th { "Max per key" } th { "Rate" } th { "Changed" } th {}
                     } }
                     tbody {
-                        @for r in records {
-                            @let lag = oldest.as_ref().ok().and_then(|o| o.iter().find(|(q, _)| *q == r.name)).map(|(_, t)| (now - *t).num_seconds());
-                            tr data-queue=(r.name) {
-                                td { a href={ (base) "/jobs?queue=" (urlenc(&r.name)) } { (r.name) } }
-                                td.status { @if r.paused { span.state.paused { "paused" } } @else { "running" } }
-                                td.num { (lag.map(layout::lag).unwrap_or_else(|| "–".into())) }
-                                td { (r.max_running.map(|n| n.to_string()).unwrap_or_else(|| "–".into())) }
-                                td { (r.max_per_key.map(|n| n.to_string()).unwrap_or_else(|| "–".into())) }
-                                td { @if let Some(rate) = &r.rate { (rate.starts) " per " (rate.period.as_millis()) " ms" } @else { "–" } }
-                                td { (layout::when(r.updated_at, now)) }
+                        @for (name, r) in records {
+                            @let lag = oldest.as_ref().ok().and_then(|o| o.iter().find(|(q, _)| q == name)).map(|(_, t)| (now - *t).num_seconds());
+                            @let paused = r.as_ref().is_some_and(|r| r.paused);
+                            @let dash = || "–".to_string();
+                            tr data-queue=(name) {
+                                td { a href={ (base) "/jobs?queue=" (urlenc(name)) } { (name) } }
+                                td.status { @if paused { span.state.paused { "paused" } } @else { "running" } }
+                                td.num { (lag.map(layout::lag).unwrap_or_else(dash)) }
+                                td { (r.as_ref().and_then(|r| r.max_running).map(|n| n.to_string()).unwrap_or_else(dash)) }
+                                td { (r.as_ref().and_then(|r| r.max_per_key).map(|n| n.to_string()).unwrap_or_else(dash)) }
+                                td { @if let Some(rate) = r.as_ref().and_then(|r| r.rate.as_ref()) { (rate.starts) " per " (rate.period.as_millis()) " ms" } @else { "–" } }
+                                td { @if let Some(r) = r { (layout::when(r.updated_at, now)) } @else { "never" } }
                                 td {
-                                    @if r.paused {
-                                        (layout::action(&page, &format!("/queues/{}/resume", urlenc(&r.name)), "Resume", "resume"))
+                                    @if paused {
+                                        (layout::action(&page, &format!("/queues/{}/resume", urlenc(name)), "Resume", "resume"))
                                     } @else {
-                                        (layout::action(&page, &format!("/queues/{}/pause", urlenc(&r.name)), "Pause", "pause"))
+                                        (layout::action(&page, &format!("/queues/{}/pause", urlenc(name)), "Pause", "pause"))
                                     }
                                 }
                             }
                         }
-                        @if records.is_empty() { tr { td colspan="8" { "No queue has a record yet: one is made when a queue is first used." } } }
+                        @if records.is_empty() { tr { td colspan="8" { "No queues yet." } } }
                     }
                 }
             }

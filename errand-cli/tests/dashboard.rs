@@ -1,0 +1,171 @@
+//! `errand dashboard` and `errand audit` as processes: an open address without
+//! authentication is refused, the served dashboard never shows the database password, and
+//! the CLI's own actions land in the audit log.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+use common::Db;
+use errand::{Client, JobState};
+use errand_cli::chaos::LedgerJob;
+
+mod common;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const AUTH_VARS: [&str; 4] = [
+    "ERRAND_DASHBOARD_USER",
+    "ERRAND_DASHBOARD_PASSWORD",
+    "ERRAND_DASHBOARD_TOKEN",
+    "ERRAND_DASHBOARD_READ_ONLY",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_address_without_authentication_is_refused() {
+    let db = Db::sqlite().await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
+    for v in AUTH_VARS {
+        cmd.env_remove(v);
+    }
+    let o = cmd
+        .args(&db.args)
+        .args(["dashboard", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("refusing to serve the dashboard on 0.0.0.0:0"),
+        "{err}"
+    );
+    assert!(err.contains("ERRAND_DASHBOARD_USER"), "says how: {err}");
+    // Half a credential is an error too, not an open dashboard.
+    let o = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .env("ERRAND_DASHBOARD_USER", "ops")
+        .env_remove("ERRAND_DASHBOARD_PASSWORD")
+        .args(&db.args)
+        .args(["dashboard", "--bind", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("set both"), "{}", stderr(&o));
+}
+
+/// `GET path` over HTTP/1.1 on `addr`; status line and body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.lines().next().unwrap_or("").to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dashboard_serves_without_showing_the_password() {
+    let db = Db::postgres().await;
+    Client::new(db.store())
+        .enqueue(LedgerJob { work_ms: 0 })
+        .await
+        .unwrap();
+    // The local server trusts any password: give the URL one to leak.
+    let mut args = db.args.clone();
+    let url = &mut args[1];
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let user = user.split(':').next().unwrap();
+    *url = format!("{scheme}://{user}:hunter2-secret@{host}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
+    for v in AUTH_VARS {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd
+        .args(&args)
+        .args(["dashboard", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.contains("hunter2"), "the password printed: {first}");
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("an address in {first:?}"))
+        .to_owned();
+    let (status, body) = http_get(&addr, "/");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        body.contains("Overview") && body.contains("chaos"),
+        "{body}"
+    );
+    assert!(!body.contains("hunter2"));
+    let (status, _) = http_get(&addr, "/jobs?state=available");
+    assert!(status.contains("200"), "{status}");
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "stops cleanly on SIGTERM: {exit:?}");
+}
+
+async fn cli_actions_are_in_the_audit_log(db: Db) {
+    let client = Client::new(db.store());
+    let job = client.enqueue(LedgerJob { work_ms: 0 }).await.unwrap();
+    let id = job.id.to_string();
+    let o = db.errand(&["jobs", "cancel", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = db.errand(&["jobs", "cancel", &id, "--dry-run"]);
+    assert!(o.status.success());
+    let o = db.errand(&["queues", "pause", "chaos"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = db.errand(&["audit", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(log.len(), 2, "dry runs and reads are not recorded: {log:?}");
+    assert_eq!(log[0]["action"], "cli.queue.pause");
+    assert_eq!(log[0]["target"], "queue chaos");
+    assert_eq!(log[1]["action"], "cli.jobs.cancel");
+    assert_eq!(log[1]["target"], format!("job {id}"));
+    assert!(
+        log[1]["detail"].as_str().unwrap().contains("cancelled"),
+        "{log:?}"
+    );
+    assert!(log[1]["actor"].as_str().unwrap().starts_with("cli:"));
+    assert_eq!(
+        client.get(job.id).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    let table = db.errand(&["audit"]);
+    assert!(
+        stdout(&table).contains("cli.jobs.cancel"),
+        "{}",
+        stdout(&table)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cli_actions_are_in_the_audit_log() {
+    cli_actions_are_in_the_audit_log(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cli_actions_are_in_the_audit_log() {
+    cli_actions_are_in_the_audit_log(Db::postgres().await).await;
+}
