@@ -71,6 +71,13 @@ pub enum Command {
         #[command(subcommand)]
         command: QueuesCommand,
     },
+    /// The worker processes on this database: queues, concurrency, jobs held, last
+    /// heartbeat, which one leads maintenance.
+    Workers {
+        /// What to do with workers.
+        #[command(subcommand)]
+        command: WorkersCommand,
+    },
     /// Cron entries and their next tick.
     Cron {
         /// What to do with cron entries.
@@ -122,6 +129,18 @@ pub enum Command {
     /// Run a worker for the crash and chaos tests (records each run in a ledger table).
     #[command(hide = true)]
     ChaosWorker(chaos::WorkerArgs),
+}
+
+/// `errand workers …`
+#[derive(Debug, Subcommand)]
+pub enum WorkersCommand {
+    /// Each worker as it last reported itself; `silent` when it has not for 30 s (killed,
+    /// frozen or cut off; forgotten after an hour).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `errand cron …`
@@ -416,6 +435,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let store = open_store(url, schema, false).await?;
             commands::audit::list(&store, limit, before, json, &mut out).await
+        }
+        Command::Workers {
+            command: WorkersCommand::List { json },
+        } => {
+            let store = open_store(url, schema, false).await?;
+            commands::workers::list(&store, json, &mut out).await
         }
         Command::Cron {
             command: CronCommand::List { json },

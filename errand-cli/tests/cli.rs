@@ -36,7 +36,11 @@ fn migrate_creates_and_reports_the_schema() {
     let url = url(dir.path());
     let o = errand(&url, &["migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("schema at version 9"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("schema at version 10"),
+        "{}",
+        stdout(&o)
+    );
     assert!(dir.path().join("errand.db").exists());
     let again = errand(&url, &["migrate"]);
     assert!(
@@ -208,7 +212,11 @@ async fn postgres_migrate_and_unmigrated_schema() {
     );
     let o = errand(&url, &["--schema", &fresh, "migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("schema at version 9"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("schema at version 10"),
+        "{}",
+        stdout(&o)
+    );
     let o = errand(&url, &["--schema", &fresh, "stats", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let missing_db = url

@@ -169,3 +169,37 @@ async fn sqlite_cli_actions_are_in_the_audit_log() {
 async fn postgres_cli_actions_are_in_the_audit_log() {
     cli_actions_are_in_the_audit_log(Db::postgres().await).await;
 }
+
+async fn workers_list_shows_the_registry(db: Db) {
+    use errand::{WorkerQueue, WorkerRecord};
+    let store = db.store();
+    let now = store.now(chrono::Utc::now()).await;
+    let q = vec![WorkerQueue {
+        name: "chaos".into(),
+        concurrency: 8,
+    }];
+    let w = WorkerRecord::new("host-a:42:beef", "host-a", 42, "0.1.0", q, now, now, 5);
+    store.register_worker(&w).await.unwrap();
+    let o = db.errand(&["workers", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("host-a:42:beef") && text.contains("chaos×8") && text.contains("alive"),
+        "{text}"
+    );
+    let o = db.errand(&["workers", "list", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(doc[0]["running"], 5);
+    assert_eq!(doc[0]["alive"], true);
+    assert_eq!(doc[0]["leader"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_workers_list() {
+    workers_list_shows_the_registry(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_workers_list() {
+    workers_list_shows_the_registry(Db::postgres().await).await;
+}

@@ -18,6 +18,7 @@ mod finish;
 mod leader;
 mod metered;
 mod new_job;
+mod presence;
 mod queue;
 mod redact;
 mod row;
@@ -42,6 +43,7 @@ pub use metered::{
     MAX_KEY_VISITS, MAX_PARTITION_KEY_LEN, UNKEYED_SCAN,
 };
 pub use new_job::{InsertResult, NewJob};
+pub use presence::{WorkerQueue, WorkerRecord, SILENT_AFTER};
 pub use queue::{
     check_name, check_queue_limits, check_queue_name, QueueLimits, QueueRecord, RateLimit,
     MAX_LIMIT, MAX_RATE_PERIOD,

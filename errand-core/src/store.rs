@@ -219,6 +219,20 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
     ) -> Result<Vec<crate::AuditEntry>, StoreError>;
 
+    /// Inserts or replaces the record of worker `w.id` (a worker calls it at start and
+    /// then as its presence heartbeat).
+    async fn register_worker(&self, w: &crate::WorkerRecord) -> Result<(), StoreError>;
+
+    /// Removes the record of worker `id` (a worker shutting down).
+    async fn deregister_worker(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Every worker record, oldest started first.
+    async fn workers(&self) -> Result<Vec<crate::WorkerRecord>, StoreError>;
+
+    /// Removes the records of workers silent since before `silent_since` (killed without
+    /// shutting down); how many.
+    async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// The time by which this store judges leases and schedules, given the caller's clock
     /// `local`. The runtime and the client take every timestamp they pass to the store
     /// from here. A store on one machine (SQLite, memory) answers `local`; a store shared by
@@ -388,6 +402,18 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         (**self).record_audit(entry, now).await
+    }
+    async fn register_worker(&self, w: &crate::WorkerRecord) -> Result<(), StoreError> {
+        (**self).register_worker(w).await
+    }
+    async fn deregister_worker(&self, id: &str) -> Result<(), StoreError> {
+        (**self).deregister_worker(id).await
+    }
+    async fn workers(&self) -> Result<Vec<crate::WorkerRecord>, StoreError> {
+        (**self).workers().await
+    }
+    async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError> {
+        (**self).forget_workers(silent_since).await
     }
     async fn audit_log(
         &self,

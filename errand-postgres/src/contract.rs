@@ -12,7 +12,8 @@ use errand_core::{
 
 use crate::store::PgStore;
 use crate::{
-    audit, cancel_retry, claim, insert, leader, lease, list, outcome, prune, queue, schedule,
+    audit, cancel_retry, claim, insert, leader, lease, list, outcome, presence, prune, queue,
+    schedule,
 };
 
 #[async_trait]
@@ -123,6 +124,22 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         audit::record(self, entry, now).await
+    }
+
+    async fn register_worker(&self, w: &errand_core::WorkerRecord) -> Result<(), StoreError> {
+        presence::register(self, w).await
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), StoreError> {
+        presence::deregister(self, id).await
+    }
+
+    async fn workers(&self) -> Result<Vec<errand_core::WorkerRecord>, StoreError> {
+        presence::list(self).await
+    }
+
+    async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError> {
+        presence::forget(self, silent_since).await
     }
 
     async fn audit_log(

@@ -42,6 +42,7 @@ mod list;
 mod listener;
 mod migrate;
 mod outcome;
+mod presence;
 mod prune;
 mod queue;
 mod row;

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_leaders.sql")),
     (8, include_str!("../migrations/0008_claim_plans.sql")),
     (9, include_str!("../migrations/0009_audit.sql")),
+    (10, include_str!("../migrations/0010_workers.sql")),
 ];
 
 /// The schema version this build needs.

@@ -52,6 +52,10 @@ pub(crate) struct Sql {
     pub(crate) leader: String,
     pub(crate) audit_insert: String,
     pub(crate) audit_log: String,
+    pub(crate) register_worker: String,
+    pub(crate) deregister_worker: String,
+    pub(crate) workers: String,
+    pub(crate) forget_workers: String,
 }
 
 /// The columns of a queue record, in `queue::record`'s order.
@@ -74,6 +78,7 @@ impl Sql {
         let q = format!("\"{schema}\".queues");
         let l = format!("\"{schema}\".leaders");
         let a = format!("\"{schema}\".audit_log");
+        let w = format!("\"{schema}\".workers");
         let qk = format!("\"{schema}\".queue_keys");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
@@ -434,6 +439,20 @@ impl Sql {
                 "INSERT INTO {a} (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)
                  RETURNING id"
             ),
+            register_worker: format!(
+                "INSERT INTO {w} (id, host, pid, version, queues, started_at, heartbeat_at, running)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
+                   version = EXCLUDED.version, queues = EXCLUDED.queues,
+                   started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at,
+                   running = EXCLUDED.running"
+            ),
+            deregister_worker: format!("DELETE FROM {w} WHERE id = $1"),
+            workers: format!(
+                "SELECT id, host, pid, version, queues, started_at, heartbeat_at, running
+                 FROM {w} ORDER BY started_at, id"
+            ),
+            forget_workers: format!("DELETE FROM {w} WHERE heartbeat_at < $1"),
             audit_log: format!(
                 "SELECT id, at, actor, action, target, detail FROM {a}
                  WHERE id < $1 ORDER BY id DESC LIMIT $2"

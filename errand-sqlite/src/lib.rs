@@ -33,6 +33,7 @@ mod migrate;
 mod outcome;
 #[cfg(test)]
 mod plans;
+mod presence;
 mod prune;
 mod queue;
 mod row;

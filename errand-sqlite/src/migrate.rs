@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_metered.sql")),
     (8, include_str!("../migrations/0008_leaders.sql")),
     (9, include_str!("../migrations/0009_audit.sql")),
+    (10, include_str!("../migrations/0010_workers.sql")),
 ];
 
 /// The schema version this build needs.

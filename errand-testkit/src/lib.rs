@@ -134,6 +134,10 @@ macro_rules! store_conformance {
                 audit_entries_read_newest_first_and_page,
                 audit_keeps_a_huge_detail_up_to_its_bound,
             ],
+            presence: [
+                a_worker_record_is_kept_replaced_and_removed,
+                silent_workers_are_forgotten,
+            ],
             concurrency: [
                 racing_claimers_claim_each_job_once,
                 racing_unique_inserts_insert_once,
@@ -175,6 +179,7 @@ mod tests {
             include_str!("cases/list.rs"),
             include_str!("cases/metered.rs"),
             include_str!("cases/outcome.rs"),
+            include_str!("cases/presence.rs"),
             include_str!("cases/prune.rs"),
             include_str!("cases/queue.rs"),
             include_str!("cases/result.rs"),

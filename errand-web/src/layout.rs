@@ -19,6 +19,7 @@ pub(crate) fn page(p: &Page, title: &str, live: bool, content: Markup) -> Markup
         ("/", "Overview"),
         ("/jobs", "Jobs"),
         ("/queues", "Queues"),
+        ("/workers", "Workers"),
         ("/audit", "Audit log"),
     ];
     html! {

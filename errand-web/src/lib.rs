@@ -1,6 +1,7 @@
 //! The errand dashboard: every queue's jobs by state and lag, jobs filtered and paged, one
 //! job's arguments, errors and timeline, retry / cancel / delete one job or every job a
-//! filter matches, pause and resume queues, and the audit log of every action taken.
+//! filter matches, pause and resume queues, the worker processes live, and the audit log
+//! of every action taken.
 //!
 //! It is an [`axum::Router`] that an application nests under any path, or that
 //! `errand dashboard` serves on its own for any database URL errand opens:
@@ -66,6 +67,7 @@ pub fn router<S: Store>(store: S, config: Config) -> Router {
         .route("/jobs/{id}/{action}", post(pages::job::act))
         .route("/queues", get(pages::queues::list))
         .route("/queues/{name}/{action}", post(pages::queues::act))
+        .route("/workers", get(pages::workers::list))
         .route("/audit", get(pages::audit::list))
         .route(
             "/assets/style.css",

@@ -632,3 +632,56 @@ async fn postgres_a_slow_database_degrades_the_page_instead_of_hanging_it() {
         "back once the lock is gone"
     );
 }
+
+async fn the_workers_page_shows_the_registry(store: Arc<dyn Store>) {
+    use errand::{WorkerQueue, WorkerRecord};
+    let now = store.now(chrono::Utc::now()).await;
+    let q = vec![WorkerQueue {
+        name: "mail".into(),
+        concurrency: 4,
+    }];
+    let alive = WorkerRecord::new("w-alive", "host-1", 11, "0.1.0", q.clone(), now, now, 3);
+    let old = now - chrono::TimeDelta::seconds(120);
+    let silent = WorkerRecord::new(XSS, "host-2", 22, "0.1.0", q, old, old, 1);
+    store.register_worker(&alive).await.unwrap();
+    store.register_worker(&silent).await.unwrap();
+    assert!(store
+        .lead(
+            errand::MAINTENANCE_LEADER,
+            "w-alive",
+            now,
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap());
+    let app = errand_web::router(store.clone(), Config::new());
+    let page = get(&app, "/workers").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("1 alive, 1 silent"), "{}", page.body);
+    let row = &page.body[page.body.find(r#"data-worker="w-alive""#).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("mail × 4") && row.contains("leader") && row.contains(">alive"),
+        "{row}"
+    );
+    assert!(
+        !page.body.contains("<script>alert"),
+        "a hostile worker id is text"
+    );
+    let overview = get(&app, "/").await;
+    assert!(
+        overview.body.contains("1 alive</a>, holding 3 jobs."),
+        "{}",
+        overview.body
+    );
+}
+
+#[tokio::test]
+async fn sqlite_the_workers_page_shows_the_registry() {
+    let (store, _dir) = common::sqlite().await;
+    the_workers_page_shows_the_registry(store).await;
+}
+#[tokio::test]
+async fn postgres_the_workers_page_shows_the_registry() {
+    the_workers_page_shows_the_registry(common::postgres().await).await;
+}

@@ -185,6 +185,18 @@ impl Store for AnyStore {
     ) -> Result<i64, StoreError> {
         each!(self, s => s.record_audit(entry, now).await)
     }
+    async fn register_worker(&self, w: &errand_core::WorkerRecord) -> Result<(), StoreError> {
+        each!(self, s => s.register_worker(w).await)
+    }
+    async fn deregister_worker(&self, id: &str) -> Result<(), StoreError> {
+        each!(self, s => s.deregister_worker(id).await)
+    }
+    async fn workers(&self) -> Result<Vec<errand_core::WorkerRecord>, StoreError> {
+        each!(self, s => s.workers().await)
+    }
+    async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.forget_workers(silent_since).await)
+    }
     async fn audit_log(
         &self,
         limit: u32,

@@ -429,6 +429,14 @@ impl<S: Store> Client<S> {
             .unwrap_or_default())
     }
 
+    /// The worker processes on this store as they last reported themselves (queues,
+    /// concurrency, jobs held, last heartbeat), oldest started first. A worker whose
+    /// `heartbeat_at` is older than three presence intervals (30 s by default) has stopped
+    /// reporting: killed, frozen or cut off.
+    pub async fn workers(&self) -> Result<Vec<crate::WorkerRecord>, StoreError> {
+        self.store.workers().await
+    }
+
     /// Every queue record (a queue never paused may have none).
     pub async fn queues(&self) -> Result<Vec<QueueRecord>, StoreError> {
         self.store.queues().await

@@ -50,7 +50,8 @@ pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilde
 pub use errand_core::{
     AuditEntry, Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, Leader,
     ListFilter, NewAudit, Progress, QueueLimits, QueueRecord, RateLimit, ResultTypeError,
-    StateCount, MAINTENANCE_LEADER, MAX_PARTITION_KEY_LEN, MAX_RESULT_LEN,
+    StateCount, WorkerQueue, WorkerRecord, MAINTENANCE_LEADER, MAX_PARTITION_KEY_LEN,
+    MAX_RESULT_LEN,
 };
 
 #[cfg(feature = "sqlite")]

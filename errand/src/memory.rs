@@ -53,6 +53,7 @@ struct Inner {
     /// Leadership leases, by name.
     leaders: HashMap<String, errand_core::Leader>,
     audit: Vec<errand_core::AuditEntry>,
+    workers: HashMap<String, errand_core::WorkerRecord>,
 }
 
 /// One queue of the store during a metered claim (the lock held).
@@ -635,6 +636,29 @@ impl Store for MemoryStore {
         g.audit
             .push(errand_core::AuditEntry::new(id, now, entry.clone()));
         Ok(id)
+    }
+
+    async fn register_worker(&self, w: &errand_core::WorkerRecord) -> Result<(), StoreError> {
+        self.lock().workers.insert(w.id.clone(), w.clone());
+        Ok(())
+    }
+
+    async fn deregister_worker(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().workers.remove(id);
+        Ok(())
+    }
+
+    async fn workers(&self) -> Result<Vec<errand_core::WorkerRecord>, StoreError> {
+        let mut all: Vec<_> = self.lock().workers.values().cloned().collect();
+        all.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        Ok(all)
+    }
+
+    async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let before = g.workers.len();
+        g.workers.retain(|_, w| w.heartbeat_at >= silent_since);
+        Ok((before - g.workers.len()) as u64)
     }
 
     async fn audit_log(

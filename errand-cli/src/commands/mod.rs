@@ -9,6 +9,7 @@ mod migrate;
 mod prune;
 mod queues;
 mod stats;
+pub(crate) mod workers;
 
 pub(crate) use dashboard::dashboard;
 pub(crate) use jobs::jobs;

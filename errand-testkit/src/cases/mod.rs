@@ -11,6 +11,7 @@ pub mod lease;
 pub mod list;
 pub mod metered;
 pub mod outcome;
+pub mod presence;
 pub mod prune;
 pub mod queue;
 pub mod result;

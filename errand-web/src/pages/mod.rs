@@ -7,3 +7,4 @@ pub(crate) mod job;
 pub(crate) mod jobs;
 pub(crate) mod overview;
 pub(crate) mod queues;
+pub(crate) mod workers;

@@ -36,11 +36,12 @@ pub(crate) async fn bounded<T, E: std::fmt::Display>(
 pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
     let store = app.store();
     let now = app.now().await;
-    let (stats, oldest, records, leader) = tokio::join!(
+    let (stats, oldest, records, leader, workers) = tokio::join!(
         bounded(&app, store.stats(&[])),
         bounded(&app, store.oldest_available()),
         bounded(&app, store.queues()),
         bounded(&app, store.leader(MAINTENANCE_LEADER)),
+        bounded(&app, store.workers()),
     );
     let mut lines: BTreeMap<String, QueueLine> = BTreeMap::new();
     let mut notes = Vec::new();
@@ -113,6 +114,15 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
                 @for t in totals { th.num { (t) } }
                 th {} th {}
             } }
+        }
+        h2 { "Workers" }
+        @match &workers {
+            Ok(w) => p #workers-alive {
+                a href={ (base) "/workers" } { (w.iter().filter(|w| w.is_alive(now)).count()) " alive" }
+                @let held: u64 = w.iter().filter(|w| w.is_alive(now)).map(|w| u64::from(w.running)).sum();
+                ", holding " (held) " jobs."
+            },
+            Err(e) => (degraded("Workers", e)),
         }
         h2 { "Maintenance" }
         @match &leader {

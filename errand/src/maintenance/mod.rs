@@ -12,6 +12,7 @@
 
 mod cron;
 mod elector;
+mod presence;
 mod pruner;
 mod rescuer;
 mod scheduler;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub(crate) use cron::{Cron, CronEntry};
 pub(crate) use elector::Elector;
+pub(crate) use presence::{Identity, Presence};
 pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;
 pub(crate) use scheduler::Scheduler;
@@ -45,6 +47,8 @@ pub(crate) struct Settings {
     pub(crate) retention: crate::Retention,
     pub(crate) prune_interval: Duration,
     pub(crate) stats_interval: Duration,
+    /// Between this worker's registry heartbeats.
+    pub(crate) presence_interval: Duration,
     /// The maintenance leader's lease.
     pub(crate) leader_lease: Duration,
     /// Cron entries (none: no cron service).
@@ -61,6 +65,7 @@ impl Default for Settings {
             retention: crate::Retention::default(),
             prune_interval: Duration::from_secs(60),
             stats_interval: Duration::from_secs(10),
+            presence_interval: Duration::from_secs(10),
             leader_lease: Duration::from_secs(10),
             cron: Arc::from([]),
             clock: Clock::default(),

@@ -282,6 +282,15 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
         self
     }
 
+    /// How often this worker refreshes its record in the store's worker registry (default
+    /// 10 s): its queues, how many jobs it holds, when it last reported (`errand workers
+    /// list`, the dashboard's workers page). A record silent for three intervals shows as
+    /// gone; the leader removes those silent for an hour.
+    pub fn presence_interval(mut self, every: Duration) -> Self {
+        self.config.maintenance.presence_interval = every;
+        self
+    }
+
     /// The maintenance leader's lease (default 10 s; 100 ms to 1 h). One worker per store
     /// runs the scheduler, the rescuer, the pruner and the stats gauges, renewing its lease
     /// every third of it; the others try as often, so when the leader dies another takes
@@ -492,6 +501,12 @@ fn check_durations(c: &Config) -> Result<(), WorkerError> {
             DAY,
         ),
         (
+            "presence_interval",
+            m.presence_interval,
+            Duration::from_millis(10),
+            HOUR,
+        ),
+        (
             "leader_lease",
             m.leader_lease,
             Duration::from_millis(100),
@@ -537,13 +552,18 @@ fn check_range(
     Ok(())
 }
 
-fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's name (`localhost` when it cannot be read).
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+fn default_worker_id() -> String {
+    let host = hostname();
     format!(
         "{host}:{}:{:04x}",
         std::process::id(),

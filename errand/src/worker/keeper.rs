@@ -1,5 +1,5 @@
-//! The keeper thread: the heartbeat, the completer, the watchdog and the maintenance
-//! elector run on an OS thread of their own with a single-threaded tokio runtime, so job
+//! The keeper thread: the heartbeat, the completer, the watchdog, the maintenance
+//! elector and the presence heartbeat (worker registry) run on an OS thread of their own with a single-threaded tokio runtime, so job
 //! code that holds the application's runtime threads (a blocking call inside async code)
 //! cannot starve them. Were they on the application's runtime, four jobs sleeping on a
 //! two-thread runtime would stop heartbeats (their leases run out and other workers rescue
@@ -31,6 +31,7 @@ pub(crate) struct Keeper {
 /// what it was given.
 pub(crate) fn start(
     shared: Arc<Shared>,
+    me: maintenance::Identity,
     outcomes: mpsc::Receiver<completer::Msg>,
     stop: watch::Receiver<bool>,
 ) -> Keeper {
@@ -39,7 +40,7 @@ pub(crate) fn start(
         // A test on tokio's clock (`WorkerBuilder::tokio_clock`): the keeper must see the
         // same, possibly paused, clock, which only the application's runtime has.
         tokio::spawn(async move {
-            keep(shared, outcomes, stop).await;
+            keep(shared, me, outcomes, stop).await;
             let _ = done_tx.send(());
         });
         return Keeper { thread: None, done };
@@ -52,7 +53,7 @@ pub(crate) fn start(
                 .thread_name("errand-keeper")
                 .build()
                 .expect("errand: cannot start the keeper thread's tokio runtime");
-            rt.block_on(keep(shared, outcomes, stop));
+            rt.block_on(keep(shared, me, outcomes, stop));
             drop(rt);
             let _ = done_tx.send(());
         })
@@ -66,6 +67,7 @@ pub(crate) fn start(
 /// The heartbeat, the completer and the watchdog, until `stop`.
 async fn keep(
     shared: Arc<Shared>,
+    me: maintenance::Identity,
     outcomes: mpsc::Receiver<completer::Msg>,
     stop: watch::Receiver<bool>,
 ) {
@@ -90,17 +92,31 @@ async fn keep(
         .clock(m.clock),
         shared.control(stop.clone()),
     );
+    let held = shared.clone();
+    let presence = maintenance::spawn(
+        maintenance::Presence::new(
+            store.clone(),
+            me,
+            m.presence_interval,
+            Arc::new(move || u32::try_from(held.inflight.len()).unwrap_or(u32::MAX)),
+            shared.leading.clone(),
+        )
+        .clock(m.clock),
+        shared.control(stop.clone()),
+    );
     heartbeat::run(shared.clone(), store.clone(), stop).await;
     if let Some(watchdog) = watchdog {
         let _ = watchdog.await;
     }
-    // It resigns on the way out; a store that does not answer is not waited for.
-    let mut elector = elector;
-    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut elector)
-        .await
-        .is_err()
-    {
-        elector.abort();
+    // They resign and deregister on the way out; a store that does not answer is not
+    // waited for.
+    for mut service in [elector, presence] {
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut service)
+            .await
+            .is_err()
+        {
+            service.abort();
+        }
     }
     completer.abort();
     let _ = completer.await;

@@ -119,7 +119,19 @@ impl<S: Store> Worker<S> {
             self.queues.clone(),
             stop_rx.clone(),
         ));
-        let keeper = keeper::start(shared.clone(), self.completer_rx, final_rx);
+        let me = maintenance::Identity {
+            id: shared.worker_id.clone(),
+            host: builder::hostname(),
+            queues: self
+                .queues
+                .iter()
+                .map(|q| errand_core::WorkerQueue {
+                    name: q.name.clone(),
+                    concurrency: u32::try_from(q.concurrency).unwrap_or(u32::MAX),
+                })
+                .collect(),
+        };
+        let keeper = keeper::start(shared.clone(), me, self.completer_rx, final_rx);
         let watcher = tokio::spawn(controls::run(shared.clone(), stop_rx.clone()));
         let mut services = maintenance::spawn_all(
             shared.store.clone(),
