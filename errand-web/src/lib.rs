@@ -69,6 +69,7 @@ pub fn router<S: Store>(store: S, config: Config) -> Router {
         .route("/queues/{name}/{action}", post(pages::queues::act))
         .route("/workers", get(pages::workers::list))
         .route("/audit", get(pages::audit::list))
+        .route("/metrics", get(pages::metrics::show))
         .route(
             "/assets/style.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),

@@ -625,6 +625,19 @@ async fn postgres_a_slow_database_degrades_the_page_instead_of_hanging_it() {
         "{}",
         jobs.body
     );
+    let m = tokio::time::timeout(Duration::from_secs(20), get(&app, "/metrics"))
+        .await
+        .expect("answers");
+    assert!(
+        m.body
+            .contains(r#"errand_metrics_source_up{source="counts"} 0"#),
+        "{}",
+        m.body
+    );
+    assert!(
+        !m.body.contains("errand_queue_jobs{"),
+        "no stale or partial counts"
+    );
     locker.rollback().await.unwrap();
     let page = get(&app, "/").await;
     assert!(
@@ -684,4 +697,39 @@ async fn sqlite_the_workers_page_shows_the_registry() {
 #[tokio::test]
 async fn postgres_the_workers_page_shows_the_registry() {
     the_workers_page_shows_the_registry(common::postgres().await).await;
+}
+
+async fn metrics_describe_the_whole_store(store: Arc<dyn Store>) {
+    seed(&*store).await;
+    let app = errand_web::router(store.clone(), Config::new());
+    let m = get(&app, "/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let has = |line: &str| assert!(m.body.lines().any(|l| l == line), "{line} in:\n{}", m.body);
+    has(r#"errand_queue_jobs{queue="reports",state="discarded"} 1"#);
+    has(r#"errand_queue_jobs{queue="mail",state="available"} 3"#);
+    has(r#"errand_queue_jobs{queue="mail",state="completed"} 0"#);
+    has(r#"errand_queue_lag_seconds{queue="reports"} 0"#);
+    has(r#"errand_metrics_source_up{source="counts"} 1"#);
+    has(r#"errand_leader_present 0"#);
+    has(r#"errand_workers{status="alive"} 0"#);
+    assert!(m
+        .body
+        .contains("# HELP errand_queue_lag_seconds Age of the oldest available job"));
+    assert!(m.body.contains("# TYPE errand_queue_jobs gauge"));
+    let lag = m
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"errand_queue_lag_seconds{queue="mail"} "#))
+        .expect("mail's lag");
+    assert!(lag.parse::<f64>().unwrap() >= 0.0);
+}
+
+#[tokio::test]
+async fn sqlite_metrics_describe_the_whole_store() {
+    let (store, _dir) = common::sqlite().await;
+    metrics_describe_the_whole_store(store).await;
+}
+#[tokio::test]
+async fn postgres_metrics_describe_the_whole_store() {
+    metrics_describe_the_whole_store(common::postgres().await).await;
 }

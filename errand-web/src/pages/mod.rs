@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod filter;
 pub(crate) mod job;
 pub(crate) mod jobs;
+pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod queues;
 pub(crate) mod workers;
