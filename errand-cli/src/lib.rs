@@ -124,6 +124,8 @@ pub enum Command {
     },
     /// Measure errand against the fastest hand-written queue on the same database (tokio-postgres or rusqlite).
     Bench(bench::BenchArgs),
+    /// Seed a store with millions of jobs and time each dashboard page on it (server time).
+    BenchDashboard(bench::dashboard::DashboardBenchArgs),
     /// Kill worker processes at random and prove no job is lost or repeated needlessly.
     Chaos(chaos::ChaosArgs),
     /// Run a worker for the crash and chaos tests (records each run in a ledger table).
@@ -471,6 +473,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 writeln!(out, "{}", serde_json::to_string(&report).expect("JSON"))?;
             } else {
                 bench::print_table(&mut out, &report)?;
+            }
+            Ok(())
+        }
+        Command::BenchDashboard(args) => {
+            let report = bench::dashboard::bench_dashboard(url, schema, &args, &mut out).await?;
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(&report).expect("JSON"))?;
+            } else {
+                bench::dashboard::print_dashboard(&mut out, &report)?;
             }
             Ok(())
         }

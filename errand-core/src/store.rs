@@ -168,6 +168,19 @@ pub trait Store: Send + Sync + 'static {
     /// How many jobs match `filter` (paging ignored).
     async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError>;
 
+    /// How many jobs match `filter`, counting no further than `cap`: the number when it is
+    /// `cap` or fewer, `cap + 1` when there are more. Reads at most `cap + 1` matching rows,
+    /// so it stays cheap on a table of millions where [`Store::count`] scans them all.
+    async fn count_up_to(&self, filter: &ListFilter, cap: u64) -> Result<u64, StoreError>;
+
+    /// [`Store::stats`] for one state, reading at most `cap + 1` of its jobs: the counts are
+    /// exact when they add up to `cap` or less, lower bounds when they add up to `cap + 1`.
+    async fn state_counts_up_to(
+        &self,
+        state: JobState,
+        cap: u64,
+    ) -> Result<Vec<StateCount>, StoreError>;
+
     /// Job counts by queue and state (only non-zero counts), for the given states (empty:
     /// every state). Asking for the non-final states only stays cheap on tables holding
     /// millions of finished jobs.
@@ -369,6 +382,16 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
         (**self).stats(states).await
+    }
+    async fn count_up_to(&self, filter: &ListFilter, cap: u64) -> Result<u64, StoreError> {
+        (**self).count_up_to(filter, cap).await
+    }
+    async fn state_counts_up_to(
+        &self,
+        state: JobState,
+        cap: u64,
+    ) -> Result<Vec<StateCount>, StoreError> {
+        (**self).state_counts_up_to(state, cap).await
     }
     async fn prune(
         &self,

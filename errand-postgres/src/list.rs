@@ -66,6 +66,59 @@ pub(crate) async fn count(s: &PgStore, filter: &ListFilter) -> Result<u64, Store
     Ok(n.unwrap_or(0) as u64)
 }
 
+pub(crate) async fn count_up_to(
+    s: &PgStore,
+    filter: &ListFilter,
+    cap: u64,
+) -> Result<u64, StoreError> {
+    let (clauses, args, _) = where_clauses(filter);
+    let table = &s.inner.sql.table;
+    let parts: Vec<String> = clauses
+        .iter()
+        .map(|c| format!("SELECT 1 FROM {table}{c}"))
+        .collect();
+    // The cap is a number of ours, not input: written into the statement.
+    let sql = format!(
+        "SELECT count(*) FROM ({} LIMIT {}) c",
+        parts.join(" UNION ALL "),
+        capped(cap)
+    );
+    let n: i64 = sqlx::query_with::<Postgres, _>(&sql, args)
+        .fetch_one(&s.inner.pool)
+        .await
+        .map_err(db)?
+        .get(0);
+    Ok(n as u64)
+}
+
+pub(crate) async fn state_counts_up_to(
+    s: &PgStore,
+    state: JobState,
+    cap: u64,
+) -> Result<Vec<StateCount>, StoreError> {
+    let (clauses, _, _) = where_clauses(&ListFilter::new().state(state));
+    let table = &s.inner.sql.table;
+    let sql = format!(
+        "SELECT queue, count(*) FROM (SELECT queue FROM {table}{} LIMIT {}) c
+         GROUP BY queue ORDER BY queue",
+        clauses.join(""),
+        capped(cap)
+    );
+    let rows = sqlx::query(&sql)
+        .fetch_all(&s.inner.pool)
+        .await
+        .map_err(db)?;
+    Ok(rows
+        .iter()
+        .map(|r| StateCount::new(r.get::<String, _>(0), state, r.get::<i64, _>(1) as u64))
+        .collect())
+}
+
+/// `cap + 1` as a row limit Postgres accepts.
+fn capped(cap: u64) -> i64 {
+    i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
 pub(crate) async fn stats(s: &PgStore, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
     let filter = states.iter().fold(ListFilter::new(), |f, &s| f.state(s));
     let (clauses, _, _) = where_clauses(&filter);

@@ -175,6 +175,18 @@ impl Store for SqliteStore {
         list::count(self, filter).await
     }
 
+    async fn count_up_to(&self, filter: &ListFilter, cap: u64) -> Result<u64, StoreError> {
+        list::count_up_to(self, filter, cap).await
+    }
+
+    async fn state_counts_up_to(
+        &self,
+        state: JobState,
+        cap: u64,
+    ) -> Result<Vec<StateCount>, StoreError> {
+        list::state_counts_up_to(self, state, cap).await
+    }
+
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
         list::stats(self, states).await
     }

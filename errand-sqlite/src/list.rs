@@ -72,6 +72,58 @@ pub(crate) async fn count(s: &SqliteStore, filter: &ListFilter) -> Result<u64, S
     Ok(row.try_get::<i64, _>(0).map_err(db)? as u64)
 }
 
+pub(crate) async fn count_up_to(
+    s: &SqliteStore,
+    filter: &ListFilter,
+    cap: u64,
+) -> Result<u64, StoreError> {
+    let mut args = SqliteArguments::default();
+    let parts: Vec<String> = where_clauses(filter)
+        .into_iter()
+        .map(|clause| {
+            bind_filter(&mut args, filter);
+            format!("SELECT 1 FROM errand_jobs{clause}")
+        })
+        .collect();
+    // The cap is a number of ours, not input: written into the statement.
+    let sql = format!(
+        "SELECT count(*) FROM ({} LIMIT {})",
+        parts.join(" UNION ALL "),
+        capped(cap)
+    );
+    let row = sqlx::query_with::<Sqlite, _>(&sql, args)
+        .fetch_one(s.reader())
+        .await
+        .map_err(db)?;
+    Ok(row.try_get::<i64, _>(0).map_err(db)? as u64)
+}
+
+pub(crate) async fn state_counts_up_to(
+    s: &SqliteStore,
+    state: JobState,
+    cap: u64,
+) -> Result<Vec<StateCount>, StoreError> {
+    let clause = where_clauses(&ListFilter::new().state(state)).join("");
+    let sql = format!(
+        "SELECT queue, count(*) FROM (SELECT queue FROM errand_jobs{clause} LIMIT {}) \
+         GROUP BY queue ORDER BY queue",
+        capped(cap)
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as(&sql)
+        .fetch_all(s.reader())
+        .await
+        .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|(queue, count)| StateCount::new(queue, state, count as u64))
+        .collect())
+}
+
+/// `cap + 1` as a row limit SQLite accepts.
+fn capped(cap: u64) -> i64 {
+    i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
 pub(crate) async fn stats(
     s: &SqliteStore,
     states: &[JobState],

@@ -99,6 +99,8 @@ macro_rules! store_conformance {
                 stats_count_by_queue_and_state,
                 stats_for_chosen_states,
                 queries_across_many_states_are_exact,
+                counts_up_to_a_cap_are_exact_below_it,
+                state_counts_up_to_a_cap,
             ],
             queue: [
                 a_paused_queue_claims_nothing_until_resumed,

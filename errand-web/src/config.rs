@@ -79,6 +79,8 @@ pub struct Config {
     pub(crate) query_timeout: Duration,
     pub(crate) refresh: Duration,
     pub(crate) bulk_limit: u32,
+    pub(crate) count_limit: u64,
+    pub(crate) match_count_limit: u64,
 }
 
 impl Default for Config {
@@ -90,6 +92,8 @@ impl Default for Config {
             query_timeout: Duration::from_secs(2),
             refresh: Duration::from_secs(2),
             bulk_limit: 10_000,
+            count_limit: 100_000,
+            match_count_limit: 10_000,
         }
     }
 }
@@ -198,6 +202,23 @@ impl Config {
     /// for another run, and the result says so.
     pub fn bulk_limit(mut self, n: u32) -> Self {
         self.bulk_limit = n.max(1);
+        self
+    }
+
+    /// How far the counts by queue and state go (overview, queues, `/metrics`; default
+    /// 100,000): each state's jobs are counted up to this many, and a state that passes it
+    /// shows its numbers as `≥ n`. Counting never scans a table of millions; a higher limit
+    /// gives exact numbers further at the cost of reading that many rows per state.
+    pub fn count_limit(mut self, n: u64) -> Self {
+        self.count_limit = n.max(1);
+        self
+    }
+
+    /// How far the jobs page counts the jobs its filter matches, and a bulk action's
+    /// preview (default 10,000): beyond it they say "more than". A filter on queue, kind or
+    /// tag has no index of its own, so this is how many rows such a count may read.
+    pub fn match_count_limit(mut self, n: u64) -> Self {
+        self.match_count_limit = n.max(1);
         self
     }
 

@@ -613,7 +613,8 @@ async fn postgres_a_slow_database_degrades_the_page_instead_of_hanging_it() {
         .expect("the page answers");
     assert_eq!(page.status, StatusCode::OK);
     assert!(
-        page.body.contains("Counts: took longer than 300 ms"),
+        page.body
+            .contains("Counts of available jobs: took longer than 300 ms"),
         "{}",
         page.body
     );
@@ -732,4 +733,49 @@ async fn sqlite_metrics_describe_the_whole_store() {
 #[tokio::test]
 async fn postgres_metrics_describe_the_whole_store() {
     metrics_describe_the_whole_store(common::postgres().await).await;
+}
+
+/// With a count limit below what the store holds, counts say "≥" / "more than" instead of
+/// reading further, and the metrics mark them as lower bounds.
+#[tokio::test]
+async fn counts_stop_at_the_limit_and_say_so() {
+    let (store, _dir) = common::sqlite().await;
+    seed(&*store).await;
+    let app = errand_web::router(
+        store.clone(),
+        Config::new().count_limit(2).match_count_limit(2),
+    );
+    let o = get(&app, "/").await;
+    let mail = &o.body[o.body.find(r#"data-queue="mail""#).unwrap()..];
+    assert!(
+        mail[..mail.find("</tr>").unwrap()].contains("state=available\">≥ 3</a>"),
+        "{}",
+        o.body
+    );
+    assert!(o
+        .body
+        .contains("Counted up to 2 jobs per state: available passed it"));
+    let reports = &o.body[o.body.find(r#"data-queue="reports""#).unwrap()..];
+    assert!(
+        reports[..reports.find("</tr>").unwrap()].contains("state=discarded\">1</a>"),
+        "exact under the limit"
+    );
+    let jobs = get(&app, "/jobs").await;
+    assert!(
+        jobs.body.contains("More than 2 jobs match every job."),
+        "{}",
+        jobs.body
+    );
+    let one = get(&app, "/jobs?queue=reports&state=discarded").await;
+    assert!(one.body.contains("1 jobs match"), "{}", one.body);
+    let m = get(&app, "/metrics").await;
+    assert!(
+        m.body
+            .contains(r#"errand_queue_jobs_exact{state="available"} 0"#),
+        "{}",
+        m.body
+    );
+    assert!(m
+        .body
+        .contains(r#"errand_queue_jobs_exact{state="discarded"} 1"#));
 }

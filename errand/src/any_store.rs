@@ -216,6 +216,16 @@ impl Store for AnyStore {
     async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {
         each!(self, s => s.count(filter).await)
     }
+    async fn count_up_to(&self, filter: &ListFilter, cap: u64) -> Result<u64, StoreError> {
+        each!(self, s => s.count_up_to(filter, cap).await)
+    }
+    async fn state_counts_up_to(
+        &self,
+        state: JobState,
+        cap: u64,
+    ) -> Result<Vec<StateCount>, StoreError> {
+        each!(self, s => s.state_counts_up_to(state, cap).await)
+    }
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
         each!(self, s => s.stats(states).await)
     }

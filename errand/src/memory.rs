@@ -782,6 +782,33 @@ impl Store for MemoryStore {
             .count() as u64)
     }
 
+    async fn count_up_to(&self, filter: &ListFilter, cap: u64) -> Result<u64, StoreError> {
+        let g = self.lock();
+        let limit = usize::try_from(cap.saturating_add(1)).unwrap_or(usize::MAX);
+        Ok(g.jobs
+            .values()
+            .filter(|r| filter.matches(r))
+            .take(limit)
+            .count() as u64)
+    }
+
+    async fn state_counts_up_to(
+        &self,
+        state: JobState,
+        cap: u64,
+    ) -> Result<Vec<StateCount>, StoreError> {
+        let g = self.lock();
+        let limit = usize::try_from(cap.saturating_add(1)).unwrap_or(usize::MAX);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for r in g.jobs.values().filter(|r| r.state == state).take(limit) {
+            *counts.entry(r.queue.clone()).or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(queue, count)| StateCount::new(queue, state, count))
+            .collect())
+    }
+
     async fn stats(&self, states: &[JobState]) -> Result<Vec<StateCount>, StoreError> {
         let g = self.lock();
         let mut counts: BTreeMap<(String, JobState), u64> = BTreeMap::new();

@@ -7,6 +7,7 @@
 //! docs/benchmarks.md.
 
 pub mod bloat;
+pub mod dashboard;
 mod errand_side;
 pub mod measure;
 mod raw;

@@ -278,3 +278,72 @@ pub async fn list_and_count_filter_by_tag<S: Store>(store: S) {
     let none = ListFilter::new().tag("eu").state(JobState::Completed);
     assert_eq!(store.count(&none).await.unwrap(), 0);
 }
+
+/// `count_up_to` counts exactly up to its cap and says "more" with `cap + 1` beyond it,
+/// for filters on one state group, several, and none.
+pub async fn counts_up_to_a_cap_are_exact_below_it<S: Store>(store: S) {
+    let ids = insert_n(&store, "a", 5).await;
+    insert_n(&store, "b", 3).await;
+    claim(&store, "a", 2, at(0)).await;
+    store.cancel(ids[4], at(1)).await.unwrap();
+    let count = |f: ListFilter, cap: u64| {
+        let store = &store;
+        async move { store.count_up_to(&f, cap).await.unwrap() }
+    };
+    assert_eq!(count(ListFilter::new(), 100).await, 8);
+    assert_eq!(count(ListFilter::new(), 8).await, 8, "at the cap: exact");
+    assert_eq!(
+        count(ListFilter::new(), 7).await,
+        8,
+        "over the cap: cap + 1"
+    );
+    assert_eq!(count(ListFilter::new(), 0).await, 1);
+    let a = ListFilter::new().queue("a");
+    assert_eq!(count(a.clone(), 100).await, 5);
+    assert_eq!(count(a.clone().state(JobState::Available), 100).await, 2);
+    let two_groups = a.state(JobState::Running).state(JobState::Cancelled);
+    assert_eq!(count(two_groups.clone(), 100).await, 3);
+    assert_eq!(count(two_groups, 1).await, 2);
+    assert_eq!(count(ListFilter::new().kind("none"), 5).await, 0);
+    assert_eq!(count(ListFilter::new(), u64::MAX).await, 8, "no overflow");
+}
+
+/// `state_counts_up_to` gives one state's counts per queue, exact under the cap and
+/// adding up to `cap + 1` over it.
+pub async fn state_counts_up_to_a_cap<S: Store>(store: S) {
+    insert_n(&store, "a", 4).await;
+    insert_n(&store, "b", 2).await;
+    claim(&store, "a", 1, at(0)).await;
+    let counts = store
+        .state_counts_up_to(JobState::Available, 100)
+        .await
+        .unwrap();
+    let got: Vec<(&str, JobState, u64)> = counts
+        .iter()
+        .map(|c| (c.queue.as_str(), c.state, c.count))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("a", JobState::Available, 3), ("b", JobState::Available, 2)]
+    );
+    let capped = store
+        .state_counts_up_to(JobState::Available, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        capped.iter().map(|c| c.count).sum::<u64>(),
+        4,
+        "cap + 1 when more"
+    );
+    let running = store
+        .state_counts_up_to(JobState::Running, 100)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].queue.as_str(), running[0].count), ("a", 1));
+    assert!(store
+        .state_counts_up_to(JobState::Discarded, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -43,7 +43,7 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
     let all = filter.store_filter();
     let (rows, count) = tokio::join!(
         bounded(&app, store.list(&sf)),
-        bounded(&app, store.count(&all))
+        bounded(&app, store.count_up_to(&all, app.config.match_count_limit))
     );
     let base = &page.base;
     let q = filter.query();
@@ -67,6 +67,7 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
         }
         p #count {
             @match &count {
+                Ok(n) if *n > app.config.match_count_limit => { "More than " (app.config.match_count_limit) " jobs match " (filter.describe()) "." },
                 Ok(n) => { (n) " jobs match " (filter.describe()) "." },
                 Err(e) => (degraded("Count", e)),
             }
@@ -165,7 +166,12 @@ pub(crate) async fn bulk(
     };
     if f.get("confirm") != Some("yes") {
         let n = if by_filter {
-            bounded(&app, app.store().count(&filter.for_action(action))).await
+            bounded(
+                &app,
+                app.store()
+                    .count_up_to(&filter.for_action(action), app.config.match_count_limit),
+            )
+            .await
         } else {
             Ok(ids.len() as u64)
         };
@@ -173,6 +179,7 @@ pub(crate) async fn bulk(
             h1 { "Confirm: " (action.as_str()) " " (target) }
             p #preview {
                 @match &n {
+                    Ok(n) if *n > app.config.match_count_limit => { "This will " (action.as_str()) " more than " strong #preview-count { (app.config.match_count_limit) } " jobs" " (at most " (limit) " in one run)." },
                     Ok(n) => { "This will " (action.as_str()) " " strong #preview-count { (n) } " jobs"
                         @if *n > u64::from(limit) { " (at most " (limit) " in one run)" } "." },
                     Err(e) => (degraded("Count", e)),

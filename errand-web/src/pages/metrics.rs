@@ -17,8 +17,8 @@ use crate::pages::overview::bounded;
 pub(crate) async fn show(State(app): State<App>) -> Response {
     let store = app.store();
     let now = app.now().await;
-    let (stats, oldest, records, workers, leader) = tokio::join!(
-        bounded(&app, store.stats(&[])),
+    let (counts, oldest, records, workers, leader) = tokio::join!(
+        crate::pages::counts::Counts::read(&app),
         bounded(&app, store.oldest_available()),
         bounded(&app, store.queues()),
         bounded(&app, store.workers()),
@@ -29,7 +29,14 @@ pub(crate) async fn show(State(app): State<App>) -> Response {
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::with_local_recorder(&recorder, || {
-        describe_gauge!("errand_queue_jobs", "Jobs in the store by queue and state.");
+        describe_gauge!(
+            "errand_queue_jobs",
+            "Jobs in the store by queue and state (lower bounds where errand_queue_jobs_exact is 0)."
+        );
+        describe_gauge!(
+            "errand_queue_jobs_exact",
+            "0 when a state has more jobs than the dashboard's count limit: its errand_queue_jobs are lower bounds."
+        );
         describe_gauge!(
             "errand_queue_lag_seconds",
             "Age of the oldest available job of each queue (0 when none waits)."
@@ -54,20 +61,17 @@ pub(crate) async fn show(State(app): State<App>) -> Response {
         let up = |source: &'static str, ok: bool| {
             gauge!("errand_metrics_source_up", "source" => source).set(if ok { 1.0 } else { 0.0 })
         };
-        up("counts", stats.is_ok());
-        if let Ok(stats) = &stats {
-            let mut seen = std::collections::BTreeSet::new();
-            for c in stats {
-                seen.insert(c.queue.clone());
-                gauge!("errand_queue_jobs", "queue" => c.queue.clone(), "state" => c.state.as_str())
-                    .set(c.count as f64);
+        up("counts", counts.missing.is_empty());
+        for (i, s) in JobState::ALL.iter().enumerate() {
+            if counts.missing.iter().any(|(m, _)| m == s) {
+                continue;
             }
-            // Every state of every queue, so a state that empties reads 0, not absent.
-            for q in seen {
-                for s in JobState::ALL {
-                    gauge!("errand_queue_jobs", "queue" => q.clone(), "state" => s.as_str())
-                        .increment(0.0);
-                }
+            gauge!("errand_queue_jobs_exact", "state" => s.as_str())
+                .set(if counts.capped.contains(s) { 0.0 } else { 1.0 });
+            // Every known queue, so a state that empties reads 0, not absent.
+            for (q, c) in &counts.queues {
+                gauge!("errand_queue_jobs", "queue" => q.clone(), "state" => s.as_str())
+                    .set(c[i] as f64);
             }
         }
         up("lag", oldest.is_ok());
@@ -77,7 +81,7 @@ pub(crate) async fn show(State(app): State<App>) -> Response {
                     .set(((now - *t).num_milliseconds().max(0) as f64) / 1000.0);
             }
             // Queues known with nothing waiting: lag 0.
-            for q in stats.iter().flatten().map(|c| &c.queue) {
+            for q in counts.queues.keys() {
                 gauge!("errand_queue_lag_seconds", "queue" => q.clone()).increment(0.0);
             }
         }

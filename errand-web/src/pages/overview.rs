@@ -10,6 +10,7 @@ use maud::{html, Markup};
 
 use crate::app::{App, Page};
 use crate::layout::{self, degraded};
+use crate::pages::counts::Counts;
 
 #[derive(Default)]
 struct QueueLine {
@@ -36,8 +37,8 @@ pub(crate) async fn bounded<T, E: std::fmt::Display>(
 pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
     let store = app.store();
     let now = app.now().await;
-    let (stats, oldest, records, leader, workers) = tokio::join!(
-        bounded(&app, store.stats(&[])),
+    let (counts, oldest, records, leader, workers) = tokio::join!(
+        Counts::read(&app),
         bounded(&app, store.oldest_available()),
         bounded(&app, store.queues()),
         bounded(&app, store.leader(MAINTENANCE_LEADER)),
@@ -45,17 +46,11 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
     );
     let mut lines: BTreeMap<String, QueueLine> = BTreeMap::new();
     let mut notes = Vec::new();
-    match &stats {
-        Ok(stats) => {
-            for c in stats {
-                let i = JobState::ALL
-                    .iter()
-                    .position(|s| *s == c.state)
-                    .unwrap_or(0);
-                lines.entry(c.queue.clone()).or_default().counts[i] += c.count;
-            }
-        }
-        Err(e) => notes.push(degraded("Counts", e)),
+    for (q, c) in &counts.queues {
+        lines.entry(q.clone()).or_default().counts = *c;
+    }
+    for (state, e) in &counts.missing {
+        notes.push(degraded(&format!("Counts of {state} jobs"), e));
     }
     match &oldest {
         Ok(oldest) => {
@@ -83,6 +78,13 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
     let content = html! {
         h1 { "Overview" }
         @for n in &notes { (n) }
+        @if !counts.capped.is_empty() {
+            p.note #capped {
+                "Counted up to " (app.config.count_limit) " jobs per state: "
+                (counts.capped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                " passed it, so those numbers are lower bounds (≥)."
+            }
+        }
         table.grid #queues {
             thead { tr {
                 th { "Queue" }
@@ -97,8 +99,8 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
                         @for (i, s) in JobState::ALL.iter().enumerate() {
                             td.num {
                                 @if l.counts[i] > 0 {
-                                    a href={ (base) "/jobs?queue=" (urlenc(name)) "&state=" (s.as_str()) } { (l.counts[i]) }
-                                } @else { "0" }
+                                    a href={ (base) "/jobs?queue=" (urlenc(name)) "&state=" (s.as_str()) } { (counts.show(*s, l.counts[i])) }
+                                } @else if counts.missing.iter().any(|(m, _)| m == s) { "?" } @else { "0" }
                             }
                         }
                         td.num { (l.lag_secs.map(layout::lag).unwrap_or_else(|| "–".into())) }
@@ -111,7 +113,7 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
             }
             tfoot { tr {
                 th { "All queues" }
-                @for t in totals { th.num { (t) } }
+                @for (i, t) in totals.iter().enumerate() { th.num { (counts.show(JobState::ALL[i], *t)) } }
                 th {} th {}
             } }
         }

@@ -13,10 +13,10 @@ use crate::pages::overview::{bounded, urlenc};
 
 pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
     let now = app.now().await;
-    let (records, oldest, stats) = tokio::join!(
+    let (records, oldest, counts) = tokio::join!(
         bounded(&app, app.store().queues()),
         bounded(&app, app.store().oldest_available()),
-        bounded(&app, app.store().stats(&[]))
+        crate::pages::counts::Counts::read(&app)
     );
     // A queue gets a record when first paused or limited: the others are known by their jobs.
     let records = records.map(|records| {
@@ -24,15 +24,15 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
             .into_iter()
             .map(|r| (r.name.clone(), Some(r)))
             .collect();
-        for c in stats.iter().flatten() {
-            all.entry(c.queue.clone()).or_insert(None);
+        for q in counts.queues.keys() {
+            all.entry(q.clone()).or_insert(None);
         }
         all
     });
     let base = &page.base;
     let content = html! {
         h1 { "Queues" }
-        @if let Err(e) = &stats { (degraded("Queues known by their jobs", e)) }
+        @for (state, e) in &counts.missing { (degraded(&format!("Queues known by their {state} jobs"), e)) }
         @match &records {
             Err(e) => (degraded("Queues", e)),
             Ok(records) => {
