@@ -108,6 +108,10 @@ pub enum Command {
         /// Show everything, allow no action (also ERRAND_DASHBOARD_READ_ONLY=1).
         #[arg(long)]
         read_only: bool,
+        /// The path a reverse proxy serves the dashboard under, when it strips it from the
+        /// requests it passes on (`/ops/jobs`).
+        #[arg(long, default_value = "")]
+        base_path: String,
     },
     /// The audit log: every action taken from the dashboard or this command line (retry,
     /// cancel, delete, pause, resume, limits, prune), newest first.
@@ -136,8 +140,9 @@ pub enum Command {
 /// `errand workers …`
 #[derive(Debug, Subcommand)]
 pub enum WorkersCommand {
-    /// Each worker as it last reported itself; `silent` when it has not for 30 s (killed,
-    /// frozen or cut off; forgotten after an hour).
+    /// Each worker as it last reported itself; `silent` when it has not for three of its
+    /// presence intervals (30 s by default: killed, frozen or cut off; forgotten after an
+    /// hour).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -426,9 +431,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let said = tee.into_said();
             commands::audit::record(&store, audit, result, said).await
         }
-        Command::Dashboard { bind, read_only } => {
+        Command::Dashboard {
+            bind,
+            read_only,
+            base_path,
+        } => {
             let store = open_store(url, schema, false).await?;
-            commands::dashboard(store, url, bind, read_only, &mut out).await
+            commands::dashboard(store, url, bind, read_only, &base_path, &mut out).await
         }
         Command::Audit {
             limit,

@@ -178,7 +178,17 @@ async fn workers_list_shows_the_registry(db: Db) {
         name: "chaos".into(),
         concurrency: 8,
     }];
-    let w = WorkerRecord::new("host-a:42:beef", "host-a", 42, "0.1.0", q, now, now, 5);
+    let w = WorkerRecord::new(
+        "host-a:42:beef",
+        "host-a",
+        42,
+        "0.1.0",
+        q,
+        now,
+        now,
+        5,
+        10_000,
+    );
     store.register_worker(&w).await.unwrap();
     let o = db.errand(&["workers", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -202,4 +212,78 @@ async fn sqlite_workers_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_workers_list() {
     workers_list_shows_the_registry(Db::postgres().await).await;
+}
+
+/// Three worker processes register; one killed with SIGKILL turns silent after three of
+/// its presence intervals while the others stay alive; one stopped with SIGTERM removes its
+/// record.
+async fn workers_list_follows_real_processes(db: Db) {
+    db.ledger().await;
+    let mut procs: Vec<std::process::Child> = (0..3)
+        .map(|_| db.worker(&["--presence-ms", "200", "--concurrency", "2"]))
+        .collect();
+    let list = |db: &Db| {
+        let o = db.errand(&["workers", "list", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<Vec<serde_json::Value>>(&stdout(&o)).unwrap()
+    };
+    let pid_of = |w: &serde_json::Value| w["pid"].as_u64().unwrap() as u32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let l = list(&db);
+        if l.len() == 3 && l.iter().all(|w| w["alive"] == true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three workers registered: {l:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let table = db.errand(&["workers", "list"]);
+    println!("{}", stdout(&table));
+    let killed = procs[0].id();
+    procs[0].kill().unwrap();
+    procs[0].wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let l = list(&db);
+        let dead = l
+            .iter()
+            .find(|w| pid_of(w) == killed)
+            .expect("still listed");
+        if dead["alive"] == false {
+            assert_eq!(l.iter().filter(|w| w["alive"] == true).count(), 2, "{l:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed worker turned silent: {l:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let table = db.errand(&["workers", "list"]);
+    println!("{}", stdout(&table));
+    assert!(stdout(&table).contains("silent"), "{}", stdout(&table));
+    let stopped = procs[1].id();
+    let _ = Command::new("kill").arg(stopped.to_string()).status();
+    assert!(procs[1].wait().unwrap().success());
+    let l = list(&db);
+    assert!(
+        l.iter().all(|w| pid_of(w) != stopped),
+        "a stopped worker removed itself: {l:?}"
+    );
+    assert_eq!(l.len(), 2);
+    let _ = procs[2].kill();
+    let _ = procs[2].wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_workers_list_follows_real_processes() {
+    workers_list_follows_real_processes(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_workers_list_follows_real_processes() {
+    workers_list_follows_real_processes(Db::postgres().await).await;
 }

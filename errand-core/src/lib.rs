@@ -43,7 +43,7 @@ pub use metered::{
     MAX_KEY_VISITS, MAX_PARTITION_KEY_LEN, UNKEYED_SCAN,
 };
 pub use new_job::{InsertResult, NewJob};
-pub use presence::{WorkerQueue, WorkerRecord, SILENT_AFTER};
+pub use presence::{WorkerQueue, WorkerRecord, SILENT_AFTER_INTERVALS};
 pub use queue::{
     check_name, check_queue_limits, check_queue_name, QueueLimits, QueueRecord, RateLimit,
     MAX_LIMIT, MAX_RATE_PERIOD,

@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-/// A worker whose last report is older than this is shown as silent (killed, frozen or
-/// cut off): three of the default 10 s presence intervals.
-pub const SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+/// A worker that has not reported for this many of its presence intervals is shown as
+/// silent (killed, frozen or cut off): 30 s with the default 10 s interval.
+pub const SILENT_AFTER_INTERVALS: u32 = 3;
 
 /// One queue a worker serves.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +37,8 @@ pub struct WorkerRecord {
     pub heartbeat_at: DateTime<Utc>,
     /// Jobs it held (claimed or running) then.
     pub running: u32,
+    /// How often it reports (its `presence_interval`), in milliseconds.
+    pub interval_ms: u64,
 }
 
 impl WorkerRecord {
@@ -51,6 +53,7 @@ impl WorkerRecord {
         started_at: DateTime<Utc>,
         heartbeat_at: DateTime<Utc>,
         running: u32,
+        interval_ms: u64,
     ) -> Self {
         WorkerRecord {
             id: id.into(),
@@ -61,12 +64,16 @@ impl WorkerRecord {
             started_at,
             heartbeat_at,
             running,
+            interval_ms,
         }
     }
 
-    /// Whether it reported within [`SILENT_AFTER`] of `now`.
+    /// Whether it reported within [`SILENT_AFTER_INTERVALS`] of its intervals before `now`.
     pub fn is_alive(&self, now: DateTime<Utc>) -> bool {
-        (now - self.heartbeat_at).num_milliseconds() < SILENT_AFTER.as_millis() as i64
+        let limit = self
+            .interval_ms
+            .saturating_mul(u64::from(SILENT_AFTER_INTERVALS));
+        (now - self.heartbeat_at).num_milliseconds() < i64::try_from(limit).unwrap_or(i64::MAX)
     }
 
     /// The queues as stored (JSON text).

@@ -9,5 +9,6 @@ CREATE TABLE {schema}.workers (
     queues       text        NOT NULL,
     started_at   timestamptz NOT NULL,
     heartbeat_at timestamptz NOT NULL,
-    running      bigint      NOT NULL
+    running      bigint      NOT NULL,
+    interval_ms  bigint      NOT NULL
 );

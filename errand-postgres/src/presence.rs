@@ -17,6 +17,7 @@ pub(crate) async fn register(s: &PgStore, w: &WorkerRecord) -> Result<(), StoreE
         .bind(w.started_at)
         .bind(w.heartbeat_at)
         .bind(i64::from(w.running))
+        .bind(i64::try_from(w.interval_ms).unwrap_or(i64::MAX))
         .execute(&s.inner.pool)
         .await
         .map_err(db)?;
@@ -48,6 +49,7 @@ pub(crate) async fn list(s: &PgStore) -> Result<Vec<WorkerRecord>, StoreError> {
                 r.try_get(5).map_err(db)?,
                 r.try_get(6).map_err(db)?,
                 u32::try_from(r.try_get::<i64, _>(7).map_err(db)?).unwrap_or(u32::MAX),
+                u64::try_from(r.try_get::<i64, _>(8).map_err(db)?).unwrap_or(0),
             ))
         })
         .collect()

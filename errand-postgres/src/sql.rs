@@ -440,16 +440,17 @@ impl Sql {
                  RETURNING id"
             ),
             register_worker: format!(
-                "INSERT INTO {w} (id, host, pid, version, queues, started_at, heartbeat_at, running)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO {w} (id, host, pid, version, queues, started_at, heartbeat_at, running,
+                   interval_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
                    version = EXCLUDED.version, queues = EXCLUDED.queues,
                    started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at,
-                   running = EXCLUDED.running"
+                   running = EXCLUDED.running, interval_ms = EXCLUDED.interval_ms"
             ),
             deregister_worker: format!("DELETE FROM {w} WHERE id = $1"),
             workers: format!(
-                "SELECT id, host, pid, version, queues, started_at, heartbeat_at, running
+                "SELECT id, host, pid, version, queues, started_at, heartbeat_at, running, interval_ms
                  FROM {w} ORDER BY started_at, id"
             ),
             forget_workers: format!("DELETE FROM {w} WHERE heartbeat_at < $1"),

@@ -9,5 +9,6 @@ CREATE TABLE errand_workers (
     queues       TEXT    NOT NULL,
     started_at   INTEGER NOT NULL,
     heartbeat_at INTEGER NOT NULL,
-    running      INTEGER NOT NULL
+    running      INTEGER NOT NULL,
+    interval_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -151,7 +151,8 @@ pub(crate) async fn guard(
         None => return unauthorized(&app.config),
     };
     req.extensions_mut().insert(actor);
-    req.extensions_mut().insert(Base(base));
+    req.extensions_mut()
+        .insert(Base(format!("{}{base}", app.config.base_path)));
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     // Nothing inline, nothing from elsewhere: a payload that slipped past escaping still

@@ -81,6 +81,7 @@ pub struct Config {
     pub(crate) bulk_limit: u32,
     pub(crate) count_limit: u64,
     pub(crate) match_count_limit: u64,
+    pub(crate) base_path: String,
 }
 
 impl Default for Config {
@@ -94,6 +95,7 @@ impl Default for Config {
             bulk_limit: 10_000,
             count_limit: 100_000,
             match_count_limit: 10_000,
+            base_path: String::new(),
         }
     }
 }
@@ -219,6 +221,19 @@ impl Config {
     /// tag has no index of its own, so this is how many rows such a count may read.
     pub fn match_count_limit(mut self, n: u64) -> Self {
         self.match_count_limit = n.max(1);
+        self
+    }
+
+    /// The path a reverse proxy serves the dashboard under when it strips it before passing
+    /// requests on (`/ops/jobs` for `location /ops/jobs/ { proxy_pass http://127.0.0.1:9090/; }`):
+    /// links and forms are written under it. Not needed when the router is nested in an
+    /// application (the mount point is found from the request) or when the proxy passes
+    /// the path unchanged.
+    pub fn base_path(mut self, path: impl Into<String>) -> Self {
+        let p: String = path.into();
+        self.base_path = format!("/{}", p.trim_matches('/'))
+            .trim_end_matches('/')
+            .to_string();
         self
     }
 

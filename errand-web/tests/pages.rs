@@ -654,9 +654,19 @@ async fn the_workers_page_shows_the_registry(store: Arc<dyn Store>) {
         name: "mail".into(),
         concurrency: 4,
     }];
-    let alive = WorkerRecord::new("w-alive", "host-1", 11, "0.1.0", q.clone(), now, now, 3);
+    let alive = WorkerRecord::new(
+        "w-alive",
+        "host-1",
+        11,
+        "0.1.0",
+        q.clone(),
+        now,
+        now,
+        3,
+        10_000,
+    );
     let old = now - chrono::TimeDelta::seconds(120);
-    let silent = WorkerRecord::new(XSS, "host-2", 22, "0.1.0", q, old, old, 1);
+    let silent = WorkerRecord::new(XSS, "host-2", 22, "0.1.0", q, old, old, 1, 10_000);
     store.register_worker(&alive).await.unwrap();
     store.register_worker(&silent).await.unwrap();
     assert!(store
@@ -778,4 +788,83 @@ async fn counts_stop_at_the_limit_and_say_so() {
     assert!(m
         .body
         .contains(r#"errand_queue_jobs_exact{state="discarded"} 1"#));
+}
+
+/// Every `errand_queue_jobs` gauge equals the store's own count for its queue and state.
+async fn metric_gauges_equal_the_stores_counts(store: Arc<dyn Store>) {
+    seed(&*store).await;
+    let app = errand_web::router(store.clone(), Config::new());
+    let m = get(&app, "/metrics").await;
+    let stats = store.stats(&[]).await.unwrap();
+    assert!(!stats.is_empty());
+    let mut gauges = 0;
+    for line in m
+        .body
+        .lines()
+        .filter(|l| l.starts_with("errand_queue_jobs{"))
+    {
+        gauges += 1;
+        let (labels, value) = line.rsplit_once(' ').unwrap();
+        let queue = labels
+            .split("queue=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let state = labels
+            .split("state=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let want = stats
+            .iter()
+            .find(|c| c.queue == queue && c.state.as_str() == state)
+            .map_or(0, |c| c.count);
+        assert_eq!(value.parse::<f64>().unwrap(), want as f64, "{line}");
+    }
+    let queues: std::collections::BTreeSet<_> = stats.iter().map(|c| &c.queue).collect();
+    assert_eq!(
+        gauges,
+        queues.len() * JobState::ALL.len(),
+        "every state of every queue"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_metric_gauges_equal_the_stores_counts() {
+    let (store, _dir) = common::sqlite().await;
+    metric_gauges_equal_the_stores_counts(store).await;
+}
+#[tokio::test]
+async fn postgres_metric_gauges_equal_the_stores_counts() {
+    metric_gauges_equal_the_stores_counts(common::postgres().await).await;
+}
+
+/// Behind a proxy that strips its path: links and forms are written under `base_path`.
+#[tokio::test]
+async fn behind_a_proxy_links_carry_the_base_path() {
+    let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
+    let s = seed(&*store).await;
+    let app = errand_web::router(store, Config::new().base_path("ops/jobs/"));
+    let page = get(&app, &format!("/jobs/{}", s.discarded)).await;
+    assert!(
+        page.body.contains(r#"href="/ops/jobs/assets/style.css""#),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains(&format!(r#"action="/ops/jobs/jobs/{}/retry""#, s.discarded)));
+    let t = token(&page.body);
+    let r = post(
+        &app,
+        &format!("/jobs/{}/retry", s.discarded),
+        &format!("csrf={t}"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.location, Some(format!("/ops/jobs/jobs/{}", s.discarded)));
 }

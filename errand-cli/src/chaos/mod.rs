@@ -173,6 +173,9 @@ pub struct WorkerArgs {
     /// leader's own jobs wait for the next one, within 1⅓ of this).
     #[arg(long, default_value_t = 2_000)]
     pub leader_lease_ms: u64,
+    /// Between this worker's reports to the worker registry, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub presence_ms: u64,
     /// Exit once no job of the chaos queue is left unfinished.
     #[arg(long)]
     pub exit_when_done: bool,
@@ -222,6 +225,7 @@ pub async fn run_worker(url: &str, schema: &str, args: WorkerArgs) -> Result<(),
     .poll_interval(Duration::from_millis(args.poll_ms.max(1)))
     .grace_period(Duration::from_millis(args.grace_ms))
     .leader_lease(Duration::from_millis(args.leader_lease_ms))
+    .presence_interval(Duration::from_millis(args.presence_ms))
     .build()?
     .start();
     if args.exit_when_done {

@@ -12,11 +12,15 @@ pub(crate) async fn dashboard(
     url: &str,
     bind: SocketAddr,
     read_only: bool,
+    base_path: &str,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let mut config = errand_web::Config::from_env()?;
     if read_only {
         config = config.read_only(true);
+    }
+    if !base_path.is_empty() {
+        config = config.base_path(base_path);
     }
     let listener = errand_web::listen(bind, &config).await?;
     let addr = listener.local_addr()?;

@@ -43,11 +43,11 @@ pub(crate) async fn list(
     let rows: Vec<Vec<String>> = workers
         .iter()
         .map(|w| {
-            let silent = (now - w.heartbeat_at).num_seconds();
+            let silent = (now - w.heartbeat_at).num_milliseconds() as f64 / 1000.0;
             let mut status = if w.is_alive(now) {
                 "alive".to_owned()
             } else {
-                format!("silent {silent} s")
+                format!("silent {silent:.1} s")
             };
             if leader.as_deref() == Some(w.id.as_str()) {
                 status.push_str(", leader");

@@ -24,6 +24,7 @@ fn record(id: &str, started: i64, beat: i64, running: u32) -> WorkerRecord {
         at(started),
         at(beat),
         running,
+        10_000,
     )
 }
 

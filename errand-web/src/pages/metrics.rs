@@ -44,7 +44,7 @@ pub(crate) async fn show(State(app): State<App>) -> Response {
         describe_gauge!("errand_queue_paused", "1 while the queue is paused.");
         describe_gauge!(
             "errand_workers",
-            "Worker processes in the registry by status (alive: reported within 30 s)."
+            "Worker processes in the registry by status (alive: reported within three of its presence intervals)."
         );
         describe_gauge!(
             "errand_workers_jobs_held",

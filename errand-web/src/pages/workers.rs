@@ -29,7 +29,7 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
                 p #workers-summary {
                     (workers.iter().filter(|w| w.is_alive(now)).count()) " alive"
                     @let silent = workers.iter().filter(|w| !w.is_alive(now)).count();
-                    @if silent > 0 { ", " (silent) " silent (no report for 30 s: killed, frozen or cut off; forgotten after an hour)" }
+                    @if silent > 0 { ", " (silent) " silent (no report for three of its intervals, 30 s by default: killed, frozen or cut off; forgotten after an hour)" }
                     "."
                 }
                 table.grid #workers {

@@ -88,6 +88,7 @@ impl Service for Presence {
             started,
             now,
             (self.running)(),
+            u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
         );
         self.store.register_worker(&record).await?;
         if *self.leading.borrow() {
