@@ -109,7 +109,7 @@ impl FromRequestParts<App> for Page {
             .map(|b| b.0.clone())
             .unwrap_or_default();
         let path = parts.uri.path();
-        let section = ["/jobs", "/queues", "/workers", "/audit"]
+        let section = ["/jobs", "/queues", "/workers", "/cron", "/audit"]
             .into_iter()
             .find(|s| path.starts_with(s))
             .unwrap_or("/");

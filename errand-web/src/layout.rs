@@ -20,6 +20,7 @@ pub(crate) fn page(p: &Page, title: &str, live: bool, content: Markup) -> Markup
         ("/jobs", "Jobs"),
         ("/queues", "Queues"),
         ("/workers", "Workers"),
+        ("/cron", "Cron"),
         ("/audit", "Audit log"),
     ];
     html! {
@@ -77,11 +78,12 @@ pub(crate) fn when(t: DateTime<Utc>, now: DateTime<Utc>) -> Markup {
 pub(crate) fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - t).num_seconds();
     let (n, future) = (secs.unsigned_abs(), secs < 0);
+    // Rounded to the nearest unit: a tick 2 h 59 min 59 s away reads "in 3 h".
     let span = match n {
         0..=59 => format!("{n} s"),
-        60..=3_599 => format!("{} min", n / 60),
-        3_600..=172_799 => format!("{} h", n / 3_600),
-        _ => format!("{} d", n / 86_400),
+        60..=3_569 => format!("{} min", (n + 30) / 60),
+        3_570..=172_799 => format!("{} h", (n + 1_800) / 3_600),
+        _ => format!("{} d", (n + 43_200) / 86_400),
     };
     if future {
         format!("in {span}")
@@ -134,6 +136,9 @@ mod tests {
         assert_eq!(ago(t(120), now), "in 2 min");
         assert_eq!(ago(t(-7_200), now), "2 h ago");
         assert_eq!(ago(t(-3 * 86_400), now), "3 d ago");
+        assert_eq!(ago(t(3 * 3_600 - 1), now), "in 3 h");
+        assert_eq!(ago(t(-89), now), "1 min ago");
+        assert_eq!(ago(t(-91), now), "2 min ago");
         assert_eq!(lag(-3), "0 s");
         assert_eq!(lag(7_300), "2 h");
     }

@@ -68,6 +68,7 @@ pub fn router<S: Store>(store: S, config: Config) -> Router {
         .route("/queues", get(pages::queues::list))
         .route("/queues/{name}/{action}", post(pages::queues::act))
         .route("/workers", get(pages::workers::list))
+        .route("/cron", get(pages::cron::list))
         .route("/audit", get(pages::audit::list))
         .route("/metrics", get(pages::metrics::show))
         .route(

@@ -868,3 +868,73 @@ async fn behind_a_proxy_links_carry_the_base_path() {
     .await;
     assert_eq!(r.location, Some(format!("/ops/jobs/jobs/{}", s.discarded)));
 }
+
+async fn the_cron_page_shows_entries_next_ticks_and_runs(store: Arc<dyn Store>) {
+    use errand::store::{ClaimRequest, Finish, FinishAction};
+    let now = store.now(chrono::Utc::now()).await;
+    let tick = |name: &str, at: chrono::DateTime<chrono::Utc>| {
+        let mut j = common::job("Nightly", "maintenance", "{}", at);
+        j.tags = vec!["cron".into(), format!("cron:{name}")];
+        j
+    };
+    // Two past ticks of `nightly` that ran, and its next one; `hourly` is late.
+    for back in [2, 1] {
+        let at = now - chrono::TimeDelta::days(back);
+        store.insert(vec![tick("nightly", at)], at).await.unwrap();
+        let req = ClaimRequest {
+            queue: "maintenance".into(),
+            limit: 1,
+            worker_id: "w".into(),
+            now: at,
+            lease: Duration::from_secs(60),
+            held: None,
+        };
+        let r = store.claim(&req).await.unwrap().pop().unwrap();
+        let f = Finish {
+            lease: r.lease_ref(),
+            at,
+            action: FinishAction::Complete,
+        };
+        store.finish(&[f]).await.unwrap();
+    }
+    let next = now + chrono::TimeDelta::hours(3);
+    store
+        .insert(vec![tick("nightly", next)], now)
+        .await
+        .unwrap();
+    let late = now - chrono::TimeDelta::minutes(5);
+    store
+        .insert(vec![tick("hourly", late)], late)
+        .await
+        .unwrap();
+    let app = errand_web::router(store.clone(), Config::new());
+    let page = get(&app, "/cron").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let nightly = &page.body[page.body.find(r#"data-entry="nightly""#).expect("nightly")..];
+    let nightly = &nightly[..nightly.find("</section>").unwrap()];
+    assert!(
+        nightly.contains("in 3 h") && nightly.contains("scheduled"),
+        "{nightly}"
+    );
+    assert_eq!(
+        nightly.matches(">completed<").count(),
+        2,
+        "two runs: {nightly}"
+    );
+    let hourly = &page.body[page.body.find(r#"data-entry="hourly""#).expect("hourly")..];
+    assert!(hourly.contains("late: no worker is running it"), "{hourly}");
+}
+
+#[tokio::test]
+async fn memory_the_cron_page() {
+    the_cron_page_shows_entries_next_ticks_and_runs(Arc::new(errand::MemoryStore::new())).await;
+}
+#[tokio::test]
+async fn sqlite_the_cron_page() {
+    let (store, _dir) = common::sqlite().await;
+    the_cron_page_shows_entries_next_ticks_and_runs(store).await;
+}
+#[tokio::test]
+async fn postgres_the_cron_page() {
+    the_cron_page_shows_entries_next_ticks_and_runs(common::postgres().await).await;
+}

@@ -3,6 +3,7 @@
 pub(crate) mod actions;
 pub(crate) mod audit;
 pub(crate) mod counts;
+pub(crate) mod cron;
 pub(crate) mod filter;
 pub(crate) mod job;
 pub(crate) mod jobs;
