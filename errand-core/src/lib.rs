@@ -26,6 +26,7 @@ mod signals;
 mod state;
 mod state_index;
 mod store;
+mod tally;
 mod time;
 mod unique;
 
@@ -54,7 +55,8 @@ pub use signals::QueueSignals;
 pub use state::{JobState, ParseStateError};
 pub use state_index::{state_any, state_predicates, STATE_INDEX_GROUPS};
 pub use store::{ClaimRequest, Store};
-pub use time::{is_clamped, later, MAX_DELAY};
+pub use tally::{minute_of, MinuteCount, TALLY_KEPT};
+pub use time::{earlier, is_clamped, later, MAX_DELAY};
 pub use unique::{unique_expired, UniqueStates, UNIQUE_HOLDS_SQL};
 
 /// Longest queue name accepted (bytes).

@@ -246,6 +246,24 @@ pub trait Store: Send + Sync + 'static {
     /// shutting down); how many.
     async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Adds to the per-minute counts of finished jobs (see [`crate::MinuteCount`]) the jobs
+    /// that reached a final state after the store's tally mark and at or before `upto`,
+    /// then moves the mark to `upto` and drops counts older than [`crate::TALLY_KEPT`].
+    /// Without a mark, or with one older than `max_window`, it counts from
+    /// `upto - max_window`. Atomic: callers racing count each interval once. Returns how
+    /// many jobs it counted.
+    async fn tally_finished(
+        &self,
+        upto: DateTime<Utc>,
+        max_window: std::time::Duration,
+    ) -> Result<u64, StoreError>;
+
+    /// The per-minute counts of finished jobs from `since` on, oldest minute first.
+    async fn finished_per_minute(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::MinuteCount>, StoreError>;
+
     /// The time by which this store judges leases and schedules, given the caller's clock
     /// `local`. The runtime and the client take every timestamp they pass to the store
     /// from here. A store on one machine (SQLite, memory) answers `local`; a store shared by
@@ -428,6 +446,19 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn register_worker(&self, w: &crate::WorkerRecord) -> Result<(), StoreError> {
         (**self).register_worker(w).await
+    }
+    async fn tally_finished(
+        &self,
+        upto: DateTime<Utc>,
+        max_window: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        (**self).tally_finished(upto, max_window).await
+    }
+    async fn finished_per_minute(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<crate::MinuteCount>, StoreError> {
+        (**self).finished_per_minute(since).await
     }
     async fn deregister_worker(&self, id: &str) -> Result<(), StoreError> {
         (**self).deregister_worker(id).await

@@ -15,6 +15,12 @@ pub fn later(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     at.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// `at - d`, with `d` clamped to [`MAX_DELAY`]. Never panics.
+pub fn earlier(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    let d = TimeDelta::from_std(d.min(MAX_DELAY)).unwrap_or(TimeDelta::zero());
+    at.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// Whether `d` was clamped by [`later`].
 pub fn is_clamped(d: Duration) -> bool {
     d > MAX_DELAY
@@ -37,6 +43,14 @@ mod tests {
         assert_eq!(
             later(DateTime::<Utc>::MAX_UTC, Duration::from_secs(1)),
             DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            earlier(now, Duration::from_secs(5)),
+            now - TimeDelta::seconds(5)
+        );
+        assert_eq!(
+            earlier(DateTime::<Utc>::MIN_UTC, Duration::MAX),
+            DateTime::<Utc>::MIN_UTC
         );
     }
 }

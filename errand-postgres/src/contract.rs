@@ -13,7 +13,7 @@ use errand_core::{
 use crate::store::PgStore;
 use crate::{
     audit, cancel_retry, claim, insert, leader, lease, list, outcome, presence, prune, queue,
-    schedule,
+    schedule, tally,
 };
 
 #[async_trait]
@@ -124,6 +124,21 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         audit::record(self, entry, now).await
+    }
+
+    async fn tally_finished(
+        &self,
+        upto: DateTime<Utc>,
+        max_window: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        tally::tally(self, upto, max_window).await
+    }
+
+    async fn finished_per_minute(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<errand_core::MinuteCount>, StoreError> {
+        tally::per_minute(self, since).await
     }
 
     async fn register_worker(&self, w: &errand_core::WorkerRecord) -> Result<(), StoreError> {

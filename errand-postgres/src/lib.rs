@@ -49,6 +49,7 @@ mod row;
 mod schedule;
 mod sql;
 mod store;
+mod tally;
 #[doc(hidden)]
 pub mod testing;
 mod tx;

@@ -56,6 +56,12 @@ pub(crate) struct Sql {
     pub(crate) deregister_worker: String,
     pub(crate) workers: String,
     pub(crate) forget_workers: String,
+    pub(crate) tally_mark_init: String,
+    pub(crate) tally_mark_lock: String,
+    pub(crate) tally_add: String,
+    pub(crate) tally_mark_move: String,
+    pub(crate) tally_prune: String,
+    pub(crate) tallies: String,
 }
 
 /// The columns of a queue record, in `queue::record`'s order.
@@ -79,6 +85,8 @@ impl Sql {
         let l = format!("\"{schema}\".leaders");
         let a = format!("\"{schema}\".audit_log");
         let w = format!("\"{schema}\".workers");
+        let ta = format!("\"{schema}\".tallies");
+        let tm = format!("\"{schema}\".tally_mark");
         let qk = format!("\"{schema}\".queue_keys");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
@@ -454,6 +462,28 @@ impl Sql {
                  FROM {w} ORDER BY started_at, id"
             ),
             forget_workers: format!("DELETE FROM {w} WHERE heartbeat_at < $1"),
+            tally_mark_init: format!(
+                "INSERT INTO {tm} (name, upto) VALUES ('finished', $1) ON CONFLICT (name) DO NOTHING"
+            ),
+            tally_mark_lock: format!("SELECT upto FROM {tm} WHERE name = 'finished' FOR UPDATE"),
+            // The predicate is jobs_finalized's, so the tally reads that index's range.
+            tally_add: format!(
+                "WITH c AS (
+                   SELECT date_trunc('minute', finalized_at) AS minute, queue, state, count(*) AS n
+                   FROM {t}
+                   WHERE state IN ('completed', 'discarded', 'cancelled')
+                     AND finalized_at > $1 AND finalized_at <= $2
+                   GROUP BY 1, 2, 3),
+                 ins AS (
+                   INSERT INTO {ta} AS a (minute, queue, state, n) SELECT minute, queue, state, n FROM c
+                   ON CONFLICT (minute, queue, state) DO UPDATE SET n = a.n + EXCLUDED.n)
+                 SELECT coalesce(sum(n), 0)::int8 FROM c"
+            ),
+            tally_mark_move: format!("UPDATE {tm} SET upto = $1 WHERE name = 'finished'"),
+            tally_prune: format!("DELETE FROM {ta} WHERE minute < $1"),
+            tallies: format!(
+                "SELECT minute, queue, state, n FROM {ta} WHERE minute >= $1 ORDER BY minute, queue, state"
+            ),
             audit_log: format!(
                 "SELECT id, at, actor, action, target, detail FROM {a}
                  WHERE id < $1 ORDER BY id DESC LIMIT $2"

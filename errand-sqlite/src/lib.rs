@@ -40,6 +40,7 @@ mod row;
 mod schedule;
 mod sql;
 mod store;
+mod tally;
 mod tx;
 mod url;
 

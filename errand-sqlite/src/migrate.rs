@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_leaders.sql")),
     (9, include_str!("../migrations/0009_audit.sql")),
     (10, include_str!("../migrations/0010_workers.sql")),
+    (11, include_str!("../migrations/0011_tallies.sql")),
 ];
 
 /// The schema version this build needs.

@@ -140,6 +140,11 @@ macro_rules! store_conformance {
                 a_worker_record_is_kept_replaced_and_removed,
                 silent_workers_are_forgotten,
             ],
+            tally: [
+                finished_jobs_are_tallied_once_per_minute,
+                a_tally_reaches_back_only_its_window,
+                racing_tallies_count_each_job_once,
+            ],
             concurrency: [
                 racing_claimers_claim_each_job_once,
                 racing_unique_inserts_insert_once,
@@ -187,6 +192,7 @@ mod tests {
             include_str!("cases/result.rs"),
             include_str!("cases/unique.rs"),
             include_str!("cases/schedule.rs"),
+            include_str!("cases/tally.rs"),
         ];
         let mut cases = 0;
         for file in files {

@@ -75,6 +75,13 @@ async fn every_page_renders_with_every_state(store: Arc<dyn Store>) {
     let o = get(&app, "/").await;
     assert_eq!(o.status, StatusCode::OK, "{}", o.body);
     assert!(o.csp.unwrap().contains("script-src 'self'"), "CSP set");
+    let chart = &o.body[o.body.find("Finished in the last hour").expect("the chart")..];
+    assert!(
+        chart.contains(">1 completed<")
+            && chart.contains(">2 discarded<")
+            && chart.contains(">1 cancelled<"),
+        "{chart}"
+    );
     // reports: one scheduled, running, retryable, completed, discarded, cancelled.
     let reports = &o.body[o.body.find(r#"data-queue="reports""#).expect("reports row")..];
     let reports = &reports[..reports.find("</tr>").unwrap()];

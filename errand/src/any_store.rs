@@ -185,6 +185,19 @@ impl Store for AnyStore {
     ) -> Result<i64, StoreError> {
         each!(self, s => s.record_audit(entry, now).await)
     }
+    async fn tally_finished(
+        &self,
+        upto: DateTime<Utc>,
+        max_window: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.tally_finished(upto, max_window).await)
+    }
+    async fn finished_per_minute(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<errand_core::MinuteCount>, StoreError> {
+        each!(self, s => s.finished_per_minute(since).await)
+    }
     async fn register_worker(&self, w: &errand_core::WorkerRecord) -> Result<(), StoreError> {
         each!(self, s => s.register_worker(w).await)
     }

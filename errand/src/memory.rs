@@ -54,6 +54,8 @@ struct Inner {
     leaders: HashMap<String, errand_core::Leader>,
     audit: Vec<errand_core::AuditEntry>,
     workers: HashMap<String, errand_core::WorkerRecord>,
+    tally_mark: Option<DateTime<Utc>>,
+    tallies: BTreeMap<(DateTime<Utc>, String, JobState), u64>,
 }
 
 /// One queue of the store during a metered claim (the lock held).
@@ -636,6 +638,49 @@ impl Store for MemoryStore {
         g.audit
             .push(errand_core::AuditEntry::new(id, now, entry.clone()));
         Ok(id)
+    }
+
+    async fn tally_finished(
+        &self,
+        upto: DateTime<Utc>,
+        max_window: std::time::Duration,
+    ) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let floor = errand_core::earlier(upto, max_window);
+        let from = g.tally_mark.map_or(floor, |m| m.max(floor));
+        if from >= upto {
+            return Ok(0);
+        }
+        let mut found: Vec<(DateTime<Utc>, String, JobState)> = Vec::new();
+        for r in g.jobs.values() {
+            if let Some(t) = r
+                .finalized_at
+                .filter(|t| r.state.is_final() && *t > from && *t <= upto)
+            {
+                found.push((errand_core::minute_of(t), r.queue.clone(), r.state));
+            }
+        }
+        let n = found.len() as u64;
+        for k in found {
+            *g.tallies.entry(k).or_default() += 1;
+        }
+        g.tally_mark = Some(upto);
+        let keep = errand_core::earlier(upto, errand_core::TALLY_KEPT);
+        g.tallies.retain(|(m, _, _), _| *m >= keep);
+        Ok(n)
+    }
+
+    async fn finished_per_minute(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<errand_core::MinuteCount>, StoreError> {
+        Ok(self
+            .lock()
+            .tallies
+            .iter()
+            .filter(|((m, _, _), _)| *m >= since)
+            .map(|((m, q, s), n)| errand_core::MinuteCount::new(*m, q.clone(), *s, *n))
+            .collect())
     }
 
     async fn register_worker(&self, w: &errand_core::WorkerRecord) -> Result<(), StoreError> {

@@ -16,4 +16,5 @@ pub mod prune;
 pub mod queue;
 pub mod result;
 pub mod schedule;
+pub mod tally;
 pub mod unique;

@@ -2,6 +2,7 @@
 
 pub(crate) mod actions;
 pub(crate) mod audit;
+pub(crate) mod chart;
 pub(crate) mod counts;
 pub(crate) mod cron;
 pub(crate) mod filter;

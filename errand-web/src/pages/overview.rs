@@ -37,12 +37,16 @@ pub(crate) async fn bounded<T, E: std::fmt::Display>(
 pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
     let store = app.store();
     let now = app.now().await;
-    let (counts, oldest, records, leader, workers) = tokio::join!(
+    let (counts, oldest, records, leader, workers, minutes) = tokio::join!(
         Counts::read(&app),
         bounded(&app, store.oldest_available()),
         bounded(&app, store.queues()),
         bounded(&app, store.leader(MAINTENANCE_LEADER)),
         bounded(&app, store.workers()),
+        bounded(
+            &app,
+            store.finished_per_minute(crate::pages::chart::since(now))
+        ),
     );
     let mut lines: BTreeMap<String, QueueLine> = BTreeMap::new();
     let mut notes = Vec::new();
@@ -117,6 +121,12 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
                 th {} th {}
             } }
         }
+        h2 { "Throughput" }
+        @match &minutes {
+            Ok(m) => (crate::pages::chart::chart(m, now)),
+            Err(e) => (degraded("Throughput", e)),
+        }
+        p.note { "Tallied by the maintenance leader every 10 s, 10 s behind." }
         h2 { "Workers" }
         @match &workers {
             Ok(w) => p #workers-alive {

@@ -17,6 +17,7 @@ mod pruner;
 mod rescuer;
 mod scheduler;
 mod stats;
+mod tally;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub(crate) use pruner::Pruner;
 pub(crate) use rescuer::Rescuer;
 pub(crate) use scheduler::Scheduler;
 pub(crate) use stats::StatsReporter;
+pub(crate) use tally::Tally;
 
 /// Rows one pass touches per store call; a full batch is followed by another at once.
 pub(crate) const BATCH: u32 = 1000;
@@ -194,6 +196,10 @@ pub(crate) fn spawn_all(
         ),
         spawn(
             StatsReporter::new(store.clone(), settings.stats_interval, queues),
+            ctl.clone(),
+        ),
+        spawn(
+            Tally::new(store.clone(), settings.stats_interval).clock(settings.clock),
             ctl.clone(),
         ),
     ];
