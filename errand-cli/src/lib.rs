@@ -436,7 +436,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             read_only,
             base_path,
         } => {
-            let store = open_store(url, schema, false).await?;
+            let store = commands::dashboard_store(url, schema).await?;
             commands::dashboard(store, url, bind, read_only, &base_path, &mut out).await
         }
         Command::Audit {

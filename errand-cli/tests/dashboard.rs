@@ -57,6 +57,44 @@ async fn an_open_address_without_authentication_is_refused() {
     assert!(stderr(&o).contains("set both"), "{}", stderr(&o));
 }
 
+/// A child process killed when dropped, so a failing test never leaves one behind (it
+/// would hold the test's output open and keep the run waiting).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `errand dashboard` on a free loopback port with `args` (the database); returns the
+/// process, its first line of output and the address it serves.
+fn start_dashboard(args: &[String]) -> (Killed, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
+    for v in AUTH_VARS {
+        cmd.env_remove(v);
+    }
+    let mut child = cmd
+        .args(args)
+        .args(["dashboard", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let out = child.stdout.take().unwrap();
+    let child = Killed(child);
+    BufReader::new(out).read_line(&mut first).unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("an address in {first:?}"))
+        .to_owned();
+    (child, first, addr)
+}
+
 /// `GET path` over HTTP/1.1 on `addr`; status line and body.
 fn http_get(addr: &str, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -89,28 +127,9 @@ async fn postgres_dashboard_serves_without_showing_the_password() {
     let (user, host) = rest.split_once('@').unwrap();
     let user = user.split(':').next().unwrap();
     *url = format!("{scheme}://{user}:hunter2-secret@{host}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
-    for v in AUTH_VARS {
-        cmd.env_remove(v);
-    }
-    let mut child = cmd
-        .args(&args)
-        .args(["dashboard", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let (mut child, first, addr) = start_dashboard(&args);
     assert!(!first.contains("hunter2"), "the password printed: {first}");
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("an address in {first:?}"))
-        .to_owned();
+    assert!(first.contains("postgres://"), "{first}");
     let (status, body) = http_get(&addr, "/");
     assert!(status.contains("200"), "{status}");
     assert!(
@@ -120,8 +139,8 @@ async fn postgres_dashboard_serves_without_showing_the_password() {
     assert!(!body.contains("hunter2"));
     let (status, _) = http_get(&addr, "/jobs?state=available");
     assert!(status.contains("200"), "{status}");
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let exit = child.wait().unwrap();
+    let _ = Command::new("kill").arg(child.0.id().to_string()).status();
+    let exit = child.0.wait().unwrap();
     assert!(exit.success(), "stops cleanly on SIGTERM: {exit:?}");
 }
 
@@ -219,8 +238,8 @@ async fn postgres_workers_list() {
 /// record.
 async fn workers_list_follows_real_processes(db: Db) {
     db.ledger().await;
-    let mut procs: Vec<std::process::Child> = (0..3)
-        .map(|_| db.worker(&["--presence-ms", "200", "--concurrency", "2"]))
+    let mut procs: Vec<Killed> = (0..3)
+        .map(|_| Killed(db.worker(&["--presence-ms", "200", "--concurrency", "2"])))
         .collect();
     let list = |db: &Db| {
         let o = db.errand(&["workers", "list", "--json"]);
@@ -242,9 +261,9 @@ async fn workers_list_follows_real_processes(db: Db) {
     }
     let table = db.errand(&["workers", "list"]);
     println!("{}", stdout(&table));
-    let killed = procs[0].id();
-    procs[0].kill().unwrap();
-    procs[0].wait().unwrap();
+    let killed = procs[0].0.id();
+    procs[0].0.kill().unwrap();
+    procs[0].0.wait().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let l = list(&db);
@@ -265,17 +284,15 @@ async fn workers_list_follows_real_processes(db: Db) {
     let table = db.errand(&["workers", "list"]);
     println!("{}", stdout(&table));
     assert!(stdout(&table).contains("silent"), "{}", stdout(&table));
-    let stopped = procs[1].id();
+    let stopped = procs[1].0.id();
     let _ = Command::new("kill").arg(stopped.to_string()).status();
-    assert!(procs[1].wait().unwrap().success());
+    assert!(procs[1].0.wait().unwrap().success());
     let l = list(&db);
     assert!(
         l.iter().all(|w| pid_of(w) != stopped),
         "a stopped worker removed itself: {l:?}"
     );
     assert_eq!(l.len(), 2);
-    let _ = procs[2].kill();
-    let _ = procs[2].wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,4 +303,58 @@ async fn sqlite_workers_list_follows_real_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_workers_list_follows_real_processes() {
     workers_list_follows_real_processes(Db::postgres().await).await;
+}
+
+/// A page that gives up on a read blocked by another session's lock also ends the
+/// statement on the server (the dashboard's connections carry a statement_timeout), instead
+/// of leaving it waiting as long as the lock is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_blocked_read_is_stopped_on_the_server_too() {
+    let db = Db::postgres().await;
+    let errand::AnyStore::Postgres(pg) = &db.backend else {
+        unreachable!()
+    };
+    Client::new(db.store())
+        .enqueue(LedgerJob { work_ms: 0 })
+        .await
+        .unwrap();
+    let (mut child, _, addr) = start_dashboard(&db.args);
+    let mut locker = pg.pool().begin().await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE \"{}\".jobs IN ACCESS EXCLUSIVE MODE",
+        pg.schema()
+    ))
+    .execute(&mut *locker)
+    .await
+    .unwrap();
+    let page = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || http_get(&addr, "/")
+    })
+    .await
+    .unwrap();
+    assert!(page.0.contains("200"), "{}", page.0);
+    assert!(page.1.contains("took longer than 2000 ms"), "{}", page.1);
+    // While the lock is still held, no dashboard statement is left waiting on it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = 'errand-dashboard' AND state = 'active'",
+        )
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} dashboard statements still waiting on the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    locker.rollback().await.unwrap();
+    let _ = Command::new("kill").arg(child.0.id().to_string()).status();
+    child.0.wait().unwrap();
 }

@@ -14,8 +14,12 @@ pub struct ListFilter {
     pub tag: Option<String>,
     /// Page size for `list` (0 means 100). Ignored by `count`.
     pub limit: u32,
-    /// Keyset paging for `list`: only ids below this one (lists are newest first).
+    /// Keyset paging for `list`: only ids below this one.
     pub before_id: Option<JobId>,
+    /// Keyset paging for `list`: only ids above this one.
+    pub after_id: Option<JobId>,
+    /// `list` in ascending id order (oldest first) instead of newest first.
+    pub oldest_first: bool,
 }
 
 impl ListFilter {
@@ -66,6 +70,18 @@ impl ListFilter {
     /// Continues a listing after the last id of the previous page.
     pub fn before(mut self, id: JobId) -> Self {
         self.before_id = Some(id);
+        self
+    }
+
+    /// Lists oldest first (ascending ids); page on with [`ListFilter::after`].
+    pub fn oldest_first(mut self) -> Self {
+        self.oldest_first = true;
+        self
+    }
+
+    /// Continues an oldest-first listing after the last id of the previous page.
+    pub fn after(mut self, id: JobId) -> Self {
+        self.after_id = Some(id);
         self
     }
 

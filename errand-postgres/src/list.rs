@@ -28,18 +28,24 @@ pub(crate) async fn list(s: &PgStore, filter: &ListFilter) -> Result<Vec<JobRow>
         before = format!(" AND id < ${n}");
         args.add(id).expect("bind");
     }
+    if let Some(id) = filter.after_id {
+        n += 1;
+        before.push_str(&format!(" AND id > ${n}"));
+        args.add(id).expect("bind");
+    }
+    let order = if filter.oldest_first { "ASC" } else { "DESC" };
     n += 1;
     args.add(i64::from(filter.effective_limit())).expect("bind");
     let table = &s.inner.sql.table;
     let selects: Vec<String> = clauses
         .iter()
-        .map(|c| format!("SELECT {COLUMNS} FROM {table}{c}{before} ORDER BY id DESC LIMIT ${n}"))
+        .map(|c| format!("SELECT {COLUMNS} FROM {table}{c}{before} ORDER BY id {order} LIMIT ${n}"))
         .collect();
     let sql = match selects.as_slice() {
         [one] => one.clone(),
-        // The newest `limit` of each group, then the newest `limit` of those.
+        // The first `limit` of each group, then the first `limit` of those.
         _ => format!(
-            "({}) ORDER BY id DESC LIMIT ${n}",
+            "({}) ORDER BY id {order} LIMIT ${n}",
             selects.join(") UNION ALL (")
         ),
     };

@@ -32,7 +32,12 @@ pub(crate) async fn list(s: &SqliteStore, filter: &ListFilter) -> Result<Vec<Job
                 sql.push_str(" AND id < ?");
                 args.add(before).expect("bind");
             }
-            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            if let Some(after) = filter.after_id {
+                sql.push_str(" AND id > ?");
+                args.add(after).expect("bind");
+            }
+            sql.push_str(order(filter));
+            sql.push_str(" LIMIT ?");
             args.add(filter.effective_limit()).expect("bind");
             sql
         })
@@ -40,19 +45,28 @@ pub(crate) async fn list(s: &SqliteStore, filter: &ListFilter) -> Result<Vec<Job
     let sql = if selects.len() == 1 {
         selects.pop().expect("one")
     } else {
-        // The newest `limit` of each group, then the newest `limit` of those.
+        // The first `limit` of each group, then the first `limit` of those.
         args.add(filter.effective_limit()).expect("bind");
         let parts: Vec<String> = selects
             .iter()
             .map(|s| format!("SELECT * FROM ({s})"))
             .collect();
-        format!("{} ORDER BY id DESC LIMIT ?", parts.join(" UNION ALL "))
+        format!("{}{} LIMIT ?", parts.join(" UNION ALL "), order(filter))
     };
     let rows = sqlx::query_with::<Sqlite, _>(&sql, args)
         .fetch_all(s.reader())
         .await
         .map_err(db)?;
     rows.iter().map(decode).collect()
+}
+
+/// Newest first unless asked otherwise.
+fn order(f: &ListFilter) -> &'static str {
+    if f.oldest_first {
+        " ORDER BY id ASC"
+    } else {
+        " ORDER BY id DESC"
+    }
 }
 
 pub(crate) async fn count(s: &SqliteStore, filter: &ListFilter) -> Result<u64, StoreError> {

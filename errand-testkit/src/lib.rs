@@ -94,6 +94,7 @@ macro_rules! store_conformance {
             list: [
                 list_filters_by_state_queue_and_kind,
                 list_pages_newest_first,
+                list_pages_oldest_first,
                 list_and_count_filter_by_tag,
                 count_matches_filters,
                 stats_count_by_queue_and_state,

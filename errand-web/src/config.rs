@@ -194,6 +194,11 @@ impl Config {
         self
     }
 
+    /// [`Config::query_timeout`] in milliseconds (for a database-side statement timeout).
+    pub fn query_timeout_ms(&self) -> u64 {
+        u64::try_from(self.query_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// How often live pages refresh themselves (default 2 s; pausable in the page).
     pub fn refresh(mut self, every: Duration) -> Self {
         self.refresh = every;

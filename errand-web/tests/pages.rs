@@ -945,3 +945,48 @@ async fn sqlite_the_cron_page() {
 async fn postgres_the_cron_page() {
     the_cron_page_shows_entries_next_ticks_and_runs(common::postgres().await).await;
 }
+
+/// The jobs page pages newest first by `before` and oldest first by `after`.
+#[tokio::test]
+async fn jobs_page_both_ways() {
+    let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
+    let now = store.now(chrono::Utc::now()).await;
+    let jobs: Vec<_> = (0..120)
+        .map(|i| common::job("Bulk", "bulk", &format!(r#"{{"i":{i}}}"#), now))
+        .collect();
+    let ids: Vec<i64> = store
+        .insert(jobs, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let app = errand_web::router(store.clone(), Config::new());
+    let first_row = |body: &str| -> i64 {
+        let at = body.find("data-id=\"").unwrap() + 9;
+        body[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let next = |body: &str| -> String {
+        let at = body.find(r#"id="next" href=""#).expect("a next link") + 16;
+        body[at..].split('"').next().unwrap().replace("&amp;", "&")
+    };
+    let newest = get(&app, "/jobs?queue=bulk").await;
+    assert_eq!(first_row(&newest.body), ids[119]);
+    let page2 = get(&app, &next(&newest.body)).await;
+    assert_eq!(first_row(&page2.body), ids[69]);
+    let oldest = get(&app, "/jobs?queue=bulk&order=oldest").await;
+    assert_eq!(first_row(&oldest.body), ids[0]);
+    let link = next(&oldest.body);
+    assert!(
+        link.contains("order=oldest") && link.contains(&format!("after={}", ids[49])),
+        "{link}"
+    );
+    let page2 = get(&app, &link).await;
+    assert_eq!(first_row(&page2.body), ids[50]);
+    let page3 = get(&app, &next(&page2.body)).await;
+    assert_eq!(first_row(&page3.body), ids[100]);
+    assert!(
+        !page3.body.contains(r#"id="next""#),
+        "20 left: no next page"
+    );
+}

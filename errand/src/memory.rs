@@ -808,14 +808,18 @@ impl Store for MemoryStore {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<JobRow>, StoreError> {
         let g = self.lock();
         let upper = filter.before_id.unwrap_or(JobId::MAX);
-        Ok(g.jobs
-            .range(..upper)
-            .rev()
-            .map(|(_, r)| r)
-            .filter(|r| filter.matches(r))
-            .take(filter.effective_limit() as usize)
-            .cloned()
-            .collect())
+        let lower = filter.after_id.map_or(JobId::MIN, |a| a.saturating_add(1));
+        if lower >= upper {
+            return Ok(Vec::new());
+        }
+        let range = g.jobs.range(lower..upper).map(|(_, r)| r);
+        let limit = filter.effective_limit() as usize;
+        let pick = |r: &&JobRow| filter.matches(r);
+        Ok(if filter.oldest_first {
+            range.filter(pick).take(limit).cloned().collect()
+        } else {
+            range.rev().filter(pick).take(limit).cloned().collect()
+        })
     }
 
     async fn count(&self, filter: &ListFilter) -> Result<u64, StoreError> {

@@ -11,7 +11,7 @@ mod queues;
 mod stats;
 pub(crate) mod workers;
 
-pub(crate) use dashboard::dashboard;
+pub(crate) use dashboard::{dashboard, dashboard_store};
 pub(crate) use jobs::jobs;
 pub(crate) use migrate::migrate;
 pub(crate) use prune::prune;

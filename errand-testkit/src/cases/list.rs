@@ -347,3 +347,44 @@ pub async fn state_counts_up_to_a_cap<S: Store>(store: S) {
         .unwrap()
         .is_empty());
 }
+
+/// Oldest first: ascending ids, paged with `after`, across state groups too.
+pub async fn list_pages_oldest_first<S: Store>(store: S) {
+    let ids = insert_n(&store, "q", 5).await;
+    // Two groups (available, running): the merge keeps ascending order.
+    claim(&store, "q", 2, at(0)).await;
+    let page = |f: ListFilter| {
+        let store = &store;
+        async move {
+            store
+                .list(&f)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = ListFilter::new().oldest_first().limit(2);
+    assert_eq!(page(first.clone()).await, vec![ids[0], ids[1]]);
+    assert_eq!(
+        page(first.clone().after(ids[1])).await,
+        vec![ids[2], ids[3]]
+    );
+    assert_eq!(page(first.clone().after(ids[3])).await, vec![ids[4]]);
+    assert!(page(first.after(ids[4])).await.is_empty());
+    let both = ListFilter::new()
+        .state(errand_core::JobState::Available)
+        .state(errand_core::JobState::Running)
+        .oldest_first()
+        .limit(3);
+    assert_eq!(page(both.clone()).await, vec![ids[0], ids[1], ids[2]]);
+    assert_eq!(page(both.after(ids[2])).await, vec![ids[3], ids[4]]);
+    // Both bounds at once.
+    let window = ListFilter::new().after(ids[0]).before(ids[4]);
+    assert_eq!(page(window.clone()).await, vec![ids[3], ids[2], ids[1]]);
+    assert_eq!(
+        page(window.oldest_first()).await,
+        vec![ids[1], ids[2], ids[3]]
+    );
+}

@@ -34,9 +34,17 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
         Err(e) => return failure(StatusCode::BAD_REQUEST, &e),
     };
     let before = fields.get("before").and_then(|b| b.parse::<JobId>().ok());
+    let after = fields.get("after").and_then(|b| b.parse::<JobId>().ok());
+    let oldest = fields.get("order") == Some("oldest");
     let mut sf = filter.store_filter().limit(PAGE);
+    if oldest {
+        sf = sf.oldest_first();
+    }
     if let Some(b) = before {
         sf = sf.before(b);
+    }
+    if let Some(a) = after {
+        sf = sf.after(a);
     }
     let store = app.store();
     let now = app.now().await;
@@ -46,7 +54,14 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
         bounded(&app, store.count_up_to(&all, app.config.match_count_limit))
     );
     let base = &page.base;
-    let q = filter.query();
+    let mut q = filter.query();
+    if oldest {
+        q = if q.is_empty() {
+            "order=oldest".into()
+        } else {
+            format!("{q}&order=oldest")
+        };
+    }
     let content = html! {
         h1 { "Jobs" }
         form.filters method="get" action={ (base) "/jobs" } {
@@ -59,6 +74,10 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
             label { "Queue " input name="queue" value=[filter.queue.as_deref()]; }
             label { "Kind " input name="kind" value=[filter.kind.as_deref()]; }
             label { "Tag " input name="tag" value=[filter.tag.as_deref()]; }
+            label { "Order " select name="order" {
+                option value="" { "newest first" }
+                option value="oldest" selected[oldest] { "oldest first" }
+            } }
             button type="submit" { "Filter" }
         }
         form.filters method="get" action={ (base) "/jobs" } {
@@ -116,11 +135,15 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
                 }
                 @if rows.len() as u32 == PAGE {
                     @if let Some(last) = rows.last() {
-                        p { a #older href={ (base) "/jobs?" (q) @if !q.is_empty() { "&" } "before=" (last.id) } { "Older jobs →" } }
+                        @if oldest {
+                            p { a #next href={ (base) "/jobs?" (q) "&after=" (last.id) } { "Newer jobs →" } }
+                        } @else {
+                            p { a #next href={ (base) "/jobs?" (q) @if !q.is_empty() { "&" } "before=" (last.id) } { "Older jobs →" } }
+                        }
                     }
                 }
-                @if before.is_some() {
-                    p { a href={ (base) "/jobs" @if !q.is_empty() { "?" (q) } } { "← Newest" } }
+                @if before.is_some() || after.is_some() {
+                    p { a href={ (base) "/jobs" @if !q.is_empty() { "?" (q) } } { @if oldest { "← Oldest" } @else { "← Newest" } } }
                 }
             }
         }
