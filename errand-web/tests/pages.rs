@@ -990,3 +990,53 @@ async fn jobs_page_both_ways() {
         "20 left: no next page"
     );
 }
+
+/// The drain view: a queue's backlog over its recent finish rate.
+#[tokio::test]
+async fn the_queues_page_says_how_long_a_backlog_takes() {
+    use errand::store::{ClaimRequest, Finish, FinishAction};
+    let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
+    let now = store.now(chrono::Utc::now()).await;
+    // 50 jobs finished in each of the last minutes before this one, 600 waiting.
+    for ago in 2..=6 {
+        let at = errand::store::minute_of(now) - chrono::TimeDelta::minutes(ago)
+            + chrono::TimeDelta::seconds(5);
+        let jobs: Vec<_> = (0..50)
+            .map(|_| common::job("Work", "work", "{}", at))
+            .collect();
+        store.insert(jobs, at).await.unwrap();
+        let req = ClaimRequest {
+            queue: "work".into(),
+            limit: 50,
+            worker_id: "w".into(),
+            now: at,
+            lease: Duration::from_secs(60),
+            held: None,
+        };
+        let rows = store.claim(&req).await.unwrap();
+        let done: Vec<_> = rows
+            .iter()
+            .map(|r| Finish {
+                lease: r.lease_ref(),
+                at,
+                action: FinishAction::Complete,
+            })
+            .collect();
+        store.finish(&done).await.unwrap();
+    }
+    store
+        .tally_finished(now, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let backlog: Vec<_> = (0..600)
+        .map(|_| common::job("Work", "work", "{}", now))
+        .collect();
+    store.insert(backlog, now).await.unwrap();
+    let app = errand_web::router(store, Config::new());
+    let page = get(&app, "/queues").await;
+    let row = &page.body[page.body.find(r#"data-queue="work""#).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains(r#"class="num available">600<"#), "{row}");
+    assert!(row.contains(r#"class="num rate">50.0<"#), "{row}");
+    assert!(row.contains(r#"class="drain">~12 min<"#), "{row}");
+}

@@ -47,6 +47,12 @@ impl Counts {
         out
     }
 
+    /// `queue`'s count in `state` (0 when unseen).
+    pub(crate) fn get(&self, queue: &str, state: JobState) -> u64 {
+        let i = JobState::ALL.iter().position(|s| *s == state).unwrap_or(0);
+        self.queues.get(queue).map_or(0, |c| c[i])
+    }
+
     /// A cell: the number, or `≥ n` when its state reached the limit.
     pub(crate) fn show(&self, state: JobState, n: u64) -> String {
         if self.capped.contains(&state) {

@@ -126,7 +126,7 @@ pub(crate) async fn show(State(app): State<App>, page: Page) -> Markup {
             Ok(m) => (crate::pages::chart::chart(m, now)),
             Err(e) => (degraded("Throughput", e)),
         }
-        p.note { "Tallied by the maintenance leader every 10 s, 10 s behind." }
+        p.note { "Tallied by the maintenance leader every 30 s, 10 s behind." }
         h2 { "Workers" }
         @match &workers {
             Ok(w) => p #workers-alive {

@@ -1,4 +1,6 @@
-//! The queues page: each stored queue's state and limits, pause and resume.
+//! The queues page: every queue's state and limits, pause and resume, and a drain view:
+//! its available jobs, how many of its jobs finished per minute lately (from the leader's
+//! tallies) and how long the backlog takes at that rate.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -11,13 +13,25 @@ use crate::form::Fields;
 use crate::layout::{self, degraded};
 use crate::pages::overview::{bounded, urlenc};
 
+/// Minutes the drain rate is averaged over.
+const DRAIN_MINUTES: i64 = 5;
+
 pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
     let now = app.now().await;
-    let (records, oldest, counts) = tokio::join!(
+    // The drain view: finished per minute over the last five whole tallied minutes.
+    let window_end = errand::store::minute_of(now) - chrono::TimeDelta::minutes(1);
+    let window_start = window_end - chrono::TimeDelta::minutes(DRAIN_MINUTES);
+    let (records, oldest, counts, minutes) = tokio::join!(
         bounded(&app, app.store().queues()),
         bounded(&app, app.store().oldest_available()),
-        crate::pages::counts::Counts::read(&app)
+        crate::pages::counts::Counts::read(&app),
+        bounded(&app, app.store().finished_per_minute(window_start))
     );
+    let mut per_min: std::collections::BTreeMap<String, f64> = Default::default();
+    for m in minutes.iter().flatten().filter(|m| m.minute < window_end) {
+        *per_min.entry(m.queue.clone()).or_default() += m.count as f64 / DRAIN_MINUTES as f64;
+    }
+    let available = |q: &str| counts.get(q, errand::JobState::Available);
     // A queue gets a record when first paused or limited: the others are known by their jobs.
     let records = records.map(|records| {
         let mut all: std::collections::BTreeMap<String, Option<errand::QueueRecord>> = records
@@ -38,7 +52,8 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
             Ok(records) => {
                 table.grid #queue-records {
                     thead { tr {
-                        th { "Queue" } th { "Status" } th.num { "Lag" } th { "Max running" }
+                        th { "Queue" } th { "Status" } th.num { "Available" } th.num { "Lag" }
+                        th.num { "Finished / min" } th { "Drains in" } th { "Max running" }
                         th { "Max per key" } th { "Rate" } th { "Changed" } th {}
                     } }
                     tbody {
@@ -49,7 +64,15 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
                             tr data-queue=(name) {
                                 td { a href={ (base) "/jobs?queue=" (urlenc(name)) } { (name) } }
                                 td.status { @if paused { span.state.paused { "paused" } } @else { "running" } }
+                                td.num.available { (counts.show(errand::JobState::Available, available(name))) }
                                 td.num { (lag.map(layout::lag).unwrap_or_else(dash)) }
+                                @let rate = per_min.get(name.as_str()).copied().unwrap_or(0.0);
+                                td.num.rate { (format!("{rate:.1}")) }
+                                td.drain {
+                                    @if available(name) == 0 { "empty" }
+                                    @else if rate <= 0.0 { @if paused { "paused" } @else { "not draining" } }
+                                    @else { "~" (layout::lag((available(name) as f64 / rate * 60.0) as i64)) }
+                                }
                                 td { (r.as_ref().and_then(|r| r.max_running).map(|n| n.to_string()).unwrap_or_else(dash)) }
                                 td { (r.as_ref().and_then(|r| r.max_per_key).map(|n| n.to_string()).unwrap_or_else(dash)) }
                                 td { @if let Some(rate) = r.as_ref().and_then(|r| r.rate.as_ref()) { (rate.starts) " per " (rate.period.as_millis()) " ms" } @else { "–" } }
@@ -63,7 +86,7 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
                                 }
                             }
                         }
-                        @if records.is_empty() { tr { td colspan="8" { "No queues yet." } } }
+                        @if records.is_empty() { tr { td colspan="11" { "No queues yet." } } }
                     }
                 }
             }

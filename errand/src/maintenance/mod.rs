@@ -199,7 +199,7 @@ pub(crate) fn spawn_all(
             ctl.clone(),
         ),
         spawn(
-            Tally::new(store.clone(), settings.stats_interval).clock(settings.clock),
+            Tally::new(store.clone(), tally::INTERVAL).clock(settings.clock),
             ctl.clone(),
         ),
     ];

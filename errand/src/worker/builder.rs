@@ -277,7 +277,6 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
     }
 
     /// How often the maintenance leader publishes job counts per queue and state as gauges
-    /// and tallies the jobs finished since its last tally into the store's per-minute counts
     /// (default 10 s).
     pub fn stats_interval(mut self, every: Duration) -> Self {
         self.config.maintenance.stats_interval = every;
