@@ -57,6 +57,8 @@ pub(crate) struct Sql {
     pub(crate) workers: String,
     pub(crate) forget_workers: String,
     pub(crate) tally_mark_init: String,
+    pub(crate) tally_mark_read: String,
+    pub(crate) tally_any: String,
     pub(crate) tally_mark_lock: String,
     pub(crate) tally_add: String,
     pub(crate) tally_mark_move: String,
@@ -466,6 +468,11 @@ impl Sql {
                 "INSERT INTO {tm} (name, upto) VALUES ('finished', $1) ON CONFLICT (name) DO NOTHING"
             ),
             tally_mark_lock: format!("SELECT upto FROM {tm} WHERE name = 'finished' FOR UPDATE"),
+            tally_mark_read: format!("SELECT upto FROM {tm} WHERE name = 'finished'"),
+            tally_any: format!(
+                "SELECT EXISTS (SELECT 1 FROM {t} WHERE state IN ('completed', 'discarded', 'cancelled')
+                   AND finalized_at > $1 AND finalized_at <= $2)"
+            ),
             // The predicate is jobs_finalized's, so the tally reads that index's range.
             tally_add: format!(
                 "WITH c AS (

@@ -15,6 +15,32 @@ pub(crate) async fn tally(
     max_window: Duration,
 ) -> Result<u64, StoreError> {
     let sql = &s.inner.sql;
+    // Idle first, without a transaction: when nothing finished since the mark, the mark
+    // stays (the next tally reads this empty range again, cheaply, up to the window) and
+    // an idle leader pays two reads per tally.
+    let mark: Option<DateTime<Utc>> = sqlx::query(&sql.tally_mark_read)
+        .fetch_optional(&s.inner.pool)
+        .await
+        .map_err(db)?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(db)?;
+    let floor = earlier(upto, max_window);
+    let from = mark.map_or(floor, |m| m.max(floor));
+    if from >= upto {
+        return Ok(0);
+    }
+    let any: bool = sqlx::query(&sql.tally_any)
+        .bind(from)
+        .bind(upto)
+        .fetch_one(&s.inner.pool)
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+    if !any {
+        return Ok(0);
+    }
     let mut tx = s.inner.pool.begin().await.map_err(db)?;
     // The mark row, locked: a second tally waits here and then starts where this one ends.
     sqlx::query(&sql.tally_mark_init)

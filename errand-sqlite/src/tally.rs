@@ -15,9 +15,32 @@ pub(crate) async fn tally(
     upto: DateTime<Utc>,
     max_window: Duration,
 ) -> Result<u64, StoreError> {
+    let floor = micros(earlier(upto, max_window));
+    // Idle first, on the reader: when nothing finished since the mark, the mark stays (the
+    // next tally reads this empty range again, cheaply, up to the window) and an idle
+    // leader takes no write turn.
+    let mark: Option<i64> =
+        sqlx::query_scalar("SELECT upto FROM errand_tally_mark WHERE name = 'finished'")
+            .fetch_optional(s.reader())
+            .await
+            .map_err(db)?;
+    let from = mark.unwrap_or(floor).max(floor);
+    let any: bool = from < micros(upto)
+        && sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM errand_jobs \
+             WHERE state IN ('completed', 'discarded', 'cancelled') \
+               AND finalized_at > ?1 AND finalized_at <= ?2)",
+        )
+        .bind(from)
+        .bind(micros(upto))
+        .fetch_one(s.reader())
+        .await
+        .map_err(db)?;
+    if !any {
+        return Ok(0);
+    }
     let w = s.writer().await?;
     let mut tx = w.begin().await?;
-    let floor = micros(earlier(upto, max_window));
     let mark: Option<i64> =
         sqlx::query_scalar("SELECT upto FROM errand_tally_mark WHERE name = 'finished'")
             .fetch_optional(&mut *tx)

@@ -58,8 +58,9 @@ pub struct BenchArgs {
     /// show what enforcing it costs.
     #[arg(long)]
     pub queue_limit: Option<u32>,
-    /// Length of the idle phase in seconds.
-    #[arg(long, default_value_t = 10)]
+    /// Length of the idle phase in seconds (default 65: longer than every periodic task of an
+    /// idle worker, the 60 s pruner included, so none is missed).
+    #[arg(long, default_value_t = 65)]
     pub idle_secs: u64,
     /// Queues the idle worker works (1 to 10,000): its idle cost should not grow with them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]

@@ -392,6 +392,7 @@ impl<S: Store, St: Clone + Send + Sync + 'static> WorkerBuilder<S, St> {
             lost: tokio::sync::watch::channel(None).0,
             queues: queue_states,
             leading: Arc::new(tokio::sync::watch::channel(false).0),
+            poll_health: Default::default(),
         });
         Ok(Worker {
             store,

@@ -3,8 +3,9 @@
 //! polling on its own made a worker with 500 idle queues issue 500 claims a second). Wake-ups
 //! (an insert in this process, Postgres `NOTIFY`) still reach a producer at once; this finds
 //! what they cannot: jobs inserted by another process on SQLite, jobs released or rescued
-//! elsewhere. Each producer also polls by itself, [`FALLBACK`] times less often, in case this
-//! task cannot reach the store.
+//! elsewhere. Each producer also polls by itself, [`FALLBACK`] times less often, but only
+//! while this task's polls are failing ([`Health`]): a healthy poller costs one statement
+//! per interval whatever the number of queues.
 //!
 //! On a store that hears other processes (Postgres with `LISTEN`: every statement that makes
 //! a job available, or frees a slot of a limited queue, notifies its queue; the listener wakes
@@ -62,10 +63,12 @@ pub(crate) async fn run(
         // With every queue paused the poll still runs where it reports changes: it is how a
         // resume from another process is noticed.
         if asked.is_empty() && !reports {
+            shared.poll_health.polled(every);
             continue;
         }
         match shared.store.queues_with_available(&asked).await {
             Ok(found) => {
+                shared.poll_health.polled(every);
                 for q in found {
                     shared.store.signals().notify(&q);
                 }
@@ -81,4 +84,29 @@ pub(crate) async fn run(
 /// A producer's own poll: the fallback behind the poller.
 pub(crate) fn fallback(interval: Duration) -> Duration {
     interval.saturating_mul(FALLBACK)
+}
+
+/// Whether the poller is doing its job, so producers need not poll on their own: one
+/// successful poll within three of its intervals. (Were every producer to claim at its
+/// fallback whatever the poller did, a worker with 500 idle queues would issue 1,000
+/// statements every 30 s.)
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    inner: std::sync::Mutex<Option<(tokio::time::Instant, Duration)>>,
+}
+
+impl Health {
+    /// The poller, polling every `every`, just succeeded.
+    pub(crate) fn polled(&self, every: Duration) {
+        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((tokio::time::Instant::now(), every));
+    }
+
+    /// Whether a poll succeeded within three intervals.
+    pub(crate) fn fresh(&self) -> bool {
+        match *self.inner.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((at, every)) => at.elapsed() <= every.saturating_mul(3),
+            None => false,
+        }
+    }
 }

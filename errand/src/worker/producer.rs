@@ -127,6 +127,9 @@ pub(crate) async fn run(
                 }
             }
         }
+        let fallback = poller::fallback(queue.poll_interval);
+        let wait = pacing::poll(fallback, state.rate_gap(), took_at);
+        let paced = wait < fallback;
         tokio::select! {
             // New work: even if every slot is busy now, claim when the next one frees.
             _ = inserted.notified() => more_waiting = true,
@@ -139,8 +142,9 @@ pub(crate) async fn run(
                     && (sem.available_permits() > 0 || state.buffered() <= low_water);
             }
             // The poller wakes this producer when the queue has work (one query for all the
-            // worker's queues); this is the fallback behind it.
-            _ = tokio::time::sleep(pacing::poll(poller::fallback(queue.poll_interval), state.rate_gap(), took_at)) => more_waiting = true,
+            // worker's queues); this is the fallback behind it, which claims only while the
+            // poller fails — or, under a rate limit with work seen lately, at the rate's pace.
+            _ = tokio::time::sleep(wait) => more_waiting = paced || !shared.poll_health.fresh(),
             _ = stop.changed() => return,
         }
     }

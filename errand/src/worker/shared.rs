@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) queues: HashMap<String, Arc<pacing::QueueState>>,
     /// Whether this worker leads the store's maintenance (see `maintenance::Elector`).
     pub(crate) leading: Arc<watch::Sender<bool>>,
+    /// When the poller last polled (producers poll on their own only when it fails).
+    pub(crate) poll_health: super::poller::Health,
 }
 
 impl Shared {
