@@ -110,3 +110,26 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fresh for three intervals after a successful poll, stale before any and after.
+    #[tokio::test(start_paused = true)]
+    async fn the_poller_is_fresh_for_three_intervals() {
+        let h = Health::default();
+        assert!(!h.fresh(), "no poll yet: producers poll on their own");
+        h.polled(Duration::from_secs(10));
+        assert!(h.fresh());
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(h.fresh());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            !h.fresh(),
+            "three intervals without a poll: producers take over"
+        );
+        h.polled(Duration::from_secs(10));
+        assert!(h.fresh());
+    }
+}
