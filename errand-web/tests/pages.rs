@@ -877,7 +877,7 @@ async fn behind_a_proxy_links_carry_the_base_path() {
 }
 
 async fn the_cron_page_shows_entries_next_ticks_and_runs(store: Arc<dyn Store>) {
-    use errand::store::{ClaimRequest, Finish, FinishAction};
+    use errand::store::FinishAction;
     let now = store.now(chrono::Utc::now()).await;
     let tick = |name: &str, at: chrono::DateTime<chrono::Utc>| {
         let mut j = common::job("Nightly", "maintenance", "{}", at);
@@ -888,21 +888,9 @@ async fn the_cron_page_shows_entries_next_ticks_and_runs(store: Arc<dyn Store>) 
     for back in [2, 1] {
         let at = now - chrono::TimeDelta::days(back);
         store.insert(vec![tick("nightly", at)], at).await.unwrap();
-        let req = ClaimRequest {
-            queue: "maintenance".into(),
-            limit: 1,
-            worker_id: "w".into(),
-            now: at,
-            lease: Duration::from_secs(60),
-            held: None,
-        };
-        let r = store.claim(&req).await.unwrap().pop().unwrap();
-        let f = Finish {
-            lease: r.lease_ref(),
-            at,
-            action: FinishAction::Complete,
-        };
-        store.finish(&[f]).await.unwrap();
+        for r in common::claim(&*store, "maintenance", 1, at).await {
+            common::end(&*store, &r, at, FinishAction::Complete).await;
+        }
     }
     let next = now + chrono::TimeDelta::hours(3);
     store
@@ -994,7 +982,7 @@ async fn jobs_page_both_ways() {
 /// The drain view: a queue's backlog over its recent finish rate.
 #[tokio::test]
 async fn the_queues_page_says_how_long_a_backlog_takes() {
-    use errand::store::{ClaimRequest, Finish, FinishAction};
+    use errand::store::FinishAction;
     let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
     let now = store.now(chrono::Utc::now()).await;
     // 50 jobs finished in each of the last minutes before this one, 600 waiting.
@@ -1005,24 +993,9 @@ async fn the_queues_page_says_how_long_a_backlog_takes() {
             .map(|_| common::job("Work", "work", "{}", at))
             .collect();
         store.insert(jobs, at).await.unwrap();
-        let req = ClaimRequest {
-            queue: "work".into(),
-            limit: 50,
-            worker_id: "w".into(),
-            now: at,
-            lease: Duration::from_secs(60),
-            held: None,
-        };
-        let rows = store.claim(&req).await.unwrap();
-        let done: Vec<_> = rows
-            .iter()
-            .map(|r| Finish {
-                lease: r.lease_ref(),
-                at,
-                action: FinishAction::Complete,
-            })
-            .collect();
-        store.finish(&done).await.unwrap();
+        for r in common::claim(&*store, "work", 50, at).await {
+            common::end(&*store, &r, at, FinishAction::Complete).await;
+        }
     }
     store
         .tally_finished(now, Duration::from_secs(3600))

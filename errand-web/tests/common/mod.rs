@@ -48,24 +48,28 @@ async fn insert(store: &dyn Store, j: NewJob, now: DateTime<Utc>) -> JobId {
     store.insert(vec![j], now).await.expect("insert")[0].id
 }
 
-async fn claim_one(store: &dyn Store, queue: &str, now: DateTime<Utc>) -> JobRow {
+/// Claims up to `limit` jobs of `queue` at `now` (an hour's lease).
+pub async fn claim(store: &dyn Store, queue: &str, limit: u32, now: DateTime<Utc>) -> Vec<JobRow> {
     let req = ClaimRequest {
         queue: queue.to_owned(),
-        limit: 1,
+        limit,
         worker_id: "seed-worker".into(),
         now,
         lease: Duration::from_secs(3600),
         held: None,
     };
-    store
-        .claim(&req)
+    store.claim(&req).await.expect("claim")
+}
+
+async fn claim_one(store: &dyn Store, queue: &str, now: DateTime<Utc>) -> JobRow {
+    claim(store, queue, 1, now)
         .await
-        .expect("claim")
         .pop()
         .expect("a job to claim")
 }
 
-async fn end(store: &dyn Store, row: &JobRow, now: DateTime<Utc>, action: FinishAction) {
+/// Ends `row`'s attempt at `now` with `action`.
+pub async fn end(store: &dyn Store, row: &JobRow, now: DateTime<Utc>, action: FinishAction) {
     let f = Finish {
         lease: row.lease_ref(),
         at: now,
