@@ -730,6 +730,7 @@ async fn metrics_describe_the_whole_store(store: Arc<dyn Store>) {
     has(r#"errand_metrics_source_up{source="counts"} 1"#);
     has(r#"errand_leader_present 0"#);
     has(r#"errand_workers{status="alive"} 0"#);
+    has("errand_workers_jobs_held 0");
     assert!(m
         .body
         .contains("# HELP errand_queue_lag_seconds Age of the oldest available job"));

@@ -102,7 +102,7 @@ pub(crate) async fn show(State(app): State<App>) -> Response {
             gauge!("errand_workers", "status" => "silent")
                 .set(workers.iter().filter(|w| !w.is_alive(now)).count() as f64);
             gauge!("errand_workers_jobs_held")
-                .set(alive.map(|w| f64::from(w.running)).sum::<f64>());
+                .set(alive.map(|w| u64::from(w.running)).sum::<u64>() as f64);
         }
         up("leader", leader.is_ok());
         if let Ok(leader) = &leader {
