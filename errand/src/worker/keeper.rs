@@ -1,7 +1,7 @@
-//! The keeper thread: the heartbeat, the completer, the watchdog, the maintenance
-//! elector and the presence heartbeat (worker registry) run on an OS thread of their own with a single-threaded tokio runtime, so job
-//! code that holds the application's runtime threads (a blocking call inside async code)
-//! cannot starve them. Were they on the application's runtime, four jobs sleeping on a
+//! The keeper thread: the heartbeat, the completer, the watchdog, the maintenance elector
+//! and the presence heartbeat (worker registry) run on an OS thread of their own with a
+//! single-threaded tokio runtime, so job code that holds the application's runtime threads
+//! (a blocking call inside async code) cannot starve them. Were they on the application's runtime, four jobs sleeping on a
 //! two-thread runtime would stop heartbeats (their leases run out and other workers rescue
 //! jobs that are still running), stop outcomes being written and stop the timeouts from
 //! firing. The elector is here for the same reason as the heartbeat — a leader's lease is
@@ -64,7 +64,8 @@ pub(crate) fn start(
     }
 }
 
-/// The heartbeat, the completer and the watchdog, until `stop`.
+/// The heartbeat, the completer, the watchdog, the elector and the presence heartbeat,
+/// until `stop`.
 async fn keep(
     shared: Arc<Shared>,
     me: maintenance::Identity,
