@@ -24,7 +24,8 @@ pub struct NewAudit {
 }
 
 impl NewAudit {
-    /// An entry, NUL bytes replaced by U+FFFD and its fields cut to [`MAX_AUDIT_FIELD`] / [`MAX_AUDIT_DETAIL`] bytes.
+    /// An entry, NUL bytes replaced by U+FFFD and its fields cut to [`MAX_AUDIT_FIELD`] /
+    /// [`MAX_AUDIT_DETAIL`] bytes.
     pub fn new(
         actor: impl Into<String>,
         action: impl Into<String>,
