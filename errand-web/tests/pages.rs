@@ -2,6 +2,7 @@
 //! pages, escaping, authentication, roles, the cross-site guards, actions and the audit
 //! log they write, nesting under a path, degrading when the database is slow.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -16,6 +17,17 @@ use errand::{JobState, ListFilter};
 use errand_web::{Actor, Config, Role};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+on_every_store!(
+    every_page_renders_with_every_state,
+    job_data_renders_as_text,
+    actions_need_the_token_and_the_same_site,
+    bulk_actions_preview_then_act_on_the_filter,
+    the_workers_page_shows_the_registry,
+    metrics_describe_the_whole_store,
+    metric_gauges_equal_the_stores_counts,
+    the_cron_page_shows_entries_next_ticks_and_runs,
+);
 
 struct Reply {
     status: StatusCode,
@@ -394,47 +406,6 @@ async fn bulk_actions_preview_then_act_on_the_filter(store: Arc<dyn Store>) {
 }
 
 #[tokio::test]
-async fn memory_every_page_renders_with_every_state() {
-    every_page_renders_with_every_state(Arc::new(errand::MemoryStore::new())).await;
-}
-#[tokio::test]
-async fn sqlite_every_page_renders_with_every_state() {
-    let (store, _dir) = common::sqlite().await;
-    every_page_renders_with_every_state(store).await;
-}
-#[tokio::test]
-async fn postgres_every_page_renders_with_every_state() {
-    every_page_renders_with_every_state(common::postgres().await).await;
-}
-#[tokio::test]
-async fn sqlite_job_data_renders_as_text() {
-    let (store, _dir) = common::sqlite().await;
-    job_data_renders_as_text(store).await;
-}
-#[tokio::test]
-async fn postgres_job_data_renders_as_text() {
-    job_data_renders_as_text(common::postgres().await).await;
-}
-#[tokio::test]
-async fn sqlite_actions_need_the_token_and_the_same_site() {
-    let (store, _dir) = common::sqlite().await;
-    actions_need_the_token_and_the_same_site(store).await;
-}
-#[tokio::test]
-async fn postgres_actions_need_the_token_and_the_same_site() {
-    actions_need_the_token_and_the_same_site(common::postgres().await).await;
-}
-#[tokio::test]
-async fn sqlite_bulk_actions_preview_then_act_on_the_filter() {
-    let (store, _dir) = common::sqlite().await;
-    bulk_actions_preview_then_act_on_the_filter(store).await;
-}
-#[tokio::test]
-async fn postgres_bulk_actions_preview_then_act_on_the_filter() {
-    bulk_actions_preview_then_act_on_the_filter(common::postgres().await).await;
-}
-
-#[tokio::test]
 async fn credentials_roles_and_read_only() {
     let store: Arc<dyn Store> = Arc::new(errand::MemoryStore::new());
     let s = seed(&*store).await;
@@ -707,16 +678,6 @@ async fn the_workers_page_shows_the_registry(store: Arc<dyn Store>) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_the_workers_page_shows_the_registry() {
-    let (store, _dir) = common::sqlite().await;
-    the_workers_page_shows_the_registry(store).await;
-}
-#[tokio::test]
-async fn postgres_the_workers_page_shows_the_registry() {
-    the_workers_page_shows_the_registry(common::postgres().await).await;
-}
-
 async fn metrics_describe_the_whole_store(store: Arc<dyn Store>) {
     seed(&*store).await;
     let app = errand_web::router(store.clone(), Config::new());
@@ -741,16 +702,6 @@ async fn metrics_describe_the_whole_store(store: Arc<dyn Store>) {
         .find_map(|l| l.strip_prefix(r#"errand_queue_lag_seconds{queue="mail"} "#))
         .expect("mail's lag");
     assert!(lag.parse::<f64>().unwrap() >= 0.0);
-}
-
-#[tokio::test]
-async fn sqlite_metrics_describe_the_whole_store() {
-    let (store, _dir) = common::sqlite().await;
-    metrics_describe_the_whole_store(store).await;
-}
-#[tokio::test]
-async fn postgres_metrics_describe_the_whole_store() {
-    metrics_describe_the_whole_store(common::postgres().await).await;
 }
 
 /// With a count limit below what the store holds, counts say "≥" / "more than" instead of
@@ -841,16 +792,6 @@ async fn metric_gauges_equal_the_stores_counts(store: Arc<dyn Store>) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_metric_gauges_equal_the_stores_counts() {
-    let (store, _dir) = common::sqlite().await;
-    metric_gauges_equal_the_stores_counts(store).await;
-}
-#[tokio::test]
-async fn postgres_metric_gauges_equal_the_stores_counts() {
-    metric_gauges_equal_the_stores_counts(common::postgres().await).await;
-}
-
 /// Behind a proxy that strips its path: links and forms are written under `base_path`.
 #[tokio::test]
 async fn behind_a_proxy_links_carry_the_base_path() {
@@ -919,20 +860,6 @@ async fn the_cron_page_shows_entries_next_ticks_and_runs(store: Arc<dyn Store>) 
     );
     let hourly = &page.body[page.body.find(r#"data-entry="hourly""#).expect("hourly")..];
     assert!(hourly.contains("late: no worker is running it"), "{hourly}");
-}
-
-#[tokio::test]
-async fn memory_the_cron_page() {
-    the_cron_page_shows_entries_next_ticks_and_runs(Arc::new(errand::MemoryStore::new())).await;
-}
-#[tokio::test]
-async fn sqlite_the_cron_page() {
-    let (store, _dir) = common::sqlite().await;
-    the_cron_page_shows_entries_next_ticks_and_runs(store).await;
-}
-#[tokio::test]
-async fn postgres_the_cron_page() {
-    the_cron_page_shows_entries_next_ticks_and_runs(common::postgres().await).await;
 }
 
 /// The jobs page pages newest first by `before` and oldest first by `after`.

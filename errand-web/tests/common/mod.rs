@@ -1,6 +1,6 @@
 //! Stores seeded with jobs in every state (some carrying hostile text), for the dashboard's
 //! HTTP and browser tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use errand::store::{ClaimRequest, ErrorRecord, Finish, FinishAction, NewJob, Store};
 use errand::{JobId, JobRow};
+
+/// Expands each named `async fn(Arc<dyn Store>)` into one test per store, each on a fresh
+/// one: `memory`, `sqlite` (a real file) and `postgres` (a schema of its own).
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name(std::sync::Arc::new(errand::MemoryStore::new())).await;
+            }
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, _dir) = super::common::sqlite().await;
+                super::$name(store).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::common::postgres().await).await;
+            }
+        }
+    )*};
+}
 
 /// Text that would run if it were ever rendered as HTML.
 pub const XSS: &str = "\"><img src=x onerror=alert(1)><script>alert('xss')</script>";
