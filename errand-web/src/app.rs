@@ -239,14 +239,37 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// An action's request, checked: a handler that takes one knows its actor may act, that it
+/// came from the dashboard's own pages and that it carries the form token (see
+/// [`refuse_action`]); it gets the page context and the form's fields.
+pub(crate) struct Action {
+    pub(crate) page: Page,
+    pub(crate) fields: crate::form::Fields,
+}
+
+impl axum::extract::FromRequest<App> for Action {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &App) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let page = Page::from_request_parts(&mut parts, app).await?;
+        let headers = parts.headers.clone();
+        let req = Request::from_parts(parts, body);
+        let bytes = axum::body::Bytes::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let fields = crate::form::Fields::parse(&bytes);
+        if let Some(refused) = refuse_action(&page, &headers, fields.get("csrf")) {
+            return Err(refused);
+        }
+        Ok(Action { page, fields })
+    }
+}
+
 /// The checks an action passes before it touches the store: the actor may act, the
 /// request comes from the dashboard's own pages (the browser's `Sec-Fetch-Site` and
 /// `Origin` say so when present) and carries the form token. `Some`: the refusal to send.
-pub(crate) fn refuse_action(
-    page: &Page,
-    headers: &HeaderMap,
-    token: Option<&str>,
-) -> Option<Response> {
+fn refuse_action(page: &Page, headers: &HeaderMap, token: Option<&str>) -> Option<Response> {
     check_action(page, headers, token)
         .err()
         .map(|(status, why)| failure(status, why))

@@ -1,15 +1,13 @@
 //! One job: its arguments (pretty JSON, as text), options, attempts, error history, result,
 //! progress, a timeline of its states, and retry / cancel / delete.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use errand::{JobId, JobRow, JobState};
 use maud::{html, Markup};
 
-use crate::app::{failure, refuse_action, App, Page};
-use crate::form::Fields;
+use crate::app::{failure, Action, App, Page};
 use crate::layout::{self, degraded};
 use crate::pages::actions::{apply, Applied, JobAction};
 use crate::pages::overview::bounded;
@@ -127,15 +125,9 @@ fn detail(page: &Page, r: &JobRow, now: chrono::DateTime<chrono::Utc>) -> Markup
 /// `POST /jobs/{id}/{action}`: the job page's buttons.
 pub(crate) async fn act(
     State(app): State<App>,
-    page: Page,
     Path((id, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    Action { page, .. }: Action,
 ) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(refused) = refuse_action(&page, &headers, f.get("csrf")) {
-        return refused;
-    }
     let (Ok(id), Some(action)) = (id.parse::<JobId>(), JobAction::parse(&action)) else {
         return failure(StatusCode::NOT_FOUND, "no such action");
     };

@@ -4,12 +4,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use errand::{JobId, JobState};
 use maud::html;
 
-use crate::app::{failure, refuse_action, App, Page};
+use crate::app::{failure, Action, App, Page};
 use crate::form::Fields;
 use crate::layout::{self, degraded};
 use crate::pages::actions::{apply, Applied, JobAction};
@@ -153,16 +153,7 @@ pub(crate) async fn list(State(app): State<App>, page: Page, RawQuery(q): RawQue
 
 /// A bulk action: without `confirm`, a preview of how many jobs it would touch; with it,
 /// the action itself, recorded in the audit log.
-pub(crate) async fn bulk(
-    State(app): State<App>,
-    page: Page,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(refused) = refuse_action(&page, &headers, f.get("csrf")) {
-        return refused;
-    }
+pub(crate) async fn bulk(State(app): State<App>, Action { page, fields: f }: Action) -> Response {
     let Some(action) = f.get("action").and_then(JobAction::parse) else {
         return failure(
             StatusCode::BAD_REQUEST,

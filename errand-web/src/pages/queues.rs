@@ -2,14 +2,12 @@
 //! its available jobs, how many of its jobs finished per minute lately (from the leader's
 //! tallies) and how long the backlog takes at that rate.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use crate::app::{failure, refuse_action, App, Page};
-use crate::form::Fields;
+use crate::app::{failure, Action, App, Page};
 use crate::layout::{self, degraded};
 use crate::pages::overview::{bounded, urlenc};
 
@@ -98,15 +96,9 @@ pub(crate) async fn list(State(app): State<App>, page: Page) -> Response {
 /// `POST /queues/{name}/pause|resume`.
 pub(crate) async fn act(
     State(app): State<App>,
-    page: Page,
     Path((name, action)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    Action { page, .. }: Action,
 ) -> Response {
-    let f = Fields::parse(&body);
-    if let Some(refused) = refuse_action(&page, &headers, f.get("csrf")) {
-        return refused;
-    }
     let result = match action.as_str() {
         "pause" => app.client.pause_queue(&name).await,
         "resume" => app.client.resume_queue(&name).await,
