@@ -8,10 +8,14 @@
 //! take past it: an empty claim looks at the queue's record, and from then on this process
 //! claims it metered (every read of the records refreshes what it knows). A queue without
 //! metering pays what it paid before (one primary-key probe).
+//!
+//! A plain claim starts at the queue's floor (`claim_floor.rs`), so that what a held snapshot
+//! keeps at the front of the queue is not walked by every claim.
 
 use chrono::{DateTime, Utc};
 use errand_core::{ClaimRequest, JobRow, StoreError};
 
+use crate::claim_floor::Key;
 use crate::error::db;
 use crate::row::decode;
 use crate::sql::to_json;
@@ -20,12 +24,21 @@ use crate::store::PgStore;
 pub(crate) async fn claim(s: &PgStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
     let metered = &s.inner.metered;
     if metered.contains(&req.queue) {
-        return claim_with(s, req, &s.inner.sql.claim_metered).await;
+        return claim_with(s, req, &s.inner.sql.claim_metered, None).await;
     }
-    let jobs = claim_with(s, req, &s.inner.sql.claim).await?;
+    let from = s.inner.floors.get(&req.queue);
+    let started = std::time::Instant::now();
+    let jobs = match from {
+        None => claim_with(s, req, &s.inner.sql.claim, None).await?,
+        Some(key) => claim_with(s, req, &s.inner.sql.claim_from, Some(key)).await?,
+    };
+    let keys: Vec<Key> = jobs.iter().map(Key::of).collect();
+    s.inner
+        .floors
+        .learn(&req.queue, from, started.elapsed(), &keys);
     if jobs.is_empty() && is_metered(s, &req.queue).await? {
         metered.learn(&req.queue, true);
-        return claim_with(s, req, &s.inner.sql.claim_metered).await;
+        return claim_with(s, req, &s.inner.sql.claim_metered, None).await;
     }
     Ok(jobs)
 }
@@ -39,19 +52,26 @@ async fn is_metered(s: &PgStore, queue: &str) -> Result<bool, StoreError> {
         .map_err(db)
 }
 
-/// Claims with `sql` (the plain statement or the metered one: the same parameters).
-async fn claim_with(s: &PgStore, req: &ClaimRequest, sql: &str) -> Result<Vec<JobRow>, StoreError> {
+/// Claims with `sql` (the plain statement, the metered one, or from a floor (`from`): the
+/// same parameters, and the floor's after them).
+async fn claim_with(
+    s: &PgStore,
+    req: &ClaimRequest,
+    sql: &str,
+    from: Option<Key>,
+) -> Result<Vec<JobRow>, StoreError> {
     let lease_until = errand_core::later(req.now, req.lease);
-    let rows = sqlx::query(sql)
+    let mut query = sqlx::query(sql)
         .bind(req.now)
         .bind(&req.worker_id)
         .bind(lease_until)
         .bind(&req.queue)
         .bind(i64::from(req.limit))
-        .bind(req.held.map(i64::from))
-        .fetch_all(&s.inner.pool)
-        .await
-        .map_err(db)?;
+        .bind(req.held.map(i64::from));
+    if let Some(key) = from {
+        query = query.bind(key.priority).bind(key.run_at).bind(key.id);
+    }
+    let rows = query.fetch_all(&s.inner.pool).await.map_err(db)?;
     let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
         .iter()
         .map(decode)

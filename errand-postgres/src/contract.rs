@@ -13,7 +13,7 @@ use errand_core::{
 use crate::store::PgStore;
 use crate::{
     audit, cancel_retry, claim, insert, leader, lease, list, outcome, presence, prune, queue,
-    schedule, tally,
+    reclaim, schedule, tally,
 };
 
 #[async_trait]
@@ -155,6 +155,9 @@ impl Store for PgStore {
 
     async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError> {
         presence::forget(self, silent_since).await
+    }
+    async fn reclaim(&self, dead_rows: u64) -> Result<bool, StoreError> {
+        reclaim::reclaim(self, dead_rows).await
     }
 
     async fn audit_log(

@@ -32,6 +32,7 @@
 mod audit;
 mod cancel_retry;
 mod claim;
+mod claim_floor;
 mod clock;
 mod contract;
 mod error;
@@ -45,6 +46,7 @@ mod outcome;
 mod presence;
 mod prune;
 mod queue;
+mod reclaim;
 mod row;
 mod schedule;
 mod sql;

@@ -25,6 +25,7 @@ pub(crate) struct Sql {
     pub(crate) release_unique: String,
     pub(crate) release_unique_of: String,
     pub(crate) claim: String,
+    pub(crate) claim_from: String,
     pub(crate) claim_metered: String,
     pub(crate) is_metered: String,
     pub(crate) finish: String,
@@ -96,6 +97,8 @@ impl Sql {
         // many as `claimable` allows (paused or metered: 0; limited: the free slots, claims
         // of the queue taking turns; migrations 3, 6 and 8).
         let claim_ids = format!("\"{schema}\".claim_ids");
+        // The same from a floor (migration 12; `claim.rs`).
+        let claim_ids_from = format!("\"{schema}\".claim_ids_from");
         let holds_o = UNIQUE_HOLDS_SQL
             .replace("unique_key", "o.unique_key")
             .replace("unique_states", "o.unique_states")
@@ -191,6 +194,12 @@ impl Sql {
                 "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3
                  WHERE id = ANY(ARRAY(SELECT {claim_ids}($4, $5, $2, $6)))
+                 RETURNING {COLUMNS}"
+            ),
+            claim_from: format!(
+                "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
+                        attempted_by = $2, lease_expires_at = $3
+                 WHERE id = ANY(ARRAY(SELECT {claim_ids_from}($4, $5, $2, $6, $7, $8, $9)))
                  RETURNING {COLUMNS}"
             ),
             // A metered queue's claim: `claim_plan` says how many in claim order, or which.

@@ -7,6 +7,7 @@ use errand_core::{redact_url, scrub, QueueSignals, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+use crate::claim_floor::ClaimFloors;
 use crate::clock::DbClock;
 use crate::error::{probe, unreachable_db};
 use crate::sql::Sql;
@@ -41,6 +42,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<DbClock>,
     /// Queues last seen metered (see `claim.rs`), shared like the clock.
     pub(crate) metered: errand_core::MeteredSet,
+    /// Where this process's claims of each queue start (see `claim_floor.rs`).
+    pub(crate) floors: Arc<ClaimFloors>,
 }
 
 impl Drop for Inner {
@@ -170,6 +173,7 @@ impl PgStore {
                 listener: OnceLock::new(),
                 clock: self.inner.clock.clone(),
                 metered: self.inner.metered.clone(),
+                floors: self.inner.floors.clone(),
             }),
         }
     }
@@ -255,6 +259,7 @@ impl PgStoreBuilder {
                 listener: OnceLock::new(),
                 clock: Arc::default(),
                 metered: Default::default(),
+                floors: Default::default(),
             }),
         };
         if self.migrate {

@@ -56,11 +56,12 @@ async fn drop_stale_schemas(store: &PgStore) {
 }
 
 /// The SQL text of one of the store's statements (`"finish"`, `"extend"`, `"release"`,
-/// `"claim"`, `"claim_metered"`, `"rescue"`), for plan tests.
+/// `"claim"`, `"claim_from"`, `"claim_metered"`, `"rescue"`), for plan tests.
 pub fn statement(store: &PgStore, which: &str) -> String {
     let sql = &store.inner.sql;
     match which {
         "claim" => sql.claim.clone(),
+        "claim_from" => sql.claim_from.clone(),
         "claim_metered" => sql.claim_metered.clone(),
         "rescue" => sql.rescue.clone(),
         "finish" => sql.finish.clone(),
@@ -68,4 +69,17 @@ pub fn statement(store: &PgStore, which: &str) -> String {
         "release" => sql.release.clone(),
         other => panic!("no statement named {other}"),
     }
+}
+
+/// Where this process's next claim of `queue` starts, as `(priority, run_at, id)`: `None`
+/// when it walks from the front (see the crate's `claim_floor.rs`).
+pub fn claim_floor(
+    store: &PgStore,
+    queue: &str,
+) -> Option<(i16, chrono::DateTime<chrono::Utc>, i64)> {
+    store
+        .inner
+        .floors
+        .get(queue)
+        .map(|k| (k.priority, k.run_at, k.id))
 }

@@ -25,7 +25,7 @@ async fn concurrent_migrations_apply_once() {
             .await
             .unwrap()
             .expect("every concurrent open migrates or finds it done");
-        assert_eq!(store.schema_version().await.unwrap(), (11, 11));
+        assert_eq!(store.schema_version().await.unwrap(), (12, 12));
     }
     let versions: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT version FROM \"{schema}\".errand_schema ORDER BY version"
@@ -35,7 +35,7 @@ async fn concurrent_migrations_apply_once() {
     .unwrap();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         "each migration recorded once"
     );
 }
@@ -55,7 +55,7 @@ async fn unmigrated_schema_is_refused_with_instructions() {
             err,
             StoreError::NotMigrated {
                 found: 0,
-                expected: 11,
+                expected: 12,
                 ..
             }
         ),
@@ -130,7 +130,7 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (11, 11));
+    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
     let jobs = errand_core::Store::list(&store, &errand_core::ListFilter::new())
         .await
         .unwrap();
@@ -203,7 +203,7 @@ async fn a_version_5_schema_with_rows_upgrades_to_metered_queues() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (11, 11));
+    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
     let rec = store.queues().await.unwrap().remove(0);
     assert_eq!(
         rec.limits(),

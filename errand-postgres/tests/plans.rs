@@ -111,20 +111,25 @@ async fn a_claim_keeps_its_index_plan_with_stale_statistics() {
         sqlx::query(&sql).execute(pool).await.unwrap();
     }
     let now = chrono::Utc::now();
-    for which in ["claim", "claim_metered"] {
+    for which in ["claim", "claim_from", "claim_metered"] {
         let sql = errand_postgres::testing::statement(&store, which);
         let mut tx = pool.begin().await.unwrap();
-        let plan: serde_json::Value =
-            sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"))
-                .bind(now)
-                .bind("w")
-                .bind(now + chrono::TimeDelta::minutes(5))
-                .bind("q")
-                .bind(100_i64)
-                .bind(None::<i64>)
-                .fetch_one(&mut *tx)
-                .await
-                .unwrap();
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}");
+        let mut query = sqlx::query_scalar(&explain)
+            .bind(now)
+            .bind("w")
+            .bind(now + chrono::TimeDelta::minutes(5))
+            .bind("q")
+            .bind(100_i64)
+            .bind(None::<i64>);
+        if which == "claim_from" {
+            // A floor below every job: the walk is the whole queue's, as from the front.
+            query = query
+                .bind(0_i16)
+                .bind(now - chrono::TimeDelta::days(2))
+                .bind(i64::MIN);
+        }
+        let plan: serde_json::Value = query.fetch_one(&mut *tx).await.unwrap();
         tx.rollback().await.unwrap();
         let top = &plan[0]["Plan"];
         let text = serde_json::to_string_pretty(&plan).unwrap();

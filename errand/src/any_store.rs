@@ -210,6 +210,9 @@ impl Store for AnyStore {
     async fn forget_workers(&self, silent_since: DateTime<Utc>) -> Result<u64, StoreError> {
         each!(self, s => s.forget_workers(silent_since).await)
     }
+    async fn reclaim(&self, dead_rows: u64) -> Result<bool, StoreError> {
+        each!(self, s => s.reclaim(dead_rows).await)
+    }
     async fn audit_log(
         &self,
         limit: u32,

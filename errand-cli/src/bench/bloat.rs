@@ -39,6 +39,8 @@ pub struct BloatWindow {
     pub pickup_ms: Option<Pickup>,
     /// `n_dead_tup` of the jobs table at its end.
     pub dead_tuples: i64,
+    /// The most `n_dead_tup` read in it (read once a second).
+    pub max_dead_tuples: i64,
 }
 
 /// What the bloat phase measured.
@@ -120,8 +122,14 @@ pub(crate) async fn run(
         let start = Instant::now();
         let end_seq = first + (len as u32) * rate;
         let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut max_dead = 0_i64;
+        let mut dead_read = Instant::now();
         while next < end_seq {
             tick.tick().await;
+            if dead_read.elapsed() >= Duration::from_secs(1) {
+                dead_read = Instant::now();
+                max_dead = max_dead.max(dead_tuples(pg).await?);
+            }
             let due = first + ((start.elapsed().as_secs_f64() * f64::from(rate)) as u32);
             let upto = due.min(end_seq);
             if upto <= next {
@@ -141,7 +149,8 @@ pub(crate) async fn run(
         tokio::time::sleep(left).await;
         let end_ns = probe.now_ns();
         let dead = dead_tuples(pg).await?;
-        bounds.push((name, len, first, end_seq, start_ns, end_ns, dead));
+        let max_dead = max_dead.max(dead);
+        bounds.push((name, len, first, end_seq, start_ns, end_ns, dead, max_dead));
     }
     // Let the last jobs start (bounded), then stop the worker.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -153,7 +162,7 @@ pub(crate) async fn run(
     let started = probe.started();
     let out = bounds
         .into_iter()
-        .map(|(name, len, first, end, from_ns, to_ns, dead)| {
+        .map(|(name, len, first, end, from_ns, to_ns, dead, max_dead)| {
             let micros: Vec<u64> = (first..end)
                 .filter_map(|s| {
                     let st = started[s as usize];
@@ -175,6 +184,7 @@ pub(crate) async fn run(
                     p99: l.p99,
                 }),
                 dead_tuples: dead,
+                max_dead_tuples: max_dead,
             }
         })
         .collect();

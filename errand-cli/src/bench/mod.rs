@@ -857,6 +857,7 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
                     p(|l| l.p95),
                     p(|l| l.p99),
                     w.dead_tuples.to_string(),
+                    w.max_dead_tuples.to_string(),
                 ]
             })
             .collect();
@@ -868,7 +869,8 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
                 "pickup p50 ms",
                 "p95",
                 "p99",
-                "dead tuples",
+                "dead tuples at end",
+                "most",
             ],
             &rows,
         )?;

@@ -1,19 +1,21 @@
-//! Maintenance services: the scheduler, cron, the rescuer, the pruner and the stats reporter.
+//! Maintenance services: the scheduler, cron, the rescuer, the pruner, the stats reporter,
+//! the tally and the reclaimer.
 //!
 //! They share one shape: a struct holding the store and its settings, `run_once` doing one
 //! pass (tests call it directly), and [`spawn`] running it on a jittered interval until
 //! stopped. A failing pass is logged and retried on the next tick; it never stops the worker.
 //!
-//! The services that need one runner per store (scheduler, rescuer, pruner, stats) run on
-//! the worker that holds the maintenance lease (the [`Elector`] takes it); cron runs on every
-//! worker (each tick is enqueued once, by a unique key). Each pass is idempotent and safe to
-//! run from many processes all the same, so two leaders overlapping for a moment cost
-//! queries, never correctness.
+//! The services that need one runner per store (scheduler, rescuer, pruner, stats, tally,
+//! reclaimer) run on the worker that holds the maintenance lease (the [`Elector`] takes it);
+//! cron runs on every worker (each tick is enqueued once, by a unique key). Each pass is
+//! idempotent and safe to run from many processes all the same, so two leaders overlapping
+//! for a moment cost queries, never correctness.
 
 mod cron;
 mod elector;
 mod presence;
 mod pruner;
+mod reclaimer;
 mod rescuer;
 mod scheduler;
 mod stats;
@@ -33,6 +35,7 @@ pub(crate) use cron::{Cron, CronEntry};
 pub(crate) use elector::Elector;
 pub(crate) use presence::{Identity, Presence};
 pub(crate) use pruner::Pruner;
+pub(crate) use reclaimer::Reclaimer;
 pub(crate) use rescuer::Rescuer;
 pub(crate) use scheduler::Scheduler;
 pub(crate) use stats::StatsReporter;
@@ -200,6 +203,10 @@ pub(crate) fn spawn_all(
         ),
         spawn(
             Tally::new(store.clone(), tally::INTERVAL).clock(settings.clock),
+            ctl.clone(),
+        ),
+        spawn(
+            Reclaimer::new(store.clone(), reclaimer::INTERVAL),
             ctl.clone(),
         ),
     ];
