@@ -1,5 +1,6 @@
 //! Inserting jobs: one row (the single-enqueue hot path), many rows without keys in one
-//! statement (options bound once when they are shared), keyed rows with conflict handling.
+//! statement (options bound once when they are shared) or, from 5,000, by `COPY`
+//! (`copy.rs`), keyed rows with conflict handling.
 //! Every insert notifies in the same statement. [`insert_on`] serves the store's own inserts
 //! and the application's transactions (`tx.rs`).
 
@@ -59,6 +60,11 @@ pub(crate) async fn insert_on(
         }
     }
     if jobs.iter().all(plain) {
+        if jobs.len() >= crate::copy::COPY_FROM {
+            if let Some(done) = crate::copy::copy_plain(s, conn, jobs, now).await? {
+                return Ok(done);
+            }
+        }
         return batch_plain(s, conn, jobs, now).await;
     }
     let sql = &s.inner.sql;

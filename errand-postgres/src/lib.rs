@@ -35,6 +35,7 @@ mod claim;
 mod claim_floor;
 mod clock;
 mod contract;
+mod copy;
 mod error;
 mod insert;
 mod leader;

@@ -26,6 +26,10 @@ pub(crate) struct Sql {
     pub(crate) release_unique_of: String,
     pub(crate) claim: String,
     pub(crate) claim_from: String,
+    pub(crate) copy_ids: String,
+    pub(crate) copy_in: String,
+    pub(crate) copy_in_lean: String,
+    pub(crate) notify_each: String,
     pub(crate) claim_metered: String,
     pub(crate) is_metered: String,
     pub(crate) finish: String,
@@ -196,6 +200,23 @@ impl Sql {
                  WHERE id = ANY(ARRAY(SELECT {claim_ids}($4, $5, $2, $6)))
                  RETURNING {COLUMNS}"
             ),
+            // `copy.rs`: ids for a copied batch (and whether text may go as is), the copy,
+            // then its wake-ups.
+            copy_ids: format!(
+                "SELECT current_setting('server_encoding') = 'UTF8',
+                        array(SELECT nextval('\"{schema}\".jobs_id_seq'::regclass)
+                              FROM generate_series(1, $1))"
+            ),
+            copy_in: format!(
+                "COPY {t} (id, kind, queue, args, state, priority, max_attempts, run_at,
+                           created_at, tags, backoff, timeout_ms)
+                 FROM STDIN (FORMAT binary)"
+            ),
+            copy_in_lean: format!(
+                "COPY {t} (id, kind, queue, args, state, priority, max_attempts, run_at, created_at)
+                 FROM STDIN (FORMAT binary)"
+            ),
+            notify_each: "SELECT count(pg_notify($1, q)) FROM unnest($2::text[]) AS q".to_owned(),
             claim_from: format!(
                 "UPDATE {t} SET state = 'running', attempt = attempt + 1, attempted_at = $1,
                         attempted_by = $2, lease_expires_at = $3

@@ -27,6 +27,7 @@ macro_rules! store_conformance {
                 insert_future_run_at_is_scheduled,
                 insert_keeps_args_and_options,
                 insert_batch_keeps_each_jobs_options,
+                insert_large_batch_keeps_each_job,
                 insert_unique_key_returns_existing_job,
                 insert_unique_key_is_free_once_final,
                 insert_unique_key_in_one_batch,

@@ -71,6 +71,53 @@ async fn enqueue_tx_is_visible_only_after_commit() {
     worker.shutdown().await;
 }
 
+/// A batch past 5,000 goes by `COPY` (errand-postgres `copy.rs`) in a savepoint of the
+/// application's transaction: rolled back with it, visible only once it commits, then run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_batch_follows_the_application_transaction() {
+    let store = scratch_store().await;
+    let client = Client::new(store.clone());
+    let mut tx = store.pool().begin().await.unwrap();
+    let rolled_back = client
+        .enqueue_many_tx(&mut tx, (0..6000).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    assert_eq!(rolled_back.len(), 6000);
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        client.count(&ListFilter::new()).await.unwrap(),
+        0,
+        "rolled back: no job"
+    );
+
+    let mut tx = store.pool().begin().await.unwrap();
+    let committed = client
+        .enqueue_many_tx(&mut tx, (0..6000).map(|n| Echo { n }))
+        .await
+        .unwrap();
+    // The transaction goes on after the copy.
+    let one_more = client.enqueue_tx(&mut tx, Echo { n: 6000 }).await.unwrap();
+    assert!(one_more.id > committed[5999].id);
+    assert_eq!(
+        client.count(&ListFilter::new()).await.unwrap(),
+        0,
+        "not yet committed"
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(client.count(&ListFilter::new()).await.unwrap(), 6001);
+    let probe = Probe::default();
+    let worker = builder(store.clone(), probe.clone())
+        .queue("default", 20)
+        .build()
+        .unwrap()
+        .start();
+    for e in committed.iter().step_by(599) {
+        wait_state(&store, e.id, JobState::Completed).await;
+        assert_eq!(probe.runs(e.id), 1);
+    }
+    worker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unique_key_returns_the_existing_job() {
     let store = scratch_store().await;

@@ -116,6 +116,68 @@ pub async fn insert_batch_keeps_each_jobs_options<S: Store>(store: S) {
     }
 }
 
+/// A large batch (6,000: Postgres copies batches from 5,000) keeps each job's payload and
+/// options, hostile text included (tabs, newlines, backslashes, quotes, non-ASCII), with
+/// ids in input order; the due ones are claimable, the rest scheduled.
+pub async fn insert_large_batch_keeps_each_job<S: Store>(store: S) {
+    let text = |i: usize| format!("tab\tnl\n back\\slash \"quote\" é🙂 {i}");
+    let batch: Vec<NewJob> = (0..6000_usize)
+        .map(|i| {
+            let mut j = job(&format!("k{}\t{}", i % 3, i % 3), &format!("q{}", i % 2));
+            j.args = serde_json::json!({ "n": i, "s": text(i) }).to_string();
+            j.priority = (i % 5) as i16 - 2;
+            j.max_attempts = 1 + (i % 4) as i32;
+            j.run_at = if i % 10 == 0 {
+                at(60)
+            } else {
+                at(-((i % 7) as i64))
+            };
+            if i % 2 == 0 {
+                j.tags = vec![text(i), "x".into()];
+            }
+            if i % 3 == 0 {
+                j.backoff = Some(Backoff::constant(Duration::from_secs(i as u64 % 50 + 1)));
+            }
+            if i % 4 == 0 {
+                j.timeout_ms = Some(i as i64 + 1);
+            }
+            j
+        })
+        .collect();
+    let results = store.insert(batch.clone(), t0()).await.unwrap();
+    assert_eq!(results.len(), batch.len());
+    assert!(results.iter().all(|r| r.inserted));
+    assert!(
+        results.windows(2).all(|w| w[0].id < w[1].id),
+        "ids in input order"
+    );
+    for (r, j) in results.iter().zip(&batch).step_by(7) {
+        let row = get(&store, r.id).await;
+        assert_eq!(
+            (row.kind.as_str(), row.queue.as_str(), json(&row.args)),
+            (j.kind.as_str(), j.queue.as_str(), json(&j.args))
+        );
+        assert_eq!(
+            (row.priority, row.max_attempts, row.run_at, row.timeout_ms),
+            (j.priority, j.max_attempts, j.run_at, j.timeout_ms)
+        );
+        assert_eq!((&row.tags, &row.backoff), (&j.tags, &j.backoff));
+        assert_eq!((row.attempt, row.created_at), (0, t0()));
+        let want = if j.run_at > t0() {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        assert_eq!(row.state, want);
+    }
+    let claimed = claim(&store, "q0", 10_000, t0()).await.len()
+        + claim(&store, "q1", 10_000, t0()).await.len();
+    assert_eq!(
+        claimed, 5400,
+        "every due job is claimable, no scheduled one"
+    );
+}
+
 /// A second job with a held unique key is not written; the holder's id comes back.
 pub async fn insert_unique_key_returns_existing_job<S: Store>(store: S) {
     let mut j = job("a", "q");
