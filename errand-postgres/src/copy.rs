@@ -4,14 +4,12 @@
 //! gets them in input order as from the statement path; the copy and the wake-ups run in a
 //! transaction of their own (a savepoint inside the application's), all or nothing.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, TimeZone, Utc};
-use errand_core::{InsertResult, JobState, NewJob, StoreError};
+use errand_core::{InsertResult, NewJob, StoreError};
 use sqlx::{Connection, PgConnection};
 
 use crate::error::db;
-use crate::insert::Inserted;
+use crate::insert::{payloads, wake_ups, Inserted};
 use crate::sql::to_json;
 use crate::store::PgStore;
 
@@ -43,17 +41,8 @@ pub(crate) async fn copy_plain(
     let Some(data) = encode(jobs, &ids, now, lean) else {
         return Ok(None);
     };
-    let woken: BTreeSet<String> = jobs
-        .iter()
-        .filter(|j| j.state_at(now) == JobState::Available)
-        .map(|j| j.queue.clone())
-        .collect();
-    let scheduled = jobs.iter().any(|j| j.state_at(now) == JobState::Scheduled);
-    let wake: Vec<&str> = woken
-        .iter()
-        .map(String::as_str)
-        .chain(scheduled.then_some(""))
-        .collect();
+    let (woken, scheduled) = wake_ups(jobs, now);
+    let wake = payloads(&woken, scheduled);
     let mut tx = conn.begin().await.map_err(db)?;
     let sql = if lean {
         &s.inner.sql.copy_in_lean

@@ -241,17 +241,8 @@ async fn batch_plain(
     jobs: &[NewJob],
     now: DateTime<Utc>,
 ) -> Result<Inserted, StoreError> {
-    let woken: BTreeSet<String> = jobs
-        .iter()
-        .filter(|j| j.state_at(now) == JobState::Available)
-        .map(|j| j.queue.clone())
-        .collect();
-    let scheduled = jobs.iter().any(|j| j.state_at(now) == JobState::Scheduled);
-    let wake: Vec<&str> = woken
-        .iter()
-        .map(String::as_str)
-        .chain(scheduled.then_some(""))
-        .collect();
+    let (woken, scheduled) = wake_ups(jobs, now);
+    let wake = payloads(&woken, scheduled);
     // One row holding every id: a thousand rows cost the client more to read.
     let query = if shares_options(jobs, now) {
         let first = &jobs[0];
@@ -287,6 +278,28 @@ async fn batch_plain(
         woken,
         scheduled,
     })
+}
+
+/// What inserting `jobs` (without keys) at `now` wakes: the queues that get available jobs,
+/// and whether any is scheduled.
+pub(crate) fn wake_ups(jobs: &[NewJob], now: DateTime<Utc>) -> (BTreeSet<String>, bool) {
+    let woken = jobs
+        .iter()
+        .filter(|j| j.state_at(now) == JobState::Available)
+        .map(|j| j.queue.clone())
+        .collect();
+    let scheduled = jobs.iter().any(|j| j.state_at(now) == JobState::Scheduled);
+    (woken, scheduled)
+}
+
+/// The `NOTIFY` payloads of those wake-ups: each queue, and '' (never a queue name) for
+/// the schedulers.
+pub(crate) fn payloads(woken: &BTreeSet<String>, scheduled: bool) -> Vec<&str> {
+    woken
+        .iter()
+        .map(String::as_str)
+        .chain(scheduled.then_some(""))
+        .collect()
 }
 
 /// Binds one array per job column, `$1…$10` of the batch inserts: kind, queue, args, state,

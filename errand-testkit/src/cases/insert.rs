@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use errand_core::{Backoff, JobState, NewJob, Store};
+use errand_core::{Backoff, InsertResult, JobState, NewJob, Store};
 
 use crate::helpers::*;
 
@@ -88,32 +88,40 @@ pub async fn insert_batch_keeps_each_jobs_options<S: Store>(store: S) {
     mixed[2].run_at = at(60); // due later: scheduled
     mixed[2].timeout_ms = Some(5);
     for batch in [same, later, mixed] {
-        let results = store.insert(batch.clone(), t0()).await.unwrap();
-        assert_eq!(results.len(), batch.len());
-        assert!(
-            results.windows(2).all(|w| w[0].id < w[1].id),
-            "ids in input order"
-        );
-        for (r, j) in results.iter().zip(&batch) {
-            assert!(r.inserted);
-            let row = get(&store, r.id).await;
-            assert_eq!(
-                (row.kind.as_str(), row.queue.as_str(), json(&row.args)),
-                (j.kind.as_str(), j.queue.as_str(), json(&j.args))
-            );
-            assert_eq!(
-                (row.priority, row.max_attempts, row.run_at, row.timeout_ms),
-                (j.priority, j.max_attempts, j.run_at, j.timeout_ms)
-            );
-            assert_eq!((&row.tags, &row.backoff), (&j.tags, &j.backoff));
-            let want = if j.run_at > t0() {
-                JobState::Scheduled
-            } else {
-                JobState::Available
-            };
-            assert_eq!(row.state, want);
-        }
+        insert_and_check(&store, &batch, 1).await;
     }
+}
+
+/// Inserts `batch` at `t0`: every job inserted, ids in input order, and every `step`th job
+/// stored as given (payload, options, state by its run time). Returns the results.
+async fn insert_and_check<S: Store>(store: &S, batch: &[NewJob], step: usize) -> Vec<InsertResult> {
+    let results = store.insert(batch.to_vec(), t0()).await.unwrap();
+    assert_eq!(results.len(), batch.len());
+    assert!(results.iter().all(|r| r.inserted));
+    assert!(
+        results.windows(2).all(|w| w[0].id < w[1].id),
+        "ids in input order"
+    );
+    for (r, j) in results.iter().zip(batch).step_by(step) {
+        let row = get(store, r.id).await;
+        assert_eq!(
+            (row.kind.as_str(), row.queue.as_str(), json(&row.args)),
+            (j.kind.as_str(), j.queue.as_str(), json(&j.args))
+        );
+        assert_eq!(
+            (row.priority, row.max_attempts, row.run_at, row.timeout_ms),
+            (j.priority, j.max_attempts, j.run_at, j.timeout_ms)
+        );
+        assert_eq!((&row.tags, &row.backoff), (&j.tags, &j.backoff));
+        assert_eq!((row.attempt, row.created_at), (0, t0()));
+        let want = if j.run_at > t0() {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        assert_eq!(row.state, want);
+    }
+    results
 }
 
 /// A large batch (6,000: Postgres copies batches from 5,000) keeps each job's payload and
@@ -144,32 +152,7 @@ pub async fn insert_large_batch_keeps_each_job<S: Store>(store: S) {
             j
         })
         .collect();
-    let results = store.insert(batch.clone(), t0()).await.unwrap();
-    assert_eq!(results.len(), batch.len());
-    assert!(results.iter().all(|r| r.inserted));
-    assert!(
-        results.windows(2).all(|w| w[0].id < w[1].id),
-        "ids in input order"
-    );
-    for (r, j) in results.iter().zip(&batch).step_by(7) {
-        let row = get(&store, r.id).await;
-        assert_eq!(
-            (row.kind.as_str(), row.queue.as_str(), json(&row.args)),
-            (j.kind.as_str(), j.queue.as_str(), json(&j.args))
-        );
-        assert_eq!(
-            (row.priority, row.max_attempts, row.run_at, row.timeout_ms),
-            (j.priority, j.max_attempts, j.run_at, j.timeout_ms)
-        );
-        assert_eq!((&row.tags, &row.backoff), (&j.tags, &j.backoff));
-        assert_eq!((row.attempt, row.created_at), (0, t0()));
-        let want = if j.run_at > t0() {
-            JobState::Scheduled
-        } else {
-            JobState::Available
-        };
-        assert_eq!(row.state, want);
-    }
+    insert_and_check(&store, &batch, 7).await;
     let claimed = claim(&store, "q0", 10_000, t0()).await.len()
         + claim(&store, "q1", 10_000, t0()).await.len();
     assert_eq!(
