@@ -83,6 +83,13 @@ pub struct ChaosReport {
     pub max_recovery_s: f64,
     /// Wall time of the run, in seconds.
     pub elapsed_s: f64,
+    /// Seconds from the start of the run until every worker process had registered (the
+    /// worker registry); `null` if they had not within a minute.
+    pub workers_ready_s: Option<f64>,
+    /// Jobs finished per second from then until the last was final: the fleet's throughput
+    /// once it is up (start-up excluded); `null` when not every worker registered or the
+    /// jobs were all final by then.
+    pub jobs_per_s_when_ready: Option<f64>,
     /// `lost == 0 && duplicate_runs <= in_flight_at_kills + in_flight_at_restart`.
     pub pass: bool,
 }
@@ -179,6 +186,19 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         .collect::<Result<_, _>>()?;
 
     let open = ListFilter::new().unfinished();
+    // The fleet's throughput is counted from when every worker is up: start-ups (twenty
+    // processes connecting at once) are not the queue's speed.
+    let ready = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if store.workers().await?.len() >= workers.len() {
+                return Ok::<_, CliError>(Some((Instant::now(), store.count(&open).await?)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(None)
+    }
+    .await?;
     // Kills at random moments; half-way, the connection cut (and the restart, if asked).
     let mut events: Vec<(Duration, bool)> = (0..args.kills)
         .map(|_| {
@@ -265,8 +285,9 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         + Duration::from_secs(120)
         + Duration::from_millis(args.work_ms * u64::from(args.jobs) / 10);
     while store.count(&open).await.unwrap_or(1) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let all_final = Instant::now();
     for w in &mut workers {
         let _ = Command::new("kill")
             .args(["-TERM", &w.id().to_string()])
@@ -309,6 +330,11 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         db_restarted: restarted,
         max_recovery_s,
         elapsed_s: started.elapsed().as_secs_f64(),
+        workers_ready_s: ready.map(|(at, _)| (at - started).as_secs_f64()),
+        jobs_per_s_when_ready: ready.and_then(|(at, open_then)| {
+            let secs = (all_final - at).as_secs_f64();
+            (open_then > 0 && lost == 0 && secs > 0.0).then(|| open_then as f64 / secs)
+        }),
         pass: lost == 0 && duplicate_runs <= in_flight + at_restart,
     };
     if let Some(pg) = sc.backend.as_postgres() {
@@ -388,6 +414,12 @@ pub fn print_report(out: &mut impl std::io::Write, r: &ChaosReport) -> std::io::
         "completed {}  lost {}  duplicate runs {}  in flight at kills {} (at restart {})  max recovery {:.2} s",
         r.completed, r.lost, r.duplicate_runs, r.in_flight_at_kills, r.in_flight_at_restart, r.max_recovery_s
     )?;
+    if let (Some(ready), Some(rate)) = (r.workers_ready_s, r.jobs_per_s_when_ready) {
+        writeln!(
+            out,
+            "every worker up after {ready:.1} s; from then {rate:.0} jobs/s"
+        )?;
+    }
     if r.unexplained_repeats > 0 {
         writeln!(
             out,
