@@ -119,7 +119,7 @@ impl ClaimFloors {
                     queue.to_owned(),
                     Floor {
                         key: learned,
-                        front_at: now + FRONT_EVERY.max(took * FRONT_COST).min(FRONT_MAX),
+                        front_at: now + FRONT_EVERY.max(took.saturating_mul(FRONT_COST)).min(FRONT_MAX),
                     },
                 );
             }
@@ -200,9 +200,11 @@ mod tests {
             .get_at("q", now + Duration::from_millis(4_900))
             .is_some());
         assert_eq!(floors.get_at("q", now + Duration::from_secs(5)), None);
-        // Never longer than FRONT_MAX.
-        floors.learn_at("q", None, Duration::from_secs(60), &[key(0, 1, 1)], now);
-        assert_eq!(floors.get_at("q", now + FRONT_MAX), None);
+        // Never longer than FRONT_MAX, however long the walk (no overflow).
+        for took in [Duration::from_secs(60), Duration::MAX] {
+            floors.learn_at("q", None, took, &[key(0, 1, 1)], now);
+            assert_eq!(floors.get_at("q", now + FRONT_MAX), None);
+        }
         // Queues are separate.
         assert_eq!(floors.get_at("other", now), None);
     }
