@@ -52,7 +52,10 @@ fn check(doc: &serde_json::Value) {
     // Every worker registered, and the fleet's rate from then on was measured.
     let ready = doc["workers_ready_s"].as_f64().expect("workers registered");
     assert!(ready < doc["elapsed_s"].as_f64().unwrap(), "{doc}");
-    assert!(doc["jobs_per_s_when_ready"].as_f64().unwrap() > 0.0, "{doc}");
+    assert!(
+        doc["jobs_per_s_when_ready"].as_f64().unwrap() > 0.0,
+        "{doc}"
+    );
 }
 
 #[test]

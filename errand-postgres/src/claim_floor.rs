@@ -119,7 +119,10 @@ impl ClaimFloors {
                     queue.to_owned(),
                     Floor {
                         key: learned,
-                        front_at: now + FRONT_EVERY.max(took.saturating_mul(FRONT_COST)).min(FRONT_MAX),
+                        front_at: now
+                            + FRONT_EVERY
+                                .max(took.saturating_mul(FRONT_COST))
+                                .min(FRONT_MAX),
                     },
                 );
             }
