@@ -28,10 +28,11 @@ pub(crate) async fn claim(s: &PgStore, req: &ClaimRequest) -> Result<Vec<JobRow>
     }
     let from = s.inner.floors.get(&req.queue);
     let started = std::time::Instant::now();
-    let jobs = match from {
-        None => claim_with(s, req, &s.inner.sql.claim, None).await?,
-        Some(key) => claim_with(s, req, &s.inner.sql.claim_from, Some(key)).await?,
+    let sql = match from {
+        None => &s.inner.sql.claim,
+        Some(_) => &s.inner.sql.claim_from,
     };
+    let jobs = claim_with(s, req, sql, from).await?;
     let keys: Vec<Key> = jobs.iter().map(Key::of).collect();
     s.inner
         .floors
