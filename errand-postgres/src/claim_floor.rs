@@ -5,7 +5,7 @@
 //! front of its queue; a claim that walks the index from the front visits all of them before
 //! the first job it can take, and the queue sinks (13 ms per claim after 45 s at 1,500
 //! jobs/s, then seconds). So each claim starts at a floor learned from the previous ones —
-//! the first job the last claim took, or a second before the last one's `run_at`, whichever
+//! the first job the last claim took, or 200 ms before the last one's `run_at`, whichever
 //! is lower — and skips what lies below it.
 //!
 //! A job can become available below the floor: a retry by hand of an old job, a promotion
@@ -93,8 +93,8 @@ impl ClaimFloors {
     }
 
     /// Learns from a claim of `queue` that started at `from` (`None`: the front), took
-    /// `took` and returned jobs at `keys`: no job it could take lay below the first it took, nor (within the margin)
-    /// below the last one's `run_at`. A claim that took nothing teaches nothing (the queue
+    /// `took` and returned jobs at `keys`: no job it could take lay below the first it took,
+    /// nor (within the margin) below the last one's `run_at`. A claim that took nothing teaches nothing (the queue
     /// may be paused or at its limit, with jobs waiting): the floor stays, or, from the
     /// front, there is none until a claim takes something.
     pub(crate) fn learn(&self, queue: &str, from: Option<Key>, took: Duration, keys: &[Key]) {
