@@ -15,6 +15,7 @@ use errand_core::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
+use crate::direct::lite;
 use crate::error::db;
 use crate::queue::QUEUE_COLUMNS;
 use crate::row::{decode_claimed, micros, CLAIMED};
@@ -33,6 +34,17 @@ const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused OR q.max_per_key IS
      - coalesce(?6, 0))) END \
      FROM errand_queues q WHERE q.name = ?4), ?5)";
 
+/// The one-statement claim (see [`claim`]).
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
+         attempted_by = ?2, lease_expires_at = ?3 \
+         WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?4 \
+                      ORDER BY priority, run_at, id LIMIT {CLAIMABLE}) \
+         RETURNING {CLAIMED}"
+    )
+});
+
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
     if s.metered.contains(&req.queue) {
         return metered(s, req).await;
@@ -40,25 +52,28 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
     let w = s.writer().await?;
     let lease_until = errand_core::later(req.now, req.lease);
     // One statement: SQLite takes the write lock for it, so claims never overlap (and a
-    // limit's count of running jobs cannot change under it). Numbered parameters
-    // throughout: the queue is used thrice (sqlx binds unnumbered ones in turn).
-    let sql = format!(
-        "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
-         attempted_by = ?2, lease_expires_at = ?3 \
-         WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?4 \
-                      ORDER BY priority, run_at, id LIMIT {CLAIMABLE}) \
-         RETURNING {CLAIMED}"
+    // limit's count of running jobs cannot change under it). On the store's own connection,
+    // every row read in the one call (see `direct`).
+    let bound = (
+        micros(req.now),
+        req.worker_id.clone(),
+        micros(lease_until),
+        req.queue.clone(),
+        req.limit,
+        req.held,
     );
-    let rows: Vec<(String,)> = sqlx::query_as(&sql)
-        .bind(micros(req.now))
-        .bind(&req.worker_id)
-        .bind(micros(lease_until))
-        .bind(&req.queue)
-        .bind(req.limit)
-        .bind(req.held)
-        .fetch_all(w.pool())
-        .await
-        .map_err(db)?;
+    let rows: Vec<String> = w
+        .run(req.limit as usize, move |c| {
+            let mut stmt = c.prepare_cached(&CLAIM).map_err(lite)?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5],
+                    |r| r.get(0),
+                )
+                .map_err(lite)?;
+            rows.collect::<Result<_, _>>().map_err(lite)
+        })
+        .await?;
     // Decoding needs no turn: let the completer write meanwhile.
     drop(w);
     if rows.is_empty() && is_metered(s, &req.queue).await? {
@@ -86,11 +101,11 @@ async fn decoded(
     s: &SqliteStore,
     req: &ClaimRequest,
     lease_until: DateTime<Utc>,
-    rows: &[(String,)],
+    rows: &[String],
 ) -> Result<Vec<JobRow>, StoreError> {
     let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
         .iter()
-        .map(|(text,)| decode_claimed(text, req, lease_until))
+        .map(|text| decode_claimed(text, req, lease_until))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .partition(|j| j.corrupt.is_none());
@@ -140,7 +155,7 @@ async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, Sto
          WHERE id IN (SELECT value FROM json_each(?4)) AND state = 'available' \
          RETURNING {CLAIMED}"
     );
-    let rows: Vec<(String,)> = sqlx::query_as(&sql)
+    let rows: Vec<String> = sqlx::query_scalar(&sql)
         .bind(micros(req.now))
         .bind(&req.worker_id)
         .bind(micros(lease_until))

@@ -14,7 +14,8 @@
 //! `contract.rs` implements the `Store` trait, one line per operation, each in the file of its
 //! area — `insert`, `claim`, `outcome`, `lease`, `schedule`, `cancel_retry`, `list`, `prune`
 //! (the names of `errand-testkit`'s conformance cases and of the Postgres store's files);
-//! `sql.rs` holds what they share, `row.rs` decoding, `error.rs` error mapping, `tx.rs` the
+//! `direct.rs` is the store's own write connection (rusqlite, on a thread of its own) that
+//! inserts, claims and completions use; `sql.rs` holds what they share, `row.rs` decoding, `error.rs` error mapping, `tx.rs` the
 //! application's transactions, `migrate.rs` the schema, `file.rs` the guard against a file
 //! replaced underneath.
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ mod audit;
 mod cancel_retry;
 mod claim;
 mod contract;
+mod direct;
 mod error;
 mod file;
 mod insert;

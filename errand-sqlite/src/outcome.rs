@@ -7,10 +7,11 @@ use errand_core::{Finish, JobId, JobState, LeaseRef, Progress, StoreError};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
+use crate::direct::lite;
 use crate::error::db;
 use crate::row::micros;
 use crate::sql::{leases_json, to_json};
-use crate::store::SqliteStore;
+use crate::store::{SqliteStore, Writer};
 
 pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobId>, StoreError> {
     let w = s.writer().await?;
@@ -22,7 +23,7 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
         .iter()
         .partition(|f| matches!(f.action, errand_core::FinishAction::Complete));
     if others.is_empty() {
-        let applied = complete_only(w.pool(), &completes).await.map_err(db)?;
+        let applied = complete_only(&w, &completes).await?;
         s.signals.notify_ended();
         return Ok(applied);
     }
@@ -179,31 +180,48 @@ pub(crate) const COMPLETED_BY_LEASE: &str = "SELECT id FROM \
      CROSS JOIN errand_jobs WHERE id = u.lease_id AND attempt = u.lease_attempt AND state = 'completed' \
      AND finalized_at = ?";
 
-/// A batch of completions alone (the common one): each statement commits by itself. The
-/// transaction the other outcomes need costs two more round trips to the connection's
-/// thread (`BEGIN`, `COMMIT`): ~1 ms per batch, several per cent of a no-op job's cost.
-async fn complete_only(
-    pool: &sqlx::SqlitePool,
-    completes: &[&Finish],
-) -> Result<Vec<JobId>, sqlx::Error> {
+/// The completion statement of each power-of-two size up to [`LEASES_PER_STATEMENT`].
+static COMPLETE_SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (0..=LEASES_PER_STATEMENT.ilog2())
+        .map(|p| complete_sql(1 << p))
+        .collect()
+});
+
+/// A batch of completions alone (the common one), on the store's own connection (see
+/// `direct`): each statement commits by itself, the whole batch one call to that thread.
+async fn complete_only(w: &Writer<'_>, completes: &[&Finish]) -> Result<Vec<JobId>, StoreError> {
     let (at, leases) = completion_batch(completes);
-    let mut conn = pool.acquire().await?;
-    // Usually every outcome applies, and the count says so without a row per job.
-    let (changed, _) = complete_leases(&mut conn, &leases, at, false).await?;
-    if changed as usize == leases.len() {
-        return Ok(leases.iter().map(|l| l.id).collect());
-    }
-    // Some were stale (cancelled or rescued meanwhile); the others are written. Those are
-    // the jobs now completed at this batch's time under their lease's attempt: no other
-    // writer leaves that pair (a later run has a higher attempt, and a job that completed
-    // in its own transaction records no outcome). A batch retried after a failure between
-    // two statements finds its first part this way too.
-    let rows: Vec<(i64,)> = sqlx::query_as(COMPLETED_BY_LEASE)
-        .bind(leases_json(&leases))
-        .bind(at)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    w.run(leases.len(), move |c| {
+        // Usually every outcome applies, and the count says so without a row per job.
+        let mut changed = 0;
+        for chunk in leases.chunks(LEASES_PER_STATEMENT) {
+            let slots = chunk.len().next_power_of_two();
+            let mut stmt = c
+                .prepare_cached(&COMPLETE_SQL[slots.ilog2() as usize])
+                .map_err(lite)?;
+            stmt.raw_bind_parameter(1, at).map_err(lite)?;
+            for i in 0..slots {
+                let (id, attempt) = chunk.get(i).map_or((0, 0), |l| (l.id, l.attempt));
+                stmt.raw_bind_parameter(2 + 2 * i, id).map_err(lite)?;
+                stmt.raw_bind_parameter(3 + 2 * i, attempt).map_err(lite)?;
+            }
+            changed += stmt.raw_execute().map_err(lite)?;
+        }
+        if changed == leases.len() {
+            return Ok(leases.iter().map(|l| l.id).collect());
+        }
+        // Some were stale (cancelled or rescued meanwhile); the others are written. Those
+        // are the jobs now completed at this batch's time under their lease's attempt: no
+        // other writer leaves that pair (a later run has a higher attempt, and a job that
+        // completed in its own transaction records no outcome). A batch retried after a
+        // failure between two statements finds its first part this way too.
+        let mut stmt = c.prepare_cached(COMPLETED_BY_LEASE).map_err(lite)?;
+        let ids = stmt
+            .query_map(rusqlite::params![leases_json(&leases), at], |r| r.get(0))
+            .map_err(lite)?;
+        ids.collect::<Result<_, _>>().map_err(lite)
+    })
+    .await
 }
 
 /// Completes `n` leases bound as `finalized_at, id1, attempt1, id2, attempt2, …`.

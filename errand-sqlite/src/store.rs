@@ -9,6 +9,7 @@ use errand_core::{QueueSignals, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use crate::direct::Direct;
 use crate::error::db;
 use crate::file::FileGuard;
 use crate::migrate;
@@ -57,6 +58,8 @@ async fn release_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::
 pub struct SqliteStore {
     /// Reads go through [`reader`](Self::reader), writes through a [`Writer`].
     pool: SqlitePool,
+    /// The hot writes' own connection (see `direct`).
+    direct: Direct,
     pub(crate) signals: QueueSignals,
     /// Held for every write this store makes (see the type's docs).
     writes: Arc<tokio::sync::Mutex<()>>,
@@ -69,14 +72,31 @@ pub struct SqliteStore {
     pub(crate) last_poll: Arc<std::sync::Mutex<Option<crate::queue::PollSeen>>>,
 }
 
-/// This process's turn to write, holding the pool to write with: the store's writes reach the
-/// pool only through one, so none can skip the turn. Dropped, the next writer goes.
+/// This process's turn to write, holding the pool and the store's own connection (`direct`)
+/// to write with: the store's writes reach either only through one, so none can skip the
+/// turn. Dropped, the next writer goes.
 pub(crate) struct Writer<'a> {
     _turn: tokio::sync::MutexGuard<'a, ()>,
     pool: &'a SqlitePool,
+    direct: &'a Direct,
 }
 
 impl Writer<'_> {
+    /// Runs `f`, a write of about `rows` rows, on the store's own write connection in this
+    /// turn: in place when it is short and the file is free, else on the connection's thread
+    /// (see `direct`).
+    pub(crate) async fn run<T, F>(&self, rows: usize, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if rows <= crate::direct::SHORT_ROWS {
+            self.direct.run_short(f).await
+        } else {
+            self.direct.run(f).await
+        }
+    }
+
     /// Where one write statement runs (it commits by itself).
     pub(crate) fn pool(&self) -> &SqlitePool {
         self.pool
@@ -130,7 +150,9 @@ impl SqliteStore {
         tokio::pin!(turn);
         loop {
             tokio::select! {
-                guard = &mut turn => return Ok(Writer { _turn: guard, pool: &self.pool }),
+                guard = &mut turn => {
+                    return Ok(Writer { _turn: guard, pool: &self.pool, direct: &self.direct })
+                }
                 _ = tokio::time::sleep(crate::file::EVERY) => self.file.check()?,
             }
         }
@@ -275,8 +297,10 @@ impl SqliteStoreBuilder {
             .connect_with(opts)
             .await
             .map_err(db)?;
+        let direct = Direct::open(&path, self.busy_timeout)?;
         let store = SqliteStore {
             pool,
+            direct,
             signals: QueueSignals::default(),
             writes: Arc::default(),
             file: Arc::new(FileGuard::new(&path)),

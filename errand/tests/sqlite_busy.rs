@@ -11,6 +11,18 @@ use errand::store::Store;
 use errand::{Client, JobState, ListFilter, SqliteStore};
 use sqlx::Connection;
 
+/// Another connection to the file at `url`, holding its write lock until `COMMIT`.
+async fn write_lock(url: &str) -> sqlx::SqliteConnection {
+    let mut other = sqlx::SqliteConnection::connect(&format!("{url}?mode=rw"))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    other
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_rides_out_a_locked_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,13 +53,7 @@ async fn worker_rides_out_a_locked_file() {
     .await;
 
     // Another connection takes the write lock and holds it for 3 s.
-    let mut other = sqlx::SqliteConnection::connect(&format!("{url}?mode=rw"))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = write_lock(&url).await;
     sqlx::query("UPDATE errand_jobs SET priority = priority WHERE id = 1")
         .execute(&mut other)
         .await
@@ -83,4 +89,49 @@ async fn worker_rides_out_a_locked_file() {
     worker.shutdown().await;
     assert_eq!(store.count(&ListFilter::new()).await.unwrap(), expected);
     assert_eq!(probe.total() as u64, expected, "each job ran once");
+}
+
+/// A single enqueue runs its insert in place on the runtime's thread (see errand-sqlite's
+/// `direct`), but never waits there for a file another connection holds: it hands the insert
+/// to the store's writer thread, and the runtime — here one thread — goes on running tasks.
+#[tokio::test(flavor = "current_thread")]
+async fn an_enqueue_that_meets_a_locked_file_leaves_the_runtime_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("free.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let client = Client::new(store.clone());
+    let mut other = write_lock(&url).await;
+    let enqueue = tokio::spawn({
+        let client = client.clone();
+        async move { client.enqueue(Echo { n: 7 }).await }
+    });
+    // Other tasks run while the enqueue waits: had it waited in SQLite's busy handler on this
+    // thread, these ticks (100 ms) would come only after its busy timeout (10 s by default).
+    let ticks = std::time::Instant::now();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        ticks.elapsed() < Duration::from_secs(5),
+        "the runtime's one thread was blocked for {:?} while the file was locked",
+        ticks.elapsed()
+    );
+    assert!(
+        !enqueue.is_finished(),
+        "the enqueue ended while the file was still locked: {:?}",
+        enqueue.await
+    );
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let done = enqueue
+        .await
+        .unwrap()
+        .expect("the enqueue went through once the lock was gone");
+    assert!(done.inserted);
+    let job = store
+        .get(done.id)
+        .await
+        .unwrap()
+        .expect("the job is stored");
+    assert_eq!(job.state, JobState::Available);
+    assert_eq!(store.count(&ListFilter::new()).await.unwrap(), 1);
 }

@@ -1,0 +1,242 @@
+//! The store's hot writes on a connection of their own: one rusqlite connection, used in
+//! place for a short write and by a thread of its own for the rest.
+//!
+//! Through sqlx every statement is several hand-overs between the task and sqlx-sqlite's
+//! connection thread (the command, each row, the end), each a thread wake-up, around a pool
+//! acquire: on this project's 2-core VMs a single insert cost ~95 µs through sqlx where
+//! rusqlite's own call costs ~15–25 µs, and the profile of errand's single enqueue was two
+//! thirds kernel time in wake-ups and context switches. So:
+//!
+//! - a **short** write (at most [`SHORT_ROWS`] rows) runs in place, on the calling task's thread,
+//!   without waiting for a lock: the connection's busy timeout is off for it, and a file
+//!   locked by another connection (another process, or the application's own transaction on
+//!   the sqlx pool) hands the write to the thread below instead of blocking the runtime;
+//! - a **long** write (a claim, a batch of completions or inserts: up to a few ms) is one
+//!   call to the thread, which waits for the file as long as the store's busy timeout;
+//! - the connection does not checkpoint when it commits (an `fsync` in place would stall the
+//!   runtime's thread): the thread checkpoints it (`PASSIVE`) once [`CHECKPOINT_AFTER`] rows
+//!   changed since the last, which keeps the WAL as small as SQLite's own automatic
+//!   checkpoint does (`tests/sqlite_wal.rs`).
+//!
+//! Only the writes a worker and a client make all the time come here (inserts without keys,
+//! claims, completions); everything else, and the application's own transactions (`tx.rs`),
+//! stays on the sqlx pool. Both are connections to the same file: SQLite's locks keep them
+//! apart, and the store's write turn (`SqliteStore::writer`) is held around every call, so
+//! this process's writers queue instead of meeting in the busy handler.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use errand_core::StoreError;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+/// Prepared statements kept: the completion sizes (11), the claim, the insert and a few more.
+const STATEMENTS_CACHED: usize = 64;
+
+/// Rows a write may touch and still run in place: a claim or an insert costs SQLite ~2–5 µs
+/// a row, so at most ~150 µs on the runtime's thread.
+pub(crate) const SHORT_ROWS: usize = 32;
+
+/// Rows changed between two checkpoints: a few hundred WAL pages, about what SQLite's
+/// automatic checkpoint (every 1,000 pages) lets accumulate.
+pub(crate) const CHECKPOINT_AFTER: u64 = 256;
+
+type Call = Box<dyn FnOnce() + Send>;
+
+/// The connection and its thread; clones share them. The thread ends when the last handle
+/// is dropped, and the connection with it.
+#[derive(Clone)]
+pub(crate) struct Direct {
+    conn: Arc<Mutex<Connection>>,
+    calls: mpsc::Sender<Call>,
+    busy_timeout: Duration,
+    checkpointed: Arc<Checkpointed>,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Direct")
+    }
+}
+
+/// A rusqlite error as a store error, classified as `error::db` classifies sqlx's.
+pub(crate) fn lite(e: rusqlite::Error) -> StoreError {
+    let refused = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => matches!(f.extended_code & 0xff, 18..=20),
+        rusqlite::Error::ToSqlConversionFailure(_) => true,
+        _ => false,
+    };
+    if refused {
+        StoreError::rejected(e)
+    } else {
+        StoreError::database(e)
+    }
+}
+
+/// Whether `e` is SQLite's "the file is locked by another writer".
+fn is_busy(e: &StoreError) -> bool {
+    let StoreError::Database(source) = e else {
+        return false;
+    };
+    matches!(
+        source.downcast_ref::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::DatabaseBusy
+    )
+}
+
+fn gone() -> StoreError {
+    StoreError::Database("the SQLite store's writer thread stopped; open the store again".into())
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `f`, turning a panic into an error and rolling back a transaction it left open (it
+/// failed between `BEGIN` and `COMMIT`), so the next call starts clean.
+fn guarded<T>(
+    conn: &mut Connection,
+    f: &mut impl FnMut(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    if !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %e, "could not roll back a failed SQLite write");
+        }
+    }
+    out.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(StoreError::Database(
+            format!("a SQLite write panicked: {what}").into(),
+        ))
+    })
+}
+
+/// Rows changed on the connection (`total_changes`) at its last checkpoint.
+#[derive(Debug, Default)]
+struct Checkpointed(AtomicU64);
+
+impl Checkpointed {
+    /// Whether enough rows changed since the last checkpoint (see the module's docs).
+    fn due(&self, conn: &Connection) -> bool {
+        conn.total_changes()
+            .saturating_sub(self.0.load(Ordering::Relaxed))
+            >= CHECKPOINT_AFTER
+    }
+
+    /// Checkpoints `conn` if due.
+    fn run(&self, conn: &Connection) {
+        if !self.due(conn) {
+            return;
+        }
+        self.0.store(conn.total_changes(), Ordering::Relaxed);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "SQLite checkpoint did not run");
+        }
+    }
+}
+
+impl Direct {
+    /// Opens the existing, migrated file at `path` (never creating it: see `file`) and starts
+    /// the thread.
+    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> Result<Direct, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(lite)?;
+        conn.busy_timeout(busy_timeout).map_err(lite)?;
+        // The journal mode is the file's (the pool set WAL); the rest is per connection.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; \
+             PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(lite)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
+        let conn = Arc::new(Mutex::new(conn));
+        let (calls, queue) = mpsc::channel::<Call>();
+        let checkpointed = Arc::new(Checkpointed(AtomicU64::new(lock(&conn).total_changes())));
+        let (checked, marks) = (conn.clone(), checkpointed.clone());
+        std::thread::Builder::new()
+            .name("errand-sqlite".into())
+            .spawn(move || {
+                for call in queue {
+                    call();
+                    marks.run(&lock(&checked));
+                }
+            })
+            .map_err(StoreError::database)?;
+        Ok(Direct {
+            conn,
+            calls,
+            busy_timeout,
+            checkpointed,
+        })
+    }
+
+    /// Runs the long write `f` on the thread and returns what it returned.
+    pub(crate) async fn run<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let conn = self.conn.clone();
+        let call: Call = Box::new(move || {
+            let _ = done.send(guarded(&mut lock(&conn), &mut f));
+        });
+        self.calls.send(call).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+
+    /// Runs the short write `f` in place when the file is free, else on the thread (see the
+    /// module's docs). `f` may run twice: the first run, when it met a locked file, wrote
+    /// nothing that a second run would not find (one statement, or a transaction that could
+    /// not begin).
+    pub(crate) async fn run_short<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        // The write turn is held, so the connection is free unless a call handed to the
+        // thread by a caller that gave up still runs: then the thread takes this one too.
+        let in_place = match self.conn.try_lock() {
+            Ok(mut conn) => Some(self.in_place(&mut conn, &mut f)),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                Some(self.in_place(&mut p.into_inner(), &mut f))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        match in_place {
+            Some(Err(e)) if is_busy(&e) => self.run(f).await,
+            Some(out) => out,
+            None => self.run(f).await,
+        }
+    }
+
+    fn in_place<T>(
+        &self,
+        conn: &mut Connection,
+        f: &mut impl FnMut(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // No waiting in the busy handler on the runtime's thread.
+        if let Err(e) = conn.busy_timeout(Duration::ZERO) {
+            return Err(lite(e));
+        }
+        let out = guarded(conn, f);
+        if let Err(e) = conn.busy_timeout(self.busy_timeout) {
+            tracing::warn!(error = %e, "could not restore the SQLite busy timeout");
+        }
+        if self.checkpointed.due(conn) {
+            // The thread checkpoints after each call it runs: give it an empty one.
+            let _ = self.calls.send(Box::new(|| {}));
+        }
+        out
+    }
+}
