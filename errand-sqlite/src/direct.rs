@@ -14,9 +14,9 @@
 //! - a **long** write (a claim, a batch of completions or inserts: up to a few ms) is one
 //!   call to the thread, which waits for the file as long as the store's busy timeout;
 //! - the connection does not checkpoint when it commits (an `fsync` in place would stall the
-//!   runtime's thread): the thread checkpoints it (`PASSIVE`) once [`CHECKPOINT_AFTER`] rows
-//!   changed since the last, which keeps the WAL as small as SQLite's own automatic
-//!   checkpoint does (`tests/sqlite_wal.rs`).
+//!   runtime's thread): the thread checkpoints it (`PASSIVE`) once [`CHECKPOINT_AFTER_ROWS`]
+//!   rows changed or [`CHECKPOINT_AFTER_WRITES`] writes were made since the last, which keeps
+//!   the WAL about as small as SQLite's own automatic checkpoint does (`tests/sqlite_wal.rs`).
 //!
 //! Only the writes a worker and a client make all the time come here (inserts without keys,
 //! claims, completions); everything else, and the application's own transactions (`tx.rs`),
@@ -39,9 +39,13 @@ const STATEMENTS_CACHED: usize = 64;
 /// a row, so at most ~150 µs on the runtime's thread.
 pub(crate) const SHORT_ROWS: usize = 32;
 
-/// Rows changed between two checkpoints: a few hundred WAL pages, about what SQLite's
-/// automatic checkpoint (every 1,000 pages) lets accumulate.
-pub(crate) const CHECKPOINT_AFTER: u64 = 256;
+/// Rows changed, or writes made, between two checkpoints: on the order of SQLite's automatic
+/// checkpoint (every 1,000 WAL pages; a single insert writes ~5). Every 256 rows cost 5–10 %
+/// of the process phase in `fsync`s; past 1,024 nothing more was measured (`errand bench
+/// --phases process`, alternating). 20,000 single enqueues leave a ~6 MiB WAL (the
+/// checkpoint runs beside the writes, so it does not always catch up to restart the WAL).
+const CHECKPOINT_AFTER_ROWS: u64 = 1024;
+const CHECKPOINT_AFTER_WRITES: u64 = 100;
 
 type Call = Box<dyn FnOnce() + Send>;
 
@@ -118,24 +122,33 @@ fn guarded<T>(
     })
 }
 
-/// Rows changed on the connection (`total_changes`) at its last checkpoint.
+/// What the connection wrote since its last checkpoint.
 #[derive(Debug, Default)]
-struct Checkpointed(AtomicU64);
+struct Checkpointed {
+    /// `total_changes` at the last checkpoint.
+    changes: AtomicU64,
+    /// Writes (calls, each one or a few commits) since the last checkpoint.
+    writes: AtomicU64,
+}
 
 impl Checkpointed {
-    /// Whether enough rows changed since the last checkpoint (see the module's docs).
-    fn due(&self, conn: &Connection) -> bool {
-        conn.total_changes()
-            .saturating_sub(self.0.load(Ordering::Relaxed))
-            >= CHECKPOINT_AFTER
+    /// Counts one write; whether a checkpoint is due (see the module's docs).
+    fn wrote(&self, conn: &Connection) -> bool {
+        let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        writes >= CHECKPOINT_AFTER_WRITES
+            || conn
+                .total_changes()
+                .saturating_sub(self.changes.load(Ordering::Relaxed))
+                >= CHECKPOINT_AFTER_ROWS
     }
 
-    /// Checkpoints `conn` if due.
-    fn run(&self, conn: &Connection) {
-        if !self.due(conn) {
+    /// Checkpoints `conn` if due after the write it just made.
+    fn after_write(&self, conn: &Connection) {
+        if !self.wrote(conn) {
             return;
         }
-        self.0.store(conn.total_changes(), Ordering::Relaxed);
+        self.changes.store(conn.total_changes(), Ordering::Relaxed);
+        self.writes.store(0, Ordering::Relaxed);
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::debug!(error = %e, "SQLite checkpoint did not run");
         }
@@ -161,14 +174,17 @@ impl Direct {
         conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
         let conn = Arc::new(Mutex::new(conn));
         let (calls, queue) = mpsc::channel::<Call>();
-        let checkpointed = Arc::new(Checkpointed(AtomicU64::new(lock(&conn).total_changes())));
+        let checkpointed = Arc::new(Checkpointed {
+            changes: AtomicU64::new(lock(&conn).total_changes()),
+            writes: AtomicU64::new(0),
+        });
         let (checked, marks) = (conn.clone(), checkpointed.clone());
         std::thread::Builder::new()
             .name("errand-sqlite".into())
             .spawn(move || {
                 for call in queue {
                     call();
-                    marks.run(&lock(&checked));
+                    marks.after_write(&lock(&checked));
                 }
             })
             .map_err(StoreError::database)?;
@@ -233,7 +249,7 @@ impl Direct {
         if let Err(e) = conn.busy_timeout(self.busy_timeout) {
             tracing::warn!(error = %e, "could not restore the SQLite busy timeout");
         }
-        if self.checkpointed.due(conn) {
+        if self.checkpointed.wrote(conn) {
             // The thread checkpoints after each call it runs: give it an empty one.
             let _ = self.calls.send(Box::new(|| {}));
         }
