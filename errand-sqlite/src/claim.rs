@@ -15,7 +15,7 @@ use errand_core::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::direct::lite;
+use crate::direct::{lite, prepare};
 use crate::error::db;
 use crate::queue::QUEUE_COLUMNS;
 use crate::row::{decode_claimed, micros, CLAIMED};
@@ -64,7 +64,7 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
     );
     let rows: Vec<String> = w
         .run(req.limit as usize, move |c| {
-            let mut stmt = c.prepare_cached(&CLAIM).map_err(lite)?;
+            let mut stmt = prepare(c, &CLAIM)?;
             let rows = stmt
                 .query_map(
                     rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5],

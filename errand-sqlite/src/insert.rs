@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use errand_core::{InsertResult, JobState, NewJob, StoreError};
 use rusqlite::TransactionBehavior;
 
-use crate::direct::lite;
+use crate::direct::{lite, prepare};
 use crate::error::db;
 use crate::row::micros;
 use crate::sql::to_json;
@@ -108,7 +108,7 @@ async fn plain(
     let write = move |c: &mut rusqlite::Connection| {
         let mut ids = Vec::with_capacity(jobs.len());
         if let [j] = &jobs[..] {
-            let mut stmt = c.prepare_cached(INSERT).map_err(lite)?;
+            let mut stmt = prepare(c, INSERT)?;
             ids.push(insert_one(c, &mut stmt, j, now)?);
             return Ok(ids);
         }
@@ -116,7 +116,7 @@ async fn plain(
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(lite)?;
         {
-            let mut stmt = tx.prepare_cached(INSERT).map_err(lite)?;
+            let mut stmt = prepare(&tx, INSERT)?;
             for j in &jobs {
                 ids.push(insert_one(&tx, &mut stmt, j, now)?);
             }

@@ -7,7 +7,7 @@ use errand_core::{Finish, JobId, JobState, LeaseRef, Progress, StoreError};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
-use crate::direct::lite;
+use crate::direct::{lite, prepare};
 use crate::error::db;
 use crate::row::micros;
 use crate::sql::{leases_json, to_json};
@@ -196,9 +196,7 @@ async fn complete_only(w: &Writer<'_>, completes: &[&Finish]) -> Result<Vec<JobI
         let mut changed = 0;
         for chunk in leases.chunks(LEASES_PER_STATEMENT) {
             let slots = chunk.len().next_power_of_two();
-            let mut stmt = c
-                .prepare_cached(&COMPLETE_SQL[slots.ilog2() as usize])
-                .map_err(lite)?;
+            let mut stmt = prepare(c, &COMPLETE_SQL[slots.ilog2() as usize])?;
             stmt.raw_bind_parameter(1, at).map_err(lite)?;
             for i in 0..slots {
                 let (id, attempt) = chunk.get(i).map_or((0, 0), |l| (l.id, l.attempt));
@@ -215,7 +213,7 @@ async fn complete_only(w: &Writer<'_>, completes: &[&Finish]) -> Result<Vec<JobI
         // other writer leaves that pair (a later run has a higher attempt, and a job that
         // completed in its own transaction records no outcome). A batch retried after a
         // failure between two statements finds its first part this way too.
-        let mut stmt = c.prepare_cached(COMPLETED_BY_LEASE).map_err(lite)?;
+        let mut stmt = prepare(c, COMPLETED_BY_LEASE)?;
         let ids = stmt
             .query_map(rusqlite::params![leases_json(&leases), at], |r| r.get(0))
             .map_err(lite)?;

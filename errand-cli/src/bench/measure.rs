@@ -4,13 +4,14 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Counting of sqlx statements is on only while this is set (the idle phase), so that the
+/// Counting of statements is on only while this is set (the idle phase), so that the
 /// other phases pay nothing for it.
 pub(crate) static COUNT_QUERIES: AtomicBool = AtomicBool::new(false);
 /// Statements seen while counting.
 pub(crate) static QUERIES: AtomicU64 = AtomicU64::new(0);
 
-/// A tracing layer that counts sqlx's per-statement events (target `sqlx::query`).
+/// A tracing layer that counts per-statement events: sqlx's (target `sqlx::query`) and the
+/// SQLite store's own connection's (`errand_sqlite::query`).
 pub fn query_counter<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -32,16 +33,21 @@ where
     // per-job spans and debug events cost a check each, which an application does not pay.
     Count.with_filter(
         tracing_subscriber::filter::dynamic_filter_fn(|meta, _cx| {
-            meta.target() == "sqlx::query" && COUNT_QUERIES.load(Ordering::Relaxed)
+            is_statement(meta) && COUNT_QUERIES.load(Ordering::Relaxed)
         })
         .with_callsite_filter(|meta| {
-            if meta.target() == "sqlx::query" {
+            if is_statement(meta) {
                 tracing::subscriber::Interest::sometimes()
             } else {
                 tracing::subscriber::Interest::never()
             }
         }),
     )
+}
+
+/// Whether an event reports a statement: sqlx's, and the SQLite store's own connection's.
+fn is_statement(meta: &tracing::Metadata<'_>) -> bool {
+    matches!(meta.target(), "sqlx::query" | "errand_sqlite::query")
 }
 
 /// Counts statements issued while `f` runs.
