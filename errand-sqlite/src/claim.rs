@@ -15,10 +15,12 @@ use errand_core::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::direct::{lite, prepare};
+use crate::direct::lite;
 use crate::error::db;
 use crate::queue::QUEUE_COLUMNS;
-use crate::row::{decode_claimed, micros, CLAIMED};
+use crate::row::{
+    claimed_bytes, claimed_text, decode_claimed_text, micros, CLAIMED, CLAIMED_GUARDED,
+};
 use crate::sql::to_json;
 use crate::store::SqliteStore;
 
@@ -34,16 +36,25 @@ const CLAIMABLE: &str = "coalesce((SELECT CASE WHEN q.paused OR q.max_per_key IS
      - coalesce(?6, 0))) END \
      FROM errand_queues q WHERE q.name = ?4), ?5)";
 
-/// The one-statement claim (see [`claim`]).
-static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// The one-statement claim (see [`claim`]) returning `claimed`.
+fn claim_sql(claimed: &str) -> String {
     format!(
         "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
          attempted_by = ?2, lease_expires_at = ?3 \
          WHERE id IN (SELECT id FROM errand_jobs WHERE state = 'available' AND queue = ?4 \
                       ORDER BY priority, run_at, id LIMIT {CLAIMABLE}) \
-         RETURNING {CLAIMED}"
+         RETURNING {claimed}"
     )
-});
+}
+
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| claim_sql(CLAIMED));
+static CLAIM_GUARDED: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| claim_sql(CLAIMED_GUARDED));
+
+/// Whether `e` is `json_array` refusing a BLOB (see [`CLAIMED_GUARDED`]).
+fn refused_blob(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("BLOB"))
+}
 
 pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError> {
     if s.metered.contains(&req.queue) {
@@ -62,16 +73,21 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         req.limit,
         req.held,
     );
-    let rows: Vec<String> = w
+    let rows: Vec<(String, bool)> = w
         .run(req.limit as usize, move |c| {
-            let mut stmt = prepare(c, &CLAIM)?;
-            let rows = stmt
-                .query_map(
-                    rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5],
-                    |r| r.get(0),
-                )
-                .map_err(lite)?;
-            rows.collect::<Result<_, _>>().map_err(lite)
+            let params = rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5];
+            let run = |sql: &str| -> Result<Vec<(String, bool)>, rusqlite::Error> {
+                tracing::debug!(target: "errand_sqlite::query", statement = sql);
+                let mut stmt = c.prepare_cached(sql)?;
+                let rows = stmt.query_map(params, |r| r.get_ref(0).map(claimed_text))?;
+                rows.collect()
+            };
+            match run(&CLAIM) {
+                // The failed statement changed nothing: claim again, reading every column
+                // guarded, so the row that failed it is discarded and the rest run.
+                Err(e) if refused_blob(&e) => run(&CLAIM_GUARDED).map_err(lite),
+                other => other.map_err(lite),
+            }
         })
         .await?;
     // Decoding needs no turn: let the completer write meanwhile.
@@ -80,7 +96,11 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         s.metered.learn(&req.queue, true);
         return metered(s, req).await;
     }
-    decoded(s, req, lease_until, &rows).await
+    let jobs = rows
+        .iter()
+        .map(|row| decode_claimed_text(row, req, lease_until))
+        .collect::<Result<Vec<_>, _>>()?;
+    checked(s, req, jobs).await
 }
 
 /// Whether `queue`'s record holds a per-key or rate limit.
@@ -96,19 +116,14 @@ async fn is_metered(s: &SqliteStore, queue: &str) -> Result<bool, StoreError> {
     Ok(found.is_some())
 }
 
-/// The claimed rows decoded, the unreadable ones discarded.
-async fn decoded(
+/// The claimed jobs in claim order, the unreadable ones discarded.
+async fn checked(
     s: &SqliteStore,
     req: &ClaimRequest,
-    lease_until: DateTime<Utc>,
-    rows: &[String],
+    jobs: Vec<JobRow>,
 ) -> Result<Vec<JobRow>, StoreError> {
-    let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
-        .iter()
-        .map(|text| decode_claimed(text, req, lease_until))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .partition(|j| j.corrupt.is_none());
+    let (mut jobs, unreadable): (Vec<_>, Vec<_>) =
+        jobs.into_iter().partition(|j| j.corrupt.is_none());
     for job in unreadable {
         // On failure the job's lease runs out and the rescuer retries it; it is met
         // again at its next claim. The readable jobs are returned either way.
@@ -153,9 +168,9 @@ async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, Sto
         "UPDATE errand_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1, \
          attempted_by = ?2, lease_expires_at = ?3 \
          WHERE id IN (SELECT value FROM json_each(?4)) AND state = 'available' \
-         RETURNING {CLAIMED}"
+         RETURNING CAST({CLAIMED_GUARDED} AS BLOB)"
     );
-    let rows: Vec<String> = sqlx::query_scalar(&sql)
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(&sql)
         .bind(micros(req.now))
         .bind(&req.worker_id)
         .bind(micros(lease_until))
@@ -177,7 +192,11 @@ async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, Sto
     }
     tx.commit().await.map_err(db)?;
     drop(w);
-    decoded(s, req, lease_until, &rows).await
+    let jobs = rows
+        .iter()
+        .map(|bytes| decode_claimed_text(&claimed_bytes(bytes), req, lease_until))
+        .collect::<Result<Vec<_>, _>>()?;
+    checked(s, req, jobs).await
 }
 
 /// A queue record and its meter, from [`QUEUE_COLUMNS`] followed by the meter's columns.

@@ -496,6 +496,46 @@ async fn values_that_cannot_round_trip_are_refused_alike_and_write_nothing<S: St
     assert_eq!(all, 1, "only the job that fits was written");
 }
 
+/// `n` readable jobs and one more, to be made unreadable: their ids.
+async fn good_and_bad<S: Store + Clone>(
+    client: &Client<S>,
+    n: u32,
+) -> (Vec<errand::JobId>, errand::JobId) {
+    let good: Vec<_> = client
+        .enqueue_many((0..n).map(|n| Echo { n }))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let bad = client.enqueue(Echo { n: 99 }).await.unwrap().id;
+    (good, bad)
+}
+
+/// Runs a worker on `default` until each of `good` completed once and `bad` was discarded
+/// without running; returns `bad`'s row.
+async fn run_past_unreadable<S: Store + Clone>(
+    store: &S,
+    good: &[errand::JobId],
+    bad: errand::JobId,
+) -> errand::JobRow {
+    let probe = Probe::default();
+    let worker = builder(store.clone(), probe.clone())
+        .queue("default", 4)
+        .build()
+        .unwrap()
+        .start();
+    for &id in good {
+        let row = wait_state(store, id, JobState::Completed).await;
+        assert_eq!(row.attempt, 1);
+    }
+    let row = wait_state(store, bad, JobState::Discarded).await;
+    worker.shutdown().await;
+    assert_eq!(probe.runs(bad), 0, "the unreadable job never ran");
+    assert!(good.iter().all(|&id| probe.runs(id) == 1));
+    row
+}
+
 /// Enqueues 30 readable jobs and one made unreadable behind the store's back, then lets a
 /// worker claim them together: the unreadable one is discarded with its column named, the
 /// 30 run once each, and the row still lists, shows and cancels.
@@ -504,14 +544,7 @@ async fn one_unreadable_row_affects_only_itself<S: Store + Clone>(
     corrupt: impl AsyncFnOnce(errand::JobId, errand::JobId),
 ) {
     let client = Client::new(store.clone());
-    let good: Vec<_> = client
-        .enqueue_many((0..30).map(|n| Echo { n }))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    let bad = client.enqueue(Echo { n: 99 }).await.unwrap().id;
+    let (good, bad) = good_and_bad(&client, 30).await;
     // A second unreadable job on a queue no worker runs, for the operator's commands.
     let idle = client
         .enqueue_with(Echo { n: 100 }, errand::JobOptions::new().queue("idle"))
@@ -530,26 +563,13 @@ async fn one_unreadable_row_affects_only_itself<S: Store + Clone>(
         .clone()
         .expect("the row says it is unreadable");
     assert!(problem.contains("column backoff"), "{problem}");
-    let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
-        .queue("default", 4)
-        .build()
-        .unwrap()
-        .start();
-    for &id in &good {
-        let row = wait_state(&store, id, JobState::Completed).await;
-        assert_eq!(row.attempt, 1);
-    }
-    let row = wait_state(&store, bad, JobState::Discarded).await;
-    worker.shutdown().await;
-    assert_eq!(probe.runs(bad), 0, "the unreadable job never ran");
+    let row = run_past_unreadable(&store, &good, bad).await;
     let last = row.errors.last().expect("an error is recorded");
     assert!(
         last.message.contains("could not be read") && last.message.contains("column backoff"),
         "{}",
         last.message
     );
-    assert!(good.iter().all(|&id| probe.runs(id) == 1));
     match store.cancel(idle, chrono::Utc::now()).await.unwrap() {
         errand::CancelResult::Cancelled(row) => assert!(row.corrupt.is_some()),
         other => panic!("{other:?}"),
@@ -574,6 +594,46 @@ async fn one_unreadable_row_affects_only_itself_sqlite() {
         }
     })
     .await;
+}
+
+/// SQLite stores any value in any column: a BLOB where the arguments belong and text that is
+/// not UTF-8 where the tags belong (written behind the store's back) make that one job
+/// unreadable — discarded with the columns named — while the claim that took it runs the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_where_text_belongs_affects_only_its_job_sqlite() {
+    a_blob_where_text_belongs(false).await;
+}
+
+/// The same, on a queue under a per-key limit, which is claimed in a transaction of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_where_text_belongs_affects_only_its_job_metered_sqlite() {
+    a_blob_where_text_belongs(true).await;
+}
+
+async fn a_blob_where_text_belongs(metered: bool) {
+    let (store, _dir) = sqlite().await;
+    let client = Client::new(store.clone());
+    if metered {
+        client
+            .set_queue_limits("default", errand::QueueLimits::default().max_per_key(2))
+            .await
+            .unwrap();
+    }
+    let (good, bad) = good_and_bad(&client, 10).await;
+    sqlx::query(
+        "UPDATE errand_jobs SET args = X'00FF10', tags = CAST(X'FFFE' AS TEXT) WHERE id = ?",
+    )
+    .bind(bad)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let row = run_past_unreadable(&store, &good, bad).await;
+    let last = row.errors.last().expect("an error is recorded");
+    assert!(
+        last.message.contains("column args") && last.message.contains("column tags"),
+        "{}",
+        last.message
+    );
 }
 
 #[cfg(feature = "postgres")]
