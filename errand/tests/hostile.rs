@@ -627,6 +627,11 @@ async fn a_blob_where_text_belongs(metered: bool) {
     .execute(store.pool())
     .await
     .unwrap();
+    let shown = store.get(bad).await.unwrap().expect("the row reads");
+    let problem = shown.corrupt.expect("the row says it is unreadable");
+    assert!(problem.contains("column args"), "{problem}");
+    let listed = store.list(&errand::ListFilter::default()).await.unwrap();
+    assert_eq!(listed.len(), 11, "list reads past the bad row");
     let row = run_past_unreadable(&store, &good, bad).await;
     let last = row.errors.last().expect("an error is recorded");
     assert!(
