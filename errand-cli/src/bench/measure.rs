@@ -105,6 +105,8 @@ pub(crate) fn percentiles(micros: &[u64], floor_ms: f64) -> Option<super::Latenc
         p95: ms(0.95),
         p99: ms(0.99),
         floor_ms,
+        enqueue_p50: 0.0,
+        after_enqueue_p50: 0.0,
         samples: micros.len() as u64,
     })
 }
