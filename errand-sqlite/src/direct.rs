@@ -271,3 +271,77 @@ impl Direct {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn opened() -> (Direct, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("direct.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER NOT NULL);")
+            .unwrap();
+        (Direct::open(&path, Duration::from_secs(5)).unwrap(), dir)
+    }
+
+    fn count(c: &mut Connection) -> Result<i64, StoreError> {
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .map_err(lite)
+    }
+
+    #[tokio::test]
+    async fn a_write_that_panics_is_an_error_and_the_connection_goes_on() {
+        let (direct, _dir) = opened().await;
+        for short in [false, true] {
+            let panicked = |_: &mut Connection| -> Result<(), StoreError> { panic!("boom") };
+            let e = if short {
+                direct.run_short(panicked).await
+            } else {
+                direct.run(panicked).await
+            }
+            .expect_err("a panic is an error");
+            assert!(e.to_string().contains("panicked: boom"), "{e}");
+        }
+        let n = direct
+            .run(|c| {
+                c.execute("INSERT INTO t VALUES (1)", []).map_err(lite)?;
+                count(c)
+            })
+            .await
+            .expect("the thread and the connection outlive the panics");
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_inside_a_transaction_is_rolled_back() {
+        let (direct, _dir) = opened().await;
+        for short in [false, true] {
+            let failing = |c: &mut Connection| -> Result<(), StoreError> {
+                c.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+                    .map_err(lite)?;
+                // NOT NULL: fails with the transaction open.
+                c.execute("INSERT INTO t VALUES (NULL)", []).map_err(lite)?;
+                c.execute_batch("COMMIT").map_err(lite)
+            };
+            let e = if short {
+                direct.run_short(failing).await
+            } else {
+                direct.run(failing).await
+            }
+            .expect_err("the constraint fails the write");
+            assert!(matches!(e, StoreError::Rejected(_)), "{e:?}");
+        }
+        // Nothing of either attempt stayed, and the next write is not inside their
+        // transaction.
+        let n = direct
+            .run_short(|c| {
+                assert!(c.is_autocommit(), "a transaction was left open");
+                count(c)
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}
