@@ -5,7 +5,19 @@ use std::time::Duration;
 use errand_core::{JobId, JobRow, Store};
 use serde::de::DeserializeOwned;
 
-use crate::{Client, ResultError};
+use crate::{Client, Produces, ResultError};
+
+/// The output of `row`, a job of type `J` (see [`Produces`]).
+fn output_of<J: Produces>(row: &JobRow) -> Result<Option<J::Output>, ResultError> {
+    if row.kind != J::KIND {
+        return Err(ResultError::Kind {
+            id: row.id,
+            expected: J::KIND,
+            found: row.kind.clone(),
+        });
+    }
+    Ok(row.result_as()?)
+}
 
 /// First pause between looks at a waited-on job where the store hears other processes
 /// (Postgres `NOTIFY`, memory): only a safety net for a notification sent before this
@@ -34,6 +46,47 @@ impl<S: Store> Client<S> {
             .await?
             .ok_or(ResultError::NotFound(id))?;
         Ok(row.result_as()?)
+    }
+
+    /// What job `id`, a `J`, returned (see [`Produces`]): `None` while it has not completed.
+    /// Fails with [`ResultError::Kind`] when job `id` is of another kind, and
+    /// [`ResultError::Type`] when what it stored does not read as `J::Output`.
+    ///
+    /// ```
+    /// # use errand::{Client, Job, JobContext, JobError, MemoryStore, Outcome, Produces};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct FetchPage;
+    /// # impl Job for FetchPage {
+    /// #     const KIND: &'static str = "fetch_page"; type State = ();
+    /// #     async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> { Ok(Outcome::Complete) }
+    /// # }
+    /// # impl Produces for FetchPage { type Output = u16; }
+    /// # async fn f(client: Client<MemoryStore>, id: i64) -> Result<(), errand::ResultError> {
+    /// let status: Option<u16> = client.output::<FetchPage>(id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn output<J: Produces>(&self, id: JobId) -> Result<Option<J::Output>, ResultError> {
+        let row = self
+            .store()
+            .get(id)
+            .await?
+            .ok_or(ResultError::NotFound(id))?;
+        output_of::<J>(&row)
+    }
+
+    /// Waits until job `id`, a `J`, ends (as [`wait`](Self::wait) does) and returns its
+    /// output. Fails with [`ResultError::NoOutput`] when it was discarded or cancelled, or
+    /// completed without a value, and as [`output`](Self::output) does otherwise.
+    pub async fn wait_output<J: Produces>(
+        &self,
+        id: JobId,
+        timeout: Duration,
+    ) -> Result<J::Output, ResultError> {
+        let row = self.wait(id, timeout).await?;
+        output_of::<J>(&row)?.ok_or_else(|| ResultError::NoOutput {
+            id,
+            state: row.state,
+            reason: row.errors.last().map(|e| e.message.clone()),
+        })
     }
 
     /// Waits until job `id` reaches a final state (completed, discarded or cancelled) and

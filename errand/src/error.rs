@@ -179,6 +179,34 @@ pub enum ResultError {
     /// The stored result is not of the type asked for.
     #[error(transparent)]
     Type(#[from] errand_core::ResultTypeError),
+    /// The job is of another kind than the one whose output was asked for
+    /// ([`Client::output`](crate::Client::output)).
+    #[error(
+        "job {id} is of kind {found}, not {expected}: ask for the output of the job type that \
+         enqueued it"
+    )]
+    Kind {
+        /// The job.
+        id: JobId,
+        /// The kind asked for (`J::KIND`).
+        expected: &'static str,
+        /// The job's kind.
+        found: String,
+    },
+    /// The job ended without an output: discarded, cancelled, or completed without a value
+    /// ([`Client::wait_output`](crate::Client::wait_output)).
+    #[error(
+        "job {id} ended {state} without an output{}: see `errand jobs show {id}`",
+        reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+    )]
+    NoOutput {
+        /// The job.
+        id: JobId,
+        /// How it ended.
+        state: errand_core::JobState,
+        /// Its last recorded error, if any.
+        reason: Option<String>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

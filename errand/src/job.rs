@@ -70,6 +70,39 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
     }
 }
 
+/// A job whose result has a type: the job returns it with [`Outcome::output`] and anyone reads
+/// it back typed with [`Client::output`](crate::Client::output) or
+/// [`Client::wait_output`](crate::Client::wait_output), which check that the job is of this
+/// kind. (Workflows will read a dependency's output through it: issue 17.)
+///
+/// ```
+/// use errand::{Job, JobContext, JobError, Outcome, Produces};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct FetchPage { url: String }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Page { status: u16, bytes: usize }
+///
+/// impl Job for FetchPage {
+///     const KIND: &'static str = "fetch_page";
+///     type State = ();
+///     async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> {
+///         let page = Page { status: 200, bytes: self.url.len() }; // …fetch it…
+///         Ok(Outcome::output::<Self>(&page))
+///     }
+/// }
+///
+/// impl Produces for FetchPage {
+///     type Output = Page;
+/// }
+/// ```
+pub trait Produces: Job {
+    /// What a completed run returns.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+}
+
 /// How a run ended, as a value: the runtime records it on the job.
 ///
 /// **`Outcome::cancel`/`discard` or `JobError::cancel`/`discard`?** They end the job the same
@@ -134,6 +167,13 @@ impl Outcome {
     /// ```
     pub fn complete_with<T: Serialize + ?Sized>(value: &T) -> Self {
         Outcome::CompleteWith(JobResult::new(value))
+    }
+
+    /// Done with the output of job type `J` (see [`Produces`]): the same as
+    /// [`complete_with`](Self::complete_with), with the value's type checked against the
+    /// job's at compile time (`Outcome::output::<Self>(&page)`).
+    pub fn output<J: Produces>(value: &J::Output) -> Self {
+        Outcome::complete_with(value)
     }
 
     /// Retry after the job's backoff.

@@ -37,7 +37,7 @@ pub use errand_postgres::sqlx;
 #[cfg(feature = "sqlite")]
 pub use errand_sqlite::sqlx;
 pub use error::{EnqueueError, JobError, ResultError, StoreError, WorkerError};
-pub use job::{Job, JobResult, Outcome};
+pub use job::{Job, JobResult, Outcome, Produces};
 pub use memory::MemoryStore;
 pub use options::{JobOptions, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, MAX_ATTEMPTS_LIMIT};
 pub use payload::MAX_PAYLOAD_DEPTH;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::sqlite;
 use errand::store::Store;
 use errand::{
-    Client, Job, JobContext, JobError, JobState, Outcome, ResultError, Worker, WorkerHandle,
+    Client, Job, JobContext, JobError, JobState, Outcome, Produces, ResultError, Worker,
+    WorkerHandle,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -39,12 +40,16 @@ impl Job for Summarize {
             let done = f64::from(i) * 100.0 / f64::from(self.steps);
             cx.progress(done, format!("{i} of {}", self.steps)).await;
         }
-        Ok(Outcome::complete_with(&Summary {
+        Ok(Outcome::output::<Self>(&Summary {
             pages: self.steps,
             title: "naïve \"quotes\" <b>".into(),
             ratio: 0.1 + 0.2,
         }))
     }
+}
+
+impl Produces for Summarize {
+    type Output = Summary;
 }
 
 /// Returns a value that cannot be stored.
@@ -63,6 +68,10 @@ impl Job for Unstorable {
             Unstorable::Huge => Outcome::complete_with(&"x".repeat(errand::MAX_RESULT_LEN)),
         })
     }
+}
+
+impl Produces for Unstorable {
+    type Output = Vec<f64>;
 }
 
 /// Starts, says so, and completes with a summary when the test releases it.
@@ -134,6 +143,39 @@ async fn a_result_comes_back_typed_with_the_last_progress<S: Store + Clone>(stor
             );
         }
         other => panic!("expected a type error, got {other:?}"),
+    }
+    handle.shutdown().await;
+}
+
+on_every_store!(an_output_comes_back_typed_by_its_job);
+
+/// `Produces`: the output read by job type, a job of another kind refused with both kinds
+/// named, and a job that ended without an output said so with its reason.
+async fn an_output_comes_back_typed_by_its_job<S: Store + Clone>(store: S) {
+    let client = Client::new(store.clone());
+    let handle = worker(store, Gate::default());
+    let id = client.enqueue(Summarize { steps: 3 }).await.unwrap().id;
+    let summary = client.wait_output::<Summarize>(id, WAIT).await.unwrap();
+    assert_eq!((summary.pages, summary.ratio), (3, 0.1 + 0.2));
+    assert_eq!(client.output::<Summarize>(id).await.unwrap(), Some(summary));
+    match client.output::<Unstorable>(id).await {
+        Err(e @ ResultError::Kind { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("job {id} is of kind summarize, not unstorable")),
+                "{text}"
+            );
+        }
+        other => panic!("expected a kind error, got {other:?}"),
+    }
+    let nan = client.enqueue(Unstorable::NaN).await.unwrap().id;
+    match client.wait_output::<Unstorable>(nan, WAIT).await {
+        Err(ResultError::NoOutput { id, state, reason }) => {
+            assert_eq!((id, state), (nan, JobState::Discarded));
+            let reason = reason.expect("the discard's reason");
+            assert!(reason.contains("NaN"), "{reason}");
+        }
+        other => panic!("expected no output, got {other:?}"),
     }
     handle.shutdown().await;
 }
