@@ -35,8 +35,13 @@ pub(crate) async fn insert(
     }
     let mut conn = s.inner.pool.acquire().await.map_err(db)?;
     let done = insert_on(s, &mut conn, &jobs, now).await?;
-    for q in &done.woken {
-        s.inner.signals.notify(q);
+    // While this process listens, the insert's own `NOTIFY` wakes its producers (sent at
+    // commit, it often arrives before the insert's answer): waking them here too made each
+    // job at low rates cost one more, empty, claim.
+    if !s.is_listening() {
+        for q in &done.woken {
+            s.inner.signals.notify(q);
+        }
     }
     if done.scheduled {
         s.inner.signals.notify_scheduled();

@@ -3,6 +3,7 @@
 //! with backoff after losing it. Whenever it starts listening (first time or after a
 //! reconnect) it wakes every queue, since notifications sent before were not heard.
 
+use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ pub(crate) async fn run(inner: Weak<Inner>, opts: PgConnectOptions, channel: Str
         match listen(&inner, &opts, &channel).await {
             Ok(()) => return, // the store is gone
             Err(e) => {
+                if let Some(i) = inner.upgrade() {
+                    i.listening.store(false, Ordering::SeqCst);
+                }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
                     "errand LISTEN connection failed; polling until it is back");
             }
@@ -47,8 +51,12 @@ async fn listen(
     listener.listen(channel).await?;
     tracing::debug!(channel, "errand listening for job notifications");
     // Jobs inserted before LISTEN took effect sent notifications nobody heard: look once.
+    // From here on this process's own inserts are heard too, and need no in-process wake.
     match inner.upgrade() {
-        Some(i) => i.signals.notify_all(),
+        Some(i) => {
+            i.listening.store(true, Ordering::SeqCst);
+            i.signals.notify_all()
+        }
         None => return Ok(()),
     }
     loop {

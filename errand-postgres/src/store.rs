@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub(crate) channel: String,
     pub(crate) signals: QueueSignals,
     pub(crate) listener: OnceLock<tokio::task::JoinHandle<()>>,
+    /// Whether this process's `LISTEN` connection is listening now (see `listener.rs`),
+    /// shared like the signals.
+    pub(crate) listening: Arc<std::sync::atomic::AtomicBool>,
     /// The database's clock, shared with handles made by [`PgStore::with_own_pool`].
     pub(crate) clock: Arc<DbClock>,
     /// Queues last seen metered (see `claim.rs`), shared like the clock.
@@ -171,11 +174,22 @@ impl PgStore {
                 channel: self.inner.channel.clone(),
                 signals: self.inner.signals.clone(),
                 listener: OnceLock::new(),
+                listening: self.inner.listening.clone(),
                 clock: self.inner.clock.clone(),
                 metered: self.inner.metered.clone(),
                 floors: self.inner.floors.clone(),
             }),
         }
+    }
+
+    /// Whether this process's `LISTEN` connection is listening now: `NOTIFY`s from any process
+    /// (this one's inserts included) wake its workers. `false` before [`listen`](Self::listen)
+    /// and while the connection is being re-established, when workers are woken in-process
+    /// and by polling instead. A health check may report it.
+    pub fn is_listening(&self) -> bool {
+        self.inner
+            .listening
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Starts this process's `LISTEN` connection (once; later calls do nothing). Workers
@@ -257,6 +271,7 @@ impl PgStoreBuilder {
                 pool,
                 signals: QueueSignals::default(),
                 listener: OnceLock::new(),
+                listening: Arc::default(),
                 clock: Arc::default(),
                 metered: Default::default(),
                 floors: Default::default(),
