@@ -520,11 +520,7 @@ async fn run_past_unreadable<S: Store + Clone>(
     bad: errand::JobId,
 ) -> errand::JobRow {
     let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
-        .queue("default", 4)
-        .build()
-        .unwrap()
-        .start();
+    let worker = started(store.clone(), probe.clone());
     for &id in good {
         let row = wait_state(store, id, JobState::Completed).await;
         assert_eq!(row.attempt, 1);

@@ -57,11 +57,7 @@ async fn an_enqueue_in_the_workers_process_costs_one_claim() {
     let store = scratch_store().await;
     let client = Client::new(store.clone());
     let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
-        .queue("default", 4)
-        .build()
-        .unwrap()
-        .start();
+    let worker = started(store.clone(), probe.clone());
     wait_for("the worker to listen", Duration::from_secs(10), || async {
         store.is_listening()
     })

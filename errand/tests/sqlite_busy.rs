@@ -36,11 +36,7 @@ async fn worker_rides_out_a_locked_file() {
         .unwrap();
     let client = Client::new(store.clone());
     let probe = Probe::default();
-    let worker = builder(store.clone(), probe.clone())
-        .queue("default", 4)
-        .build()
-        .unwrap()
-        .start();
+    let worker = started(store.clone(), probe.clone());
     client
         .enqueue_many((0..50).map(|n| Echo { n }))
         .await

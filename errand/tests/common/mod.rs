@@ -173,6 +173,15 @@ impl Job for Cruncher {
     }
 }
 
+/// A worker of [`builder`] on `default` at concurrency 4, started.
+pub fn started<S: Store>(store: S, probe: Probe) -> errand::WorkerHandle {
+    builder(store, probe)
+        .queue("default", 4)
+        .build()
+        .unwrap()
+        .start()
+}
+
 /// Registers every test job.
 pub fn builder<S: Store>(store: S, probe: Probe) -> WorkerBuilder<S, Probe> {
     Worker::builder(store, probe)
