@@ -27,7 +27,7 @@ pub(crate) fn leases_json(leases: &[LeaseRef]) -> String {
 
 /// The running jobs of the leases bound as `[[id, attempt], …]` ([`leases_json`]), for an
 /// `UPDATE errand_jobs SET … {LEASE_MATCH}`: a lookup by id per lease (see
-/// `outcome::complete_leases`).
+/// `outcome::complete`).
 pub(crate) const LEASE_MATCH: &str =
     "FROM (SELECT value ->> 0 AS lease_id, value ->> 1 AS lease_attempt \
      FROM json_each(?)) AS u \
