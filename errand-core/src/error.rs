@@ -66,6 +66,9 @@ pub enum StoreError {
         /// What is allowed.
         reason: String,
     },
+    /// A workflow that cannot be inserted as given (nothing was written).
+    #[error(transparent)]
+    Workflow(#[from] crate::WorkflowError),
     /// A stored row could not be read back (hand-edited or corrupt column).
     #[error("job {id} has a corrupt column: {reason}")]
     Corrupt {

@@ -29,6 +29,7 @@ mod store;
 mod tally;
 mod time;
 mod unique;
+mod workflow;
 
 pub use audit::{AuditEntry, NewAudit, MAX_AUDIT_DETAIL, MAX_AUDIT_FIELD};
 pub use backoff::Backoff;
@@ -58,6 +59,11 @@ pub use store::{ClaimRequest, Store};
 pub use tally::{minute_of, MinuteCount, TALLY_KEPT};
 pub use time::{earlier, is_clamped, later, MAX_DELAY};
 pub use unique::{unique_expired, UniqueStates, UNIQUE_HOLDS_SQL};
+pub use workflow::{
+    cancelled_by_message, check_workflow, plan_workflow, DepOutput, ExistingStep, NewStep,
+    NewWorkflow, PlannedEdge, PlannedStep, StepDep, StepEdge, WorkflowError, WorkflowPlan,
+    WorkflowRecord, WorkflowStep, WorkflowSummary, MAX_STEP_LEN, MAX_WORKFLOW_STEPS,
+};
 
 /// Longest queue name accepted (bytes).
 pub const MAX_QUEUE_LEN: usize = 128;

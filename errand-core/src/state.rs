@@ -3,13 +3,17 @@ use std::str::FromStr;
 
 /// Where a job is in its lifecycle: `scheduled` or `available` until claimed, `running`,
 /// then `completed`, `retryable` (back to `available` when its backoff is over), `discarded`
-/// or `cancelled`.
+/// or `cancelled`. A workflow step starts `pending` while jobs it depends on have not
+/// completed.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum JobState {
+    /// A workflow step waiting for the jobs it depends on: not claimable, not counted as
+    /// available; it becomes `available` (or `scheduled`) when the last one completes.
+    Pending,
     /// Waiting for its `run_at` (delayed, or snoozed).
     Scheduled,
     /// Ready to be claimed.
@@ -28,7 +32,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
+        JobState::Pending,
         JobState::Scheduled,
         JobState::Available,
         JobState::Running,
@@ -41,6 +46,7 @@ impl JobState {
     /// The name stored in the database and shown by the CLI.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Pending => "pending",
             JobState::Scheduled => "scheduled",
             JobState::Available => "available",
             JobState::Running => "running",
@@ -68,7 +74,7 @@ impl fmt::Display for JobState {
 
 /// A state name that is not one of [`JobState::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown job state '{0}': expected one of scheduled, available, running, retryable, completed, discarded, cancelled")]
+#[error("unknown job state '{0}': expected one of pending, scheduled, available, running, retryable, completed, discarded, cancelled")]
 pub struct ParseStateError(pub String);
 
 impl FromStr for JobState {

@@ -11,12 +11,14 @@ use crate::JobState;
 ///
 /// | group | index | serves |
 /// |---|---|---|
+/// | pending | `(queue, id)` | counts and lists of waiting workflow steps |
 /// | available | `(queue, priority, run_at, id)` | claims, counts per queue |
 /// | running | `(lease_expires_at)` | the rescuer, counts |
 /// | scheduled, retryable | `(run_at, state, queue)` | the scheduler, counts per queue |
 /// | discarded, cancelled | `(queue, id)` | lists of failed jobs |
 /// | completed | none (pruned by `finalized_at`) | lists walk ids backwards |
-pub const STATE_INDEX_GROUPS: [&[JobState]; 5] = [
+pub const STATE_INDEX_GROUPS: [&[JobState]; 6] = [
+    &[JobState::Pending],
     &[JobState::Available],
     &[JobState::Running],
     &[JobState::Scheduled, JobState::Retryable],
@@ -105,6 +107,7 @@ mod tests {
         assert_eq!(
             state_predicates(&non_final),
             vec![
+                "state = 'pending'",
                 "state = 'available'",
                 "state = 'running'",
                 "(state = 'scheduled' OR state = 'retryable')"

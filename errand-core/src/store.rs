@@ -114,8 +114,48 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes a job that is not running `available` at `now`, granting one more attempt when
     /// its attempts are used up. Returns the job as it now is; `None` when no such job exists.
-    /// A running job is returned unchanged.
+    /// A running or pending job is returned unchanged. A workflow step whose dependencies
+    /// have not all settled goes back to `pending` instead; a failed job's dependents that
+    /// its failure cancelled wait for it again.
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError>;
+
+    /// Inserts the steps of a workflow at `now`, all or none: a new workflow, or steps added
+    /// to an existing one whose steps they may depend on (a running step fanning out). Checks
+    /// it ([`check_workflow`](crate::check_workflow)), locks the existing steps depended on,
+    /// allocates ids and writes what [`plan_workflow`](crate::plan_workflow) says. Returns
+    /// the new jobs' ids in `wf.steps` order. Wakes the queues of steps made available.
+    ///
+    /// From then on, recording a step's outcome settles its dependents in the same statement
+    /// or transaction: a completion decrements each dependent's `waiting_on` and makes the
+    /// step that reaches 0 `available` (or `scheduled` when its `run_at` is later) exactly
+    /// once; a discard or cancel cancels the dependents on edges without `ignore_failure`
+    /// (recorded in their errors, cascading) and settles the others; a hand retry of a
+    /// failed job revives the dependents it cancelled.
+    async fn insert_workflow(
+        &self,
+        wf: &crate::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError>;
+
+    /// A workflow and every step of it, by job id; `None` when no such workflow exists.
+    async fn workflow(&self, id: &str) -> Result<Option<crate::WorkflowRecord>, StoreError>;
+
+    /// Workflows newest first, with their counts per state: up to `limit` (0 means 50),
+    /// created before the workflow `before` when given (keyset paging).
+    async fn workflows(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<crate::WorkflowSummary>, StoreError>;
+
+    /// Cancels every job of workflow `id` that is not final, at `now`. Returns how many.
+    async fn cancel_workflow(&self, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// The workflow and step name of job `id`, when it is a workflow step.
+    async fn job_step(&self, id: JobId) -> Result<Option<(String, String)>, StoreError>;
+
+    /// The dependencies of job `id` with their kinds, states and results, by step name.
+    async fn dependency_outputs(&self, id: JobId) -> Result<Vec<crate::DepOutput>, StoreError>;
 
     /// Pauses or resumes `queue` at `now`, creating its record on first use, and returns
     /// the record. A paused queue's jobs are not claimed (running ones finish); the store
@@ -371,6 +411,32 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         (**self).retry_now(id, now).await
+    }
+    async fn insert_workflow(
+        &self,
+        wf: &crate::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        (**self).insert_workflow(wf, now).await
+    }
+    async fn workflow(&self, id: &str) -> Result<Option<crate::WorkflowRecord>, StoreError> {
+        (**self).workflow(id).await
+    }
+    async fn workflows(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<crate::WorkflowSummary>, StoreError> {
+        (**self).workflows(limit, before).await
+    }
+    async fn cancel_workflow(&self, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        (**self).cancel_workflow(id, now).await
+    }
+    async fn job_step(&self, id: JobId) -> Result<Option<(String, String)>, StoreError> {
+        (**self).job_step(id).await
+    }
+    async fn dependency_outputs(&self, id: JobId) -> Result<Vec<crate::DepOutput>, StoreError> {
+        (**self).dependency_outputs(id).await
     }
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         (**self).delete(id).await

@@ -22,6 +22,8 @@ impl UniqueStates {
     /// The bit of `state` (also spelled out in [`UNIQUE_HOLDS_SQL`]).
     pub const fn bit(state: JobState) -> u8 {
         match state {
+            // A workflow step carries no unique key (the client refuses one).
+            JobState::Pending => 0,
             JobState::Scheduled => 1,
             JobState::Available => 2,
             JobState::Running => 4,

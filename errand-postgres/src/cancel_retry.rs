@@ -44,14 +44,14 @@ pub(crate) async fn retry_now(
         .execute(&s.inner.pool)
         .await
         .map_err(db)?;
-    let queue: Option<String> = sqlx::query_scalar(&s.inner.sql.retry)
+    let queue: Option<Option<String>> = sqlx::query_scalar(&s.inner.sql.retry)
         .bind(now)
         .bind(id)
         .bind(&s.inner.channel)
         .fetch_optional(&s.inner.pool)
         .await
         .map_err(db)?;
-    if let Some(q) = &queue {
+    if let Some(Some(q)) = &queue {
         s.inner.signals.notify(q);
     }
     fetch(s, id).await

@@ -13,7 +13,7 @@ use errand_core::{
 use crate::store::PgStore;
 use crate::{
     audit, cancel_retry, claim, insert, leader, lease, list, outcome, presence, prune, queue,
-    reclaim, schedule, tally,
+    reclaim, schedule, tally, workflow,
 };
 
 #[async_trait]
@@ -80,6 +80,41 @@ impl Store for PgStore {
 
     async fn delete(&self, id: JobId) -> Result<DeleteResult, StoreError> {
         cancel_retry::delete(self, id).await
+    }
+
+    async fn insert_workflow(
+        &self,
+        wf: &errand_core::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        workflow::insert(self, wf, now).await
+    }
+
+    async fn workflow(&self, id: &str) -> Result<Option<errand_core::WorkflowRecord>, StoreError> {
+        workflow::workflow(self, id).await
+    }
+
+    async fn workflows(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<errand_core::WorkflowSummary>, StoreError> {
+        workflow::workflows(self, limit, before).await
+    }
+
+    async fn cancel_workflow(&self, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        workflow::cancel(self, id, now).await
+    }
+
+    async fn job_step(&self, id: JobId) -> Result<Option<(String, String)>, StoreError> {
+        workflow::job_step(self, id).await
+    }
+
+    async fn dependency_outputs(
+        &self,
+        id: JobId,
+    ) -> Result<Vec<errand_core::DepOutput>, StoreError> {
+        workflow::dependency_outputs(self, id).await
     }
 
     async fn set_queue_paused(

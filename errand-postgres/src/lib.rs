@@ -56,6 +56,7 @@ mod tally;
 #[doc(hidden)]
 pub mod testing;
 mod tx;
+mod workflow;
 
 pub use sqlx;
 pub use sqlx::postgres::{PgConnection, PgPool};

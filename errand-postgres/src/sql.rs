@@ -12,7 +12,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// a longer one (written by hand) cannot overflow an interval.
 const MAX_PERIOD_MS: u128 = errand_core::MAX_DELAY.as_millis();
 
-const NON_FINAL: &str = "('scheduled', 'available', 'running', 'retryable')";
+const NON_FINAL: &str = "('pending', 'scheduled', 'available', 'running', 'retryable')";
 const FINAL: &str = "('completed', 'discarded', 'cancelled')";
 
 #[derive(Debug)]
@@ -368,14 +368,19 @@ impl Sql {
                 "DELETE FROM {t} WHERE id = $1 AND state <> 'running' RETURNING {COLUMNS}"
             ),
             retry: format!(
-                "UPDATE {t} AS j SET state = 'available', run_at = $1, finalized_at = NULL,
+                // A workflow step whose dependencies have not all settled waits for them
+                // again (`pending`); the others become available and wake their queue.
+                "UPDATE {t} AS j SET state = CASE WHEN j.waiting_on > 0 THEN 'pending'
+                                                 ELSE 'available' END,
+                        run_at = $1, finalized_at = NULL,
                         lease_expires_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1),
                         result = NULL, progress = NULL
-                 WHERE j.id = $2 AND j.state <> 'running'
+                 WHERE j.id = $2 AND j.state <> 'running' AND j.state <> 'pending'
                    AND (j.unique_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM {t} o WHERE o.unique_key = j.unique_key AND o.id <> j.id
                         AND {holds_o}))
-                 RETURNING j.queue, pg_notify($3, j.queue)::text"
+                 RETURNING CASE WHEN j.state = 'available' THEN j.queue END,
+                           (CASE WHEN j.state = 'available' THEN pg_notify($3, j.queue) END)::text"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
             prune: format!(

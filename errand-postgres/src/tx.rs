@@ -42,6 +42,19 @@ impl PgStore {
             .results)
     }
 
+    /// Inserts a workflow's steps on the caller's transaction (`&mut *tx`) at `now`, a
+    /// time read from [`Store::now`](errand_core::Store::now): they exist, and producers
+    /// are notified, only when it commits. Must be a transaction: the existing steps the new
+    /// ones depend on stay locked until it ends. Returns the job ids in `wf.steps` order.
+    pub async fn insert_workflow_in_at(
+        &self,
+        conn: &mut PgConnection,
+        wf: &errand_core::NewWorkflow,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<errand_core::JobId>, StoreError> {
+        Ok(crate::workflow::insert_on(self, conn, wf, now).await?.ids)
+    }
+
     /// Marks the running attempt `lease` completed on the caller's transaction. Returns
     /// `false` when the attempt no longer holds the job (cancelled or rescued): the caller
     /// should then roll back its own writes.

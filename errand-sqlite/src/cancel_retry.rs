@@ -31,6 +31,7 @@ pub(crate) async fn cancel(
     match row {
         Some(row) => {
             s.signals.notify_ended();
+            s.settled_wake();
             Ok(CancelResult::Cancelled(decode(&row)?))
         }
         None => Ok(match fetch(s, id).await? {
@@ -59,15 +60,19 @@ pub(crate) async fn retry_now(
     // A final job whose unique key another job holds stays as it is. (The columns in the
     // subquery are `o`'s: names resolve to the innermost table first.)
     let sql = format!(
-        "UPDATE errand_jobs SET state = 'available', run_at = ?, finalized_at = NULL, \
+        // A workflow step whose dependencies have not all settled waits for them again.
+        "UPDATE errand_jobs SET \
+           state = CASE WHEN waiting_on > 0 THEN 'pending' ELSE 'available' END, \
+         run_at = ?, finalized_at = NULL, \
          lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1), \
          result = NULL, progress = NULL \
-         WHERE id = ? AND state != 'running' AND (unique_key IS NULL OR NOT EXISTS \
+         WHERE id = ? AND state != 'running' AND state != 'pending' \
+         AND (unique_key IS NULL OR NOT EXISTS \
            (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \
             AND o.id != errand_jobs.id AND {UNIQUE_HOLDS_SQL})) \
-         RETURNING queue"
+         RETURNING queue, state"
     );
-    let queue: Option<(String,)> = sqlx::query_as(&sql)
+    let queue: Option<(String, String)> = sqlx::query_as(&sql)
         .bind(micros(now))
         .bind(id)
         .fetch_all(&mut *tx)
@@ -76,8 +81,11 @@ pub(crate) async fn retry_now(
         .into_iter()
         .next();
     tx.commit().await.map_err(db)?;
-    if let Some((q,)) = &queue {
-        s.signals.notify(q);
+    if let Some((q, state)) = &queue {
+        if state == "available" {
+            s.signals.notify(q);
+        }
+        s.settled_wake();
     }
     fetch(s, id).await
 }

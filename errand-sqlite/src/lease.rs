@@ -103,6 +103,7 @@ pub(crate) async fn rescue_expired(
     tx.commit().await.map_err(db)?;
     if report.discarded > 0 {
         s.signals.notify_ended();
+        s.settled_wake();
     }
     Ok(report)
 }

@@ -45,6 +45,7 @@ mod store;
 mod tally;
 mod tx;
 mod url;
+mod workflow;
 
 pub use sqlx;
 pub use sqlx::sqlite::{SqliteConnection, SqlitePool};

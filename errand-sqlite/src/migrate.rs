@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_audit.sql")),
     (10, include_str!("../migrations/0010_workers.sql")),
     (11, include_str!("../migrations/0011_tallies.sql")),
+    (12, include_str!("../migrations/0012_workflows.sql")),
 ];
 
 /// The schema version this build needs.

@@ -49,11 +49,12 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
     let ended = completed.is_some();
     // On the store's own connection (see `direct`): a batch of completions alone commits
     // statement by statement; with other outcomes, all in one transaction.
-    let (applied, written) = w
+    let (applied, written, settled) = w
         .run(batch.len(), move |c| {
             // A failure before `COMMIT` is rolled back by `direct` (the call leaves no
             // transaction open).
             let in_tx = !others.is_empty();
+            let changes_before = c.total_changes();
             if in_tx {
                 c.execute_batch("BEGIN IMMEDIATE").map_err(lite)?;
             }
@@ -98,9 +99,15 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
             if in_tx {
                 c.execute_batch("COMMIT").map_err(lite)?;
             }
-            Ok((applied, written))
+            // More rows changed than the outcomes themselves: the workflow triggers
+            // settled dependents (released, cancelled) of some of these jobs.
+            let settled = c.total_changes() - changes_before > applied.len() as u64;
+            Ok((applied, written, settled))
         })
         .await?;
+    if settled {
+        s.settled_wake();
+    }
     let mut ended = ended;
     let mut scheduled = false;
     let mut woken = BTreeSet::new();

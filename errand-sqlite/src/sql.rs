@@ -7,7 +7,7 @@ use errand_core::{LeaseRef, StoreError};
 // see `errand_core::state_any`): SQLite uses a partial index only for a query that repeats
 // its predicate, and an `IN` list in a predicate costs more per row.
 pub(crate) const NON_FINAL: &str =
-    "(state = 'scheduled' OR state = 'available' OR state = 'running' OR state = 'retryable')";
+    "(state = 'pending' OR state = 'scheduled' OR state = 'available' OR state = 'running' OR state = 'retryable')";
 pub(crate) const FINAL: &str =
     "(state = 'completed' OR state = 'discarded' OR state = 'cancelled')";
 pub(crate) const DUE: &str = "(state = 'scheduled' OR state = 'retryable')";

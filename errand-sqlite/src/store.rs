@@ -159,6 +159,15 @@ impl SqliteStore {
     }
 
     /// The pool for reads, which need no turn (WAL readers never block the writer).
+    /// Wakes what settling a workflow step's dependents may have made due, after a write
+    /// that ended or revived a job outside the completion path (which counts the triggers'
+    /// changes): every queue's producers and the scheduler. Operator actions and rescues
+    /// are rare, so waking all costs less than asking which.
+    pub(crate) fn settled_wake(&self) {
+        self.signals.notify_all();
+        self.signals.notify_scheduled();
+    }
+
     pub(crate) fn reader(&self) -> &SqlitePool {
         &self.pool
     }

@@ -27,6 +27,23 @@ impl SqliteStore {
         self.insert_in_at(conn, jobs, Utc::now()).await
     }
 
+    /// Inserts a workflow's steps on the caller's transaction (`&mut *tx`) at `now`: they
+    /// exist only if it commits. Returns the job ids in `wf.steps` order. Producers of the
+    /// queues of steps due at once are woken now; the claim after the commit finds them.
+    /// Best in a transaction begun with `BEGIN IMMEDIATE`: in a deferred one, another
+    /// connection writing between this insert's reads and writes makes it fail as busy
+    /// (nothing written; retry the transaction).
+    pub async fn insert_workflow_in_at(
+        &self,
+        conn: &mut SqliteConnection,
+        wf: &errand_core::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<errand_core::JobId>, StoreError> {
+        let done = crate::workflow::insert_on(conn, wf, now).await?;
+        done.wake(self);
+        Ok(done.ids)
+    }
+
     /// Marks the running attempt `lease` completed on the caller's connection or
     /// transaction, together with the job's own writes: committed, the job never runs again.
     /// Returns `false` when the attempt no longer holds the job (cancelled, or rescued after

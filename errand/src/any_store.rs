@@ -138,6 +138,35 @@ impl Store for AnyStore {
     async fn retry_now(&self, id: JobId, now: DateTime<Utc>) -> Result<Option<JobRow>, StoreError> {
         each!(self, s => s.retry_now(id, now).await)
     }
+    async fn insert_workflow(
+        &self,
+        wf: &errand_core::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        each!(self, s => s.insert_workflow(wf, now).await)
+    }
+    async fn workflow(&self, id: &str) -> Result<Option<errand_core::WorkflowRecord>, StoreError> {
+        each!(self, s => s.workflow(id).await)
+    }
+    async fn workflows(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<errand_core::WorkflowSummary>, StoreError> {
+        each!(self, s => s.workflows(limit, before).await)
+    }
+    async fn cancel_workflow(&self, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.cancel_workflow(id, now).await)
+    }
+    async fn job_step(&self, id: JobId) -> Result<Option<(String, String)>, StoreError> {
+        each!(self, s => s.job_step(id).await)
+    }
+    async fn dependency_outputs(
+        &self,
+        id: JobId,
+    ) -> Result<Vec<errand_core::DepOutput>, StoreError> {
+        each!(self, s => s.dependency_outputs(id).await)
+    }
     async fn set_queue_paused(
         &self,
         queue: &str,

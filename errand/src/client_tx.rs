@@ -33,6 +33,14 @@ pub trait TxStore: Store + sealed::Sealed {
     ) -> impl Future<Output = Result<Vec<InsertResult>, StoreError>> + Send;
 
     #[doc(hidden)]
+    fn tx_insert_workflow(
+        &self,
+        conn: &mut Self::Connection,
+        wf: &errand_core::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<errand_core::JobId>, StoreError>> + Send;
+
+    #[doc(hidden)]
     fn tx_complete(
         &self,
         conn: &mut Self::Connection,
@@ -60,6 +68,15 @@ macro_rules! tx_store {
                 now: DateTime<Utc>,
             ) -> Result<Vec<InsertResult>, StoreError> {
                 self.insert_in_at(conn, jobs, now).await
+            }
+
+            async fn tx_insert_workflow(
+                &self,
+                conn: &mut $conn,
+                wf: &errand_core::NewWorkflow,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<errand_core::JobId>, StoreError> {
+                self.insert_workflow_in_at(conn, wf, now).await
             }
 
             async fn tx_complete(

@@ -102,6 +102,12 @@ impl<S> JobContext<S> {
         }
     }
 
+    /// The worker's store, when the job runs under a worker (not under `errand::testing`).
+    pub(crate) fn shared_store(&self) -> Option<Arc<dyn errand_core::Store>> {
+        let shared = self.attempt.shared.as_ref()?.upgrade()?;
+        Some(shared.store.clone())
+    }
+
     /// Reports how far the job got: `percent` (0–100; clamped, NaN records none) and what it
     /// is doing. Stored with the job, shown by `errand jobs show` and in
     /// [`JobRow::progress`](errand_core::JobRow::progress), kept after the job ends.

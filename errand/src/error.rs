@@ -149,6 +149,10 @@ pub enum EnqueueError {
         /// The limit.
         limit: usize,
     },
+    /// The workflow cannot be enqueued as given (a name, a cycle, a dependency on a step
+    /// that does not exist…); nothing was written.
+    #[error(transparent)]
+    Workflow(#[from] errand_core::WorkflowError),
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),

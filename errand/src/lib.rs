@@ -21,6 +21,7 @@ mod telemetry;
 pub mod testing;
 mod unique;
 mod worker;
+mod workflow;
 
 pub use any_store::AnyStore;
 /// The `chrono` errand's API takes times from (`JobOptions::run_at`): use this one, so
@@ -46,6 +47,7 @@ pub use signal::shutdown_signal;
 pub use telemetry::describe_metrics;
 pub use unique::Unique;
 pub use worker::{DrainReport, QueueOptions, ShutdownReport, Worker, WorkerBuilder, WorkerHandle};
+pub use workflow::{BatchCounts, Dep, EnqueuedWorkflow, OutputError, Workflow};
 
 pub use errand_core::{
     AuditEntry, Backoff, CancelResult, DeleteResult, ErrorRecord, JobId, JobRow, JobState, Leader,

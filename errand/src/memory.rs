@@ -4,6 +4,8 @@
 //! code tested against it behaves the same on SQLite and Postgres (except that nothing
 //! survives a restart).
 
+mod workflow;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -56,6 +58,10 @@ struct Inner {
     workers: HashMap<String, errand_core::WorkerRecord>,
     tally_mark: Option<DateTime<Utc>>,
     tallies: BTreeMap<(DateTime<Utc>, String, JobState), u64>,
+    /// Workflows: steps, edges, and the settling of dependents.
+    wf: workflow::Workflows,
+    /// Wake-ups owed by settling, fired once the lock is released.
+    wake: workflow::Wake,
 }
 
 /// One queue of the store during a metered claim (the lock held).
@@ -184,6 +190,7 @@ impl Inner {
                 set.remove(&old_key);
             }
         }
+        let old = row.state;
         row.state = state;
         if state == JobState::Available {
             self.available
@@ -194,6 +201,7 @@ impl Inner {
         if !row.unique_states.holds(state) {
             self.release_key(id);
         }
+        self.state_changed(id, old, state);
     }
 
     /// Lets go of the unique key job `id` holds, if it holds one.
@@ -378,7 +386,9 @@ impl Store for MemoryStore {
             });
             applied.push(f.lease.id);
         }
+        let settled = std::mem::take(&mut g.wake);
         drop(g);
+        settled.fire(&self.signals);
         for q in &woken {
             self.signals.notify(q);
         }
@@ -477,7 +487,9 @@ impl Store for MemoryStore {
                 }
             });
         }
+        let settled = std::mem::take(&mut g.wake);
         drop(g);
+        settled.fire(&self.signals);
         if report.discarded > 0 {
             self.signals.notify_ended();
         }
@@ -537,7 +549,9 @@ impl Store for MemoryStore {
             r.lease_expires_at = None;
         });
         let row = g.jobs[&id].clone();
+        let settled = std::mem::take(&mut g.wake);
         drop(g);
+        settled.fire(&self.signals);
         self.signals.notify_ended();
         Ok(CancelResult::Cancelled(row))
     }
@@ -762,6 +776,7 @@ impl Store for MemoryStore {
             return Ok(DeleteResult::Running(row.clone()));
         }
         let before = row.clone();
+        g.forget_step(id);
         // Through `set_state` to a final state, so the claim order and the unique key let
         // go of it; then gone.
         g.set_state(id, avail_key(&before), JobState::Cancelled);
@@ -775,7 +790,7 @@ impl Store for MemoryStore {
         let Some(row) = g.jobs.get(&id) else {
             return Ok(None);
         };
-        if row.state == JobState::Running {
+        if matches!(row.state, JobState::Running | JobState::Pending) {
             return Ok(Some(row.clone()));
         }
         if let Some(key) = row.unique_key.clone() {
@@ -786,7 +801,13 @@ impl Store for MemoryStore {
                 }
             }
         }
-        g.update(id, JobState::Available, |r| {
+        // A step whose dependencies have not all settled waits for them again.
+        let to = if g.waits(id) {
+            JobState::Pending
+        } else {
+            JobState::Available
+        };
+        g.update(id, to, |r| {
             r.run_at = now;
             r.finalized_at = None;
             r.result = None;
@@ -796,9 +817,58 @@ impl Store for MemoryStore {
             }
         });
         let row = g.jobs[&id].clone();
+        let settled = std::mem::take(&mut g.wake);
         drop(g);
-        self.signals.notify(&row.queue);
+        settled.fire(&self.signals);
+        if to == JobState::Available {
+            self.signals.notify(&row.queue);
+        }
         Ok(Some(row))
+    }
+
+    async fn insert_workflow(
+        &self,
+        wf: &errand_core::NewWorkflow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let mut g = self.lock();
+        let ids = g.insert_workflow(wf, now)?;
+        let wake = std::mem::take(&mut g.wake);
+        drop(g);
+        wake.fire(&self.signals);
+        Ok(ids)
+    }
+
+    async fn workflow(&self, id: &str) -> Result<Option<errand_core::WorkflowRecord>, StoreError> {
+        Ok(self.lock().workflow(id))
+    }
+
+    async fn workflows(
+        &self,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<Vec<errand_core::WorkflowSummary>, StoreError> {
+        Ok(self.lock().workflows(limit, before))
+    }
+
+    async fn cancel_workflow(&self, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let n = g.cancel_workflow(id, now);
+        let wake = std::mem::take(&mut g.wake);
+        drop(g);
+        wake.fire(&self.signals);
+        Ok(n)
+    }
+
+    async fn job_step(&self, id: JobId) -> Result<Option<(String, String)>, StoreError> {
+        Ok(self.lock().job_step(id))
+    }
+
+    async fn dependency_outputs(
+        &self,
+        id: JobId,
+    ) -> Result<Vec<errand_core::DepOutput>, StoreError> {
+        Ok(self.lock().dependency_outputs(id))
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRow>, StoreError> {
@@ -896,6 +966,7 @@ impl Store for MemoryStore {
             .collect();
         for id in &old {
             g.release_key(*id);
+            g.forget_step(*id);
             g.jobs.remove(id);
         }
         Ok(old.len() as u64)

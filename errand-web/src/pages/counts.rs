@@ -65,7 +65,7 @@ impl Counts {
 
 /// Runs the reads together (they take one connection each).
 async fn futures_join_all<F: std::future::Future>(fs: [F; JobState::ALL.len()]) -> Vec<F::Output> {
-    let [a, b, c, d, e, f, g] = fs;
-    let (a, b, c, d, e, f, g) = tokio::join!(a, b, c, d, e, f, g);
-    vec![a, b, c, d, e, f, g]
+    let [a, b, c, d, e, f, g, h] = fs;
+    let (a, b, c, d, e, f, g, h) = tokio::join!(a, b, c, d, e, f, g, h);
+    vec![a, b, c, d, e, f, g, h]
 }

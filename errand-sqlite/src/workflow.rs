@@ -1,0 +1,375 @@
+//! Workflows on SQLite: inserting steps and edges in one transaction, reading them back,
+//! cancelling a workflow. Settling dependents as parents end is the triggers' work
+//! (migration 12), in the statement that records each outcome.
+
+use chrono::{DateTime, Utc};
+use errand_core::{
+    check_workflow, plan_workflow, DepOutput, ErrorRecord, ExistingStep, JobId, JobState,
+    NewWorkflow, StepEdge, StoreError, WorkflowError, WorkflowRecord, WorkflowStep,
+    WorkflowSummary,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::error::db;
+use crate::row::{decode, micros, time, COLUMNS};
+use crate::sql::to_json;
+use crate::store::SqliteStore;
+
+/// What an insert made due, for the wake-ups after it commits.
+#[derive(Debug, Default)]
+pub(crate) struct Inserted {
+    pub(crate) ids: Vec<JobId>,
+    pub(crate) queues: Vec<String>,
+    pub(crate) scheduled: bool,
+}
+
+impl Inserted {
+    pub(crate) fn wake(&self, s: &SqliteStore) {
+        for q in &self.queues {
+            s.signals.notify(q);
+        }
+        if self.scheduled {
+            s.signals.notify_scheduled();
+        }
+    }
+}
+
+/// Inserts `wf` on `conn`, which must hold the write lock (`BEGIN IMMEDIATE`, or the
+/// application's transaction after a write) so that the existing steps read and the ids
+/// allocated cannot change before the insert.
+pub(crate) async fn insert_on(
+    conn: &mut SqliteConnection,
+    wf: &NewWorkflow,
+    now: DateTime<Utc>,
+) -> Result<Inserted, StoreError> {
+    let external = check_workflow(wf)?;
+    let mut names: Vec<&str> = external.iter().map(String::as_str).collect();
+    names.extend(wf.steps.iter().map(|s| s.step.as_str()));
+    let rows = sqlx::query(
+        "SELECT id, step, state FROM errand_jobs \
+         WHERE workflow_id = ? AND step IN (SELECT value FROM json_each(?))",
+    )
+    .bind(&wf.id)
+    .bind(to_json(&names))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut existing = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: i64 = r.try_get(0).map_err(db)?;
+        let state: String = r.try_get(2).map_err(db)?;
+        existing.push(ExistingStep {
+            step: r.try_get(1).map_err(db)?,
+            id,
+            state: StoreError::parse_state(id, &state)?,
+        });
+    }
+    if !external.is_empty() && existing.is_empty() {
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM errand_workflows WHERE id = ?")
+            .bind(&wf.id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+        if known.is_none() {
+            return Err(WorkflowError::NoWorkflow(wf.id.clone()).into());
+        }
+    }
+    // Ids from the AUTOINCREMENT counter, held by the write lock: the plan needs them
+    // before the rows exist (edges, and steps cancelled at birth name their parents).
+    let last: i64 = sqlx::query_scalar(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'errand_jobs'), 0), \
+                    coalesce((SELECT max(id) FROM errand_jobs), 0))",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    let ids: Vec<JobId> = (1..=wf.steps.len() as i64).map(|i| last + i).collect();
+    let plan = plan_workflow(wf, &ids, &existing, now)?;
+
+    sqlx::query("INSERT OR IGNORE INTO errand_workflows (id, name, created_at) VALUES (?, ?, ?)")
+        .bind(&wf.id)
+        .bind(&wf.name)
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    let mut out = Inserted {
+        ids,
+        ..Inserted::default()
+    };
+    let rows: Vec<serde_json::Value> = plan
+        .steps
+        .iter()
+        .map(|p| {
+            let s = &wf.steps[p.index];
+            let j = &s.job;
+            match p.state {
+                JobState::Available if !out.queues.contains(&j.queue) => {
+                    out.queues.push(j.queue.clone())
+                }
+                JobState::Scheduled => out.scheduled = true,
+                _ => {}
+            }
+            let errors = match &p.error {
+                Some(m) => to_json(&[ErrorRecord::new(0, now, m.clone())]),
+                None => "[]".to_owned(),
+            };
+            let finalized = p.error.as_ref().map(|_| micros(now));
+            serde_json::json!([
+                p.id,
+                j.kind,
+                j.queue,
+                j.args,
+                p.state.as_str(),
+                j.priority,
+                j.max_attempts,
+                micros(j.run_at),
+                micros(now),
+                finalized,
+                errors,
+                to_json(&j.tags),
+                j.backoff.as_ref().map(to_json),
+                j.timeout_ms,
+                j.partition_key,
+                s.step,
+                p.waiting_on,
+                p.has_dependents,
+                p.cancelled_by,
+            ])
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO errand_jobs (id, kind, queue, args, state, priority, max_attempts, run_at, \
+         created_at, finalized_at, errors, tags, backoff, timeout_ms, partition_key, \
+         workflow_id, step, waiting_on, has_dependents, cancelled_by) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
+                value ->> 12, value ->> 13, value ->> 14, ?, value ->> 15, value ->> 16, \
+                value ->> 17, value ->> 18 \
+         FROM json_each(?) ORDER BY key",
+    )
+    .bind(&wf.id)
+    .bind(serde_json::Value::Array(rows).to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    let edges: Vec<(JobId, JobId, bool, bool)> = plan
+        .edges
+        .iter()
+        .map(|e| (e.parent, e.child, e.ignore_failure, e.settled))
+        .collect();
+    sqlx::query(
+        "INSERT INTO errand_job_deps (parent_id, child_id, ignore_failure, settled) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)",
+    )
+    .bind(to_json(&edges))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if !plan.new_parents.is_empty() {
+        sqlx::query(
+            "UPDATE errand_jobs SET has_dependents = 1 \
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(to_json(&plan.new_parents))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(out)
+}
+
+pub(crate) async fn insert(
+    s: &SqliteStore,
+    wf: &NewWorkflow,
+    now: DateTime<Utc>,
+) -> Result<Vec<JobId>, StoreError> {
+    let w = s.writer().await?;
+    let mut tx = w.begin().await?;
+    let done = insert_on(&mut tx, wf, now).await?;
+    tx.commit().await.map_err(db)?;
+    drop(w);
+    done.wake(s);
+    Ok(done.ids)
+}
+
+pub(crate) async fn workflow(
+    s: &SqliteStore,
+    id: &str,
+) -> Result<Option<WorkflowRecord>, StoreError> {
+    let head = sqlx::query("SELECT name, created_at FROM errand_workflows WHERE id = ?")
+        .bind(id)
+        .fetch_optional(s.reader())
+        .await
+        .map_err(db)?;
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    let created: i64 = head.try_get(1).map_err(db)?;
+    let sql = format!(
+        "SELECT {COLUMNS}, step, waiting_on, cancelled_by FROM errand_jobs \
+         WHERE workflow_id = ? ORDER BY id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(id)
+        .fetch_all(s.reader())
+        .await
+        .map_err(db)?;
+    let edges = sqlx::query(
+        "SELECT d.child_id, d.parent_id, p.step, d.ignore_failure, d.settled \
+         FROM errand_jobs c JOIN errand_job_deps d ON d.child_id = c.id \
+         LEFT JOIN errand_jobs p ON p.id = d.parent_id \
+         WHERE c.workflow_id = ? ORDER BY d.child_id, d.parent_id",
+    )
+    .bind(id)
+    .fetch_all(s.reader())
+    .await
+    .map_err(db)?;
+    let n = COLUMNS.split(',').count();
+    let mut steps = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let job = decode(r)?;
+        let deps = edges
+            .iter()
+            .filter(|e| e.try_get::<i64, _>(0).ok() == Some(job.id))
+            .map(|e| StepEdge {
+                parent: e.try_get(1).unwrap_or_default(),
+                step: e
+                    .try_get::<Option<String>, _>(2)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                ignore_failure: e.try_get(3).unwrap_or_default(),
+                settled: e.try_get(4).unwrap_or_default(),
+            })
+            .collect();
+        steps.push(WorkflowStep {
+            step: r.try_get(n).map_err(db)?,
+            waiting_on: r.try_get(n + 1).map_err(db)?,
+            cancelled_by: r.try_get(n + 2).map_err(db)?,
+            job,
+            deps,
+        });
+    }
+    Ok(Some(WorkflowRecord {
+        id: id.to_owned(),
+        name: head.try_get(0).map_err(db)?,
+        created_at: time(created).map_err(|e| StoreError::Corrupt { id: 0, reason: e })?,
+        steps,
+    }))
+}
+
+pub(crate) async fn workflows(
+    s: &SqliteStore,
+    limit: u32,
+    before: Option<&str>,
+) -> Result<Vec<WorkflowSummary>, StoreError> {
+    let limit = if limit == 0 { 50 } else { limit };
+    let heads = sqlx::query(
+        "SELECT id, name, created_at FROM errand_workflows \
+         WHERE seq < coalesce((SELECT seq FROM errand_workflows WHERE id = ?), 9223372036854775807) \
+         ORDER BY seq DESC LIMIT ?",
+    )
+    .bind(before)
+    .bind(limit)
+    .fetch_all(s.reader())
+    .await
+    .map_err(db)?;
+    let mut out = Vec::with_capacity(heads.len());
+    for h in heads {
+        let id: String = h.try_get(0).map_err(db)?;
+        let counts = sqlx::query(
+            "SELECT state, count(*) FROM errand_jobs WHERE workflow_id = ? GROUP BY state",
+        )
+        .bind(&id)
+        .fetch_all(s.reader())
+        .await
+        .map_err(db)?;
+        let mut cs = Vec::with_capacity(counts.len());
+        for c in counts {
+            let state: String = c.try_get(0).map_err(db)?;
+            let n: i64 = c.try_get(1).map_err(db)?;
+            cs.push((StoreError::parse_state(0, &state)?, n as u64));
+        }
+        cs.sort();
+        let created: i64 = h.try_get(2).map_err(db)?;
+        out.push(WorkflowSummary {
+            id,
+            name: h.try_get(1).map_err(db)?,
+            created_at: time(created).map_err(|e| StoreError::Corrupt { id: 0, reason: e })?,
+            counts: cs,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn cancel(
+    s: &SqliteStore,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let w = s.writer().await?;
+    let sql = format!(
+        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
+         WHERE workflow_id = ? AND {}",
+        crate::sql::NON_FINAL
+    );
+    let n = sqlx::query(&sql)
+        .bind(micros(now))
+        .bind(id)
+        .execute(w.pool())
+        .await
+        .map_err(db)?
+        .rows_affected();
+    drop(w);
+    if n > 0 {
+        s.signals.notify_ended();
+    }
+    Ok(n)
+}
+
+pub(crate) async fn job_step(
+    s: &SqliteStore,
+    id: JobId,
+) -> Result<Option<(String, String)>, StoreError> {
+    let row: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT workflow_id, step FROM errand_jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(s.reader())
+            .await
+            .map_err(db)?;
+    Ok(match row {
+        Some((Some(w), Some(st))) => Some((w, st)),
+        _ => None,
+    })
+}
+
+pub(crate) async fn dependency_outputs(
+    s: &SqliteStore,
+    id: JobId,
+) -> Result<Vec<DepOutput>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT p.step, p.id, p.kind, p.state, p.result FROM errand_job_deps d \
+         JOIN errand_jobs p ON p.id = d.parent_id WHERE d.child_id = ? ORDER BY p.id",
+    )
+    .bind(id)
+    .fetch_all(s.reader())
+    .await
+    .map_err(db)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let pid: i64 = r.try_get(1).map_err(db)?;
+        let state: String = r.try_get(3).map_err(db)?;
+        out.push(DepOutput {
+            step: r
+                .try_get::<Option<String>, _>(0)
+                .map_err(db)?
+                .unwrap_or_default(),
+            id: pid,
+            kind: r.try_get(2).map_err(db)?,
+            state: StoreError::parse_state(pid, &state)?,
+            result: r.try_get(4).map_err(db)?,
+        });
+    }
+    Ok(out)
+}
