@@ -55,7 +55,9 @@ CREATE INDEX job_deps_child ON {schema}.job_deps (child_id, parent_id);
 -- the outcome's time.
 --
 -- Completed: each dependent's count goes down by one; the dependent that reaches 0 while
--- pending becomes available (or scheduled when its run_at is later). Two parents of one step
+-- pending becomes available (or scheduled when its run_at is later). Made available, its
+-- run_at becomes the release time: it queues behind the jobs that were waiting before it,
+-- and a claim walking from its floor (migration 12) does not step over it. Two parents of one step
 -- completing at once in two transactions serialize on the step's row lock, and the second
 -- recomputes from the row the first committed: released exactly once.
 --
@@ -138,7 +140,9 @@ BEGIN
                 state = CASE WHEN j.state = 'pending' AND j.waiting_on = k.k
                              THEN CASE WHEN j.run_at > NEW.finalized_at THEN 'scheduled'
                                        ELSE 'available' END
-                             ELSE j.state END
+                             ELSE j.state END,
+                run_at = CASE WHEN j.state = 'pending' AND j.waiting_on = k.k
+                              THEN greatest(j.run_at, NEW.finalized_at) ELSE j.run_at END
             FROM k WHERE j.id = k.child_id
             RETURNING j.queue, j.state
         )

@@ -23,6 +23,7 @@ pub(crate) async fn cancel(
     match row {
         Some(row) => {
             s.inner.signals.notify_ended();
+            s.settled_wake();
             Ok(CancelResult::Cancelled(decode(&row)?))
         }
         None => Ok(match fetch(s, id).await? {
@@ -53,6 +54,9 @@ pub(crate) async fn retry_now(
         .map_err(db)?;
     if let Some(Some(q)) = &queue {
         s.inner.signals.notify(q);
+    }
+    if queue.is_some() {
+        s.settled_wake();
     }
     fetch(s, id).await
 }

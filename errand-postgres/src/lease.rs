@@ -75,6 +75,7 @@ pub(crate) async fn rescue_expired(
     let discarded = states.iter().filter(|s| *s == "discarded").count() as u64;
     if discarded > 0 {
         s.inner.signals.notify_ended();
+        s.settled_wake();
     }
     Ok(RescueReport {
         retried: states.len() as u64 - discarded,

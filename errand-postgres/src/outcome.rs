@@ -39,8 +39,12 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
     let mut woken = BTreeSet::new();
     let mut scheduled = false;
     let mut ended = false;
+    let mut settled = false;
     for r in &rows {
         applied.push(r.get::<i64, _>(0));
+        // A workflow step's end settled its dependents (migration 13's trigger), which may
+        // have made some due: its NOTIFYs reach listening processes; wake this one's too.
+        settled |= r.get::<bool, _>(4);
         match r.get::<&str, _>(2) {
             "completed" | "discarded" | "cancelled" => ended = true,
             "available" => {
@@ -60,6 +64,9 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
     }
     if ended {
         s.inner.signals.notify_ended();
+    }
+    if settled {
+        s.settled_wake();
     }
     Ok(applied)
 }

@@ -270,7 +270,7 @@ impl Sql {
                           result = coalesce(u.result::jsonb, j.result)
                    FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
                    WHERE j.id = l.id AND l.state = 'running'
-                   RETURNING j.id, j.queue, j.state, j.awaited
+                   RETURNING j.id, j.queue, j.state, j.awaited, j.has_dependents
                  ), notified AS (
                    -- Jobs due at once wake their queue's producers in every process; jobs
                    -- due later wake the schedulers ('' is never a queue name).
@@ -291,7 +291,7 @@ impl Sql {
                    WHERE EXISTS (SELECT 1 FROM done WHERE awaited AND state IN {FINAL})
                  )
                  SELECT id, CASE WHEN state = 'completed' THEN NULL ELSE queue END, state,
-                        (SELECT count(*) FROM notified)
+                        (SELECT count(*) FROM notified), has_dependents
                  FROM done"
             ),
             extend: format!(

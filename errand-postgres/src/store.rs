@@ -154,6 +154,15 @@ impl PgStore {
         &self.inner.pool
     }
 
+    /// Wakes, in this process, what settling a workflow step's dependents may have made
+    /// due (the trigger's NOTIFYs reach listening processes only): every queue's producers
+    /// and the scheduler. Rare (ends of jobs with dependents, hand retries and cancels), so
+    /// waking all costs less than asking which.
+    pub(crate) fn settled_wake(&self) {
+        self.inner.signals.notify_all();
+        self.inner.signals.notify_scheduled();
+    }
+
     /// The schema holding errand's tables.
     pub fn schema(&self) -> &str {
         &self.inner.schema

@@ -385,22 +385,36 @@ pub(crate) async fn workflows(
 pub(crate) async fn cancel(s: &PgStore, id: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
     let jobs = table(s, "jobs");
     let sql = format!(
+        // Every step ends here by the operator's hand: `cancelled_by = 0` (no job has id 0)
+        // skips the settling trigger, so none is recorded as cancelled by another (a retry
+        // of one revives nothing); the next statement clears the mark.
         "WITH c AS (UPDATE {jobs} SET state = 'cancelled', finalized_at = $1, \
-                    lease_expires_at = NULL \
+                    lease_expires_at = NULL, cancelled_by = 0 \
                     WHERE workflow_id = $2 AND state IN ('pending', 'scheduled', 'available', \
                                                          'running', 'retryable') \
-                    RETURNING awaited) \
+                    RETURNING id, awaited) \
          SELECT count(*), count(pg_notify($3, chr(1) || 'ended')) FILTER (WHERE awaited) FROM c"
     );
+    let mut tx = s.inner.pool.begin().await.map_err(db)?;
     let (n, _): (i64, i64) = sqlx::query_as(&sql)
         .bind(now)
         .bind(id)
         .bind(&s.inner.channel)
-        .fetch_one(&s.inner.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
+    let clear = format!(
+        "UPDATE {jobs} SET cancelled_by = NULL WHERE workflow_id = $1 AND cancelled_by = 0"
+    );
+    sqlx::query(&clear)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
     if n > 0 {
         s.inner.signals.notify_ended();
+        s.settled_wake();
     }
     Ok(n as u64)
 }

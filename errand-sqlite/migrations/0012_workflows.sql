@@ -103,7 +103,9 @@ CREATE INDEX errand_job_deps_child ON errand_job_deps (child_id, parent_id);
 -- settles at one level (SQLite stops nested triggers at 1,000).
 --
 -- Completed: each dependent's count goes down by one; the dependent that reaches 0 while
--- pending becomes available (or scheduled when its run_at is later). One writer at a time
+-- pending becomes available (or scheduled when its run_at is later). Made available, its
+-- run_at becomes the release time: it queues behind the jobs that were waiting before it,
+-- and a claim that walks from its last position (Postgres) does not step over it. One writer at a time
 -- on the file, so two parents completing at once settle one after the other.
 CREATE TRIGGER errand_jobs_settle_completed AFTER UPDATE OF state ON errand_jobs
 WHEN NEW.has_dependents = 1 AND NEW.state = 'completed'
@@ -113,7 +115,9 @@ BEGIN
         waiting_on = waiting_on - 1,
         state = CASE WHEN state = 'pending' AND waiting_on = 1
                      THEN CASE WHEN run_at > NEW.finalized_at THEN 'scheduled' ELSE 'available' END
-                     ELSE state END
+                     ELSE state END,
+        run_at = CASE WHEN state = 'pending' AND waiting_on = 1 AND run_at < NEW.finalized_at
+                      THEN NEW.finalized_at ELSE run_at END
     WHERE id IN (SELECT child_id FROM errand_job_deps WHERE parent_id = NEW.id AND settled = 0);
     UPDATE errand_job_deps SET settled = 1 WHERE parent_id = NEW.id AND settled = 0;
 END;
@@ -159,7 +163,9 @@ BEGIN
         waiting_on = waiting_on - n.k,
         state = CASE WHEN state = 'pending' AND waiting_on = n.k
                      THEN CASE WHEN run_at > NEW.finalized_at THEN 'scheduled' ELSE 'available' END
-                     ELSE state END
+                     ELSE state END,
+        run_at = CASE WHEN state = 'pending' AND waiting_on = n.k AND run_at < NEW.finalized_at
+                      THEN NEW.finalized_at ELSE run_at END
     FROM (SELECT e.child_id AS id, count(*) AS k FROM errand_job_deps e
           WHERE e.settled = 0 AND e.ignore_failure = 1
             AND (e.parent_id = NEW.id OR e.parent_id IN (SELECT id FROM errand_settling))

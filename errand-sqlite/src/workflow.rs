@@ -309,21 +309,34 @@ pub(crate) async fn cancel(
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
     let w = s.writer().await?;
+    let mut tx = w.begin().await?;
+    // Every step ends here by the operator's hand: `cancelled_by = 0` (no job has id 0)
+    // skips the settling triggers, so none is recorded as cancelled by another (a retry of
+    // one revives nothing) — then the mark is cleared.
     let sql = format!(
-        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
-         WHERE workflow_id = ? AND {}",
+        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL, \
+         cancelled_by = 0 WHERE workflow_id = ? AND {}",
         crate::sql::NON_FINAL
     );
     let n = sqlx::query(&sql)
         .bind(micros(now))
         .bind(id)
-        .execute(w.pool())
+        .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
+    sqlx::query(
+        "UPDATE errand_jobs SET cancelled_by = NULL WHERE workflow_id = ? AND cancelled_by = 0",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
     drop(w);
     if n > 0 {
         s.signals.notify_ended();
+        s.settled_wake();
     }
     Ok(n)
 }

@@ -147,6 +147,20 @@ macro_rules! store_conformance {
                 a_tally_reaches_back_only_its_window,
                 racing_tallies_count_each_job_once,
             ],
+            workflow: [
+                a_step_waits_for_its_dependencies,
+                parents_ending_in_one_batch_release_once,
+                a_released_step_keeps_its_run_time_and_reads_outputs,
+                a_failed_dependency_cancels_its_dependents,
+                retrying_a_failed_dependency_revives_its_dependents,
+                a_step_with_two_failed_dependencies_waits_for_both_retries,
+                a_hand_retry_never_skips_dependencies,
+                cancelling_a_workflow_cancels_every_unfinished_step,
+                a_running_step_fans_out_and_in,
+                bad_workflows_write_nothing,
+                a_released_step_wakes_its_queue,
+                racing_parents_release_their_step_once,
+            ],
             concurrency: [
                 racing_claimers_claim_each_job_once,
                 racing_unique_inserts_insert_once,
@@ -195,6 +209,7 @@ mod tests {
             include_str!("cases/unique.rs"),
             include_str!("cases/schedule.rs"),
             include_str!("cases/tally.rs"),
+            include_str!("cases/workflow.rs"),
         ];
         let mut cases = 0;
         for file in files {

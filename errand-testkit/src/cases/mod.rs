@@ -18,3 +18,4 @@ pub mod result;
 pub mod schedule;
 pub mod tally;
 pub mod unique;
+pub mod workflow;

@@ -155,7 +155,12 @@ impl Inner {
                         JobState::Available
                     };
                     let queue = c.queue.clone();
-                    self.update(child, to, |_| {});
+                    // Released, it queues from now (as on the SQL stores).
+                    self.update(child, to, |r| {
+                        if to == JobState::Available {
+                            r.run_at = r.run_at.max(at);
+                        }
+                    });
                     self.wake.state(&queue, to);
                 }
             } else if self.jobs.get(&child).map(|c| c.state) == Some(JobState::Pending) {
@@ -240,6 +245,9 @@ impl Inner {
         now: DateTime<Utc>,
     ) -> Result<Vec<JobId>, StoreError> {
         let external = check_workflow(wf)?;
+        if !external.is_empty() && !self.wf.by_id.contains_key(&wf.id) {
+            return Err(errand_core::WorkflowError::NoWorkflow(wf.id.clone()).into());
+        }
         let existing: Vec<ExistingStep> = match self.wf.by_id.get(&wf.id) {
             Some(w) => w
                 .steps
@@ -399,6 +407,9 @@ impl Inner {
             return 0;
         };
         let ids: Vec<JobId> = w.steps.values().copied().collect();
+        // Every step ends here, by the operator's hand: none is cancelled "by" another
+        // (so a retry of one revives nothing), as on the SQL stores.
+        self.wf.settling = true;
         let mut n = 0;
         for jid in ids {
             if self.jobs.get(&jid).is_some_and(|r| !r.state.is_final()) {
@@ -410,6 +421,8 @@ impl Inner {
                 n += 1;
             }
         }
+        self.wf.queue.clear();
+        self.wf.settling = false;
         n
     }
 

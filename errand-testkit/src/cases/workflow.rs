@@ -1,0 +1,523 @@
+//! Workflows: steps that wait for their dependencies, released exactly once as they end;
+//! failures cancel dependents, a hand retry revives them; cancelling a workflow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use errand_core::{
+    DepOutput, FinishAction, JobId, JobRow, JobState, ListFilter, NewStep, NewWorkflow, StepDep,
+    Store, StoreError, WorkflowError,
+};
+
+use crate::helpers::*;
+
+/// A step named `step` on queue `wf`, waiting for `deps` (a name ending in `?` is an
+/// `ignore_failure` edge), one attempt.
+pub fn step(name: &str, deps: &[&str]) -> NewStep {
+    let mut j = job(name, "wf");
+    j.max_attempts = 1;
+    NewStep {
+        step: name.to_owned(),
+        job: j,
+        deps: deps
+            .iter()
+            .map(|d| StepDep {
+                step: d.trim_end_matches('?').to_owned(),
+                ignore_failure: d.ends_with('?'),
+            })
+            .collect(),
+    }
+}
+
+/// A workflow `id` of these steps.
+pub fn workflow(id: &str, steps: Vec<NewStep>) -> NewWorkflow {
+    NewWorkflow {
+        id: id.to_owned(),
+        name: format!("{id} name"),
+        steps,
+    }
+}
+
+/// Inserts the workflow at `t0` and returns each step's id by name.
+pub async fn insert_wf<S: Store>(store: &S, wf: NewWorkflow) -> Vec<(String, JobId)> {
+    let names: Vec<String> = wf.steps.iter().map(|s| s.step.clone()).collect();
+    let ids = store
+        .insert_workflow(&wf, t0())
+        .await
+        .expect("insert_workflow");
+    assert_eq!(ids.len(), names.len(), "one id per step");
+    names.into_iter().zip(ids).collect()
+}
+
+fn id_of(ids: &[(String, JobId)], name: &str) -> JobId {
+    ids.iter()
+        .find(|(n, _)| n == name)
+        .expect("a step of the workflow")
+        .1
+}
+
+/// Claims the jobs of queue "wf" and returns those of the named steps (asserting they are
+/// exactly what is available).
+async fn claim_steps<S: Store>(store: &S, want: &[JobId], now_secs: i64) -> Vec<JobRow> {
+    let rows = claim(store, "wf", 100, at(now_secs)).await;
+    let mut got: Vec<JobId> = rows.iter().map(|r| r.id).collect();
+    got.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(got, want, "the available steps");
+    rows
+}
+
+async fn complete<S: Store>(store: &S, rows: &[JobRow], secs: i64) {
+    let batch: Vec<_> = rows
+        .iter()
+        .map(|r| finish(r, at(secs), FinishAction::Complete))
+        .collect();
+    assert_eq!(store.finish(&batch).await.unwrap().len(), rows.len());
+}
+
+async fn discard<S: Store>(store: &S, row: &JobRow, secs: i64) {
+    let f = finish(
+        row,
+        at(secs),
+        FinishAction::Discard {
+            error: error(row, at(secs), "broken"),
+        },
+    );
+    assert_eq!(store.finish(&[f]).await.unwrap().len(), 1);
+}
+
+/// A diamond: `c` waits in `pending` (not claimable, counted as pending) until both `a`
+/// and `b` completed, then becomes available once.
+pub async fn a_step_waits_for_its_dependencies<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w1",
+            vec![step("c", &["a", "b"]), step("a", &[]), step("b", &[])],
+        ),
+    )
+    .await;
+    let (a, b, c) = (id_of(&ids, "a"), id_of(&ids, "b"), id_of(&ids, "c"));
+    assert_eq!(get(&store, c).await.state, JobState::Pending);
+    let pending = ListFilter::new().state(JobState::Pending);
+    assert_eq!(store.count(&pending).await.unwrap(), 1);
+    let available = ListFilter::new().state(JobState::Available);
+    assert_eq!(store.count(&available).await.unwrap(), 2);
+    let rows = claim_steps(&store, &[a, b], 1).await;
+    let ra = rows.iter().find(|r| r.id == a).unwrap().clone();
+    let rb = rows.iter().find(|r| r.id == b).unwrap().clone();
+    complete(&store, &[ra], 2).await;
+    assert_eq!(
+        get(&store, c).await.state,
+        JobState::Pending,
+        "one parent left"
+    );
+    assert!(claim(&store, "wf", 10, at(3)).await.is_empty());
+    complete(&store, &[rb], 3).await;
+    let rc = claim_steps(&store, &[c], 4).await;
+    assert_eq!(rc[0].attempt, 1);
+    complete(&store, &rc, 5).await;
+    let rec = store.workflow("w1").await.unwrap().expect("the workflow");
+    assert_eq!(rec.name, "w1 name");
+    assert_eq!(rec.steps.len(), 3);
+    let sc = rec.steps.iter().find(|s| s.step == "c").unwrap();
+    assert_eq!(sc.waiting_on, 0);
+    let mut parents: Vec<_> = sc
+        .deps
+        .iter()
+        .map(|d| (d.step.as_str(), d.settled))
+        .collect();
+    parents.sort();
+    assert_eq!(parents, vec![("a", true), ("b", true)]);
+    assert!(rec.steps.iter().all(|s| s.job.state == JobState::Completed));
+    assert_eq!(
+        store.job_step(c).await.unwrap(),
+        Some(("w1".into(), "c".into()))
+    );
+    assert_eq!(store.job_step(999_999).await.unwrap(), None);
+    assert!(store.workflow("nope").await.unwrap().is_none());
+}
+
+/// Two parents of one step completed in one outcome batch release it once.
+pub async fn parents_ending_in_one_batch_release_once<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w2",
+            vec![step("a", &[]), step("b", &[]), step("c", &["a", "b"])],
+        ),
+    )
+    .await;
+    let rows = claim_steps(&store, &[id_of(&ids, "a"), id_of(&ids, "b")], 1).await;
+    complete(&store, &rows, 2).await;
+    let c = id_of(&ids, "c");
+    let rc = claim_steps(&store, &[c], 3).await;
+    assert_eq!(rc.len(), 1);
+    let rec = store.workflow("w2").await.unwrap().unwrap();
+    assert_eq!(
+        rec.steps.iter().find(|s| s.step == "c").unwrap().waiting_on,
+        0
+    );
+}
+
+/// A step waiting for a dependency whose run time is later becomes `scheduled`, not
+/// available, when released; a dependency's result is read back by its dependents.
+pub async fn a_released_step_keeps_its_run_time_and_reads_outputs<S: Store>(store: S) {
+    let mut later = step("later", &["a"]);
+    later.job.run_at = at(600);
+    let ids = insert_wf(&store, workflow("w3", vec![step("a", &[]), later])).await;
+    let ra = claim_steps(&store, &[id_of(&ids, "a")], 1).await.remove(0);
+    let f = finish(
+        &ra,
+        at(2),
+        FinishAction::CompleteWith {
+            result: r#"{"pages":3}"#.into(),
+        },
+    );
+    store.finish(&[f]).await.unwrap();
+    let l = id_of(&ids, "later");
+    assert_eq!(get(&store, l).await.state, JobState::Scheduled);
+    let outs = store.dependency_outputs(l).await.unwrap();
+    assert_eq!(outs.len(), 1);
+    let DepOutput {
+        step,
+        id,
+        kind,
+        state,
+        result,
+    } = &outs[0];
+    assert_eq!(
+        (step.as_str(), *id, kind.as_str(), *state),
+        ("a", ra.id, "a", JobState::Completed)
+    );
+    // Compared as JSON: Postgres keeps results as jsonb, which may space them differently.
+    assert_eq!(
+        json(result.as_deref().expect("a result")),
+        json(r#"{"pages":3}"#)
+    );
+    store.promote_due(at(601), 10).await.unwrap();
+    claim_steps(&store, &[l], 602).await;
+}
+
+/// A discarded dependency cancels its dependents with the reason recorded, through the
+/// whole chain below them; a dependent on an `ignore_failure` edge runs anyway.
+pub async fn a_failed_dependency_cancels_its_dependents<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w4",
+            vec![
+                step("a", &[]),
+                step("b", &["a"]),
+                step("c", &["b"]),
+                step("d", &["c"]),
+                step("tolerant", &["a?"]),
+                step("after-c", &["c?"]),
+            ],
+        ),
+    )
+    .await;
+    let a = id_of(&ids, "a");
+    let ra = claim_steps(&store, &[a], 1).await.remove(0);
+    discard(&store, &ra, 2).await;
+    let b = get(&store, id_of(&ids, "b")).await;
+    assert_eq!(b.state, JobState::Cancelled);
+    assert_eq!(b.finalized_at, Some(at(2)));
+    let msg = &b.errors.last().expect("a reason").message;
+    assert!(
+        msg.contains("dependency 'a'")
+            && msg.contains(&format!("job {a}"))
+            && msg.contains("discarded"),
+        "reason: {msg}"
+    );
+    for name in ["c", "d"] {
+        let r = get(&store, id_of(&ids, name)).await;
+        assert_eq!(r.state, JobState::Cancelled, "{name}");
+        assert!(r.errors.last().unwrap().message.contains("ended cancelled"));
+    }
+    let rec = store.workflow("w4").await.unwrap().unwrap();
+    let by = |n: &str| rec.steps.iter().find(|s| s.step == n).unwrap().clone();
+    assert_eq!(by("b").cancelled_by, Some(a));
+    assert_eq!(by("c").cancelled_by, Some(id_of(&ids, "b")));
+    // `tolerant` waited on `a` with ignore_failure; `after-c` on `c`, cancelled by the
+    // cascade: both run.
+    claim_steps(
+        &store,
+        &[id_of(&ids, "tolerant"), id_of(&ids, "after-c")],
+        3,
+    )
+    .await;
+}
+
+/// Retrying the failed dependency by hand revives the steps its failure cancelled; they
+/// then run as their dependencies complete.
+pub async fn retrying_a_failed_dependency_revives_its_dependents<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w5",
+            vec![step("a", &[]), step("b", &["a"]), step("c", &["b"])],
+        ),
+    )
+    .await;
+    let (a, b, c) = (id_of(&ids, "a"), id_of(&ids, "b"), id_of(&ids, "c"));
+    let ra = claim_steps(&store, &[a], 1).await.remove(0);
+    discard(&store, &ra, 2).await;
+    assert_eq!(get(&store, c).await.state, JobState::Cancelled);
+    let back = store.retry_now(a, at(3)).await.unwrap().unwrap();
+    assert_eq!(back.state, JobState::Available);
+    for id in [b, c] {
+        let r = get(&store, id).await;
+        assert_eq!(r.state, JobState::Pending, "job {id} revived");
+        assert_eq!(r.finalized_at, None);
+    }
+    let rec = store.workflow("w5").await.unwrap().unwrap();
+    assert!(rec.steps.iter().all(|s| s.cancelled_by.is_none()));
+    let ra = claim_steps(&store, &[a], 4).await;
+    complete(&store, &ra, 5).await;
+    let rb = claim_steps(&store, &[b], 6).await;
+    complete(&store, &rb, 7).await;
+    claim_steps(&store, &[c], 8).await;
+}
+
+/// A step waiting on two failed dependencies is revived only once both were retried.
+pub async fn a_step_with_two_failed_dependencies_waits_for_both_retries<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w6",
+            vec![step("a", &[]), step("x", &[]), step("d", &["a", "x"])],
+        ),
+    )
+    .await;
+    let (a, x, d) = (id_of(&ids, "a"), id_of(&ids, "x"), id_of(&ids, "d"));
+    let rows = claim_steps(&store, &[a, x], 1).await;
+    for r in &rows {
+        discard(&store, r, 2).await;
+    }
+    assert_eq!(get(&store, d).await.state, JobState::Cancelled);
+    let first = store.workflow("w6").await.unwrap().unwrap();
+    let by = first
+        .steps
+        .iter()
+        .find(|s| s.step == "d")
+        .unwrap()
+        .cancelled_by
+        .unwrap();
+    let other = if by == a { x } else { a };
+    store.retry_now(by, at(3)).await.unwrap();
+    let rec = store.workflow("w6").await.unwrap().unwrap();
+    let sd = rec.steps.iter().find(|s| s.step == "d").unwrap();
+    assert_eq!(
+        sd.job.state,
+        JobState::Cancelled,
+        "the other dependency still failed"
+    );
+    assert_eq!(sd.cancelled_by, Some(other));
+    store.retry_now(other, at(4)).await.unwrap();
+    assert_eq!(get(&store, d).await.state, JobState::Pending);
+    let rows = claim_steps(&store, &[a, x], 5).await;
+    complete(&store, &rows, 6).await;
+    claim_steps(&store, &[d], 7).await;
+}
+
+/// A pending step cannot be retried into running early; a cancelled step retried by hand
+/// while a dependency still runs goes back to waiting.
+pub async fn a_hand_retry_never_skips_dependencies<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow("w7", vec![step("a", &[]), step("b", &["a"])]),
+    )
+    .await;
+    let (a, b) = (id_of(&ids, "a"), id_of(&ids, "b"));
+    let same = store.retry_now(b, at(1)).await.unwrap().unwrap();
+    assert_eq!(same.state, JobState::Pending);
+    assert!(matches!(
+        store.cancel(b, at(2)).await.unwrap(),
+        errand_core::CancelResult::Cancelled(_)
+    ));
+    let back = store.retry_now(b, at(3)).await.unwrap().unwrap();
+    assert_eq!(back.state, JobState::Pending, "still waits for a");
+    let ra = claim_steps(&store, &[a], 4).await;
+    complete(&store, &ra, 5).await;
+    claim_steps(&store, &[b], 6).await;
+}
+
+/// Cancelling a workflow cancels every step not final (a running step's outcome is then
+/// ignored) and leaves finished ones as they are.
+pub async fn cancelling_a_workflow_cancels_every_unfinished_step<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w8",
+            vec![
+                step("done", &[]),
+                step("running", &[]),
+                step("waiting", &["running"]),
+                step("later", &["waiting"]),
+            ],
+        ),
+    )
+    .await;
+    let rows = claim_steps(&store, &[id_of(&ids, "done"), id_of(&ids, "running")], 1).await;
+    let (done, running): (Vec<_>, Vec<_>) =
+        rows.into_iter().partition(|r| r.id == id_of(&ids, "done"));
+    complete(&store, &done, 2).await;
+    assert_eq!(store.cancel_workflow("w8", at(3)).await.unwrap(), 3);
+    assert!(store
+        .finish(&[finish(&running[0], at(4), FinishAction::Complete)])
+        .await
+        .unwrap()
+        .is_empty());
+    let rec = store.workflow("w8").await.unwrap().unwrap();
+    for s in &rec.steps {
+        let want = if s.step == "done" {
+            JobState::Completed
+        } else {
+            JobState::Cancelled
+        };
+        assert_eq!(s.job.state, want, "{}", s.step);
+    }
+    assert_eq!(store.cancel_workflow("w8", at(5)).await.unwrap(), 0);
+    assert_eq!(store.cancel_workflow("missing", at(5)).await.unwrap(), 0);
+    let summary = store.workflows(10, None).await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].id, "w8");
+    assert_eq!(
+        summary[0].counts,
+        vec![(JobState::Completed, 1), (JobState::Cancelled, 3)]
+    );
+    assert!(summary[0].is_finished());
+}
+
+/// A running step adds steps to its workflow: they wait for it, and a step added with them
+/// waits for all of them (fan-out, fan-in). Added after a dependency completed, a step is
+/// available at once.
+pub async fn a_running_step_fans_out_and_in<S: Store>(store: S) {
+    let ids = insert_wf(&store, workflow("w9", vec![step("plan", &[])])).await;
+    let plan = id_of(&ids, "plan");
+    let rp = claim_steps(&store, &[plan], 1).await;
+    let mut steps: Vec<NewStep> = (0..3)
+        .map(|i| step(&format!("fetch-{i}"), &["plan"]))
+        .collect();
+    steps.push(step("sum", &["fetch-0", "fetch-1", "fetch-2"]));
+    let added = insert_wf(&store, workflow("w9", steps)).await;
+    let fetches: Vec<JobId> = (0..3)
+        .map(|i| id_of(&added, &format!("fetch-{i}")))
+        .collect();
+    assert!(
+        claim(&store, "wf", 10, at(2)).await.is_empty(),
+        "they wait for plan"
+    );
+    complete(&store, &rp, 3).await;
+    let rows = claim_steps(&store, &fetches, 4).await;
+    complete(&store, &rows, 5).await;
+    claim_steps(&store, &[id_of(&added, "sum")], 6).await;
+    let late = insert_wf(&store, workflow("w9", vec![step("late", &["plan"])])).await;
+    assert_eq!(
+        get(&store, id_of(&late, "late")).await.state,
+        JobState::Available
+    );
+    assert_eq!(store.workflow("w9").await.unwrap().unwrap().steps.len(), 6);
+}
+
+/// Bad workflows are refused before anything is written: a cycle, a dependency on no
+/// step, a step name taken, steps added to a workflow that does not exist.
+pub async fn bad_workflows_write_nothing<S: Store>(store: S) {
+    let refused = |r: Result<Vec<JobId>, StoreError>| match r {
+        Err(StoreError::Workflow(e)) => e,
+        other => panic!("expected a workflow error, got {other:?}"),
+    };
+    let e = refused(
+        store
+            .insert_workflow(
+                &workflow("b1", vec![step("a", &["b"]), step("b", &["a"])]),
+                t0(),
+            )
+            .await,
+    );
+    assert!(matches!(e, WorkflowError::Cycle { .. }), "{e}");
+    let e = refused(
+        store
+            .insert_workflow(
+                &workflow("b2", vec![step("a", &[]), step("b", &["zz"])]),
+                t0(),
+            )
+            .await,
+    );
+    assert!(matches!(e, WorkflowError::NoWorkflow(_)), "{e}");
+    insert_wf(&store, workflow("b3", vec![step("a", &[])])).await;
+    let e = refused(
+        store
+            .insert_workflow(
+                &workflow("b3", vec![step("x", &[]), step("y", &["zz"])]),
+                t0(),
+            )
+            .await,
+    );
+    assert!(matches!(e, WorkflowError::UnknownStep { .. }), "{e}");
+    let e = refused(
+        store
+            .insert_workflow(&workflow("b3", vec![step("x", &[]), step("a", &[])]), t0())
+            .await,
+    );
+    assert!(matches!(e, WorkflowError::StepExists { .. }), "{e}");
+    assert_eq!(
+        store.count(&ListFilter::new()).await.unwrap(),
+        1,
+        "only b3's step"
+    );
+    assert!(store.workflow("b1").await.unwrap().is_none());
+}
+
+/// A step made available by its dependency's completion wakes its queue's producers.
+pub async fn a_released_step_wakes_its_queue<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow("w10", vec![step("a", &[]), step("b", &["a"])]),
+    )
+    .await;
+    let ra = claim_steps(&store, &[id_of(&ids, "a")], 1).await;
+    let signal = store.signals().get("wf");
+    let waiter = tokio::spawn(async move { signal.notified().await });
+    tokio::task::yield_now().await;
+    complete(&store, &ra, 2).await;
+    tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the release did not wake the queue within 5 s")
+        .unwrap();
+}
+
+/// 50 parents of one step completed at once by 8 tasks, each its own outcome call: the
+/// step is released exactly once, with nothing left to wait for.
+pub async fn racing_parents_release_their_step_once<S: Store + Clone>(store: S) {
+    let mut steps: Vec<NewStep> = (0..50).map(|i| step(&format!("p{i}"), &[])).collect();
+    let names: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    steps.push(step("child", &refs));
+    let ids = insert_wf(&store, workflow("race", steps)).await;
+    let child = id_of(&ids, "child");
+    let parents = claim(&store, "wf", 100, at(1)).await;
+    assert_eq!(parents.len(), 50);
+    let parents = Arc::new(parents);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (store, parents) = (store.clone(), parents.clone());
+        tasks.push(tokio::spawn(async move {
+            for r in parents.iter().skip(t).step_by(8) {
+                let f = finish(r, at(2), FinishAction::Complete);
+                assert_eq!(store.finish(&[f]).await.unwrap().len(), 1);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = claim(&store, "wf", 100, at(3)).await;
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![child]);
+    let rec = store.workflow("race").await.unwrap().unwrap();
+    let c = rec.steps.iter().find(|s| s.step == "child").unwrap();
+    assert_eq!(c.waiting_on, 0);
+    assert!(c.deps.iter().all(|d| d.settled));
+}
