@@ -10,6 +10,9 @@ pub enum CliError {
     /// No job has that id.
     #[error("no job with id {0}: list jobs with `errand jobs list`")]
     NotFound(i64),
+    /// No workflow has that id.
+    #[error("no workflow '{0}': list workflows with `errand workflows list`")]
+    NoWorkflow(String),
     /// The operation does not apply to the job in its current state.
     #[error("{0}")]
     Refused(String),

@@ -78,6 +78,12 @@ pub enum Command {
         #[command(subcommand)]
         command: WorkersCommand,
     },
+    /// Workflows: list them, show one's steps and what each waits for, cancel one.
+    Workflows {
+        /// What to do with workflows.
+        #[command(subcommand)]
+        command: WorkflowsCommand,
+    },
     /// Cron entries and their next tick.
     Cron {
         /// What to do with cron entries.
@@ -147,6 +153,36 @@ pub enum WorkersCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `errand workflows …`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// Workflows newest first, with how many steps are in each state.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Only workflows created before this one (paging).
+        #[arg(long)]
+        before: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One workflow: each step, its job, state and the steps it waits for.
+    Show {
+        /// The workflow's id.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel every step of a workflow that has not ended (running ones are told to stop).
+    Cancel {
+        /// The workflow's id.
+        id: String,
     },
 }
 
@@ -452,6 +488,32 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let store = open_store(url, schema, false).await?;
             commands::workers::list(&store, json, &mut out).await
+        }
+        Command::Workflows { command } => {
+            let store = open_store(url, schema, false).await?;
+            match command {
+                WorkflowsCommand::List {
+                    limit,
+                    before,
+                    json,
+                } => {
+                    commands::workflows::list(&store, limit, before.as_deref(), json, &mut out)
+                        .await
+                }
+                WorkflowsCommand::Show { id, json } => {
+                    commands::workflows::show(&store, &id, json, &mut out).await
+                }
+                WorkflowsCommand::Cancel { id } => {
+                    let audit = Some(commands::audit::Action::new(
+                        "workflow.cancel",
+                        format!("workflow {id}"),
+                    ));
+                    let mut tee = commands::audit::Tee::new(&mut out);
+                    let result = commands::workflows::cancel(&store, &id, &mut tee).await;
+                    let said = tee.into_said();
+                    commands::audit::record(&store, audit, result, said).await
+                }
+            }
         }
         Command::Cron {
             command: CronCommand::List { json },

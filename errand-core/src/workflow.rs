@@ -68,6 +68,18 @@ pub struct WorkflowRecord {
     pub steps: Vec<WorkflowStep>,
 }
 
+impl WorkflowRecord {
+    /// Whether every step is final (completed, discarded or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.steps.iter().all(|s| s.job.state.is_final())
+    }
+
+    /// The step named `step`.
+    pub fn step(&self, step: &str) -> Option<&WorkflowStep> {
+        self.steps.iter().find(|s| s.step == step)
+    }
+}
+
 /// One step of a stored workflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowStep {

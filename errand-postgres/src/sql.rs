@@ -95,6 +95,7 @@ impl Sql {
         let ta = format!("\"{schema}\".tallies");
         let tm = format!("\"{schema}\".tally_mark");
         let qk = format!("\"{schema}\".queue_keys");
+        let deps = format!("\"{schema}\".job_deps");
         // How many to take in claim order, or which jobs: see `claim_plan` (migration 6).
         let plan = format!("\"{schema}\".claim_plan");
         // Which jobs, in claim order, by the claim index whatever the statistics say, as
@@ -259,8 +260,16 @@ impl Sql {
                                         $9::text[])
                      AS u(id, attempt, state, delta, run_at, finalized_at, error, result)
                  ), locked AS (
-                   SELECT id, state, attempt FROM {t} WHERE id = ANY($1::int8[])
+                   SELECT id, state, attempt, has_dependents FROM {t} WHERE id = ANY($1::int8[])
                    ORDER BY id FOR UPDATE
+                 ), kids AS (
+                   -- Workflow steps these jobs' ends will settle (migration 13's trigger),
+                   -- locked now in id order: two batches ending parents of the same steps
+                   -- then wait for each other instead of deadlocking. None for plain jobs.
+                   SELECT c.id FROM {t} c
+                   WHERE c.id IN (SELECT d.child_id FROM {deps} d JOIN locked l
+                                  ON l.has_dependents AND d.parent_id = l.id)
+                   ORDER BY c.id FOR UPDATE
                  ), done AS (
                    UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
                           attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
@@ -270,6 +279,7 @@ impl Sql {
                           result = coalesce(u.result::jsonb, j.result)
                    FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
                    WHERE j.id = l.id AND l.state = 'running'
+                     AND (SELECT count(*) FROM kids) >= 0
                    RETURNING j.id, j.queue, j.state, j.awaited, j.has_dependents
                  ), notified AS (
                    -- Jobs due at once wake their queue's producers in every process; jobs

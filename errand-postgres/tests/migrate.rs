@@ -25,7 +25,7 @@ async fn concurrent_migrations_apply_once() {
             .await
             .unwrap()
             .expect("every concurrent open migrates or finds it done");
-        assert_eq!(store.schema_version().await.unwrap(), (12, 12));
+        assert_eq!(store.schema_version().await.unwrap(), (13, 13));
     }
     let versions: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT version FROM \"{schema}\".errand_schema ORDER BY version"
@@ -35,7 +35,7 @@ async fn concurrent_migrations_apply_once() {
     .unwrap();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
         "each migration recorded once"
     );
 }
@@ -55,7 +55,7 @@ async fn unmigrated_schema_is_refused_with_instructions() {
             err,
             StoreError::NotMigrated {
                 found: 0,
-                expected: 12,
+                expected: 13,
                 ..
             }
         ),
@@ -130,7 +130,7 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
+    assert_eq!(store.schema_version().await.unwrap(), (13, 13));
     let jobs = errand_core::Store::list(&store, &errand_core::ListFilter::new())
         .await
         .unwrap();
@@ -158,7 +158,9 @@ async fn a_version_1_schema_upgrades_and_keeps_its_jobs() {
             "jobs_keyed",
             "jobs_keyed_running",
             "jobs_lease",
+            "jobs_pending",
             "jobs_pkey",
+            "jobs_step",
             "jobs_unique"
         ]
     );
@@ -203,7 +205,7 @@ async fn a_version_5_schema_with_rows_upgrades_to_metered_queues() {
         .open()
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
+    assert_eq!(store.schema_version().await.unwrap(), (13, 13));
     let rec = store.queues().await.unwrap().remove(0);
     assert_eq!(
         rec.limits(),

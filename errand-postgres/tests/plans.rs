@@ -18,6 +18,7 @@ async fn each_state_group_is_counted_on_its_index() {
         .await
         .unwrap();
     for (pred, index) in preds.iter().zip([
+        Some("jobs_pending"),
         Some("jobs_claim"),
         Some("jobs_lease"),
         Some("jobs_due"),

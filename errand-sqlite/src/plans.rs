@@ -79,6 +79,7 @@ mod tests {
         let clauses = where_clauses(&filter);
         assert_eq!(clauses.len(), errand_core::STATE_INDEX_GROUPS.len());
         for (clause, index) in clauses.iter().zip([
+            "errand_jobs_pending",
             "errand_jobs_claim",
             "errand_jobs_lease",
             "errand_jobs_due",

@@ -206,3 +206,48 @@ where
     }
     total
 }
+
+/// Builders for workflow cases.
+pub mod workflow {
+    use errand_core::{JobId, NewStep, NewWorkflow, StepDep, Store};
+
+    use super::{job, t0};
+
+    /// A step named `step` on queue `wf`, waiting for `deps` (a name ending in `?` is an
+    /// `ignore_failure` edge), one attempt.
+    pub fn step(name: &str, deps: &[&str]) -> NewStep {
+        let mut j = job(name, "wf");
+        j.max_attempts = 1;
+        NewStep {
+            step: name.to_owned(),
+            job: j,
+            deps: deps
+                .iter()
+                .map(|d| StepDep {
+                    step: d.trim_end_matches('?').to_owned(),
+                    ignore_failure: d.ends_with('?'),
+                })
+                .collect(),
+        }
+    }
+
+    /// A workflow `id` of these steps.
+    pub fn workflow(id: &str, steps: Vec<NewStep>) -> NewWorkflow {
+        NewWorkflow {
+            id: id.to_owned(),
+            name: format!("{id} name"),
+            steps,
+        }
+    }
+
+    /// Inserts the workflow at `t0` and returns each step's id by name.
+    pub async fn insert_wf<S: Store>(store: &S, wf: NewWorkflow) -> Vec<(String, JobId)> {
+        let names: Vec<String> = wf.steps.iter().map(|s| s.step.clone()).collect();
+        let ids = store
+            .insert_workflow(&wf, t0())
+            .await
+            .expect("insert_workflow");
+        assert_eq!(ids.len(), names.len(), "one id per step");
+        names.into_iter().zip(ids).collect()
+    }
+}

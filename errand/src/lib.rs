@@ -55,6 +55,10 @@ pub use errand_core::{
     StateCount, WorkerQueue, WorkerRecord, MAINTENANCE_LEADER, MAX_PARTITION_KEY_LEN,
     MAX_RESULT_LEN,
 };
+pub use errand_core::{
+    DepOutput, StepEdge, WorkflowError, WorkflowRecord, WorkflowStep, WorkflowSummary,
+    MAX_STEP_LEN, MAX_WORKFLOW_STEPS,
+};
 
 #[cfg(feature = "sqlite")]
 pub use errand_sqlite::{SqliteConnection, SqlitePool, SqliteStore, SqliteStoreBuilder};

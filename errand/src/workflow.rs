@@ -515,6 +515,40 @@ impl<S: Store> Client<S> {
         self.store().workflows(limit, before).await
     }
 
+    /// Waits until every step of workflow `id` has ended, at most `timeout`, and returns
+    /// the workflow as it then is ([`WorkflowRecord::is_finished`] says whether it ended);
+    /// `None` when no such workflow exists. Woken at once by ends in this process, it looks
+    /// again every 50 ms at first, then less often up to every 500 ms, for ends elsewhere.
+    pub async fn wait_workflow(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let store = self.store();
+        let mut ended = store.signals().ended();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut poll = std::time::Duration::from_millis(50);
+        loop {
+            let Some(rec) = store.workflow(id).await? else {
+                return Ok(None);
+            };
+            let now = tokio::time::Instant::now();
+            if rec.is_finished() || now >= deadline {
+                return Ok(Some(rec));
+            }
+            let nap = tokio::time::sleep(poll.min(deadline - now));
+            tokio::pin!(nap);
+            tokio::select! {
+                changed = ended.changed() => {
+                    if changed.is_err() {
+                        nap.await;
+                    }
+                }
+                () = &mut nap => poll = (poll * 2).min(std::time::Duration::from_millis(500)),
+            }
+        }
+    }
+
     /// Cancels every step of workflow `id` that has not ended (running ones are told to
     /// stop, as [`Client::cancel`] does). Returns how many.
     pub async fn cancel_workflow(&self, id: &str) -> Result<u64, StoreError> {

@@ -10,6 +10,7 @@ mod prune;
 mod queues;
 mod stats;
 pub(crate) mod workers;
+pub(crate) mod workflows;
 
 pub(crate) use dashboard::{dashboard, dashboard_store};
 pub(crate) use jobs::jobs;

@@ -5,49 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use errand_core::{
-    DepOutput, FinishAction, JobId, JobRow, JobState, ListFilter, NewStep, NewWorkflow, StepDep,
-    Store, StoreError, WorkflowError,
+    DepOutput, FinishAction, JobId, JobRow, JobState, ListFilter, NewStep, Store, StoreError,
+    WorkflowError,
 };
 
+use crate::helpers::workflow::{insert_wf, step, workflow};
 use crate::helpers::*;
-
-/// A step named `step` on queue `wf`, waiting for `deps` (a name ending in `?` is an
-/// `ignore_failure` edge), one attempt.
-pub fn step(name: &str, deps: &[&str]) -> NewStep {
-    let mut j = job(name, "wf");
-    j.max_attempts = 1;
-    NewStep {
-        step: name.to_owned(),
-        job: j,
-        deps: deps
-            .iter()
-            .map(|d| StepDep {
-                step: d.trim_end_matches('?').to_owned(),
-                ignore_failure: d.ends_with('?'),
-            })
-            .collect(),
-    }
-}
-
-/// A workflow `id` of these steps.
-pub fn workflow(id: &str, steps: Vec<NewStep>) -> NewWorkflow {
-    NewWorkflow {
-        id: id.to_owned(),
-        name: format!("{id} name"),
-        steps,
-    }
-}
-
-/// Inserts the workflow at `t0` and returns each step's id by name.
-pub async fn insert_wf<S: Store>(store: &S, wf: NewWorkflow) -> Vec<(String, JobId)> {
-    let names: Vec<String> = wf.steps.iter().map(|s| s.step.clone()).collect();
-    let ids = store
-        .insert_workflow(&wf, t0())
-        .await
-        .expect("insert_workflow");
-    assert_eq!(ids.len(), names.len(), "one id per step");
-    names.into_iter().zip(ids).collect()
-}
 
 fn id_of(ids: &[(String, JobId)], name: &str) -> JobId {
     ids.iter()
