@@ -109,10 +109,17 @@ impl FromRequestParts<App> for Page {
             .map(|b| b.0.clone())
             .unwrap_or_default();
         let path = parts.uri.path();
-        let section = ["/jobs", "/queues", "/workers", "/cron", "/audit"]
-            .into_iter()
-            .find(|s| path.starts_with(s))
-            .unwrap_or("/");
+        let section = [
+            "/jobs",
+            "/queues",
+            "/workers",
+            "/workflows",
+            "/cron",
+            "/audit",
+        ]
+        .into_iter()
+        .find(|s| path.starts_with(s))
+        .unwrap_or("/");
         Ok(Page {
             base,
             actor,

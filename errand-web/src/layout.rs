@@ -20,6 +20,7 @@ pub(crate) fn page(p: &Page, title: &str, live: bool, content: Markup) -> Markup
         ("/jobs", "Jobs"),
         ("/queues", "Queues"),
         ("/workers", "Workers"),
+        ("/workflows", "Workflows"),
         ("/cron", "Cron"),
         ("/audit", "Audit log"),
     ];

@@ -27,6 +27,7 @@ on_every_store!(
     metrics_describe_the_whole_store,
     metric_gauges_equal_the_stores_counts,
     the_cron_page_shows_entries_next_ticks_and_runs,
+    the_workflow_pages_draw_steps_by_state_and_cancel,
 );
 
 struct Reply {
@@ -940,4 +941,88 @@ async fn the_queues_page_says_how_long_a_backlog_takes() {
     assert!(row.contains(r#"class="num available">600<"#), "{row}");
     assert!(row.contains(r#"class="num rate">50.0<"#), "{row}");
     assert!(row.contains(r#"class="drain">~12 min<"#), "{row}");
+}
+
+/// A workflow whose first step was cancelled (its plain dependents cancelled with it, the
+/// tolerant one released): the list shows it running; its page draws every step coloured by
+/// state and lists what each waits for, hostile step names as text; cancelling it from the
+/// page ends the rest and is audited.
+async fn the_workflow_pages_draw_steps_by_state_and_cancel(store: Arc<dyn Store>) {
+    use errand::store::{NewJob, NewStep, NewWorkflow, StepDep};
+    let now = store.now(chrono::Utc::now()).await;
+    let job = |kind: &str| NewJob {
+        kind: kind.into(),
+        queue: "wf".into(),
+        args: "{}".into(),
+        priority: 0,
+        max_attempts: 1,
+        run_at: now,
+        tags: vec![],
+        unique_key: None,
+        unique_states: Default::default(),
+        unique_for_ms: None,
+        backoff: None,
+        timeout_ms: None,
+        partition_key: None,
+    };
+    let step = |name: &str, deps: &[(&str, bool)]| NewStep {
+        step: name.into(),
+        job: job("k"),
+        deps: deps
+            .iter()
+            .map(|(d, ignore)| StepDep {
+                step: (*d).into(),
+                ignore_failure: *ignore,
+            })
+            .collect(),
+    };
+    let wf = NewWorkflow {
+        id: "web-wf".into(),
+        name: "nightly".into(),
+        steps: vec![
+            step("a", &[]),
+            step("b", &[("a", false)]),
+            step("tolerant", &[("a", true)]),
+            step(XSS, &[("b", false)]),
+        ],
+    };
+    let ids = store.insert_workflow(&wf, now).await.unwrap();
+    store.cancel(ids[0], now).await.unwrap();
+    let app = errand_web::router(store.clone(), Config::new());
+    let list = get(&app, "/workflows").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let row = &list.body[list.body.find(r#"data-workflow="web-wf""#).expect("listed")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("nightly") && row.contains("running"), "{row}");
+    let page = get(&app, "/workflows/web-wf").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(r#"id="workflow-graph""#), "a graph");
+    assert_eq!(page.body.matches(r#"class="node cancelled""#).count(), 3);
+    assert_eq!(page.body.matches(r#"class="node available""#).count(), 1);
+    assert_eq!(page.body.matches(r#"class="edge""#).count(), 2);
+    assert_eq!(page.body.matches(r#"class="edge tolerant""#).count(), 1);
+    assert!(page
+        .body
+        .contains(&format!("cancelled by job <a href=\"/jobs/{}\"", ids[0])));
+    assert!(
+        !page.body.contains("<script>alert"),
+        "a hostile step name is text"
+    );
+    let t = token(&page.body);
+    let r = post(&app, "/workflows/web-wf/cancel", &format!("csrf={t}"), &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(state(&*store, ids[2]).await, JobState::Cancelled);
+    let after = get(&app, "/workflows/web-wf").await;
+    assert!(after.body.contains("· finished"), "{}", after.body);
+    let audit = store.audit_log(10, None).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "workflow.cancel"
+            && e.target == "workflow web-wf"
+            && e.detail.contains("cancelled 1")),
+        "{audit:?}"
+    );
+    assert_eq!(
+        get(&app, "/workflows/nope").await.status,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -48,7 +48,11 @@ impl Ledger {
 
     /// Creates the table if needed.
     pub async fn ensure(&self) -> Result<(), sqlx::Error> {
-        let cols = "job_id bigint NOT NULL, attempt integer NOT NULL, pid bigint NOT NULL";
+        // `started_us`: when the run began, microseconds since the epoch by this machine's
+        // clock (the database's too on the same machine): a workflow step's start is checked
+        // against its dependencies' ends.
+        let cols = "job_id bigint NOT NULL, attempt integer NOT NULL, pid bigint NOT NULL, \
+                    started_us bigint NOT NULL DEFAULT 0";
         match self {
             Ledger::Sqlite(pool) => {
                 sqlx::query(&format!(
@@ -82,24 +86,46 @@ impl Ledger {
         }
     }
 
-    async fn record(&self, job: i64, attempt: i32) -> Result<(), sqlx::Error> {
-        let pid = i64::from(std::process::id());
+    /// Every recorded run with its start: (job id, attempt, start in µs since the epoch).
+    pub async fn starts(&self) -> Result<Vec<(i64, i32, i64)>, sqlx::Error> {
         match self {
             Ledger::Sqlite(pool) => {
-                sqlx::query("INSERT INTO errand_ledger (job_id, attempt, pid) VALUES (?, ?, ?)")
-                    .bind(job)
-                    .bind(attempt)
-                    .bind(pid)
-                    .execute(pool)
-                    .await?;
+                sqlx::query_as("SELECT job_id, attempt, started_us FROM errand_ledger")
+                    .fetch_all(pool)
+                    .await
+            }
+            Ledger::Postgres { pool, table } => {
+                sqlx::query_as(&format!("SELECT job_id, attempt, started_us FROM {table}"))
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+    }
+
+    async fn record(&self, job: i64, attempt: i32) -> Result<(), sqlx::Error> {
+        let pid = i64::from(std::process::id());
+        let started = chrono::Utc::now().timestamp_micros();
+        match self {
+            Ledger::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO errand_ledger (job_id, attempt, pid, started_us) \
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(job)
+                .bind(attempt)
+                .bind(pid)
+                .bind(started)
+                .execute(pool)
+                .await?;
             }
             Ledger::Postgres { pool, table } => {
                 sqlx::query(&format!(
-                    "INSERT INTO {table} (job_id, attempt, pid) VALUES ($1, $2, $3)"
+                    "INSERT INTO {table} (job_id, attempt, pid, started_us) VALUES ($1, $2, $3, $4)"
                 ))
                 .bind(job)
                 .bind(attempt)
                 .bind(pid)
+                .bind(started)
                 .execute(pool)
                 .await?;
             }

@@ -46,6 +46,13 @@ pub struct ChaosArgs {
     /// Pass the worker processes' logs (warnings, or what `RUST_LOG` asks for) to stderr.
     #[arg(long)]
     pub worker_logs: bool,
+    /// Enqueue this many workflows instead of `--jobs` plain jobs: each of 10–20 steps, each
+    /// step waiting for up to three earlier ones, and a last step that waits for all the
+    /// others whatever their ends (a batch's `on_complete` callback). Checks that every
+    /// workflow ends, no step starts before its dependencies completed, and no step runs
+    /// again except where a kill explains it.
+    #[arg(long, default_value_t = 0)]
+    pub workflows: u32,
 }
 
 /// What a chaos run found.
@@ -90,7 +97,17 @@ pub struct ChaosReport {
     /// once it is up (start-up excluded); `null` when not every worker registered or the
     /// jobs were all final by then.
     pub jobs_per_s_when_ready: Option<f64>,
-    /// `lost == 0 && duplicate_runs <= in_flight_at_kills + in_flight_at_restart`.
+    /// Workflows enqueued (`--workflows`; 0: plain jobs).
+    pub workflows: u64,
+    /// Workflows with a step not final at the end (must be 0).
+    pub workflows_unfinished: u64,
+    /// Steps whose run started before one of their dependencies had completed (must be 0).
+    pub early_starts: u64,
+    /// Callback steps (each workflow's last) that ran more than once (a kill may explain
+    /// one; `unexplained_repeats` counts those it does not).
+    pub callback_repeats: u64,
+    /// `lost == 0 && duplicate_runs <= in_flight_at_kills + in_flight_at_restart`, and in
+    /// workflow mode no unfinished workflow, no early start, no unexplained repeat.
     pub pass: bool,
 }
 
@@ -173,13 +190,24 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         .await
         .map_err(errand::StoreError::database)?;
     let client = Client::new(store.clone());
-    let seqs: Vec<u32> = (0..args.jobs).collect();
-    for chunk in seqs.chunks(1000) {
-        client
-            .enqueue_many(chunk.iter().map(|_| LedgerJob {
-                work_ms: args.work_ms,
-            }))
-            .await?;
+    let mut workflow_ids = Vec::new();
+    let mut jobs = u64::from(args.jobs);
+    if args.workflows > 0 {
+        jobs = 0;
+        for _ in 0..args.workflows {
+            let (wf, steps) = random_workflow(args.work_ms);
+            jobs += steps;
+            workflow_ids.push(client.enqueue_workflow(wf).await?.id);
+        }
+    } else {
+        let seqs: Vec<u32> = (0..args.jobs).collect();
+        for chunk in seqs.chunks(1000) {
+            client
+                .enqueue_many(chunk.iter().map(|_| LedgerJob {
+                    work_ms: args.work_ms,
+                }))
+                .await?;
+        }
     }
     let mut workers: Vec<Child> = (0..args.workers.max(1))
         .map(|_| spawn_worker(&sc.args, args))
@@ -281,9 +309,8 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         }));
     }
     // Let everything finish: bounded by the work left plus rescues.
-    let deadline = Instant::now()
-        + Duration::from_secs(120)
-        + Duration::from_millis(args.work_ms * u64::from(args.jobs) / 10);
+    let deadline =
+        Instant::now() + Duration::from_secs(120) + Duration::from_millis(args.work_ms * jobs / 10);
     while store.count(&open).await.unwrap_or(1) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -300,7 +327,6 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
         let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
     }
 
-    let jobs = u64::from(args.jobs);
     let completed = store
         .count(&ListFilter::new().state(JobState::Completed))
         .await?;
@@ -309,6 +335,7 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
     let distinct: HashSet<i64> = runs.iter().map(|r| r.0).collect();
     let duplicate_runs = (runs.len() - distinct.len()) as u64;
     let (unexplained_repeats, unexplained_sample) = unexplained(&runs, &held_at_kills);
+    let checked = check_workflows(&*store, &ledger, &workflow_ids).await?;
     let max_recovery_s = recoveries
         .lock()
         .unwrap()
@@ -335,7 +362,16 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
             let secs = (all_final - at).as_secs_f64();
             (open_then > 0 && lost == 0 && secs > 0.0).then(|| open_then as f64 / secs)
         }),
-        pass: lost == 0 && duplicate_runs <= in_flight + at_restart,
+        workflows: workflow_ids.len() as u64,
+        workflows_unfinished: checked.unfinished,
+        early_starts: checked.early_starts,
+        callback_repeats: checked.callback_repeats,
+        pass: lost == 0
+            && duplicate_runs <= in_flight + at_restart
+            && (workflow_ids.is_empty()
+                || (checked.unfinished == 0
+                    && checked.early_starts == 0
+                    && unexplained_repeats == 0)),
     };
     if let Some(pg) = sc.backend.as_postgres() {
         let _ = sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", pg.schema()))
@@ -343,6 +379,93 @@ pub async fn chaos(url: &str, args: &ChaosArgs) -> Result<ChaosReport, CliError>
             .await;
     }
     Ok(report)
+}
+
+/// A workflow of 10–20 ledger steps: step `s{i}` waits for up to three random earlier steps;
+/// the last, `callback`, waits for every other whatever their ends. Returns it and its size.
+fn random_workflow(work_ms: u64) -> (errand::Workflow, u64) {
+    let n = rand::random_range(9..=19usize);
+    let mut wf = errand::Workflow::new("chaos");
+    for i in 0..n {
+        let mut deps: Vec<String> = Vec::new();
+        if i > 0 {
+            for _ in 0..rand::random_range(0..=3usize) {
+                let d = format!("s{}", rand::random_range(0..i));
+                if !deps.contains(&d) {
+                    deps.push(d);
+                }
+            }
+        }
+        wf = wf.add_after(format!("s{i}"), LedgerJob { work_ms }, deps);
+    }
+    (
+        wf.on_complete("callback", LedgerJob { work_ms }),
+        n as u64 + 1,
+    )
+}
+
+#[derive(Debug, Default)]
+struct Checked {
+    unfinished: u64,
+    early_starts: u64,
+    callback_repeats: u64,
+}
+
+/// Each workflow's end, from the store, against the ledger's run starts: every step final,
+/// none started before each of its dependencies had completed (its `finalized_at`; the
+/// release happens in that commit, and a run starts after its claim).
+async fn check_workflows(
+    store: &dyn Store,
+    ledger: &Ledger,
+    ids: &[String],
+) -> Result<Checked, CliError> {
+    let mut c = Checked::default();
+    if ids.is_empty() {
+        return Ok(c);
+    }
+    let mut starts: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (job, _, us) in ledger
+        .starts()
+        .await
+        .map_err(errand::StoreError::database)?
+    {
+        starts.entry(job).or_default().push(us);
+    }
+    for id in ids {
+        let Some(wf) = store.workflow(id).await? else {
+            c.unfinished += 1;
+            continue;
+        };
+        if !wf.is_finished() {
+            c.unfinished += 1;
+        }
+        let ended: HashMap<i64, i64> = wf
+            .steps
+            .iter()
+            .filter_map(|s| Some((s.job.id, s.job.finalized_at?.timestamp_micros())))
+            .collect();
+        for s in &wf.steps {
+            let runs = starts.get(&s.job.id).map(Vec::as_slice).unwrap_or(&[]);
+            if s.step == "callback" && runs.len() > 1 {
+                c.callback_repeats += 1;
+            }
+            let first = runs.iter().copied().min();
+            for d in &s.deps {
+                let parent_end = ended.get(&d.parent).copied();
+                let early = match (first, parent_end) {
+                    (Some(start), Some(end)) => start < end,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if early {
+                    c.early_starts += 1;
+                    tracing::warn!(workflow = %id, step = %s.step, dependency = %d.step,
+                        "a step started before its dependency ended");
+                }
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// Repeats no kill explains: per job, runs beyond the first less the runs whose attempt a
@@ -414,6 +537,13 @@ pub fn print_report(out: &mut impl std::io::Write, r: &ChaosReport) -> std::io::
         "completed {}  lost {}  duplicate runs {}  in flight at kills {} (at restart {})  max recovery {:.2} s",
         r.completed, r.lost, r.duplicate_runs, r.in_flight_at_kills, r.in_flight_at_restart, r.max_recovery_s
     )?;
+    if r.workflows > 0 {
+        writeln!(
+            out,
+            "workflows {}  unfinished {}  steps started before a dependency ended {}  callbacks run twice {} (unexplained repeats {})",
+            r.workflows, r.workflows_unfinished, r.early_starts, r.callback_repeats, r.unexplained_repeats
+        )?;
+    }
     if let (Some(ready), Some(rate)) = (r.workers_ready_s, r.jobs_per_s_when_ready) {
         writeln!(
             out,

@@ -12,3 +12,4 @@ pub(crate) mod metrics;
 pub(crate) mod overview;
 pub(crate) mod queues;
 pub(crate) mod workers;
+pub(crate) mod workflows;
