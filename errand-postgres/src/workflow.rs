@@ -88,10 +88,8 @@ pub(crate) async fn insert_on(
         }
     }
     // Ids first: the plan's edges (and steps cancelled at birth) name them.
-    let next = format!(
-        "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2::int)"
-    );
-    let ids: Vec<i64> = sqlx::query_scalar(&next)
+    let next = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2::int)";
+    let ids: Vec<i64> = sqlx::query_scalar(next)
         .bind(&jobs)
         .bind(wf.steps.len() as i32)
         .fetch_all(&mut *conn)
@@ -448,7 +446,8 @@ pub(crate) async fn dependency_outputs(
         table(s, "job_deps"),
         table(s, "jobs")
     );
-    let rows: Vec<(Option<String>, i64, String, String, Option<String>)> = sqlx::query_as(&sql)
+    type Dep = (Option<String>, i64, String, String, Option<String>);
+    let rows: Vec<Dep> = sqlx::query_as(&sql)
         .bind(id)
         .fetch_all(&s.inner.pool)
         .await

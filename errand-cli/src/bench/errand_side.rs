@@ -70,6 +70,22 @@ pub(crate) async fn enqueue_batch(
     Ok(start.elapsed())
 }
 
+/// One workflow of `n` bench jobs (n ≥ 3): `root` (seq 0), `fan-0` … waiting for it (seqs 1
+/// to n - 2), and `sum` (seq n - 1) waiting for every fan-out step.
+pub(crate) async fn enqueue_fan_out_in(
+    client: &Client<BenchStore>,
+    n: u32,
+) -> Result<(), errand::EnqueueError> {
+    let n = n.max(3);
+    let fan: Vec<String> = (0..n - 2).map(|i| format!("fan-{i}")).collect();
+    let wf = errand::Workflow::new("bench")
+        .add("root", BenchJob { seq: 0 })
+        .add_each("fan", (1..n - 1).map(|seq| BenchJob { seq }), ["root"])
+        .add_after("sum", BenchJob { seq: n - 1 }, fan.iter());
+    client.enqueue_workflow(wf).await?;
+    Ok(())
+}
+
 /// What the process phase measured.
 pub(crate) struct Processed {
     pub(crate) elapsed: Duration,
@@ -91,6 +107,7 @@ pub(crate) async fn process(
     // over the small per-state indexes, cheap to ask every millisecond (counting the
     // completed jobs would scan them all, and a slow poll would be timed as errand's).
     let unfinished = [
+        errand::JobState::Pending,
         errand::JobState::Available,
         errand::JobState::Running,
         errand::JobState::Scheduled,

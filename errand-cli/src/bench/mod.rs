@@ -92,6 +92,10 @@ pub enum Phase {
     /// Postgres: jobs at a fixed rate while a session holds a snapshot (not in the default
     /// set: it lasts `--bloat-secs`).
     Bloat,
+    /// errand alone: `--jobs` plain jobs against one workflow of as many steps (a root, a
+    /// fan-out waiting for it, a fan-in waiting for all of them), enqueue to last end,
+    /// alternating rounds (not in the default set).
+    Workflow,
 }
 
 /// Latency percentiles in milliseconds.
@@ -204,6 +208,24 @@ pub struct Report {
     /// With `--phases bloat`: each window's pickup latency, throughput and dead tuples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bloat: Option<bloat::Bloat>,
+    /// With `--phases workflow`: a fan-out/fan-in workflow against as many plain jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowCost>,
+}
+
+/// What `--phases workflow` measured: seconds from the first enqueue until every job
+/// ended, medians of alternating rounds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WorkflowCost {
+    /// Jobs on each side.
+    pub jobs: u32,
+    /// Plain jobs: `enqueue_many` in batches of 1,000, then run.
+    pub plain_s: f64,
+    /// One workflow of as many steps: `root`, a fan-out of `jobs - 2` steps waiting for it,
+    /// `sum` waiting for all of them (one `enqueue_workflow`).
+    pub workflow_s: f64,
+    /// `workflow_s / plain_s` (the target: at most 2).
+    pub ratio: f64,
 }
 
 /// What `--prune-backlog` stored and what was pruned during the latency phase.
@@ -417,14 +439,20 @@ impl Scratch {
     /// Empties both queues between phases, so each starts on an empty table.
     async fn clear(&self) -> Result<(), CliError> {
         let res = match &self.errand_db {
-            ErrandDb::Pg(pg) => sqlx::query(&format!("TRUNCATE \"{}\".jobs", pg.schema()))
-                .execute(pg.pool())
-                .await
-                .map(|_| ()),
-            ErrandDb::Sqlite(sq) => sqlx::query("DELETE FROM errand_jobs")
-                .execute(sq.pool())
-                .await
-                .map(|_| ()),
+            ErrandDb::Pg(pg) => sqlx::query(&format!(
+                "TRUNCATE \"{0}\".jobs, \"{0}\".job_deps, \"{0}\".workflows",
+                pg.schema()
+            ))
+            .execute(pg.pool())
+            .await
+            .map(|_| ()),
+            ErrandDb::Sqlite(sq) => sqlx::raw_sql(
+                "DELETE FROM errand_jobs; DELETE FROM errand_job_deps; \
+                 DELETE FROM errand_workflows;",
+            )
+            .execute(sq.pool())
+            .await
+            .map(|_| ()),
         };
         res.map_err(errand::StoreError::database)?;
         self.raw.clear().await.map_err(baseline)?;
@@ -721,6 +749,49 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         sc.clear().await?;
     }
 
+    let workflow = if on(Phase::Workflow) {
+        let (mut plain, mut flow) = (Vec::new(), Vec::new());
+        for round in 1..=PROCESS_ROUNDS {
+            let probe = Probe::new(n);
+            let pb = bar(
+                args.json,
+                n.into(),
+                &format!("plain jobs {round}/{PROCESS_ROUNDS}"),
+            );
+            let t = Instant::now();
+            errand_side::enqueue_batch(&client, n, BATCH, &ProgressBar::hidden()).await?;
+            let done = errand_side::process(&sc.store, &probe, w, &pb).await?;
+            pb.finish();
+            plain.push(t.elapsed().as_secs_f64());
+            e.duplicates += probe.duplicates();
+            e.lost += probe.lost().max(done.not_completed);
+            sc.clear().await?;
+            let probe = Probe::new(n);
+            let pb = bar(
+                args.json,
+                n.into(),
+                &format!("workflow {round}/{PROCESS_ROUNDS}"),
+            );
+            let t = Instant::now();
+            errand_side::enqueue_fan_out_in(&client, n).await?;
+            let done = errand_side::process(&sc.store, &probe, w, &pb).await?;
+            pb.finish();
+            flow.push(t.elapsed().as_secs_f64());
+            e.duplicates += probe.duplicates();
+            e.lost += probe.lost().max(done.not_completed);
+            sc.clear().await?;
+        }
+        let (plain_s, workflow_s) = (median(plain), median(flow));
+        Some(WorkflowCost {
+            jobs: n,
+            plain_s,
+            workflow_s,
+            ratio: workflow_s / plain_s,
+        })
+    } else {
+        None
+    };
+
     if on(Phase::Idle) {
         let pb = bar(args.json, args.idle_secs, "errand idle (s)");
         let ticker = {
@@ -757,6 +828,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         raw: r,
         prune_backlog,
         bloat,
+        workflow,
     };
     sc.remove().await;
     Ok(report)
@@ -919,6 +991,13 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
             out,
             "old completed jobs: {} stored, {} pruned by the worker's retention during errand's latency phase",
             p.stored, p.pruned_during_latency
+        )?;
+    }
+    if let Some(w) = r.workflow {
+        writeln!(
+            out,
+            "workflow: {} jobs enqueued and run in {:.2} s as plain jobs, {:.2} s as one fan-out/fan-in workflow ({:.2}×)",
+            w.jobs, w.plain_s, w.workflow_s, w.ratio
         )?;
     }
     Ok(())
