@@ -398,7 +398,7 @@ pub struct WorkflowPlan {
     pub steps: Vec<PlannedStep>,
     /// Every edge of the new steps.
     pub edges: Vec<PlannedEdge>,
-    /// Existing jobs that now have dependents (`has_dependents` to set).
+    /// Existing jobs not completed that now have dependents (`has_dependents` to set).
     pub new_parents: Vec<JobId>,
 }
 
@@ -448,7 +448,10 @@ pub fn plan_workflow(
                 let ps = planned[p].as_ref().expect("parents are planned first");
                 (ps.id, ps.state)
             } else if let Some(e) = old.get(d.step.as_str()) {
-                if !new_parents.contains(&e.id) {
+                // A completed parent has nothing left to settle (the edge is born settled):
+                // it must not be marked, or completing it again after a hand retry would
+                // count its edges twice.
+                if e.state != JobState::Completed && !new_parents.contains(&e.id) {
                     new_parents.push(e.id);
                 }
                 (e.id, e.state)
@@ -665,7 +668,7 @@ mod tests {
             (JobState::Cancelled, Some(22))
         );
         assert_eq!((by(24).state, by(24).waiting_on), (JobState::Available, 0));
-        assert_eq!(plan.new_parents, vec![10, 11, 12]);
+        assert_eq!(plan.new_parents, vec![11, 12]);
         let clash = wf(vec![step("done", &[])]);
         assert!(matches!(
             plan_workflow(&clash, &[30], &existing, Utc::now()),

@@ -126,11 +126,13 @@ BEGIN
                 PERFORM pg_notify(chan, chr(1) || 'ended');
             END IF;
         END IF;
+        -- The edges this end settles: all of its own when it completed; on a failure, those
+        -- with ignore_failure out of it and out of each step it cancelled (which are all
+        -- `cancelled`, and `doomed` is empty after a completion). One index range each.
         WITH s AS (
             UPDATE {schema}.job_deps e SET settled = true
-            WHERE NOT e.settled
-              AND ((e.parent_id = NEW.id AND (NEW.state = 'completed' OR e.ignore_failure))
-                   OR (e.ignore_failure AND e.parent_id = ANY(doomed)))
+            WHERE e.parent_id = ANY(NEW.id || doomed) AND NOT e.settled
+              AND (NEW.state = 'completed' OR e.ignore_failure)
             RETURNING e.child_id
         ), k AS (
             SELECT child_id, count(*) AS k FROM s GROUP BY child_id
@@ -192,8 +194,15 @@ BEGIN
 END
 $fn$;
 
+-- The store's outcome batches settle their completions themselves, aggregated over the
+-- batch (errand-postgres `Sql::finish`: at 100 completions of parents of one step per batch,
+-- a row trigger each cost 20 ms), and clear `has_dependents` as they do, so this trigger
+-- skips them; it serves every other end (failures, the rescuer, hand cancels and retries,
+-- completions in the application's transaction).
 CREATE TRIGGER jobs_settle AFTER UPDATE OF state ON {schema}.jobs FOR EACH ROW
 WHEN (NEW.has_dependents AND OLD.state IS DISTINCT FROM NEW.state
+      AND (NEW.state IN ('completed', 'discarded', 'cancelled')
+           OR OLD.state IN ('discarded', 'cancelled'))
       AND NOT (OLD.cancelled_by IS NULL AND NEW.cancelled_by IS NOT NULL)
       AND NOT (OLD.cancelled_by IS NOT NULL AND NEW.cancelled_by IS NULL))
 EXECUTE FUNCTION {schema}.settle_dependents();

@@ -263,9 +263,9 @@ impl Sql {
                    SELECT id, state, attempt, has_dependents FROM {t} WHERE id = ANY($1::int8[])
                    ORDER BY id FOR UPDATE
                  ), kids AS (
-                   -- Workflow steps these jobs' ends will settle (migration 13's trigger),
-                   -- locked now in id order: two batches ending parents of the same steps
-                   -- then wait for each other instead of deadlocking. None for plain jobs.
+                   -- Workflow steps these jobs' ends will settle, locked now in id order:
+                   -- two batches ending parents of the same steps then wait for each other
+                   -- instead of deadlocking. None for plain jobs.
                    SELECT c.id FROM {t} c
                    WHERE c.id IN (SELECT d.child_id FROM {deps} d JOIN locked l
                                   ON l.has_dependents AND d.parent_id = l.id)
@@ -276,11 +276,40 @@ impl Sql {
                           finalized_at = u.finalized_at,
                           errors = CASE WHEN u.error IS NULL THEN j.errors
                                         ELSE j.errors || jsonb_build_array(u.error::jsonb) END,
-                          result = coalesce(u.result::jsonb, j.result)
+                          result = coalesce(u.result::jsonb, j.result),
+                          -- A completion settles its dependents below, in this statement,
+                          -- aggregated over the batch; cleared, the flag keeps migration
+                          -- 13's row trigger (for every other end) from doing it again. A
+                          -- completed job's edges are all settled: nothing needs it after.
+                          has_dependents = j.has_dependents AND u.state <> 'completed'
                    FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
                    WHERE j.id = l.id AND l.state = 'running'
                      AND (SELECT count(*) FROM kids) >= 0
-                   RETURNING j.id, j.queue, j.state, j.awaited, j.has_dependents
+                   RETURNING j.id, j.queue, j.state, j.awaited, l.has_dependents
+                 ), counted AS (
+                   -- The edges out of the completed jobs not settled before (an
+                   -- ignore_failure edge of a failure retried by hand is). They are not
+                   -- marked: a completed job's `has_dependents` is cleared above, so no later
+                   -- end of it counts them again (writing them cost a tenth of each batch).
+                   SELECT e.child_id, count(*) AS k FROM {deps} e
+                   WHERE e.parent_id = ANY(ARRAY(SELECT id FROM done
+                                                 WHERE has_dependents AND state = 'completed'))
+                     AND NOT e.settled
+                   GROUP BY e.child_id
+                 ), released AS (
+                   -- Each dependent loses one per parent completed; one that reaches 0
+                   -- while pending is released (as migration 13 describes).
+                   UPDATE {t} c SET
+                          waiting_on = c.waiting_on - n.k,
+                          state = CASE WHEN c.state = 'pending' AND c.waiting_on = n.k
+                                       THEN CASE WHEN c.run_at > (SELECT max(finalized_at) FROM u)
+                                                 THEN 'scheduled' ELSE 'available' END
+                                       ELSE c.state END,
+                          run_at = CASE WHEN c.state = 'pending' AND c.waiting_on = n.k
+                                        THEN greatest(c.run_at, (SELECT max(finalized_at) FROM u))
+                                        ELSE c.run_at END
+                   FROM counted n WHERE c.id = n.child_id
+                   RETURNING c.queue, c.state
                  ), notified AS (
                    -- Jobs due at once wake their queue's producers in every process; jobs
                    -- due later wake the schedulers ('' is never a queue name).
@@ -299,6 +328,11 @@ impl Sql {
                    -- A job someone waits on (Client::wait) ended.
                    SELECT pg_notify($8, {ENDED_SQL})
                    WHERE EXISTS (SELECT 1 FROM done WHERE awaited AND state IN {FINAL})
+                   UNION ALL
+                   -- Workflow steps released: their queues, or the schedulers.
+                   SELECT pg_notify($8, r.q)
+                   FROM (SELECT DISTINCT CASE WHEN state = 'available' THEN queue ELSE '' END AS q
+                         FROM released WHERE state IN ('available', 'scheduled')) r
                  )
                  SELECT id, CASE WHEN state = 'completed' THEN NULL ELSE queue END, state,
                         (SELECT count(*) FROM notified), has_dependents
