@@ -68,6 +68,10 @@ pub struct SqliteStore {
     file: Arc<FileGuard>,
     /// Queues last seen metered (see `claim.rs`).
     pub(crate) metered: errand_core::MeteredSet,
+    /// Whether this store has met workflow steps (inserted some, or saw a completion
+    /// settle dependents): from then on outcome batches settle their completions
+    /// themselves, aggregated (`outcome.rs`); before, the row triggers do it.
+    pub(crate) workflows_seen: Arc<std::sync::atomic::AtomicBool>,
     /// What the last poll saw of the queue records and due jobs (see `queue::with_available`).
     pub(crate) last_poll: Arc<std::sync::Mutex<Option<crate::queue::PollSeen>>>,
 }
@@ -315,6 +319,7 @@ impl SqliteStoreBuilder {
             file: Arc::new(FileGuard::new(&path)),
             path,
             metered: Default::default(),
+            workflows_seen: Default::default(),
             last_poll: Default::default(),
         };
         if self.migrate {

@@ -40,6 +40,8 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<errand_core::JobId>, StoreError> {
         let done = crate::workflow::insert_on(conn, wf, now).await?;
+        self.workflows_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         done.wake(self);
         Ok(done.ids)
     }
