@@ -66,6 +66,13 @@ async fn fifty_parents_four_processes(db: Db) {
         "deadlocks while settling steps"
     );
     let runs = ledger.runs().await.unwrap();
+    let starts: HashMap<i64, i64> = ledger
+        .starts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _, us)| (id, us))
+        .collect();
     let mut per_job: HashMap<i64, u32> = HashMap::new();
     let mut pid_of: HashMap<i64, i64> = HashMap::new();
     for (id, _, pid) in &runs {
@@ -91,10 +98,13 @@ async fn fifty_parents_four_processes(db: Db) {
             .map(|s| s.job.finalized_at.expect("finalized"))
             .max()
             .unwrap();
-        let started = child.job.attempted_at.expect("it ran");
+        // The run's start from the ledger (taken as the job runs): the claim's own time is
+        // read before the claim waits for the write, so it may precede the parent's end.
+        let started = starts[&child.job.id];
+        let ended = last_parent.timestamp_micros();
         assert!(
-            started >= last_parent,
-            "{id}: child started at {started} before its last parent ended at {last_parent}"
+            started >= ended,
+            "{id}: child started at {started} µs before its last parent ended at {ended} µs"
         );
         let pids: std::collections::HashSet<i64> = wf
             .steps

@@ -17,7 +17,8 @@ pub(crate) async fn cancel(
 ) -> Result<CancelResult, StoreError> {
     let w = s.writer().await?;
     let sql = format!(
-        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL \
+        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, lease_expires_at = NULL, \
+         has_dependents = has_dependents \
          WHERE id = ? AND {NON_FINAL} RETURNING {COLUMNS}"
     );
     let row = sqlx::query(&sql)
@@ -65,7 +66,7 @@ pub(crate) async fn retry_now(
            state = CASE WHEN waiting_on > 0 THEN 'pending' ELSE 'available' END, \
          run_at = ?, finalized_at = NULL, \
          lease_expires_at = NULL, max_attempts = max(max_attempts, attempt + 1), \
-         result = NULL, progress = NULL \
+         result = NULL, progress = NULL, has_dependents = has_dependents \
          WHERE id = ? AND state != 'running' AND state != 'pending' \
          AND (unique_key IS NULL OR NOT EXISTS \
            (SELECT 1 FROM errand_jobs o WHERE o.unique_key = errand_jobs.unique_key \

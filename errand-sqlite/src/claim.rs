@@ -73,6 +73,7 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         req.limit,
         req.held,
     );
+    let seen = s.workflows_seen.clone();
     let rows: Vec<(String, bool)> = w
         .run(req.limit as usize, move |c| {
             let params = rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5];
@@ -82,12 +83,16 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
                 let rows = stmt.query_map(params, |r| r.get_ref(0).map(claimed_text))?;
                 rows.collect()
             };
-            match run(&CLAIM) {
+            let rows = match run(&CLAIM) {
                 // The failed statement changed nothing: claim again, reading every column
                 // guarded, so the row that failed it is discarded and the rest run.
                 Err(e) if refused_blob(&e) => run(&CLAIM_GUARDED).map_err(lite),
                 other => other.map_err(lite),
+            }?;
+            if !rows.is_empty() {
+                learn_workflows(c, &seen)?;
             }
+            Ok(rows)
         })
         .await?;
     // Decoding needs no turn: let the completer write meanwhile.
@@ -101,6 +106,28 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         .map(|row| decode_claimed_text(row, req, lease_until))
         .collect::<Result<Vec<_>, _>>()?;
     checked(s, req, jobs).await
+}
+
+/// Until this store has met workflows, asks after each claim that took jobs whether any
+/// workflow exists (one probe of a table of a few rows; none once it has): the claimed jobs
+/// may be steps, whose completions must then be settled by the outcome batches
+/// (`outcome.rs`). Asked after the claim, so a workflow inserted later cannot have a step
+/// among these jobs.
+pub(crate) fn learn_workflows(
+    c: &rusqlite::Connection,
+    seen: &std::sync::atomic::AtomicBool,
+) -> Result<(), StoreError> {
+    use std::sync::atomic::Ordering;
+    if seen.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let any: bool = crate::direct::prepare(c, "SELECT EXISTS (SELECT 1 FROM errand_workflows)")?
+        .query_row([], |r| r.get(0))
+        .map_err(lite)?;
+    if any {
+        seen.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Whether `queue`'s record holds a per-key or rate limit.
@@ -178,6 +205,17 @@ async fn metered(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<JobRow>, Sto
         .fetch_all(&mut *tx)
         .await
         .map_err(db)?;
+    if !rows.is_empty() && !s.workflows_seen.load(std::sync::atomic::Ordering::Relaxed) {
+        // As `learn_workflows`, in this claim's transaction.
+        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM errand_workflows)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if any {
+            s.workflows_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     if found.is_some() {
         sqlx::query(
             "UPDATE errand_queues SET tokens = ?, refilled_at = ?, key_cursor = ? WHERE name = ?",
@@ -350,6 +388,7 @@ async fn quarantine(s: &SqliteStore, job: &JobRow, now: DateTime<Utc>) -> Result
     let w = s.writer().await?;
     sqlx::query(
         "UPDATE errand_jobs SET state = 'discarded', finalized_at = ?, lease_expires_at = NULL, \
+         has_dependents = has_dependents, \
          errors = CASE WHEN json_valid(errors) AND json_type(errors) = 'array' \
                        THEN json_insert(errors, '$[#]', json(?)) ELSE json_array(json(?)) END \
          WHERE id = ? AND state = 'running' AND attempt = ?",

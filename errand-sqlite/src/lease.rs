@@ -86,8 +86,11 @@ pub(crate) async fn rescue_expired(
             JobState::Retryable
         };
         sqlx::query(
+            // `has_dependents` named: a discarded workflow step settles its dependents
+            // (migration 12's triggers).
             "UPDATE errand_jobs SET state = ?, lease_expires_at = NULL, run_at = ?, \
-             finalized_at = ?, errors = json_insert(errors, '$[#]', json(?)) \
+             finalized_at = ?, errors = json_insert(errors, '$[#]', json(?)), \
+             has_dependents = has_dependents \
              WHERE id = ? AND state = 'running' AND attempt = ?",
         )
         .bind(state.as_str())

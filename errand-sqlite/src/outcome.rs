@@ -70,6 +70,7 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
                 let mut stmt = prepare(
                     c,
                     "UPDATE errand_jobs SET state = ?1, lease_expires_at = NULL, \
+                     has_dependents = has_dependents, \
                      attempt = attempt + ?2, run_at = coalesce(?3, run_at), finalized_at = ?4, \
                      errors = CASE WHEN ?5 IS NULL THEN errors \
                                    ELSE json_insert(errors, '$[#]', json(?5)) END, \

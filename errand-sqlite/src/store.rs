@@ -68,9 +68,9 @@ pub struct SqliteStore {
     file: Arc<FileGuard>,
     /// Queues last seen metered (see `claim.rs`).
     pub(crate) metered: errand_core::MeteredSet,
-    /// Whether this store has met workflow steps (inserted some, or saw a completion
-    /// settle dependents): from then on outcome batches settle their completions
-    /// themselves, aggregated (`outcome.rs`); before, the row triggers do it.
+    /// Whether this store has met workflows (inserted some, or a claim found that some
+    /// exist: `claim::learn_workflows`): from then on its outcome batches settle the
+    /// completions of steps with dependents themselves (`outcome.rs`); no trigger does.
     pub(crate) workflows_seen: Arc<std::sync::atomic::AtomicBool>,
     /// What the last poll saw of the queue records and due jobs (see `queue::with_available`).
     pub(crate) last_poll: Arc<std::sync::Mutex<Option<crate::queue::PollSeen>>>,

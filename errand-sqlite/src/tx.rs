@@ -57,7 +57,8 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let res = sqlx::query(
             "UPDATE errand_jobs SET state = 'completed', lease_expires_at = NULL, \
-             finalized_at = ? WHERE id = ? AND attempt = ? AND state = 'running'",
+             finalized_at = ?, has_dependents = has_dependents \
+             WHERE id = ? AND attempt = ? AND state = 'running'",
         )
         .bind(micros(Utc::now()))
         .bind(lease.id)
