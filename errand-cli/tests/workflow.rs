@@ -66,12 +66,13 @@ async fn fifty_parents_four_processes(db: Db) {
         "deadlocks while settling steps"
     );
     let runs = ledger.runs().await.unwrap();
-    let starts: HashMap<i64, i64> = ledger
-        .starts()
+    // job → (start, end) of its run, by this machine's clock (each ran once: asserted below).
+    let times: HashMap<i64, (i64, i64)> = ledger
+        .times()
         .await
         .unwrap()
         .into_iter()
-        .map(|(id, _, us)| (id, us))
+        .map(|(id, _, start, end)| (id, (start, end)))
         .collect();
     let mut per_job: HashMap<i64, u32> = HashMap::new();
     let mut pid_of: HashMap<i64, i64> = HashMap::new();
@@ -91,20 +92,19 @@ async fn fifty_parents_four_processes(db: Db) {
         let child = wf.step("child").expect("the child");
         assert_eq!(child.job.attempt, 1, "claimed once");
         assert_eq!(child.waiting_on, 0);
-        let last_parent = wf
+        // The child's run began after every parent's run ended, by one clock (the release
+        // is in the commit of the last parent's completion, after its run ended).
+        let last_parent_end = wf
             .steps
             .iter()
             .filter(|s| s.step != "child")
-            .map(|s| s.job.finalized_at.expect("finalized"))
+            .map(|s| times[&s.job.id].1)
             .max()
             .unwrap();
-        // The run's start from the ledger (taken as the job runs): the claim's own time is
-        // read before the claim waits for the write, so it may precede the parent's end.
-        let started = starts[&child.job.id];
-        let ended = last_parent.timestamp_micros();
+        let started = times[&child.job.id].0;
         assert!(
-            started >= ended,
-            "{id}: child started at {started} µs before its last parent ended at {ended} µs"
+            last_parent_end > 0 && started >= last_parent_end,
+            "{id}: child started at {started} µs before its last parent's run ended at {last_parent_end} µs"
         );
         let pids: std::collections::HashSet<i64> = wf
             .steps

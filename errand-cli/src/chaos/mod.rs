@@ -48,11 +48,12 @@ impl Ledger {
 
     /// Creates the table if needed.
     pub async fn ensure(&self) -> Result<(), sqlx::Error> {
-        // `started_us`: when the run began, microseconds since the epoch by this machine's
-        // clock (the database's too on the same machine): a workflow step's start is checked
-        // against its dependencies' ends.
+        // `started_us` and `ended_us`: when the run began and ended, microseconds since the
+        // epoch by this machine's clock (0: not recorded, as for a run killed midway): a
+        // workflow step's start is checked against its dependencies' runs' ends, all read
+        // from one clock (the stores' own times may come from the database's).
         let cols = "job_id bigint NOT NULL, attempt integer NOT NULL, pid bigint NOT NULL, \
-                    started_us bigint NOT NULL DEFAULT 0";
+                    started_us bigint NOT NULL DEFAULT 0, ended_us bigint NOT NULL DEFAULT 0";
         match self {
             Ledger::Sqlite(pool) => {
                 sqlx::query(&format!(
@@ -86,20 +87,54 @@ impl Ledger {
         }
     }
 
-    /// Every recorded run with its start: (job id, attempt, start in µs since the epoch).
-    pub async fn starts(&self) -> Result<Vec<(i64, i32, i64)>, sqlx::Error> {
+    /// Every recorded run with its times: (job id, attempt, start, end), in µs since the
+    /// epoch (end 0: not recorded).
+    pub async fn times(&self) -> Result<Vec<(i64, i32, i64, i64)>, sqlx::Error> {
         match self {
             Ledger::Sqlite(pool) => {
-                sqlx::query_as("SELECT job_id, attempt, started_us FROM errand_ledger")
+                sqlx::query_as("SELECT job_id, attempt, started_us, ended_us FROM errand_ledger")
                     .fetch_all(pool)
                     .await
             }
             Ledger::Postgres { pool, table } => {
-                sqlx::query_as(&format!("SELECT job_id, attempt, started_us FROM {table}"))
-                    .fetch_all(pool)
-                    .await
+                sqlx::query_as(&format!(
+                    "SELECT job_id, attempt, started_us, ended_us FROM {table}"
+                ))
+                .fetch_all(pool)
+                .await
             }
         }
+    }
+
+    async fn ended(&self, job: i64, attempt: i32) -> Result<(), sqlx::Error> {
+        let pid = i64::from(std::process::id());
+        let ended = chrono::Utc::now().timestamp_micros();
+        match self {
+            Ledger::Sqlite(pool) => {
+                sqlx::query(
+                    "UPDATE errand_ledger SET ended_us = ? \
+                     WHERE job_id = ? AND attempt = ? AND pid = ?",
+                )
+                .bind(ended)
+                .bind(job)
+                .bind(attempt)
+                .bind(pid)
+                .execute(pool)
+                .await?;
+            }
+            Ledger::Postgres { pool, table } => {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET ended_us = $1 WHERE job_id = $2 AND attempt = $3 AND pid = $4"
+                ))
+                .bind(ended)
+                .bind(job)
+                .bind(attempt)
+                .bind(pid)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn record(&self, job: i64, attempt: i32) -> Result<(), sqlx::Error> {
@@ -180,6 +215,7 @@ impl Job for LedgerJob {
             _ => {
                 st.ledger.record(cx.job_id(), cx.attempt()).await?;
                 tokio::time::sleep(Duration::from_millis(self.work_ms)).await;
+                st.ledger.ended(cx.job_id(), cx.attempt()).await?;
             }
         }
         Ok(Outcome::Complete)

@@ -411,9 +411,9 @@ struct Checked {
     callback_repeats: u64,
 }
 
-/// Each workflow's end, from the store, against the ledger's run starts: every step final,
-/// none started before each of its dependencies had completed (its `finalized_at`; the
-/// release happens in that commit, and a run starts after its claim).
+/// Each workflow's end, from the store, against the ledger: every step final, and none
+/// started before each of its dependencies' completing run had ended (both times from this
+/// machine's clock; the release happens in the completion's commit, after that run ended).
 async fn check_workflows(
     store: &dyn Store,
     ledger: &Ledger,
@@ -423,13 +423,10 @@ async fn check_workflows(
     if ids.is_empty() {
         return Ok(c);
     }
-    let mut starts: HashMap<i64, Vec<i64>> = HashMap::new();
-    for (job, _, us) in ledger
-        .starts()
-        .await
-        .map_err(errand::StoreError::database)?
-    {
-        starts.entry(job).or_default().push(us);
+    // job → its runs' (attempt, start, end).
+    let mut runs: HashMap<i64, Vec<(i32, i64, i64)>> = HashMap::new();
+    for (job, attempt, start, end) in ledger.times().await.map_err(errand::StoreError::database)? {
+        runs.entry(job).or_default().push((attempt, start, end));
     }
     for id in ids {
         let Some(wf) = store.workflow(id).await? else {
@@ -439,28 +436,30 @@ async fn check_workflows(
         if !wf.is_finished() {
             c.unfinished += 1;
         }
-        let ended: HashMap<i64, i64> = wf
-            .steps
-            .iter()
-            .filter_map(|s| Some((s.job.id, s.job.finalized_at?.timestamp_micros())))
-            .collect();
+        let attempts: HashMap<i64, i32> =
+            wf.steps.iter().map(|s| (s.job.id, s.job.attempt)).collect();
         for s in &wf.steps {
-            let runs = starts.get(&s.job.id).map(Vec::as_slice).unwrap_or(&[]);
-            if s.step == "callback" && runs.len() > 1 {
+            let mine = runs.get(&s.job.id).map(Vec::as_slice).unwrap_or(&[]);
+            if s.step == "callback" && mine.len() > 1 {
                 c.callback_repeats += 1;
             }
-            let first = runs.iter().copied().min();
+            let Some(first) = mine.iter().map(|r| r.1).min() else {
+                continue;
+            };
             for d in &s.deps {
-                let parent_end = ended.get(&d.parent).copied();
-                let early = match (first, parent_end) {
-                    (Some(start), Some(end)) => start < end,
-                    (Some(_), None) => true,
-                    (None, _) => false,
+                // The run that completed the dependency: its last attempt's.
+                let last = attempts.get(&d.parent).copied();
+                let end = runs
+                    .get(&d.parent)
+                    .and_then(|r| r.iter().filter(|r| Some(r.0) == last).map(|r| r.2).max());
+                let early = match end {
+                    Some(end) if end > 0 => first < end,
+                    _ => true,
                 };
                 if early {
                     c.early_starts += 1;
                     tracing::warn!(workflow = %id, step = %s.step, dependency = %d.step,
-                        "a step started before its dependency ended");
+                        "a step started before its dependency's run ended");
                 }
             }
         }
