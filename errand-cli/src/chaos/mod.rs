@@ -215,7 +215,15 @@ impl Job for LedgerJob {
             _ => {
                 st.ledger.record(cx.job_id(), cx.attempt()).await?;
                 tokio::time::sleep(Duration::from_millis(self.work_ms)).await;
-                st.ledger.ended(cx.job_id(), cx.attempt()).await?;
+                // The run's end is a measurement, not the job's effect: a failure to write
+                // it (a connection the chaos run cut) must not fail the job and run it
+                // again. Tried a few times as the pool reconnects; left 0 (unknown) else.
+                for wait_ms in [0, 50, 200, 500] {
+                    tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                    if st.ledger.ended(cx.job_id(), cx.attempt()).await.is_ok() {
+                        break;
+                    }
+                }
             }
         }
         Ok(Outcome::Complete)

@@ -414,6 +414,7 @@ struct Checked {
 /// Each workflow's end, from the store, against the ledger: every step final, and none
 /// started before each of its dependencies' completing run had ended (both times from this
 /// machine's clock; the release happens in the completion's commit, after that run ended).
+/// A run whose end could not be recorded (0) is not checked.
 async fn check_workflows(
     store: &dyn Store,
     ledger: &Ledger,
@@ -453,8 +454,9 @@ async fn check_workflows(
                     .get(&d.parent)
                     .and_then(|r| r.iter().filter(|r| Some(r.0) == last).map(|r| r.2).max());
                 let early = match end {
-                    Some(end) if end > 0 => first < end,
-                    _ => true,
+                    Some(0) => false, // its end could not be written (a cut connection)
+                    Some(end) => first < end,
+                    None => true, // never ran, yet its dependent did
                 };
                 if early {
                     c.early_starts += 1;
