@@ -10,6 +10,8 @@ use errand_core::{
 };
 use sqlx::{Row, SqliteConnection};
 
+use rusqlite::types::Value;
+
 use crate::direct::{lite, prepare};
 use crate::error::db;
 use crate::row::{decode, micros, time, COLUMNS};
@@ -106,53 +108,15 @@ pub(crate) async fn insert_on(
         ids,
         ..Inserted::default()
     };
-    let rows: Vec<serde_json::Value> = plan
-        .steps
-        .iter()
-        .map(|p| {
-            let s = &wf.steps[p.index];
-            let j = &s.job;
-            out.saw(p.state, &j.queue);
-            let errors = born_errors(p.error.as_deref(), now);
-            let finalized = p.error.as_ref().map(|_| micros(now));
-            serde_json::json!([
-                p.id,
-                j.kind,
-                j.queue,
-                j.args,
-                p.state.as_str(),
-                j.priority,
-                j.max_attempts,
-                micros(j.run_at),
-                micros(now),
-                finalized,
-                errors,
-                to_json(&j.tags),
-                j.backoff.as_ref().map(to_json),
-                j.timeout_ms,
-                j.partition_key,
-                s.step,
-                p.waiting_on,
-                p.has_dependents,
-                p.cancelled_by,
-            ])
-        })
+    let rows: Vec<serde_json::Value> = step_rows(wf, &plan, now, &mut out)
+        .into_iter()
+        .map(|row| row.iter().map(json_value).collect())
         .collect();
-    sqlx::query(
-        "INSERT INTO errand_jobs (id, kind, queue, args, state, priority, max_attempts, run_at, \
-         created_at, finalized_at, errors, tags, backoff, timeout_ms, partition_key, \
-         workflow_id, step, waiting_on, has_dependents, cancelled_by) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11, \
-                value ->> 12, value ->> 13, value ->> 14, ?, value ->> 15, value ->> 16, \
-                value ->> 17, value ->> 18 \
-         FROM json_each(?) ORDER BY key",
-    )
-    .bind(&wf.id)
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    sqlx::query(&INSERT_STEPS_JSON)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
     let edges: Vec<(JobId, JobId, bool, bool)> = plan
         .edges
         .iter()
@@ -255,35 +219,9 @@ fn insert_direct(
         ..Inserted::default()
     };
     {
-        let mut st = prepare(c, INSERT_STEP)?;
-        for p in &plan.steps {
-            let step = &wf.steps[p.index];
-            let j = &step.job;
-            out.saw(p.state, &j.queue);
-            let errors = born_errors(p.error.as_deref(), now);
-            st.execute(rusqlite::params![
-                p.id,
-                j.kind,
-                j.queue,
-                j.args,
-                p.state.as_str(),
-                j.priority,
-                j.max_attempts,
-                micros(j.run_at),
-                micros(now),
-                p.error.as_ref().map(|_| micros(now)),
-                errors,
-                to_json(&j.tags),
-                j.backoff.as_ref().map(to_json),
-                j.timeout_ms,
-                j.partition_key,
-                wf.id,
-                step.step,
-                p.waiting_on,
-                p.has_dependents,
-                p.cancelled_by,
-            ])
-            .map_err(lite)?;
+        let mut st = prepare(c, &INSERT_STEP)?;
+        for row in step_rows(wf, &plan, now, &mut out) {
+            st.execute(rusqlite::params_from_iter(row)).map_err(lite)?;
         }
     }
     {
@@ -312,11 +250,108 @@ const LAST_ID: &str =
      coalesce((SELECT max(id) FROM errand_jobs), 0))";
 const INSERT_HEAD: &str =
     "INSERT OR IGNORE INTO errand_workflows (id, name, created_at) VALUES (?1, ?2, ?3)";
-const INSERT_STEP: &str = "INSERT INTO errand_jobs (id, kind, queue, args, state, priority, \
-     max_attempts, run_at, created_at, finalized_at, errors, tags, backoff, timeout_ms, \
-     partition_key, workflow_id, step, waiting_on, has_dependents, cancelled_by) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-             ?19, ?20)";
+/// The columns a step's row sets, in [`step_rows`]' order.
+const STEP_COLUMNS: [&str; 20] = [
+    "id",
+    "kind",
+    "queue",
+    "args",
+    "state",
+    "priority",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "finalized_at",
+    "errors",
+    "tags",
+    "backoff",
+    "timeout_ms",
+    "partition_key",
+    "workflow_id",
+    "step",
+    "waiting_on",
+    "has_dependents",
+    "cancelled_by",
+];
+
+/// One step's row, bound per row on the store's connection.
+static INSERT_STEP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let slots: Vec<String> = (1..=STEP_COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO errand_jobs ({}) VALUES ({})",
+        STEP_COLUMNS.join(", "),
+        slots.join(", ")
+    )
+});
+
+/// Every step's row from one JSON array of rows, in the application's transaction (one
+/// statement through sqlx rather than a thread hop per row).
+static INSERT_STEPS_JSON: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let fields: Vec<String> = (0..STEP_COLUMNS.len())
+        .map(|i| format!("value ->> {i}"))
+        .collect();
+    format!(
+        "INSERT INTO errand_jobs ({}) SELECT {} FROM json_each(?1) ORDER BY key",
+        STEP_COLUMNS.join(", "),
+        fields.join(", ")
+    )
+});
+
+/// The rows of the plan's steps (parents first), in [`STEP_COLUMNS`] order, noting what
+/// each makes due in `out`.
+fn step_rows(
+    wf: &NewWorkflow,
+    plan: &errand_core::WorkflowPlan,
+    now: DateTime<Utc>,
+    out: &mut Inserted,
+) -> Vec<Vec<Value>> {
+    let text = |t: &str| Value::Text(t.to_owned());
+    let opt_int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+    plan.steps
+        .iter()
+        .map(|p| {
+            let step = &wf.steps[p.index];
+            let j = &step.job;
+            out.saw(p.state, &j.queue);
+            vec![
+                Value::Integer(p.id),
+                text(&j.kind),
+                text(&j.queue),
+                text(&j.args),
+                text(p.state.as_str()),
+                Value::Integer(i64::from(j.priority)),
+                Value::Integer(i64::from(j.max_attempts)),
+                Value::Integer(micros(j.run_at)),
+                Value::Integer(micros(now)),
+                opt_int(p.error.as_ref().map(|_| micros(now))),
+                Value::Text(born_errors(p.error.as_deref(), now)),
+                Value::Text(to_json(&j.tags)),
+                j.backoff
+                    .as_ref()
+                    .map_or(Value::Null, |b| Value::Text(to_json(b))),
+                opt_int(j.timeout_ms),
+                j.partition_key.as_deref().map_or(Value::Null, text),
+                text(&wf.id),
+                text(&step.step),
+                Value::Integer(i64::from(p.waiting_on)),
+                Value::Integer(i64::from(p.has_dependents)),
+                opt_int(p.cancelled_by),
+            ]
+        })
+        .collect()
+}
+
+/// A row value as JSON, for [`INSERT_STEPS_JSON`].
+fn json_value(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(f) => (*f).into(),
+        Value::Text(t) => t.clone().into(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned().into(),
+    }
+}
+
 const INSERT_EDGE: &str = "INSERT INTO errand_job_deps (parent_id, child_id, ignore_failure, \
      settled) VALUES (?1, ?2, ?3, ?4)";
 

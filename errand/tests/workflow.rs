@@ -19,53 +19,43 @@ fn steps_ab() -> Workflow {
         .add_after("b", Echo { n: 2 }, ["a"])
 }
 
-/// Rolled back, the workflow does not exist; committed, its steps run in order.
+/// Rolled back, the workflow does not exist; committed, its steps run in order. One body
+/// for both SQL stores, whose transactions are of different types.
+macro_rules! rolled_back_then_committed {
+    ($store:expr) => {{
+        let store = $store;
+        let client = Client::new(store.clone());
+        let mut tx = store.pool().begin().await.unwrap();
+        let gone = client
+            .enqueue_workflow_tx(&mut tx, steps_ab())
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert!(client.workflow(&gone.id).await.unwrap().is_none());
+        assert!(client.workflows(10, None).await.unwrap().is_empty());
+        assert_eq!(store.count(&errand::ListFilter::new()).await.unwrap(), 0);
+
+        let mut tx = store.pool().begin().await.unwrap();
+        let kept = client
+            .enqueue_workflow_tx(&mut tx, steps_ab())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        runs_to_the_end(store, &kept.id).await;
+    }};
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_workflow_enqueued_in_a_rolled_back_transaction_does_not_exist() {
     let (store, _dir) = sqlite().await;
-    let client = Client::new(store.clone());
-    let mut tx = store.pool().begin().await.unwrap();
-    let gone = client
-        .enqueue_workflow_tx(&mut tx, steps_ab())
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    assert!(client.workflow(&gone.id).await.unwrap().is_none());
-    assert!(client.workflows(10, None).await.unwrap().is_empty());
-    assert_eq!(store.count(&errand::ListFilter::new()).await.unwrap(), 0);
-
-    let mut tx = store.pool().begin().await.unwrap();
-    let kept = client
-        .enqueue_workflow_tx(&mut tx, steps_ab())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    runs_to_the_end(store, &kept.id).await;
+    rolled_back_then_committed!(store);
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_workflow_enqueued_in_a_rolled_back_transaction_does_not_exist() {
-    let store = errand_postgres::testing::scratch_store().await;
-    let client = Client::new(store.clone());
-    let mut tx = store.pool().begin().await.unwrap();
-    let gone = client
-        .enqueue_workflow_tx(&mut tx, steps_ab())
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    assert!(client.workflow(&gone.id).await.unwrap().is_none());
-    assert!(client.workflows(10, None).await.unwrap().is_empty());
-    assert_eq!(store.count(&errand::ListFilter::new()).await.unwrap(), 0);
-
-    let mut tx = store.pool().begin().await.unwrap();
-    let kept = client
-        .enqueue_workflow_tx(&mut tx, steps_ab())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    runs_to_the_end(store, &kept.id).await;
+    rolled_back_then_committed!(errand_postgres::testing::scratch_store().await);
 }
 
 async fn runs_to_the_end<S: Store + Clone>(store: S, id: &str) {
