@@ -13,12 +13,25 @@ pub(crate) async fn prune(
     before: DateTime<Utc>,
     limit: u32,
 ) -> Result<u64, StoreError> {
-    let res = sqlx::query(&s.inner.sql.prune)
+    let (n, workflows): (i64, Option<Vec<String>>) = sqlx::query_as(&s.inner.sql.prune)
         .bind(before)
         .bind(i64::from(limit))
         .bind(state.as_str())
-        .execute(&s.inner.pool)
+        .fetch_one(&s.inner.pool)
         .await
         .map_err(db)?;
-    Ok(res.rows_affected())
+    if let Some(ids) = workflows {
+        // The workflows whose last steps went: their records go too.
+        let schema = &s.inner.schema;
+        let sql = format!(
+            "DELETE FROM \"{schema}\".workflows w WHERE w.id = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM \"{schema}\".jobs j WHERE j.workflow_id = w.id)"
+        );
+        sqlx::query(&sql)
+            .bind(&ids)
+            .execute(&s.inner.pool)
+            .await
+            .map_err(db)?;
+    }
+    Ok(n as u64)
 }

@@ -427,10 +427,25 @@ impl Sql {
                            (CASE WHEN j.state = 'available' THEN pg_notify($3, j.queue) END)::text"
             ),
             get: format!("SELECT {COLUMNS} FROM {t} WHERE id = $1"),
+            // With the jobs, the dependency edges in and out of the workflow steps among them
+            // (index ranges; none for plain jobs); the workflows they leave empty are deleted
+            // after (`prune.rs`). Returns how many jobs, and those workflows' ids.
             prune: format!(
-                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE state IN {FINAL}
-                 AND state = $3 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2
-                 FOR UPDATE SKIP LOCKED)"
+                "WITH gone AS (
+                   DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE state IN {FINAL}
+                   AND state = $3 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2
+                   FOR UPDATE SKIP LOCKED)
+                   RETURNING id, workflow_id
+                 ), out_edges AS (
+                   DELETE FROM {deps} WHERE parent_id = ANY(ARRAY(
+                     SELECT id FROM gone WHERE workflow_id IS NOT NULL))
+                 ), in_edges AS (
+                   DELETE FROM {deps} WHERE child_id = ANY(ARRAY(
+                     SELECT id FROM gone WHERE workflow_id IS NOT NULL))
+                 )
+                 SELECT (SELECT count(*) FROM gone),
+                        (SELECT array_agg(DISTINCT workflow_id) FROM gone
+                         WHERE workflow_id IS NOT NULL)"
             ),
             // Inside the application's transaction: a NOTIFY is delivered at its commit.
             complete_in_tx: format!(

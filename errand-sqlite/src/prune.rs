@@ -24,12 +24,46 @@ pub(crate) async fn prune(
     limit: u32,
 ) -> Result<u64, StoreError> {
     let w = s.writer().await?;
-    let res = sqlx::query(&prune_sql())
-        .bind(state.as_str())
-        .bind(micros(before))
-        .bind(limit)
-        .execute(w.pool())
+    let mut tx = w.begin().await?;
+    let gone: Vec<(i64, Option<String>)> =
+        sqlx::query_as(&format!("{} RETURNING id, workflow_id", prune_sql()))
+            .bind(state.as_str())
+            .bind(micros(before))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+    // With the workflow steps among them, their dependency edges, and the workflows they
+    // leave empty.
+    let steps: Vec<i64> = gone
+        .iter()
+        .filter(|(_, w)| w.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    if !steps.is_empty() {
+        let ids = crate::sql::to_json(&steps);
+        let mut workflows: Vec<&str> = gone.iter().filter_map(|(_, w)| w.as_deref()).collect();
+        workflows.sort_unstable();
+        workflows.dedup();
+        for sql in [
+            "DELETE FROM errand_job_deps WHERE parent_id IN (SELECT value FROM json_each(?1))",
+            "DELETE FROM errand_job_deps WHERE child_id IN (SELECT value FROM json_each(?1))",
+        ] {
+            sqlx::query(sql)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        sqlx::query(
+            "DELETE FROM errand_workflows WHERE id IN (SELECT value FROM json_each(?1)) \
+             AND NOT EXISTS (SELECT 1 FROM errand_jobs j WHERE j.workflow_id = errand_workflows.id)",
+        )
+        .bind(crate::sql::to_json(&workflows))
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-    Ok(res.rows_affected())
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(gone.len() as u64)
 }

@@ -160,6 +160,7 @@ macro_rules! store_conformance {
                 bad_workflows_write_nothing,
                 a_released_step_wakes_its_queue,
                 racing_parents_release_their_step_once,
+                pruning_steps_removes_their_edges_and_emptied_workflows,
             ],
             concurrency: [
                 racing_claimers_claim_each_job_once,

@@ -484,3 +484,44 @@ pub async fn racing_parents_release_their_step_once<S: Store + Clone>(store: S) 
     assert_eq!(c.waiting_on, 0);
     assert!(c.deps.iter().all(|d| d.settled));
 }
+
+/// Pruning finished steps takes their edges with them, and a workflow whose steps are all
+/// gone is gone too; one with steps left stays.
+pub async fn pruning_steps_removes_their_edges_and_emptied_workflows<S: Store>(store: S) {
+    let done = insert_wf(
+        &store,
+        workflow("p1", vec![step("a", &[]), step("b", &["a"])]),
+    )
+    .await;
+    let kept = insert_wf(
+        &store,
+        workflow("p2", vec![step("x", &[]), step("y", &["x"])]),
+    )
+    .await;
+    let first = claim_steps(&store, &[id_of(&done, "a"), id_of(&kept, "x")], 1).await;
+    complete(&store, &first, 2).await;
+    let second = claim_steps(&store, &[id_of(&done, "b"), id_of(&kept, "y")], 3).await;
+    let (b, y): (Vec<_>, Vec<_>) = second.into_iter().partition(|r| r.id == id_of(&done, "b"));
+    complete(&store, &b, 4).await;
+    let pruned = store.prune(JobState::Completed, at(5), 100).await.unwrap();
+    assert_eq!(pruned, 3, "a, b and x");
+    assert!(
+        store.workflow("p1").await.unwrap().is_none(),
+        "emptied: gone"
+    );
+    let left = store.workflow("p2").await.unwrap().expect("a step left");
+    assert_eq!(left.steps.len(), 1);
+    assert!(
+        left.steps[0].deps.is_empty(),
+        "the pruned parent's edge went with it"
+    );
+    let listed: Vec<String> = store
+        .workflows(10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(listed, vec!["p2".to_owned()]);
+    complete(&store, &y, 6).await;
+}

@@ -233,8 +233,17 @@ impl Inner {
     pub(super) fn forget_step(&mut self, id: JobId) {
         self.wf.edges.remove(&id);
         if let Some(link) = self.wf.links.remove(&id) {
-            if let Some(w) = self.wf.by_id.get_mut(&link.workflow) {
+            for p in &link.parents {
+                if let Some(m) = self.wf.edges.get_mut(p) {
+                    m.remove(&id);
+                }
+            }
+            let emptied = self.wf.by_id.get_mut(&link.workflow).is_some_and(|w| {
                 w.steps.remove(&link.step);
+                w.steps.is_empty()
+            });
+            if emptied {
+                self.wf.by_id.remove(&link.workflow);
             }
         }
     }
