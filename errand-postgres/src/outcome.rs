@@ -40,11 +40,19 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
     let mut scheduled = false;
     let mut ended = false;
     let mut settled = false;
-    for r in &rows {
+    for (i, r) in rows.iter().enumerate() {
         applied.push(r.get::<i64, _>(0));
-        // A workflow step's end settled its dependents (migration 13's trigger), which may
-        // have made some due: its NOTIFYs reach listening processes; wake this one's too.
+        // A workflow step's failure settled its dependents (migration 13's trigger), which
+        // may have made some due: its NOTIFYs reach listening processes; wake this one's.
         settled |= r.get::<bool, _>(4);
+        if i == 0 {
+            // The steps this batch's completions released, woken precisely (their NOTIFYs
+            // went out in the statement).
+            if let Some(queues) = r.get::<Option<Vec<String>>, _>(5) {
+                woken.extend(queues);
+            }
+            scheduled |= r.get::<bool, _>(6);
+        }
         match r.get::<&str, _>(2) {
             "completed" | "discarded" | "cancelled" => ended = true,
             "available" => {

@@ -335,7 +335,14 @@ impl Sql {
                          FROM released WHERE state IN ('available', 'scheduled')) r
                  )
                  SELECT id, CASE WHEN state = 'completed' THEN NULL ELSE queue END, state,
-                        (SELECT count(*) FROM notified), has_dependents
+                        (SELECT count(*) FROM notified),
+                        -- Failures of jobs with dependents: the trigger settled them.
+                        has_dependents AND state <> 'completed',
+                        -- The queues of the steps this batch released, and whether it
+                        -- released any for later (the same on every row).
+                        (SELECT array_agg(DISTINCT queue) FROM released
+                         WHERE state = 'available'),
+                        (SELECT count(*) > 0 FROM released WHERE state = 'scheduled')
                  FROM done"
             ),
             extend: format!(

@@ -56,15 +56,18 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
             // transaction open).
             // Settling completions in the batch's own statements must be atomic with them.
             let in_tx = !others.is_empty() || (settling && completed.is_some());
-            let changes_before = c.total_changes();
             if in_tx {
                 c.execute_batch("BEGIN IMMEDIATE").map_err(lite)?;
             }
+            let mut released = Vec::new();
             let mut applied = match &completed {
-                Some((at, leases)) if settling => complete_settling(c, leases, *at)?,
+                Some((at, leases)) if settling => complete_settling(c, leases, *at, &mut released)?,
                 Some((at, leases)) => complete(c, leases, *at)?,
                 None => Vec::new(),
             };
+            // The other outcomes may fire the settling triggers (a failure of a step with
+            // dependents): more rows changed than the outcomes themselves says they did.
+            let changes_before = c.total_changes();
             let mut written = Vec::with_capacity(others.len());
             for o in &others {
                 let mut stmt = prepare(
@@ -103,9 +106,8 @@ pub(crate) async fn finish(s: &SqliteStore, batch: &[Finish]) -> Result<Vec<JobI
             if in_tx {
                 c.execute_batch("COMMIT").map_err(lite)?;
             }
-            // More rows changed than the outcomes themselves: the workflow triggers
-            // settled dependents (released, cancelled) of some of these jobs.
-            let settled = c.total_changes() - changes_before > applied.len() as u64;
+            let settled = c.total_changes() - changes_before > written.len() as u64;
+            written.extend(released);
             Ok((applied, written, settled))
         })
         .await?;
@@ -214,7 +216,7 @@ const SETTLE_COMPLETED: &str = "UPDATE errand_jobs AS c SET \
              (SELECT p.id FROM errand_jobs p \
               WHERE p.id IN (SELECT value ->> 0 FROM json_each(?1)) AND p.has_dependents = 2) \
            GROUP BY d.child_id) AS n \
-     WHERE c.id = n.id";
+     WHERE c.id = n.id RETURNING queue, state";
 const SETTLE_EDGES: &str = "UPDATE errand_job_deps SET settled = 1 WHERE settled = 0 \
      AND parent_id IN (SELECT p.id FROM errand_jobs p \
        WHERE p.id IN (SELECT value ->> 0 FROM json_each(?1)) AND p.has_dependents = 2)";
@@ -230,12 +232,26 @@ fn complete_settling(
     c: &rusqlite::Connection,
     leases: &[LeaseRef],
     at: i64,
+    released: &mut Vec<(JobState, String)>,
 ) -> Result<Vec<JobId>, StoreError> {
     let applied = complete_with(c, leases, at, &COMPLETE_SETTLING_SQL)?;
     let ids = leases_json(leases);
-    prepare(c, SETTLE_COMPLETED)?
-        .execute(rusqlite::params![ids, at])
+    // The steps released (and, like every dependent, counted down): their queues are woken.
+    let mut stmt = prepare(c, SETTLE_COMPLETED)?;
+    let rows = stmt
+        .query_map(rusqlite::params![ids, at], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
         .map_err(lite)?;
+    for row in rows {
+        let (queue, state) = row.map_err(lite)?;
+        match state.as_str() {
+            "available" => released.push((JobState::Available, queue)),
+            "scheduled" => released.push((JobState::Scheduled, queue)),
+            _ => {}
+        }
+    }
+    drop(stmt);
     prepare(c, SETTLE_EDGES)?.execute([&ids]).map_err(lite)?;
     prepare(c, SETTLE_DONE)?.execute([&ids]).map_err(lite)?;
     Ok(applied)
