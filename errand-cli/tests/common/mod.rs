@@ -96,3 +96,16 @@ pub async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Worker processes killed when dropped: a test that fails while they run (a panic in
+/// `wait_exit` on one of them, or an assertion) leaves none behind.
+pub struct Workers(pub Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
