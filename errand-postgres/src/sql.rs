@@ -266,9 +266,12 @@ impl Sql {
                    -- Workflow steps these jobs' ends will settle, locked now in id order:
                    -- two batches ending parents of the same steps then wait for each other
                    -- instead of deadlocking. None for plain jobs.
+                   -- (`= ANY(ARRAY(…))`: an index range per parent whatever the planner
+                   -- guesses of `locked`, never a scan of the edges.)
                    SELECT c.id FROM {t} c
-                   WHERE c.id IN (SELECT d.child_id FROM {deps} d JOIN locked l
-                                  ON l.has_dependents AND d.parent_id = l.id)
+                   WHERE c.id IN (SELECT d.child_id FROM {deps} d
+                                  WHERE d.parent_id = ANY(ARRAY(
+                                    SELECT id FROM locked WHERE has_dependents)))
                    ORDER BY c.id FOR UPDATE
                  ), done AS (
                    UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
