@@ -61,8 +61,8 @@ pub use time::{earlier, is_clamped, later, MAX_DELAY};
 pub use unique::{unique_expired, UniqueStates, UNIQUE_HOLDS_SQL};
 pub use workflow::{
     cancelled_by_message, check_workflow, plan_workflow, DepOutput, ExistingStep, NewStep,
-    NewWorkflow, PlannedEdge, PlannedStep, StepDep, StepEdge, WorkflowError, WorkflowPlan,
-    WorkflowRecord, WorkflowStep, WorkflowSummary, MAX_STEP_LEN, MAX_WORKFLOW_STEPS,
+    NewWorkflow, PlannedEdge, PlannedHold, PlannedStep, StepDep, StepEdge, WorkflowError,
+    WorkflowPlan, WorkflowRecord, WorkflowStep, WorkflowSummary, MAX_STEP_LEN, MAX_WORKFLOW_STEPS,
 };
 
 /// Longest queue name accepted (bytes).

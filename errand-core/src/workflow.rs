@@ -53,6 +53,11 @@ pub struct NewWorkflow {
     pub name: String,
     /// The steps, in any order.
     pub steps: Vec<NewStep>,
+    /// Existing steps, each still pending, that also wait for every new step: a fan-in
+    /// declared before the fan-out a running step discovers, or a batch callback that
+    /// waits for members added at run time. `ignore_failure` as on a dependency (the
+    /// existing step runs even when a new one fails).
+    pub holds: Vec<StepDep>,
 }
 
 /// A workflow as stored: its record and its steps.
@@ -228,6 +233,42 @@ pub enum WorkflowError {
     /// Adding steps from a job that is not a workflow step.
     #[error("job {0} is not a workflow step, so it has no workflow to add steps to: enqueue a new Workflow instead")]
     NotAStep(JobId),
+    /// A step held back by new steps (`holds`) that is not a step of the workflow.
+    #[error("workflow '{id}' has no step '{step}' for the new steps to run before")]
+    UnknownHold {
+        /// The workflow.
+        id: String,
+        /// The name given.
+        step: String,
+    },
+    /// A step held back by new steps that is itself one of them.
+    #[error("'{step}' is one of the steps being added: give it dependencies of its own instead of holding it")]
+    HoldsNewStep {
+        /// The name.
+        step: String,
+    },
+    /// A step held back by new steps that is no longer pending.
+    #[error("step '{step}' of workflow '{id}' is {state}: only a step still pending can wait for new steps (it has been released or has ended)")]
+    NotPending {
+        /// The workflow.
+        id: String,
+        /// The step.
+        step: String,
+        /// Its state.
+        state: JobState,
+    },
+    /// A new step that holds an existing step back and depends on a step that has not
+    /// started: that step could be downstream of the held one, a cycle the insert cannot
+    /// see without walking the graph.
+    #[error("step '{step}' holds back an existing step, so it may depend only on steps that have started or completed; '{dep}' is {state}")]
+    HoldAfterWaiting {
+        /// The new step.
+        step: String,
+        /// Its dependency.
+        dep: String,
+        /// The dependency's state.
+        state: JobState,
+    },
     /// Adding steps from a job that runs without a store (under `errand::testing`).
     #[error(
         "this job runs without a store (errand::testing): adding workflow steps needs a worker"
@@ -298,6 +339,24 @@ pub fn check_workflow(wf: &NewWorkflow) -> Result<Vec<String>, WorkflowError> {
         }
     }
     topo_order(wf)?;
+    let mut held = HashSet::with_capacity(wf.holds.len());
+    for h in &wf.holds {
+        check_name("step name", &h.step)?;
+        if names.contains(h.step.as_str()) {
+            return Err(WorkflowError::HoldsNewStep {
+                step: h.step.clone(),
+            });
+        }
+        if !held.insert(h.step.as_str()) {
+            return Err(WorkflowError::DuplicateDep {
+                step: "(held)".into(),
+                dep: h.step.clone(),
+            });
+        }
+        if !external.contains(&h.step) {
+            external.push(h.step.clone());
+        }
+    }
     Ok(external)
 }
 
@@ -390,6 +449,19 @@ pub struct PlannedEdge {
     pub settled: bool,
 }
 
+/// An existing pending step that now also waits for new steps ([`NewWorkflow::holds`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedHold {
+    /// Its job.
+    pub id: JobId,
+    /// How many more dependencies it waits on (`waiting_on` grows by this).
+    pub more: i32,
+    /// When a new step it waits for is born cancelled (its own dependency had failed) on
+    /// an edge without `ignore_failure`: that step, and the message. The held step is then
+    /// cancelled with it, and its own dependents after it, as on any failure.
+    pub cancel: Option<(JobId, String)>,
+}
+
 /// What a store writes for a [`NewWorkflow`]: rows in dependency order (each after the new
 /// steps it depends on), edges, and the existing steps that gain dependents.
 #[derive(Debug, Clone, PartialEq)]
@@ -400,6 +472,8 @@ pub struct WorkflowPlan {
     pub edges: Vec<PlannedEdge>,
     /// Existing jobs not completed that now have dependents (`has_dependents` to set).
     pub new_parents: Vec<JobId>,
+    /// Existing steps that now wait for the new ones as well (their edges are in `edges`).
+    pub holds: Vec<PlannedHold>,
 }
 
 /// The message recorded on a step cancelled because `parent` (step `step`) ended `state`.
@@ -498,6 +572,66 @@ pub fn plan_workflow(
             error,
         });
     }
+    let mut holds = Vec::with_capacity(wf.holds.len());
+    if !wf.holds.is_empty() {
+        // A step downstream of a pending one has not started (it is pending, or cancelled
+        // by another failure while it waited): new steps depending only on steps that have
+        // started cannot reach back to the held step.
+        for s in &wf.steps {
+            for d in &s.deps {
+                if let Some(e) = old.get(d.step.as_str()) {
+                    if matches!(e.state, JobState::Pending | JobState::Cancelled) {
+                        return Err(WorkflowError::HoldAfterWaiting {
+                            step: s.step.clone(),
+                            dep: d.step.clone(),
+                            state: e.state,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for h in &wf.holds {
+        let Some(e) = old.get(h.step.as_str()) else {
+            return Err(WorkflowError::UnknownHold {
+                id: wf.id.clone(),
+                step: h.step.clone(),
+            });
+        };
+        if e.state != JobState::Pending {
+            return Err(WorkflowError::NotPending {
+                id: wf.id.clone(),
+                step: h.step.clone(),
+                state: e.state,
+            });
+        }
+        let mut hold = PlannedHold {
+            id: e.id,
+            more: 0,
+            cancel: None,
+        };
+        for &i in &order {
+            let p = planned[i].as_ref().expect("every step planned");
+            has_dependents[i] = true;
+            let failed = p.state == JobState::Cancelled;
+            // As for a new step's own edges: only a failure on an `ignore_failure` edge is
+            // settled; a failed one without it still counts (a retry revives it).
+            if !(failed && h.ignore_failure) {
+                hold.more += 1;
+            }
+            if failed && !h.ignore_failure && hold.cancel.is_none() {
+                let message = cancelled_by_message(p.id, &wf.steps[i].step, JobState::Cancelled);
+                hold.cancel = Some((p.id, message));
+            }
+            edges.push(PlannedEdge {
+                parent: p.id,
+                child: e.id,
+                ignore_failure: h.ignore_failure,
+                settled: failed && h.ignore_failure,
+            });
+        }
+        holds.push(hold);
+    }
     let steps = order
         .iter()
         .map(|&i| {
@@ -510,6 +644,7 @@ pub fn plan_workflow(
         steps,
         edges,
         new_parents,
+        holds,
     })
 }
 
@@ -554,6 +689,7 @@ mod tests {
             id: "w".into(),
             name: "w".into(),
             steps,
+            holds: vec![],
         }
     }
 
@@ -673,6 +809,95 @@ mod tests {
         assert!(matches!(
             plan_workflow(&clash, &[30], &existing, Utc::now()),
             Err(WorkflowError::StepExists { .. })
+        ));
+    }
+    #[test]
+    fn new_steps_can_hold_back_a_pending_step() {
+        let existing = [
+            ExistingStep {
+                step: "discover".into(),
+                id: 10,
+                state: JobState::Running,
+            },
+            ExistingStep {
+                step: "sum".into(),
+                id: 11,
+                state: JobState::Pending,
+            },
+            ExistingStep {
+                step: "failed".into(),
+                id: 12,
+                state: JobState::Discarded,
+            },
+        ];
+        let hold = |step: &str, ignore_failure| StepDep {
+            step: step.into(),
+            ignore_failure,
+        };
+        let mut w = wf(vec![step("a", &["discover"]), step("b", &["discover"])]);
+        w.holds = vec![hold("sum", false)];
+        assert_eq!(
+            check_workflow(&w).unwrap(),
+            vec!["discover".to_owned(), "sum".to_owned()]
+        );
+        let plan = plan_workflow(&w, &[20, 21], &existing, Utc::now()).unwrap();
+        assert_eq!(
+            plan.holds,
+            vec![PlannedHold {
+                id: 11,
+                more: 2,
+                cancel: None
+            }]
+        );
+        let into_sum: Vec<_> = plan.edges.iter().filter(|e| e.child == 11).collect();
+        assert_eq!(into_sum.len(), 2);
+        assert!(plan.steps.iter().all(|s| s.has_dependents));
+
+        // A new step born cancelled cancels the held step, unless it ignores failures.
+        let mut w = wf(vec![step("a", &["failed"]), step("b", &["discover"])]);
+        w.holds = vec![hold("sum", false)];
+        let plan = plan_workflow(&w, &[20, 21], &existing, Utc::now()).unwrap();
+        assert_eq!(
+            plan.holds[0].more, 2,
+            "the failed edge counts until it settles"
+        );
+        assert_eq!(plan.holds[0].cancel.as_ref().map(|c| c.0), Some(20));
+        w.holds = vec![hold("sum", true)];
+        let plan = plan_workflow(&w, &[20, 21], &existing, Utc::now()).unwrap();
+        assert_eq!(
+            (plan.holds[0].more, plan.holds[0].cancel.clone()),
+            (1, None)
+        );
+        assert!(plan
+            .edges
+            .iter()
+            .any(|e| e.parent == 20 && e.child == 11 && e.settled));
+
+        // Refused: a held step that has started, is new, or is unknown; a new step that
+        // depends on a step that has not started (it could be downstream of the held one).
+        w.holds = vec![hold("discover", false)];
+        assert!(matches!(
+            plan_workflow(&w, &[20, 21], &existing, Utc::now()),
+            Err(WorkflowError::NotPending {
+                state: JobState::Running,
+                ..
+            })
+        ));
+        w.holds = vec![hold("a", false)];
+        assert!(matches!(
+            check_workflow(&w),
+            Err(WorkflowError::HoldsNewStep { .. })
+        ));
+        w.holds = vec![hold("nope", false)];
+        assert!(matches!(
+            plan_workflow(&w, &[20, 21], &existing, Utc::now()),
+            Err(WorkflowError::UnknownHold { .. })
+        ));
+        let mut w = wf(vec![step("a", &["sum"])]);
+        w.holds = vec![hold("sum", false)];
+        assert!(matches!(
+            plan_workflow(&w, &[20], &existing, Utc::now()),
+            Err(WorkflowError::HoldAfterWaiting { .. })
         ));
     }
 }

@@ -239,6 +239,41 @@ pub(crate) async fn insert_on(
             .await
             .map_err(db)?;
     }
+    // Existing pending steps that wait for the new ones too (`NewWorkflow::holds`).
+    for h in &plan.holds {
+        let more = format!("UPDATE {jobs} SET waiting_on = waiting_on + $1 WHERE id = $2");
+        sqlx::query(&more)
+            .bind(h.more)
+            .bind(h.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        if let Some((parent, message)) = &h.cancel {
+            // A new step it waits for was born cancelled: it is cancelled by an update the
+            // failure trigger sees (its dependents follow it), then `cancelled_by` is set
+            // apart (an update setting both is one the trigger skips, as the steps its own
+            // cascade cancels).
+            let cancel = format!(
+                "UPDATE {jobs} SET state = 'cancelled', finalized_at = $1, \
+                 errors = errors || jsonb_build_array($2::jsonb) \
+                 WHERE id = $3 AND state = 'pending'"
+            );
+            sqlx::query(&cancel)
+                .bind(now)
+                .bind(to_json(&ErrorRecord::new(0, now, message.clone())))
+                .bind(h.id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            let by = format!("UPDATE {jobs} SET cancelled_by = $1 WHERE id = $2");
+            sqlx::query(&by)
+                .bind(parent)
+                .bind(h.id)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
+    }
     // Other processes' producers hear of the steps made available at commit.
     let mut payloads: Vec<&str> = out.queues.iter().map(String::as_str).collect();
     if out.scheduled {

@@ -140,7 +140,52 @@ pub(crate) async fn insert_on(
         .await
         .map_err(db)?;
     }
+    for h in &plan.holds {
+        for (sql, args) in hold_updates(h, now) {
+            let mut q = sqlx::query(sql);
+            for a in args {
+                q = match a {
+                    Value::Integer(i) => q.bind(i),
+                    Value::Text(t) => q.bind(t),
+                    _ => q.bind(None::<i64>),
+                };
+            }
+            q.execute(&mut *conn).await.map_err(db)?;
+        }
+    }
     Ok(out)
+}
+
+/// The statements that make an existing pending step wait for new ones too
+/// ([`NewWorkflow::holds`]), with their arguments: more to wait on, and when a new step was
+/// born cancelled on an edge without `ignore_failure`, the step cancelled — by an update the
+/// failure trigger sees (its dependents follow it), then `cancelled_by` set apart (an update
+/// setting it at once is one the trigger skips, as a step its own cascade cancels).
+fn hold_updates(
+    h: &errand_core::PlannedHold,
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, Vec<Value>)> {
+    let mut out = vec![(
+        "UPDATE errand_jobs SET waiting_on = waiting_on + ?1 WHERE id = ?2",
+        vec![Value::Integer(i64::from(h.more)), Value::Integer(h.id)],
+    )];
+    if let Some((parent, message)) = &h.cancel {
+        out.push((
+            "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?1, \
+             errors = json_insert(errors, '$[#]', json(?2)), \
+             has_dependents = has_dependents WHERE id = ?3 AND state = 'pending'",
+            vec![
+                Value::Integer(micros(now)),
+                Value::Text(to_json(&ErrorRecord::new(0, now, message.clone()))),
+                Value::Integer(h.id),
+            ],
+        ));
+        out.push((
+            "UPDATE errand_jobs SET cancelled_by = ?1 WHERE id = ?2",
+            vec![Value::Integer(*parent), Value::Integer(h.id)],
+        ));
+    }
+    out
 }
 
 /// The store's own inserts run on its rusqlite connection (`direct`), one `BEGIN IMMEDIATE`
@@ -240,6 +285,13 @@ fn insert_direct(
         let mut st = prepare(c, "UPDATE errand_jobs SET has_dependents = 1 WHERE id = ?1")?;
         for id in &plan.new_parents {
             st.execute([id]).map_err(lite)?;
+        }
+    }
+    for h in &plan.holds {
+        for (sql, args) in hold_updates(h, now) {
+            prepare(c, sql)?
+                .execute(rusqlite::params_from_iter(args))
+                .map_err(lite)?;
         }
     }
     Ok(out)

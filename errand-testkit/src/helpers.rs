@@ -237,7 +237,19 @@ pub mod workflow {
             id: id.to_owned(),
             name: format!("{id} name"),
             steps,
+            holds: vec![],
         }
+    }
+
+    /// Existing steps that new ones hold back (a name ending in `?`: `ignore_failure`).
+    pub fn holds(names: &[&str]) -> Vec<StepDep> {
+        names
+            .iter()
+            .map(|d| StepDep {
+                step: d.trim_end_matches('?').to_owned(),
+                ignore_failure: d.ends_with('?'),
+            })
+            .collect()
     }
 
     /// Inserts the workflow at `t0` and returns each step's id by name.

@@ -161,6 +161,8 @@ macro_rules! store_conformance {
                 a_released_step_wakes_its_queue,
                 racing_parents_release_their_step_once,
                 pruning_steps_removes_their_edges_and_emptied_workflows,
+                new_steps_hold_back_a_pending_step,
+                a_held_step_is_cancelled_by_a_new_step_born_cancelled,
             ],
             concurrency: [
                 racing_claimers_claim_each_job_once,

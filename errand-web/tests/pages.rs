@@ -985,6 +985,7 @@ async fn the_workflow_pages_draw_steps_by_state_and_cancel(store: Arc<dyn Store>
             step("tolerant", &[("a", true)]),
             step(XSS, &[("b", false)]),
         ],
+        holds: vec![],
     };
     let ids = store.insert_workflow(&wf, now).await.unwrap();
     store.cancel(ids[0], now).await.unwrap();

@@ -94,6 +94,7 @@ pub struct Workflow {
     id: Option<String>,
     name: String,
     steps: Vec<(String, &'static str, StepItem, Vec<StepDep>)>,
+    holds: Vec<StepDep>,
 }
 
 impl Workflow {
@@ -104,6 +105,7 @@ impl Workflow {
             id: None,
             name: name.into(),
             steps: Vec::new(),
+            holds: Vec::new(),
         }
     }
 
@@ -115,6 +117,7 @@ impl Workflow {
             name: id.clone(),
             id: Some(id),
             steps: Vec::new(),
+            holds: Vec::new(),
         }
     }
 
@@ -165,6 +168,42 @@ impl Workflow {
             serialize(job, usize::MAX).map(|s| (s, opts)),
             deps,
         ));
+        self
+    }
+
+    /// Makes `step`, an existing step of the workflow that is still pending, wait for
+    /// every step of this extension as well: a fan-in declared up front over a fan-out a
+    /// running step discovers, or members added to a batch at run time before its
+    /// callback. With [`Dep::ignore_failure`] it runs even when they fail — what an
+    /// [`on_complete`](Self::on_complete) callback needs; without it, a new step that
+    /// fails cancels it (as a dependency does).
+    ///
+    /// The insert is refused ([`WorkflowError::NotPending`]) when `step` has been released
+    /// or has ended — add the steps before the last of its dependencies completes (from
+    /// one of them, as it runs) — and ([`WorkflowError::HoldAfterWaiting`]) when a new step
+    /// depends on an existing step that has not started, which could be downstream of
+    /// `step`.
+    ///
+    /// ```
+    /// # use errand::{Workflow, Dep, Job, JobContext, JobError, Outcome};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Fetch { url: String }
+    /// # impl Job for Fetch { const KIND: &'static str = "fetch"; type State = ();
+    /// #   async fn run(self, _: JobContext<()>) -> Result<Outcome, JobError> { Ok(Outcome::Complete) } }
+    /// // In the step "discover", which "summarize" was declared to wait for:
+    /// let pages = vec![Fetch { url: "https://a.example".into() }];
+    /// let more = Workflow::extend("")
+    ///     .add_each("fetch", pages, ["discover"])
+    ///     .before("summarize");
+    /// // cx.add_steps(more).await?;
+    /// # assert_eq!(more.len(), 1);
+    /// ```
+    pub fn before(mut self, step: impl Into<Dep>) -> Self {
+        let d = step.into();
+        self.holds.push(StepDep {
+            step: d.step,
+            ignore_failure: d.ignore_failure,
+        });
         self
     }
 
@@ -255,6 +294,7 @@ impl Workflow {
             id,
             name: self.name,
             steps,
+            holds: self.holds,
         };
         errand_core::check_workflow(&wf)?;
         Ok(wf)
@@ -363,6 +403,11 @@ pub struct BatchCounts {
 }
 
 impl BatchCounts {
+    /// How many members it counted.
+    pub fn total(&self) -> u64 {
+        self.completed + self.discarded + self.cancelled + self.other
+    }
+
     /// Whether every member completed.
     pub fn all_succeeded(&self) -> bool {
         self.discarded == 0 && self.cancelled == 0 && self.other == 0

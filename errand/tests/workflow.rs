@@ -107,6 +107,7 @@ async fn completion_in_a_transaction_releases<S: Store>(
                 }],
             },
         ],
+        holds: vec![],
     };
     let ids = store.insert_workflow(&wf, now).await.unwrap();
     let mut req = errand::store::ClaimRequest {
@@ -287,5 +288,144 @@ async fn a_step_reads_its_dependencies_outputs_typed() {
         said[4]
     );
     assert_eq!(said[5], "ended 3 true");
+    worker.shutdown().await;
+}
+
+/// Crawls: adds one `Fetch` per page it "finds" to its own workflow, before the summary
+/// declared up front and before the batch's callback.
+#[derive(Serialize, Deserialize)]
+struct Crawl {
+    pages: Vec<String>,
+}
+impl Job for Crawl {
+    const KIND: &'static str = "wf_crawl";
+    type State = tokio::sync::mpsc::UnboundedSender<String>;
+    async fn run(self, cx: JobContext<Self::State>) -> Result<Outcome, JobError> {
+        let fetches = self.pages.into_iter().map(|url| Fetch { url });
+        cx.add_steps(
+            Workflow::extend("")
+                .add_each("page", fetches, ["crawl"])
+                .before("summarize")
+                .before(Dep::on("done").ignore_failure()),
+        )
+        .await?;
+        Ok(Outcome::Complete)
+    }
+}
+
+/// Sums the pages fetched before it.
+#[derive(Serialize, Deserialize)]
+struct Summarize;
+impl Job for Summarize {
+    const KIND: &'static str = "wf_summarize";
+    type State = tokio::sync::mpsc::UnboundedSender<String>;
+    async fn run(self, cx: JobContext<Self::State>) -> Result<Outcome, JobError> {
+        let pages = cx.outputs_of::<Fetch>().await?;
+        let total: usize = pages.iter().map(|(_, p)| p.len).sum();
+        cx.state()
+            .send(format!("summary {} pages {total} bytes", pages.len()))
+            .unwrap();
+        Ok(Outcome::Complete)
+    }
+}
+
+/// The batch's callback: how its members ended.
+#[derive(Serialize, Deserialize)]
+struct Done;
+impl Job for Done {
+    const KIND: &'static str = "wf_done";
+    type State = tokio::sync::mpsc::UnboundedSender<String>;
+    async fn run(self, cx: JobContext<Self::State>) -> Result<Outcome, JobError> {
+        let c = cx.batch_counts().await?;
+        cx.state()
+            .send(format!("done {} completed of {}", c.completed, c.total()))
+            .unwrap();
+        Ok(Outcome::Complete)
+    }
+}
+
+/// A fan-in declared up front waits for the fan-out its dependency adds as it runs, and so
+/// does the batch's `on_complete` callback: neither runs before the pages added at run time
+/// ended, and both read them. On a SQLite file, through a worker.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_in_declared_up_front_waits_for_steps_added_at_run_time() {
+    let (store, _dir) = sqlite().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = errand::Worker::builder(store.clone(), tx)
+        .register::<Crawl>()
+        .register::<Fetch>()
+        .register::<Summarize>()
+        .register::<Done>()
+        .queue("default", 4)
+        .build()
+        .unwrap()
+        .start();
+    let client = Client::new(store);
+    let pages: Vec<String> = [
+        "https://a.example/",
+        "https://b.example/xy",
+        "https://c.example/xyz",
+    ]
+    .map(String::from)
+    .into();
+    let wf = client
+        .enqueue_workflow(
+            Workflow::new("crawl")
+                .add(
+                    "crawl",
+                    Crawl {
+                        pages: pages.clone(),
+                    },
+                )
+                .add_after("summarize", Summarize, ["crawl"])
+                .on_complete("done", Done),
+        )
+        .await
+        .unwrap();
+    let end = client
+        .wait_workflow(&wf.id, Duration::from_secs(20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        end.steps.iter().all(|s| s.job.state == JobState::Completed),
+        "{end:?}"
+    );
+    assert_eq!(end.steps.len(), 6, "crawl, summarize, done and three pages");
+    let last_page_end = end
+        .steps
+        .iter()
+        .filter(|s| s.step.starts_with("page-"))
+        .map(|s| s.job.finalized_at.unwrap())
+        .max()
+        .unwrap();
+    for callback in ["summarize", "done"] {
+        let s = end.step(callback).unwrap();
+        assert_eq!(
+            s.deps.len(),
+            if callback == "done" { 5 } else { 4 },
+            "{callback}: {:?}",
+            s.deps
+        );
+        let started = s.job.attempted_at.expect("it ran");
+        assert!(
+            started >= last_page_end,
+            "{callback} started before a page ended"
+        );
+    }
+    let mut said = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        said.push(m);
+    }
+    said.sort();
+    let bytes: usize = pages.iter().map(String::len).sum();
+    assert_eq!(
+        said,
+        vec![
+            "done 5 completed of 5".to_owned(),
+            format!("summary 3 pages {bytes} bytes")
+        ]
+    );
     worker.shutdown().await;
 }

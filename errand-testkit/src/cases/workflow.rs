@@ -9,7 +9,7 @@ use errand_core::{
     WorkflowError,
 };
 
-use crate::helpers::workflow::{insert_wf, step, workflow};
+use crate::helpers::workflow::{holds, insert_wf, step, workflow};
 use crate::helpers::*;
 
 fn id_of(ids: &[(String, JobId)], name: &str) -> JobId {
@@ -524,4 +524,174 @@ pub async fn pruning_steps_removes_their_edges_and_emptied_workflows<S: Store>(s
         .collect();
     assert_eq!(listed, vec!["p2".to_owned()]);
     complete(&store, &y, 6).await;
+}
+
+/// Steps a running step adds may hold back a step declared up front (`holds`): it waits
+/// for them as well. One that fails cancels it and what follows it (a retry revives them),
+/// unless it is held with `ignore_failure`; a step no longer pending cannot be held, and a
+/// new step depending on a step that has not started cannot hold one.
+pub async fn new_steps_hold_back_a_pending_step<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w12",
+            vec![
+                step("discover", &[]),
+                step("sum", &["discover"]),
+                step("report", &["sum"]),
+                step("done", &["discover?"]),
+            ],
+        ),
+    )
+    .await;
+    let [discover, sum, report, done] =
+        ["discover", "sum", "report", "done"].map(|n| id_of(&ids, n));
+    let rd = claim_steps(&store, &[discover], 1).await;
+    let mut more = workflow(
+        "w12",
+        vec![step("f-0", &["discover"]), step("f-1", &["discover"])],
+    );
+    more.holds = holds(&["sum", "done?"]);
+    let added = insert_wf(&store, more).await;
+    let (f0, f1) = (id_of(&added, "f-0"), id_of(&added, "f-1"));
+    let rec = store.workflow("w12").await.unwrap().unwrap();
+    assert_eq!(rec.step("sum").unwrap().waiting_on, 3);
+    assert_eq!(rec.step("done").unwrap().waiting_on, 3);
+    let sum_deps: Vec<&str> = rec
+        .step("sum")
+        .unwrap()
+        .deps
+        .iter()
+        .map(|d| d.step.as_str())
+        .collect();
+    assert_eq!(sum_deps, vec!["discover", "f-0", "f-1"]);
+    complete(&store, &rd, 2).await;
+    let rows = claim_steps(&store, &[f0, f1], 3).await;
+    for id in [sum, done] {
+        assert_eq!(
+            get(&store, id).await.state,
+            JobState::Pending,
+            "job {id} waits"
+        );
+    }
+    let (r0, r1) = match rows[0].id == f0 {
+        true => (rows[0].clone(), rows[1].clone()),
+        false => (rows[1].clone(), rows[0].clone()),
+    };
+    discard(&store, &r0, 4).await;
+    let s = store.workflow("w12").await.unwrap().unwrap();
+    assert_eq!(s.step("sum").unwrap().job.state, JobState::Cancelled);
+    assert_eq!(s.step("sum").unwrap().cancelled_by, Some(f0));
+    assert_eq!(s.step("report").unwrap().job.state, JobState::Cancelled);
+    assert_eq!(
+        s.step("done").unwrap().job.state,
+        JobState::Pending,
+        "held with ignore_failure"
+    );
+    store.retry_now(f0, at(5)).await.unwrap();
+    for id in [sum, report] {
+        assert_eq!(
+            get(&store, id).await.state,
+            JobState::Pending,
+            "job {id} revived"
+        );
+    }
+    let r0 = claim_steps(&store, &[f0], 6).await;
+    complete(&store, &[r0[0].clone(), r1], 7).await;
+    claim_steps(&store, &[sum, done], 8).await;
+
+    let refused = |r: Result<Vec<JobId>, StoreError>| match r {
+        Err(StoreError::Workflow(e)) => e,
+        other => panic!("expected a workflow error, got {other:?}"),
+    };
+    let before = store.count(&ListFilter::new()).await.unwrap();
+    let mut late = workflow("w12", vec![step("g", &["discover"])]);
+    late.holds = holds(&["sum"]);
+    let e = refused(store.insert_workflow(&late, at(9)).await);
+    assert!(
+        matches!(
+            e,
+            WorkflowError::NotPending {
+                state: JobState::Running,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let mut loop_back = workflow("w12", vec![step("g", &["report"])]);
+    loop_back.holds = holds(&["report"]);
+    let e = refused(store.insert_workflow(&loop_back, at(9)).await);
+    assert!(matches!(e, WorkflowError::HoldAfterWaiting { .. }), "{e}");
+    let mut nowhere = workflow("w12", vec![step("g", &["discover"])]);
+    nowhere.holds = holds(&["nope"]);
+    let e = refused(store.insert_workflow(&nowhere, at(9)).await);
+    assert!(matches!(e, WorkflowError::UnknownHold { .. }), "{e}");
+    assert_eq!(
+        store.count(&ListFilter::new()).await.unwrap(),
+        before,
+        "nothing written"
+    );
+}
+
+/// A new step born cancelled (its dependency had failed) cancels the step it holds back,
+/// and that step's dependents; retrying the failed dependency revives all of them.
+pub async fn a_held_step_is_cancelled_by_a_new_step_born_cancelled<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w13",
+            vec![
+                step("a", &[]),
+                step("x", &[]),
+                step("sum", &["a"]),
+                step("after", &["sum"]),
+            ],
+        ),
+    )
+    .await;
+    let [a, x, sum, after] = ["a", "x", "sum", "after"].map(|n| id_of(&ids, n));
+    let rows = claim_steps(&store, &[a, x], 1).await;
+    let ra: Vec<JobRow> = rows.iter().filter(|r| r.id == a).cloned().collect();
+    discard(&store, rows.iter().find(|r| r.id == x).unwrap(), 2).await;
+    let mut more = workflow("w13", vec![step("y", &["x"])]);
+    more.holds = holds(&["sum"]);
+    let added = insert_wf(&store, more).await;
+    let y = id_of(&added, "y");
+    let rec = store.workflow("w13").await.unwrap().unwrap();
+    assert_eq!(rec.step("y").unwrap().job.state, JobState::Cancelled);
+    let s = rec.step("sum").unwrap();
+    assert_eq!(
+        (s.job.state, s.cancelled_by),
+        (JobState::Cancelled, Some(y))
+    );
+    assert!(
+        s.job.errors.iter().any(|e| e.message.contains("'y'")),
+        "the reason names the step: {:?}",
+        s.job.errors
+    );
+    assert_eq!(rec.step("after").unwrap().job.state, JobState::Cancelled);
+    assert_eq!(rec.step("after").unwrap().cancelled_by, Some(sum));
+    store.retry_now(x, at(3)).await.unwrap();
+    let rec = store.workflow("w13").await.unwrap().unwrap();
+    for name in ["y", "sum", "after"] {
+        let s = rec.step(name).unwrap();
+        assert_eq!(
+            (s.job.state, s.cancelled_by),
+            (JobState::Pending, None),
+            "{name} revived"
+        );
+    }
+    let rx = claim_steps(&store, &[x], 4).await;
+    complete(&store, &rx, 5).await;
+    let ry = claim_steps(&store, &[y], 6).await;
+    complete(&store, &ry, 7).await;
+    assert_eq!(
+        get(&store, sum).await.state,
+        JobState::Pending,
+        "still waits for a"
+    );
+    complete(&store, &ra, 8).await;
+    let rs = claim_steps(&store, &[sum], 9).await;
+    complete(&store, &rs, 10).await;
+    claim_steps(&store, &[after], 11).await;
 }

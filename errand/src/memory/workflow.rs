@@ -338,6 +338,26 @@ impl Inner {
         }
         self.wf.queue.clear();
         self.wf.settling = false;
+        for h in &plan.holds {
+            let parents = plan.edges.iter().filter(|e| e.child == h.id);
+            if let Some(link) = self.wf.links.get_mut(&h.id) {
+                link.parents.extend(parents.map(|e| e.parent));
+                link.waiting_on += h.more;
+            }
+            if let Some((parent, message)) = &h.cancel {
+                if let Some(link) = self.wf.links.get_mut(&h.id) {
+                    link.cancelled_by = Some(*parent);
+                }
+                let queue = self.jobs[&h.id].queue.clone();
+                // Cancelled as any failure cancels: its own dependents follow it.
+                self.update(h.id, JobState::Cancelled, |r| {
+                    r.finalized_at = Some(now);
+                    r.errors
+                        .push(ErrorRecord::new(r.attempt, now, message.clone()));
+                });
+                self.wake.state(&queue, JobState::Cancelled);
+            }
+        }
         Ok(ids)
     }
 
