@@ -5,7 +5,7 @@
 //! transaction of their own (a savepoint inside the application's), all or nothing.
 
 use chrono::{DateTime, TimeZone, Utc};
-use errand_core::{InsertResult, NewJob, StoreError};
+use errand_core::{ErrorRecord, InsertResult, NewJob, NewWorkflow, StoreError, WorkflowPlan};
 use sqlx::{Connection, PgConnection};
 
 use crate::error::db;
@@ -69,13 +69,120 @@ pub(crate) async fn copy_plain(
     }))
 }
 
-/// The binary `COPY` stream of `jobs` with `ids`, in the column order of `Sql::copy_in` (or,
-/// `lean`, of `Sql::copy_in_lean`); `None` if a value is longer than a field can say (2 GiB).
-fn encode(jobs: &[NewJob], ids: &[i64], now: DateTime<Utc>, lean: bool) -> Option<Vec<u8>> {
-    let mut b = Vec::with_capacity(jobs.len() * (160 + jobs.first().map_or(0, |j| j.args.len())));
+/// Copies a workflow's planned rows and edges (`COPY … FROM STDIN (FORMAT binary)`, on
+/// `conn`, inside the insert's transaction): for 10,000 steps about half the time of the
+/// statements with unnested arrays. `false` if a value is longer than a field can say: the
+/// caller inserts by statement.
+pub(crate) async fn copy_workflow(
+    conn: &mut PgConnection,
+    s: &PgStore,
+    wf: &NewWorkflow,
+    plan: &WorkflowPlan,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let (Some(rows), Some(edges)) = (encode_steps(wf, plan, now), encode_edges(plan)) else {
+        return Ok(false);
+    };
+    let schema = &s.inner.schema;
+    let steps_sql = format!(
+        "COPY \"{schema}\".jobs (id, kind, queue, args, state, priority, max_attempts, run_at, \
+         created_at, finalized_at, errors, tags, backoff, timeout_ms, partition_key, \
+         workflow_id, step, waiting_on, has_dependents, cancelled_by) FROM STDIN (FORMAT binary)"
+    );
+    let edges_sql = format!(
+        "COPY \"{schema}\".job_deps (parent_id, child_id, ignore_failure, settled) \
+         FROM STDIN (FORMAT binary)"
+    );
+    for (sql, data) in [(steps_sql, rows), (edges_sql, edges)] {
+        let mut copy = conn.copy_in_raw(&sql).await.map_err(db)?;
+        copy.send(data).await.map_err(db)?;
+        copy.finish().await.map_err(db)?;
+    }
+    Ok(true)
+}
+
+/// A binary `COPY` stream's header.
+fn header(capacity: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(capacity);
     b.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     b.extend_from_slice(&0_i32.to_be_bytes()); // flags
     b.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
+    b
+}
+
+fn encode_steps(wf: &NewWorkflow, plan: &WorkflowPlan, now: DateTime<Utc>) -> Option<Vec<u8>> {
+    let per_row = 200
+        + wf.steps
+            .first()
+            .map_or(0, |s| s.job.args.len() + s.step.len());
+    let mut b = header(plan.steps.len() * per_row);
+    let created = micros(now).to_be_bytes();
+    for p in &plan.steps {
+        let step = &wf.steps[p.index];
+        let j = &step.job;
+        b.extend_from_slice(&20_i16.to_be_bytes());
+        field(&mut b, &p.id.to_be_bytes())?;
+        field(&mut b, j.kind.as_bytes())?;
+        field(&mut b, j.queue.as_bytes())?;
+        jsonb(&mut b, &j.args)?;
+        field(&mut b, p.state.as_str().as_bytes())?;
+        field(&mut b, &j.priority.to_be_bytes())?;
+        field(&mut b, &j.max_attempts.to_be_bytes())?;
+        field(&mut b, &micros(j.run_at).to_be_bytes())?;
+        field(&mut b, &created)?;
+        match &p.error {
+            Some(m) => {
+                field(&mut b, &created)?;
+                jsonb(&mut b, &to_json(&[ErrorRecord::new(0, now, m.clone())]))?;
+            }
+            None => {
+                null(&mut b);
+                jsonb(&mut b, "[]")?;
+            }
+        }
+        jsonb(&mut b, &to_json(&j.tags))?;
+        match &j.backoff {
+            Some(backoff) => jsonb(&mut b, &to_json(backoff))?,
+            None => null(&mut b),
+        }
+        match j.timeout_ms {
+            Some(ms) => field(&mut b, &ms.to_be_bytes())?,
+            None => null(&mut b),
+        }
+        match &j.partition_key {
+            Some(k) => field(&mut b, k.as_bytes())?,
+            None => null(&mut b),
+        }
+        field(&mut b, wf.id.as_bytes())?;
+        field(&mut b, step.step.as_bytes())?;
+        field(&mut b, &p.waiting_on.to_be_bytes())?;
+        field(&mut b, &[u8::from(p.has_dependents)])?;
+        match p.cancelled_by {
+            Some(id) => field(&mut b, &id.to_be_bytes())?,
+            None => null(&mut b),
+        }
+    }
+    b.extend_from_slice(&(-1_i16).to_be_bytes());
+    Some(b)
+}
+
+fn encode_edges(plan: &WorkflowPlan) -> Option<Vec<u8>> {
+    let mut b = header(19 + plan.edges.len() * 36);
+    for e in &plan.edges {
+        b.extend_from_slice(&4_i16.to_be_bytes());
+        field(&mut b, &e.parent.to_be_bytes())?;
+        field(&mut b, &e.child.to_be_bytes())?;
+        field(&mut b, &[u8::from(e.ignore_failure)])?;
+        field(&mut b, &[u8::from(e.settled)])?;
+    }
+    b.extend_from_slice(&(-1_i16).to_be_bytes());
+    Some(b)
+}
+
+/// The binary `COPY` stream of `jobs` with `ids`, in the column order of `Sql::copy_in` (or,
+/// `lean`, of `Sql::copy_in_lean`); `None` if a value is longer than a field can say (2 GiB).
+fn encode(jobs: &[NewJob], ids: &[i64], now: DateTime<Utc>, lean: bool) -> Option<Vec<u8>> {
+    let mut b = header(jobs.len() * (160 + jobs.first().map_or(0, |j| j.args.len())));
     for (job, id) in jobs.iter().zip(ids) {
         b.extend_from_slice(&(if lean { 9_i16 } else { 12 }).to_be_bytes());
         field(&mut b, &id.to_be_bytes())?;

@@ -12,6 +12,7 @@ use errand_core::{
 };
 use sqlx::{PgConnection, Row};
 
+use crate::copy::{copy_workflow, COPY_FROM};
 use crate::error::db;
 use crate::row::{decode, COLUMNS};
 use crate::sql::to_json;
@@ -87,14 +88,15 @@ pub(crate) async fn insert_on(
             return Err(WorkflowError::NoWorkflow(wf.id.clone()).into());
         }
     }
-    // Ids first: the plan's edges (and steps cancelled at birth) name them.
-    let next = "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2::int)";
-    let ids: Vec<i64> = sqlx::query_scalar(next)
-        .bind(&jobs)
-        .bind(wf.steps.len() as i32)
-        .fetch_all(&mut *conn)
+    // Ids first: the plan's edges (and steps cancelled at birth) name them. (The statement
+    // `COPY` uses: the sequence named once, not looked up per id — 60 ms for 10,000 ids
+    // against 9 — and whether the database takes binary text as UTF-8.)
+    let (utf8, mut ids): (bool, Vec<i64>) = sqlx::query_as(&s.inner.sql.copy_ids)
+        .bind(wf.steps.len() as i64)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
+    ids.sort_unstable();
     let plan = plan_workflow(wf, &ids, &existing, now)?;
 
     let head = format!(
@@ -112,6 +114,33 @@ pub(crate) async fn insert_on(
         ids,
         ..Inserted::default()
     };
+    if utf8 && plan.steps.len() >= COPY_FROM && copy_workflow(conn, s, wf, &plan, now).await? {
+        for p in &plan.steps {
+            match p.state {
+                JobState::Available => {
+                    out.queues.insert(wf.steps[p.index].job.queue.clone());
+                }
+                JobState::Scheduled => out.scheduled = true,
+                _ => {}
+            }
+        }
+    } else {
+        insert_rows(conn, s, wf, &plan, now, &mut out).await?;
+    }
+    finish_insert(conn, s, &plan, now, &mut out).await?;
+    Ok(out)
+}
+
+/// The plan's rows and edges by statement (arrays unnested).
+async fn insert_rows(
+    conn: &mut PgConnection,
+    s: &PgStore,
+    wf: &NewWorkflow,
+    plan: &errand_core::WorkflowPlan,
+    now: DateTime<Utc>,
+    out: &mut Inserted,
+) -> Result<(), StoreError> {
+    let jobs = table(s, "jobs");
     let n = plan.steps.len();
     let (mut id, mut kind, mut queue, mut args, mut state) = (
         Vec::with_capacity(n),
@@ -231,6 +260,18 @@ pub(crate) async fn insert_on(
         .execute(&mut *conn)
         .await
         .map_err(db)?;
+    Ok(())
+}
+
+/// What follows the rows: existing parents marked, held steps, wake-ups at commit.
+async fn finish_insert(
+    conn: &mut PgConnection,
+    s: &PgStore,
+    plan: &errand_core::WorkflowPlan,
+    now: DateTime<Utc>,
+    out: &mut Inserted,
+) -> Result<(), StoreError> {
+    let jobs = table(s, "jobs");
     if !plan.new_parents.is_empty() {
         let mark = format!("UPDATE {jobs} SET has_dependents = true WHERE id = ANY($1)");
         sqlx::query(&mark)
@@ -287,7 +328,7 @@ pub(crate) async fn insert_on(
             .await
             .map_err(db)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(crate) async fn insert(
