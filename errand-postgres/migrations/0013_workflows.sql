@@ -173,7 +173,7 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT p.id AS other FROM {schema}.job_deps e JOIN {schema}.jobs p ON p.id = e.parent_id
             WHERE e.child_id = t.id AND NOT e.settled AND NOT e.ignore_failure
-              AND p.state IN ('discarded', 'cancelled') AND p.id <> NEW.id
+              AND p.has_dependents AND p.state IN ('discarded', 'cancelled') AND p.id <> NEW.id
               AND p.id <> ALL(tree_ids)
             LIMIT 1
         ) o;

@@ -368,10 +368,11 @@ pub(crate) async fn workflow(s: &PgStore, id: &str) -> Result<Option<WorkflowRec
         .await
         .map_err(db)?;
     let edges_sql = format!(
-        // An edge out of a completed job is settled whether or not it was marked (outcome
-        // batches do not mark them: `Sql::finish`).
+        // An edge out of a job whose `has_dependents` was cleared (it completed in an
+        // outcome batch, which does not mark its edges: `Sql::finish`) is settled, even if
+        // the job was retried by hand since.
         "SELECT d.child_id, d.parent_id, p.step, d.ignore_failure, \
-                d.settled OR coalesce(p.state = 'completed', false) \
+                d.settled OR NOT coalesce(p.has_dependents, true) \
          FROM {jobs} c JOIN {deps} d ON d.child_id = c.id LEFT JOIN {jobs} p ON p.id = d.parent_id \
          WHERE c.workflow_id = $1 ORDER BY d.child_id, d.parent_id"
     );

@@ -225,6 +225,7 @@ BEGIN
     UPDATE errand_settling SET other = (
         SELECT p.id FROM errand_job_deps e JOIN errand_jobs p ON p.id = e.parent_id
         WHERE e.child_id = errand_settling.id AND e.settled = 0 AND e.ignore_failure = 0
+          AND p.has_dependents <> 0
           AND (p.state = 'discarded' OR p.state = 'cancelled') AND p.id <> NEW.id
           AND p.id NOT IN (SELECT id FROM errand_settling)
         LIMIT 1);

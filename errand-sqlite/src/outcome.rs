@@ -217,17 +217,16 @@ const SETTLE_COMPLETED: &str = "UPDATE errand_jobs AS c SET \
               WHERE p.id IN (SELECT value ->> 0 FROM json_each(?1)) AND p.has_dependents = 2) \
            GROUP BY d.child_id) AS n \
      WHERE c.id = n.id RETURNING queue, state";
-const SETTLE_EDGES: &str = "UPDATE errand_job_deps SET settled = 1 WHERE settled = 0 \
-     AND parent_id IN (SELECT p.id FROM errand_jobs p \
-       WHERE p.id IN (SELECT value ->> 0 FROM json_each(?1)) AND p.has_dependents = 2)";
 const SETTLE_DONE: &str = "UPDATE errand_jobs SET has_dependents = 0 \
      WHERE id IN (SELECT value ->> 0 FROM json_each(?1)) AND has_dependents = 2";
 
-/// [`complete`], settling the completed jobs' dependents in the same transaction with three
+/// [`complete`], settling the completed jobs' dependents in the same transaction with two
 /// statements for the whole batch (the caller holds `BEGIN IMMEDIATE`): at 100 completions
 /// per batch of parents of one step, the row trigger's two statements per job cost more
-/// than the completions. A completed job's `has_dependents` ends 0: all its edges are
-/// settled, so no later end of it (after a hand retry) counts them again.
+/// than the completions. A completed job's `has_dependents` ends 0, which says all its edges
+/// are settled (they are not written: marking 9,998 edges of one fan-out cost more than
+/// counting them), so no later end of it (after a hand retry) counts them again, and the
+/// revive trigger (migration 12) reads such an edge as settled.
 fn complete_settling(
     c: &rusqlite::Connection,
     leases: &[LeaseRef],
@@ -252,7 +251,6 @@ fn complete_settling(
         }
     }
     drop(stmt);
-    prepare(c, SETTLE_EDGES)?.execute([&ids]).map_err(lite)?;
     prepare(c, SETTLE_DONE)?.execute([&ids]).map_err(lite)?;
     Ok(applied)
 }

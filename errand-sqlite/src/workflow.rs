@@ -437,8 +437,11 @@ pub(crate) async fn workflow(
         .fetch_all(s.reader())
         .await
         .map_err(db)?;
+    // An edge out of a job whose `has_dependents` was cleared (it completed in an outcome
+    // batch, which does not mark its edges: `outcome::complete_settling`) is settled.
     let edges = sqlx::query(
-        "SELECT d.child_id, d.parent_id, p.step, d.ignore_failure, d.settled \
+        "SELECT d.child_id, d.parent_id, p.step, d.ignore_failure, \
+                d.settled OR NOT coalesce(p.has_dependents, 1) \
          FROM errand_jobs c JOIN errand_job_deps d ON d.child_id = c.id \
          LEFT JOIN errand_jobs p ON p.id = d.parent_id \
          WHERE c.workflow_id = ? ORDER BY d.child_id, d.parent_id",

@@ -163,6 +163,7 @@ macro_rules! store_conformance {
                 pruning_steps_removes_their_edges_and_emptied_workflows,
                 new_steps_hold_back_a_pending_step,
                 a_held_step_is_cancelled_by_a_new_step_born_cancelled,
+                a_completed_dependency_retried_and_failed_holds_nothing_back,
             ],
             concurrency: [
                 racing_claimers_claim_each_job_once,

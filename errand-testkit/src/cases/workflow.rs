@@ -695,3 +695,46 @@ pub async fn a_held_step_is_cancelled_by_a_new_step_born_cancelled<S: Store>(sto
     complete(&store, &rs, 10).await;
     claim_steps(&store, &[after], 11).await;
 }
+
+/// A dependency that completed has done its part for good: retried by hand and then
+/// discarded, it neither cancels its dependents nor keeps one that another failure
+/// cancelled from being revived, and its completion is not counted twice.
+pub async fn a_completed_dependency_retried_and_failed_holds_nothing_back<S: Store>(store: S) {
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w14",
+            vec![step("a", &[]), step("q", &[]), step("c", &["a", "q"])],
+        ),
+    )
+    .await;
+    let [a, q, c] = ["a", "q", "c"].map(|n| id_of(&ids, n));
+    let rows = claim_steps(&store, &[a, q], 1).await;
+    let (ra, rq) = match rows[0].id == a {
+        true => (rows[0].clone(), rows[1].clone()),
+        false => (rows[1].clone(), rows[0].clone()),
+    };
+    complete(&store, &[ra], 2).await;
+    discard(&store, &rq, 3).await;
+    assert_eq!(get(&store, c).await.state, JobState::Cancelled);
+    let back = store.retry_now(a, at(4)).await.unwrap().unwrap();
+    assert_eq!(back.state, JobState::Available);
+    let ra = claim_steps(&store, &[a], 5).await.remove(0);
+    discard(&store, &ra, 6).await;
+    let rec = store.workflow("w14").await.unwrap().unwrap();
+    let sc = rec.step("c").unwrap();
+    assert_eq!(sc.cancelled_by, Some(q), "a's failure cancels nothing");
+    let edge = sc.deps.iter().find(|d| d.parent == a).unwrap();
+    assert!(edge.settled, "a's completion settled its edge for good");
+    store.retry_now(q, at(7)).await.unwrap();
+    let rec = store.workflow("w14").await.unwrap().unwrap();
+    let sc = rec.step("c").unwrap();
+    assert_eq!(
+        (sc.job.state, sc.cancelled_by, sc.waiting_on),
+        (JobState::Pending, None, 1),
+        "revived, waiting for q only"
+    );
+    let rq = claim_steps(&store, &[q], 8).await;
+    complete(&store, &rq, 9).await;
+    claim_steps(&store, &[c], 10).await;
+}
