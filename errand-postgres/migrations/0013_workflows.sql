@@ -80,6 +80,10 @@ CREATE FUNCTION {schema}.settle_dependents() RETURNS trigger LANGUAGE plpgsql AS
 DECLARE
     chan text := 'errand_' || TG_TABLE_SCHEMA;
     doomed bigint[] := '{}';
+    r_ids bigint[];
+    r_parents bigint[];
+    r_steps text[];
+    r_states text[];
     tree_ids bigint[];
     tree_parents bigint[];
     blocked_ids bigint[];
@@ -103,6 +107,21 @@ BEGIN
             ), one AS (
                 SELECT DISTINCT ON (id) id, parent, parent_step, parent_state
                 FROM reach ORDER BY id, parent
+            )
+            SELECT coalesce(array_agg(id ORDER BY id), '{}'),
+                   coalesce(array_agg(parent ORDER BY id), '{}'),
+                   coalesce(array_agg(parent_step ORDER BY id), '{}'),
+                   coalesce(array_agg(parent_state ORDER BY id), '{}')
+            INTO r_ids, r_parents, r_steps, r_states FROM one;
+            -- Locked in id order before any is written, and cancelled only if still pending:
+            -- two failures reaching the same steps at once (hand cancels, the rescuer: paths
+            -- without an outcome batch's lock of the steps) wait for each other instead of
+            -- deadlocking, and the second finds them cancelled by the first, not to be
+            -- cancelled again (a step cancelled twice named the wrong failure to retry).
+            PERFORM 1 FROM {schema}.jobs WHERE id = ANY(r_ids) ORDER BY id FOR UPDATE;
+            WITH one AS (
+                SELECT * FROM unnest(r_ids, r_parents, r_steps, r_states)
+                  AS o(id, parent, parent_step, parent_state)
             ), cancelled AS (
                 UPDATE {schema}.jobs j SET
                     state = 'cancelled',
@@ -117,7 +136,7 @@ BEGIN
                                           'with ignore_failure to run anyway',
                                           coalesce(o.parent_step, ''), o.parent,
                                           o.parent_state, o.parent)))
-                FROM one o WHERE j.id = o.id
+                FROM one o WHERE j.id = o.id AND j.state = 'pending'
                 RETURNING j.id, j.awaited
             )
             SELECT coalesce(array_agg(id), '{}'), count(*) FILTER (WHERE awaited)
@@ -128,7 +147,13 @@ BEGIN
         END IF;
         -- The edges this end settles: all of its own when it completed; on a failure, those
         -- with ignore_failure out of it and out of each step it cancelled (which are all
-        -- `cancelled`, and `doomed` is empty after a completion). One index range each.
+        -- `cancelled`, and `doomed` is empty after a completion). One index range each. The
+        -- steps they count down are locked in id order first, as above.
+        PERFORM 1 FROM {schema}.jobs
+        WHERE id = ANY(ARRAY(SELECT e.child_id FROM {schema}.job_deps e
+                             WHERE e.parent_id = ANY(NEW.id || doomed) AND NOT e.settled
+                               AND (NEW.state = 'completed' OR e.ignore_failure)))
+        ORDER BY id FOR UPDATE;
         WITH s AS (
             UPDATE {schema}.job_deps e SET settled = true
             WHERE e.parent_id = ANY(NEW.id || doomed) AND NOT e.settled

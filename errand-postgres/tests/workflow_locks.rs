@@ -1,0 +1,87 @@
+//! Failures of workflow steps cancel what they reach in the trigger of migration 13: two
+//! failures whose reaches overlap lock the steps they cancel in id order, so they wait for
+//! each other instead of deadlocking (the database would abort one; the runtime would write
+//! it again, a second later), and a step the first cancelled is not cancelled again.
+
+use std::time::Duration;
+
+use errand_core::{FinishAction, JobState, NewStep, Store};
+use errand_postgres::testing::scratch_store;
+use errand_testkit::helpers::workflow::{insert_wf, step, workflow};
+use errand_testkit::helpers::{at, claim, error, finish};
+
+async fn deadlocks(store: &errand_postgres::PgStore) -> i64 {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_reaching_the_same_steps_cancel_each_once_without_deadlock() {
+    let store = scratch_store().await;
+    const PARENTS: usize = 8;
+    const CHILDREN: usize = 1_000;
+    let before = deadlocks(&store).await;
+    for round in 0..3 {
+        let id = format!("overlap-{round}");
+        let names: Vec<String> = (0..PARENTS).map(|p| format!("p-{p}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut steps: Vec<NewStep> = refs.iter().map(|n| step(n, &[])).collect();
+        // Every child waits for every parent, each named in another order: each failure's
+        // reach is every child, found in whatever order the plan yields.
+        for c in 0..CHILDREN {
+            let mut deps = refs.clone();
+            deps.rotate_left(c % PARENTS);
+            steps.push(step(&format!("c-{c}"), &deps));
+        }
+        insert_wf(&store, workflow(&id, steps)).await;
+        let parents = claim(&store, "wf", PARENTS as u32, at(1)).await;
+        assert_eq!(parents.len(), PARENTS);
+        let tasks: Vec<_> = parents
+            .into_iter()
+            .map(|row| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if row.id % 2 == 0 {
+                        let f = finish(
+                            &row,
+                            at(2),
+                            FinishAction::Discard {
+                                error: error(&row, at(2), "broken"),
+                            },
+                        );
+                        store.finish(&[f]).await.map(|_| ())
+                    } else {
+                        // A hand cancel: no outcome batch, only the trigger.
+                        store.cancel(row.id, at(2)).await.map(|_| ())
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: a failure's outcome failed: {e}"));
+        }
+        let rec = store.workflow(&id).await.unwrap().unwrap();
+        let cancelled = rec
+            .steps
+            .iter()
+            .filter(|s| s.step.starts_with("c-") && s.job.state == JobState::Cancelled)
+            .count();
+        assert_eq!(cancelled, CHILDREN, "round {round}: every child cancelled");
+        for s in rec.steps.iter().filter(|s| s.step.starts_with("c-")) {
+            assert_eq!(
+                s.job.errors.len(),
+                1,
+                "round {round}: {} cancelled once, by one failure: {:?}",
+                s.step,
+                s.job.errors
+            );
+        }
+    }
+    // The counter is the database's: other tests' deadlocks would show too; they have none.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(deadlocks(&store).await, before, "no deadlock detected");
+}
