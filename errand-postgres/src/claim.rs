@@ -17,7 +17,7 @@ use errand_core::{ClaimRequest, JobRow, StoreError};
 
 use crate::claim_floor::Key;
 use crate::error::db;
-use crate::row::decode;
+use crate::row::{decode, COLUMNS};
 use crate::sql::to_json;
 use crate::store::PgStore;
 
@@ -73,6 +73,7 @@ async fn claim_with(
         query = query.bind(key.priority).bind(key.run_at).bind(key.id);
     }
     let rows = query.fetch_all(&s.inner.pool).await.map_err(db)?;
+    note_steps(s, &rows);
     let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
         .iter()
         .map(decode)
@@ -88,6 +89,24 @@ async fn claim_with(
     }
     jobs.sort_by_key(|j| (j.priority, j.run_at, j.id));
     Ok(jobs)
+}
+
+/// Remembers when a claim took a workflow step (the column after [`COLUMNS`]): from then on
+/// this process's outcome batches settle completions themselves (`Sql::finish`). Set
+/// before the jobs reach an executor, so every batch that ends a step sees it.
+fn note_steps(s: &PgStore, rows: &[sqlx::postgres::PgRow]) {
+    use sqlx::Row;
+    use std::sync::atomic::Ordering;
+    if s.inner.steps_claimed.load(Ordering::Relaxed) {
+        return;
+    }
+    let at = COLUMNS.split(',').count();
+    if rows
+        .iter()
+        .any(|r| r.try_get::<bool, _>(at).unwrap_or(true))
+    {
+        s.inner.steps_claimed.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Discards a claimed job whose row cannot be read, recording why (see

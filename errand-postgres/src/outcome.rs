@@ -15,7 +15,16 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
         return Ok(Vec::new());
     }
     let effects: Vec<_> = batch.iter().map(|f| f.effect()).collect();
-    let rows = sqlx::query(&s.inner.sql.finish)
+    let steps = s
+        .inner
+        .steps_claimed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let sql = if steps {
+        &s.inner.sql.finish
+    } else {
+        &s.inner.sql.finish_lean
+    };
+    let rows = sqlx::query(sql)
         // Planned for each call's arrays: see `Sql::finish`.
         .persistent(false)
         .bind(batch.iter().map(|f| f.lease.id).collect::<Vec<_>>())

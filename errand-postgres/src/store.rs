@@ -47,6 +47,9 @@ pub(crate) struct Inner {
     pub(crate) metered: errand_core::MeteredSet,
     /// Where this process's claims of each queue start (see `claim_floor.rs`).
     pub(crate) floors: Arc<ClaimFloors>,
+    /// Whether a claim of this process (any handle) has taken a workflow step: until one
+    /// has, outcome batches use [`Sql::finish_lean`], as nothing they end can be a step.
+    pub(crate) steps_claimed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Inner {
@@ -187,6 +190,7 @@ impl PgStore {
                 clock: self.inner.clock.clone(),
                 metered: self.inner.metered.clone(),
                 floors: self.inner.floors.clone(),
+                steps_claimed: self.inner.steps_claimed.clone(),
             }),
         }
     }
@@ -284,6 +288,7 @@ impl PgStoreBuilder {
                 clock: Arc::default(),
                 metered: Default::default(),
                 floors: Default::default(),
+                steps_claimed: Arc::default(),
             }),
         };
         if self.migrate {

@@ -65,6 +65,7 @@ pub fn statement(store: &PgStore, which: &str) -> String {
         "claim_metered" => sql.claim_metered.clone(),
         "rescue" => sql.rescue.clone(),
         "finish" => sql.finish.clone(),
+        "finish_lean" => sql.finish_lean.clone(),
         "extend" => sql.extend.clone(),
         "release" => sql.release.clone(),
         other => panic!("no statement named {other}"),

@@ -76,12 +76,12 @@ async fn outcomes_and_extensions_look_rows_up_by_primary_key_whatever_the_statis
     let ids: Vec<i64> = batch.iter().map(|l| l.id).collect();
     let attempts: Vec<i32> = batch.iter().map(|l| l.attempt).collect();
     let n = batch.len();
-    for which in ["finish", "extend", "release"] {
+    for which in ["finish", "finish_lean", "extend", "release"] {
         let mut tx = store.pool().begin().await.unwrap();
         let explain = format!("EXPLAIN (ANALYZE, COSTS OFF) {}", statement(&store, which));
         let q = sqlx::query_scalar::<_, String>(&explain);
         let q = match which {
-            "finish" => q
+            "finish" | "finish_lean" => q
                 .bind(&ids)
                 .bind(&attempts)
                 .bind(vec!["completed"; n])

@@ -85,3 +85,34 @@ async fn failures_reaching_the_same_steps_cancel_each_once_without_deadlock() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(deadlocks(&store).await, before, "no deadlock detected");
 }
+
+/// A process that never claimed a step writes its outcome batches without the settling
+/// part (`Sql::finish_lean`); should one end a step all the same (here: a second handle on
+/// the schema completes a step the first claimed), migration 13's trigger settles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_completed_by_a_process_that_claimed_none_still_releases_its_dependents() {
+    let first = scratch_store().await;
+    let ids = insert_wf(
+        &first,
+        workflow("lean", vec![step("a", &[]), step("b", &["a"])]),
+    )
+    .await;
+    let row = claim(&first, "wf", 10, at(1)).await.remove(0);
+    assert_eq!(row.id, ids[0].1);
+    let second = errand_postgres::PgStore::builder()
+        .pool(first.pool().clone())
+        .schema(first.schema())
+        .migrate(false)
+        .open()
+        .await
+        .unwrap();
+    second
+        .finish(&[finish(&row, at(2), FinishAction::Complete)])
+        .await
+        .unwrap();
+    let b = second.get(ids[1].1).await.unwrap().unwrap();
+    assert_eq!(b.state, JobState::Available, "released by the trigger");
+    let rec = second.workflow("lean").await.unwrap().unwrap();
+    assert_eq!(rec.step("b").unwrap().waiting_on, 0);
+    assert!(rec.step("b").unwrap().deps[0].settled);
+}
