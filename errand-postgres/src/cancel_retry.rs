@@ -61,12 +61,33 @@ pub(crate) async fn retry_now(
     fetch(s, id).await
 }
 
+/// Deletes a job that is not running. A workflow step that has not ended first ends for its
+/// dependents as a cancellation would (migration 13's trigger cancels them, or releases them
+/// on `ignore_failure` edges); then its edges go, each unsettled one out of it no longer
+/// counted by its dependent (one its end cancelled runs without it if retried by hand).
 pub(crate) async fn delete(s: &PgStore, id: JobId) -> Result<DeleteResult, StoreError> {
-    let row = sqlx::query(&s.inner.sql.delete)
+    let mut tx = s.inner.pool.begin().await.map_err(db)?;
+    let ended = sqlx::query(&s.inner.sql.delete_ends_step)
         .bind(id)
-        .fetch_optional(&s.inner.pool)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+        > 0;
+    sqlx::query(&s.inner.sql.delete_edges)
+        .bind(id)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+    let row = sqlx::query(&s.inner.sql.delete)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    if ended {
+        s.settled_wake();
+    }
     match row {
         Some(row) => Ok(DeleteResult::Deleted(decode(&row)?)),
         None => Ok(match fetch(s, id).await? {

@@ -44,6 +44,10 @@ pub(crate) struct Sql {
     pub(crate) promote: String,
     pub(crate) cancel: String,
     pub(crate) delete: String,
+    /// `delete`'s first statement: a step not ended is cancelled (the trigger settles it).
+    pub(crate) delete_ends_step: String,
+    /// `delete`'s second: the job's edges, unsettled ones out of it uncounted.
+    pub(crate) delete_edges: String,
     pub(crate) retry: String,
     pub(crate) get: String,
     pub(crate) prune: String,
@@ -332,6 +336,30 @@ impl Sql {
             ),
             delete: format!(
                 "DELETE FROM {t} WHERE id = $1 AND state <> 'running' RETURNING {COLUMNS}"
+            ),
+            delete_ends_step: format!(
+                "UPDATE {t} SET state = 'cancelled', finalized_at = now()
+                 WHERE id = $1 AND has_dependents
+                   AND state IN ('pending', 'available', 'scheduled', 'retryable')"
+            ),
+            // An edge out of a job whose `has_dependents` is cleared was counted when it
+            // completed (outcome batches do not mark them).
+            delete_edges: format!(
+                "WITH p AS (
+                   SELECT has_dependents FROM {t} WHERE id = $1 AND state <> 'running'
+                 ), gone AS (
+                   DELETE FROM {deps} WHERE parent_id = $1 AND EXISTS (SELECT 1 FROM p)
+                   RETURNING child_id, settled
+                 ), lowered AS (
+                   UPDATE {t} c SET waiting_on = c.waiting_on - n.k
+                   FROM (SELECT child_id, count(*) AS k FROM gone
+                         WHERE NOT settled AND (SELECT has_dependents FROM p)
+                         GROUP BY child_id) n
+                   WHERE c.id = n.child_id
+                   RETURNING c.id
+                 )
+                 DELETE FROM {deps} WHERE child_id = $1 AND EXISTS (SELECT 1 FROM p)
+                   AND (SELECT count(*) FROM lowered) >= 0"
             ),
             retry: format!(
                 // A workflow step whose dependencies have not all settled waits for them

@@ -91,18 +91,62 @@ pub(crate) async fn retry_now(
     fetch(s, id).await
 }
 
+/// Deletes a job that is not running. A workflow step that has not ended first ends for its
+/// dependents as a cancellation would (the failure trigger cancels them, or releases them on
+/// `ignore_failure` edges); then its edges go, each unsettled one out of it no longer
+/// counted by its dependent (one its end cancelled runs without it if retried by hand). An
+/// edge out of a job whose `has_dependents` is cleared was counted when it completed.
 pub(crate) async fn delete(s: &SqliteStore, id: JobId) -> Result<DeleteResult, StoreError> {
     let w = s.writer().await?;
+    let mut tx = w.pool().begin().await.map_err(db)?;
+    let ended = sqlx::query(
+        "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, \
+         has_dependents = has_dependents \
+         WHERE id = ? AND has_dependents = 1 \
+           AND state IN ('pending', 'available', 'scheduled', 'retryable')",
+    )
+    .bind(micros(Utc::now()))
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected()
+        > 0;
+    sqlx::query(
+        "UPDATE errand_jobs SET waiting_on = waiting_on - n.k \
+         FROM (SELECT e.child_id AS id, count(*) AS k FROM errand_job_deps e \
+               JOIN errand_jobs p ON p.id = e.parent_id \
+               WHERE e.parent_id = ?1 AND e.settled = 0 AND p.has_dependents = 1 \
+                 AND p.state != 'running' \
+               GROUP BY e.child_id) AS n \
+         WHERE errand_jobs.id = n.id",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "DELETE FROM errand_job_deps WHERE (parent_id = ?1 OR child_id = ?1) \
+         AND EXISTS (SELECT 1 FROM errand_jobs WHERE id = ?1 AND state != 'running')",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     let sql =
         format!("DELETE FROM errand_jobs WHERE id = ? AND state != 'running' RETURNING {COLUMNS}");
     let row = sqlx::query(&sql)
         .bind(id)
-        .fetch_all(w.pool())
+        .fetch_all(&mut *tx)
         .await
         .map_err(db)?
         .into_iter()
         .next();
+    tx.commit().await.map_err(db)?;
     drop(w);
+    if ended {
+        s.settled_wake();
+    }
     match row {
         Some(row) => Ok(DeleteResult::Deleted(decode(&row)?)),
         None => Ok(match fetch(s, id).await? {

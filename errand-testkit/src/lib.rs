@@ -164,6 +164,7 @@ macro_rules! store_conformance {
                 new_steps_hold_back_a_pending_step,
                 a_held_step_is_cancelled_by_a_new_step_born_cancelled,
                 a_completed_dependency_retried_and_failed_holds_nothing_back,
+                deleting_a_step_ends_it_for_its_dependents,
             ],
             concurrency: [
                 racing_claimers_claim_each_job_once,

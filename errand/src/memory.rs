@@ -776,12 +776,18 @@ impl Store for MemoryStore {
             return Ok(DeleteResult::Running(row.clone()));
         }
         let before = row.clone();
-        g.forget_step(id);
-        // Through `set_state` to a final state, so the claim order and the unique key let
-        // go of it; then gone.
-        g.set_state(id, avail_key(&before), JobState::Cancelled);
+        // A workflow step that has not ended ends for its dependents as a cancellation
+        // would (they are cancelled, or released on `ignore_failure` edges); then its edges
+        // go, each unsettled one no longer counted by its dependent.
+        g.update(id, JobState::Cancelled, |r| {
+            r.finalized_at.get_or_insert_with(Utc::now);
+        });
+        g.forget_step(id, true);
         g.release_key(id);
         g.jobs.remove(&id);
+        let settled = std::mem::take(&mut g.wake);
+        drop(g);
+        settled.fire(&self.signals);
         Ok(DeleteResult::Deleted(before))
     }
 
@@ -966,7 +972,7 @@ impl Store for MemoryStore {
             .collect();
         for id in &old {
             g.release_key(*id);
-            g.forget_step(*id);
+            g.forget_step(*id, false);
             g.jobs.remove(id);
         }
         Ok(old.len() as u64)

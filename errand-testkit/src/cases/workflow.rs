@@ -738,3 +738,84 @@ pub async fn a_completed_dependency_retried_and_failed_holds_nothing_back<S: Sto
     complete(&store, &rq, 9).await;
     claim_steps(&store, &[c], 10).await;
 }
+
+/// Deleting a step that has not ended ends it for its dependents as a cancellation would:
+/// they are cancelled (released, on `ignore_failure` edges), and one retried by hand runs
+/// without it. Deleting a step that completed changes nothing for its dependents.
+pub async fn deleting_a_step_ends_it_for_its_dependents<S: Store>(store: S) {
+    // A completed step deleted: its dependents were released already and stay so.
+    let ids = insert_wf(
+        &store,
+        workflow("w16", vec![step("x", &[]), step("y", &["x"])]),
+    )
+    .await;
+    let (x, y) = (id_of(&ids, "x"), id_of(&ids, "y"));
+    let rx = claim_steps(&store, &[x], 1).await;
+    complete(&store, &rx, 2).await;
+    store.delete(x).await.unwrap();
+    let rec = store.workflow("w16").await.unwrap().unwrap();
+    let sy = rec.step("y").unwrap();
+    assert_eq!((sy.job.state, sy.waiting_on), (JobState::Available, 0));
+    claim_steps(&store, &[y], 3).await;
+
+    let ids = insert_wf(
+        &store,
+        workflow(
+            "w15",
+            vec![
+                step("a", &[]),
+                step("b", &["a"]),
+                step("c", &["a?"]),
+                step("d", &["b"]),
+            ],
+        ),
+    )
+    .await;
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| id_of(&ids, n));
+    assert!(matches!(
+        store.delete(a).await.unwrap(),
+        errand_core::DeleteResult::Deleted(_)
+    ));
+    let rec = store.workflow("w15").await.unwrap().unwrap();
+    assert_eq!(rec.steps.len(), 3);
+    let sb = rec.step("b").unwrap();
+    assert_eq!(
+        (sb.job.state, sb.cancelled_by),
+        (JobState::Cancelled, Some(a))
+    );
+    assert!(
+        sb.job.errors.iter().any(|e| e.message.contains("'a'")),
+        "{:?}",
+        sb.job.errors
+    );
+    assert_eq!((sb.waiting_on, sb.deps.len()), (0, 0), "a's edge is gone");
+    assert_eq!(rec.step("d").unwrap().job.state, JobState::Cancelled);
+    // Released on its `ignore_failure` edge (due at its run time, this test's clock, which
+    // is after the real one the delete ended `a` at).
+    let sc = rec.step("c").unwrap();
+    assert!(
+        matches!(sc.job.state, JobState::Available | JobState::Scheduled) && sc.waiting_on == 0,
+        "c released: {:?}",
+        sc.job.state
+    );
+    let back = store.retry_now(b, at(4)).await.unwrap().unwrap();
+    assert_eq!(
+        back.state,
+        JobState::Available,
+        "runs without the deleted step"
+    );
+    assert_eq!(
+        get(&store, d).await.state,
+        JobState::Pending,
+        "revived with b"
+    );
+    let rows: Vec<JobRow> = claim(&store, "wf", 10, at(5))
+        .await
+        .into_iter()
+        .filter(|r| r.id != c)
+        .collect();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b]);
+    complete(&store, &rows, 6).await;
+    let rd = claim_steps(&store, &[d], 7).await;
+    complete(&store, &rd, 8).await;
+}

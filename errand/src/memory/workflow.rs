@@ -228,10 +228,20 @@ impl Inner {
         self.wf.links.get(&id).is_some_and(|l| l.waiting_on > 0)
     }
 
-    /// Forgets the edges from job `id` (deleted): its dependents keep waiting, as on the
-    /// SQL stores, where deleting a row fires no outcome.
-    pub(super) fn forget_step(&mut self, id: JobId) {
-        self.wf.edges.remove(&id);
+    /// Forgets job `id`'s edges (it is deleted, or pruned once final). With `lower`, each
+    /// dependent stops counting an unsettled edge from it (a dependent its end cancelled
+    /// runs without it if retried by hand), as the SQL stores' deletes do.
+    pub(super) fn forget_step(&mut self, id: JobId, lower: bool) {
+        if let Some(children) = self.wf.edges.remove(&id) {
+            for (child, edge) in children {
+                if lower && !edge.settled {
+                    if let Some(link) = self.wf.links.get_mut(&child) {
+                        link.waiting_on -= 1;
+                        link.parents.retain(|p| *p != id);
+                    }
+                }
+            }
+        }
         if let Some(link) = self.wf.links.remove(&id) {
             for p in &link.parents {
                 if let Some(m) = self.wf.edges.get_mut(p) {
