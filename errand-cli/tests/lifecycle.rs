@@ -108,15 +108,18 @@ async fn paused_worker_cannot_overwrite_newer_attempt(db: Db) {
         "--poll-ms",
         "100",
     ];
-    let mut first = Command::new(env!("CARGO_BIN_EXE_errand"))
-        .args(&db.args)
-        .arg("chaos-worker")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    // Killed when dropped, even stopped (`-STOP` below) by a test that fails.
+    let mut first = Worker(
+        Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(&db.args)
+            .arg("chaos-worker")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
     let log = Arc::new(Mutex::new(String::new()));
     {
         let (stderr, log) = (first.stderr.take().unwrap(), log.clone());

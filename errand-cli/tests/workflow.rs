@@ -43,20 +43,18 @@ async fn fifty_parents_four_processes(db: Db) {
             .add_after("child", LedgerJob { work_ms: 0 }, names.iter());
         ids.push(client.enqueue_workflow(wf).await.unwrap().id);
     }
-    let mut children = Workers(
-        (0..4)
-            .map(|_| {
-                db.worker(&[
-                    "--concurrency",
-                    "10",
-                    "--poll-ms",
-                    "100",
-                    "--exit-when-done",
-                ])
-            })
-            .collect(),
-    );
-    for child in &mut children.0 {
+    let mut children: Vec<_> = (0..4)
+        .map(|_| {
+            db.worker(&[
+                "--concurrency",
+                "10",
+                "--poll-ms",
+                "100",
+                "--exit-when-done",
+            ])
+        })
+        .collect();
+    for child in &mut children {
         let status = wait_exit(child, Duration::from_secs(120)).await;
         assert!(status.success(), "worker exited with {status}");
     }

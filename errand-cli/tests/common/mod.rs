@@ -53,16 +53,18 @@ impl Db {
         l
     }
 
-    /// Starts `errand chaos-worker` on this database.
-    pub fn worker(&self, extra: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_errand"))
-            .args(&self.args)
-            .arg("chaos-worker")
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start worker process")
+    /// Starts `errand chaos-worker` on this database; killed when dropped.
+    pub fn worker(&self, extra: &[&str]) -> Worker {
+        Worker(
+            Command::new(env!("CARGO_BIN_EXE_errand"))
+                .args(&self.args)
+                .arg("chaos-worker")
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start worker process"),
+        )
     }
 
     /// Runs the `errand` binary with `args` on this database.
@@ -97,15 +99,26 @@ pub async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
-/// Worker processes killed when dropped: a test that fails while they run (a panic in
+/// A worker process killed when dropped: a test that fails while workers run (a panic in
 /// `wait_exit` on one of them, or an assertion) leaves none behind.
-pub struct Workers(pub Vec<Child>);
+pub struct Worker(pub Child);
 
-impl Drop for Workers {
+impl std::ops::Deref for Worker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
     fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
