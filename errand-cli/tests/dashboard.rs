@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
-use common::Db;
+use common::{Db, Worker};
 use errand::{Client, JobState};
 use errand_cli::chaos::LedgerJob;
 
@@ -57,20 +57,9 @@ async fn an_open_address_without_authentication_is_refused() {
     assert!(stderr(&o).contains("set both"), "{}", stderr(&o));
 }
 
-/// A child process killed when dropped, so a failing test never leaves one behind (it
-/// would hold the test's output open and keep the run waiting).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `errand dashboard` on a free loopback port with `args` (the database); returns the
 /// process, its first line of output and the address it serves.
-fn start_dashboard(args: &[String]) -> (Killed, String, String) {
+fn start_dashboard(args: &[String]) -> (Worker, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
     for v in AUTH_VARS {
         cmd.env_remove(v);
@@ -84,7 +73,8 @@ fn start_dashboard(args: &[String]) -> (Killed, String, String) {
         .unwrap();
     let mut first = String::new();
     let out = child.stdout.take().unwrap();
-    let child = Killed(child);
+    // Killed when dropped: a failing test never leaves it holding the run's output open.
+    let child = Worker(child);
     BufReader::new(out).read_line(&mut first).unwrap();
     let addr = first
         .split("http://")
@@ -238,8 +228,8 @@ async fn postgres_workers_list() {
 /// record.
 async fn workers_list_follows_real_processes(db: Db) {
     db.ledger().await;
-    let mut procs: Vec<Killed> = (0..3)
-        .map(|_| Killed(db.worker(&["--presence-ms", "200", "--concurrency", "2"])))
+    let mut procs: Vec<Worker> = (0..3)
+        .map(|_| db.worker(&["--presence-ms", "200", "--concurrency", "2"]))
         .collect();
     let list = |db: &Db| {
         let o = db.errand(&["workers", "list", "--json"]);

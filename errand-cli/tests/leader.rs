@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -25,7 +24,7 @@ fn pid_of(holder: &str) -> u32 {
 }
 
 /// Waits (bounded) for a live leader other than `not`, among `workers`.
-async fn leader_other_than(store: &dyn Store, not: Option<&str>, workers: &[Child]) -> Leader {
+async fn leader_other_than(store: &dyn Store, not: Option<&str>, workers: &[Worker]) -> Leader {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = store.now(Utc::now()).await;
@@ -51,7 +50,7 @@ async fn one_leader_fails_over(db: Db) {
     let store = db.store();
     let lease = LEASE_MS.to_string();
     let args = ["--leader-lease-ms", &lease, "--poll-ms", "200"];
-    let mut workers: Vec<Child> = (0..3).map(|_| db.worker(&args)).collect();
+    let mut workers: Vec<Worker> = (0..3).map(|_| db.worker(&args)).collect();
 
     let first = leader_other_than(&*store, None, &workers).await;
     // SIGKILL the leader: it cannot resign; its lease must end first.
