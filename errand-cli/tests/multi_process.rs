@@ -21,21 +21,7 @@ async fn processes_share_one_database(db: Db, jobs: usize, workers: usize, work_
             .unwrap();
     }
     let started = Instant::now();
-    let mut children: Vec<_> = (0..workers)
-        .map(|_| {
-            db.worker(&[
-                "--concurrency",
-                "10",
-                "--poll-ms",
-                "100",
-                "--exit-when-done",
-            ])
-        })
-        .collect();
-    for child in &mut children {
-        let status = wait_exit(child, Duration::from_secs(300)).await;
-        assert!(status.success(), "worker exited with {status}");
-    }
+    db.run_until_done(workers, Duration::from_secs(300)).await;
     let elapsed = started.elapsed();
     assert_eq!(db.count(JobState::Completed).await as usize, jobs);
     let runs = ledger.runs().await.unwrap();

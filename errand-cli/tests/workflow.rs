@@ -43,21 +43,7 @@ async fn fifty_parents_four_processes(db: Db) {
             .add_after("child", LedgerJob { work_ms: 0 }, names.iter());
         ids.push(client.enqueue_workflow(wf).await.unwrap().id);
     }
-    let mut children: Vec<_> = (0..4)
-        .map(|_| {
-            db.worker(&[
-                "--concurrency",
-                "10",
-                "--poll-ms",
-                "100",
-                "--exit-when-done",
-            ])
-        })
-        .collect();
-    for child in &mut children {
-        let status = wait_exit(child, Duration::from_secs(120)).await;
-        assert!(status.success(), "worker exited with {status}");
-    }
+    db.run_until_done(4, Duration::from_secs(120)).await;
     // Outcome batches ending parents of the same steps lock those steps in id order first
     // (errand-postgres `Sql::finish`); without that, 10 workflows deadlocked a few times a run.
     assert_eq!(

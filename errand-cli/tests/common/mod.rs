@@ -67,6 +67,26 @@ impl Db {
         )
     }
 
+    /// Runs `n` worker processes (concurrency 10, polling every 100 ms) until the store has
+    /// nothing left to run, and asserts that each exited cleanly within `limit`.
+    pub async fn run_until_done(&self, n: usize, limit: Duration) {
+        let mut children: Vec<Worker> = (0..n)
+            .map(|_| {
+                self.worker(&[
+                    "--concurrency",
+                    "10",
+                    "--poll-ms",
+                    "100",
+                    "--exit-when-done",
+                ])
+            })
+            .collect();
+        for child in &mut children {
+            let status = wait_exit(child, limit).await;
+            assert!(status.success(), "worker exited with {status}");
+        }
+    }
+
     /// Runs the `errand` binary with `args` on this database.
     pub fn errand(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_errand"))
