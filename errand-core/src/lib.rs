@@ -62,7 +62,8 @@ pub use unique::{unique_expired, UniqueStates, UNIQUE_HOLDS_SQL};
 pub use workflow::{
     cancelled_by_message, check_workflow, plan_workflow, DepOutput, ExistingStep, NewStep,
     NewWorkflow, PlannedEdge, PlannedHold, PlannedStep, StepDep, StepEdge, WorkflowError,
-    WorkflowPlan, WorkflowRecord, WorkflowStep, WorkflowSummary, MAX_STEP_LEN, MAX_WORKFLOW_STEPS,
+    WorkflowPlan, WorkflowRecord, WorkflowStep, WorkflowSummary, MAX_STEP_LEN, MAX_WORKFLOW_EDGES,
+    MAX_WORKFLOW_STEPS,
 };
 
 /// Longest queue name accepted (bytes).

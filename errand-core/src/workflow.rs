@@ -20,6 +20,10 @@ use crate::{JobId, JobRow, JobState, NewJob};
 pub const MAX_WORKFLOW_STEPS: usize = 100_000;
 /// Longest step name or workflow id (bytes).
 pub const MAX_STEP_LEN: usize = 256;
+/// Most dependency edges one insert may write (every step's dependencies, and one edge from
+/// each new step to each held step): a fan-in over 100,000 steps is 100,000 edges, while a
+/// workflow where each step waits for all before it would be billions.
+pub const MAX_WORKFLOW_EDGES: usize = 1_000_000;
 
 /// One dependency of a step: the step it waits for, and whether it runs even when that
 /// step fails.
@@ -171,6 +175,16 @@ pub enum WorkflowError {
         /// The limit.
         max: usize,
     },
+    /// Too many dependency edges in one insert.
+    #[error("workflow '{id}' would write {edges} dependency edges at once; at most {max}: give a fan-in one step per group (each waiting for its group), then one waiting for the groups")]
+    TooManyEdges {
+        /// The workflow.
+        id: String,
+        /// How many the insert would write.
+        edges: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A workflow id or step name that cannot be used.
     #[error("invalid {what} '{name}': use 1 to {MAX_STEP_LEN} bytes without control characters")]
     BadName {
@@ -299,6 +313,17 @@ pub fn check_workflow(wf: &NewWorkflow) -> Result<Vec<String>, WorkflowError> {
             id: wf.id.clone(),
             steps: wf.steps.len(),
             max: MAX_WORKFLOW_STEPS,
+        });
+    }
+    let edges = wf.steps.iter().map(|s| s.deps.len()).fold(
+        wf.steps.len().saturating_mul(wf.holds.len()),
+        usize::saturating_add,
+    );
+    if edges > MAX_WORKFLOW_EDGES {
+        return Err(WorkflowError::TooManyEdges {
+            id: wf.id.clone(),
+            edges,
+            max: MAX_WORKFLOW_EDGES,
         });
     }
     let mut names = HashSet::with_capacity(wf.steps.len());
@@ -811,6 +836,36 @@ mod tests {
             Err(WorkflowError::StepExists { .. })
         ));
     }
+    #[test]
+    fn an_insert_with_too_many_edges_is_refused_before_any_check_of_them() {
+        // 1,500 steps each waiting for every step before it: 1,124,250 edges.
+        let names: Vec<String> = (0..1_500).map(|i| format!("s{i}")).collect();
+        let steps = (0..1_500)
+            .map(|i| {
+                let deps: Vec<&str> = names[..i].iter().map(String::as_str).collect();
+                step(&names[i], &deps)
+            })
+            .collect();
+        assert!(matches!(
+            check_workflow(&wf(steps)),
+            Err(WorkflowError::TooManyEdges {
+                edges: 1_124_250,
+                ..
+            })
+        ));
+        let mut many = wf((0..1_001).map(|i| step(&format!("n{i}"), &[])).collect());
+        many.holds = (0..1_000)
+            .map(|i| StepDep {
+                step: format!("held{i}"),
+                ignore_failure: false,
+            })
+            .collect();
+        assert!(matches!(
+            check_workflow(&many),
+            Err(WorkflowError::TooManyEdges { .. })
+        ));
+    }
+
     #[test]
     fn new_steps_can_hold_back_a_pending_step() {
         let existing = [

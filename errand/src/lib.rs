@@ -57,7 +57,7 @@ pub use errand_core::{
 };
 pub use errand_core::{
     DepOutput, StepEdge, WorkflowError, WorkflowRecord, WorkflowStep, WorkflowSummary,
-    MAX_STEP_LEN, MAX_WORKFLOW_STEPS,
+    MAX_STEP_LEN, MAX_WORKFLOW_EDGES, MAX_WORKFLOW_STEPS,
 };
 
 #[cfg(feature = "sqlite")]
