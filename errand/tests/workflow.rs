@@ -45,6 +45,46 @@ macro_rules! rolled_back_then_committed {
     }};
 }
 
+/// Steps added in the application's transaction may hold back a pending step, as from a
+/// running step: committed, it waits for them too; rolled back, nothing changed.
+macro_rules! held_in_a_transaction {
+    ($store:expr) => {{
+        let store = $store;
+        let client = Client::new(store.clone());
+        let wf = client.enqueue_workflow(steps_ab()).await.unwrap();
+        let more = || {
+            Workflow::extend(wf.id.clone())
+                .add("c", Echo { n: 3 })
+                .before("b")
+        };
+        let mut tx = store.pool().begin().await.unwrap();
+        client.enqueue_workflow_tx(&mut tx, more()).await.unwrap();
+        tx.rollback().await.unwrap();
+        let rec = client.workflow(&wf.id).await.unwrap().unwrap();
+        assert_eq!((rec.steps.len(), rec.step("b").unwrap().waiting_on), (2, 1));
+        let mut tx = store.pool().begin().await.unwrap();
+        client.enqueue_workflow_tx(&mut tx, more()).await.unwrap();
+        tx.commit().await.unwrap();
+        let rec = client.workflow(&wf.id).await.unwrap().unwrap();
+        let b = rec.step("b").unwrap();
+        let deps: Vec<&str> = b.deps.iter().map(|d| d.step.as_str()).collect();
+        assert_eq!((b.waiting_on, deps), (2, vec!["a", "c"]));
+    }};
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_steps_added_in_a_transaction_hold_back_a_pending_step() {
+    let (store, _dir) = sqlite().await;
+    held_in_a_transaction!(store);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_steps_added_in_a_transaction_hold_back_a_pending_step() {
+    held_in_a_transaction!(errand_postgres::testing::scratch_store().await);
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_workflow_enqueued_in_a_rolled_back_transaction_does_not_exist() {
