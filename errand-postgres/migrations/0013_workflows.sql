@@ -192,6 +192,12 @@ BEGIN
         IF cardinality(tree_ids) = 0 THEN
             RETURN NULL;
         END IF;
+        -- The tree locked in id order, as the cascade locks its reach. Another failed
+        -- dependency is locked as it is found (`FOR SHARE`): one being retried at this
+        -- moment is waited for and read again, so a step is not left cancelled by a
+        -- dependency whose own retry, reading the tree before this one's commit, did not
+        -- see the step as its to revive.
+        PERFORM 1 FROM {schema}.jobs WHERE id = ANY(tree_ids) ORDER BY id FOR UPDATE;
         SELECT coalesce(array_agg(t.id), '{}'), coalesce(array_agg(o.other), '{}')
         INTO blocked_ids, blocked_by
         FROM unnest(tree_ids) AS t(id)
@@ -201,6 +207,7 @@ BEGIN
               AND p.has_dependents AND p.state IN ('discarded', 'cancelled') AND p.id <> NEW.id
               AND p.id <> ALL(tree_ids)
             LIMIT 1
+            FOR SHARE OF p
         ) o;
         WITH RECURSIVE t AS (
             SELECT * FROM unnest(tree_ids, tree_parents) AS t(id, parent)
@@ -211,9 +218,10 @@ BEGIN
         )
         SELECT coalesce(array_agg(id), '{}') INTO blocked_all FROM below;
         UPDATE {schema}.jobs j SET cancelled_by = x.other
-        FROM unnest(blocked_ids, blocked_by) AS x(id, other) WHERE j.id = x.id;
+        FROM unnest(blocked_ids, blocked_by) AS x(id, other)
+        WHERE j.id = x.id AND j.state = 'cancelled';
         UPDATE {schema}.jobs j SET state = 'pending', cancelled_by = NULL, finalized_at = NULL
-        WHERE j.id = ANY(tree_ids) AND j.id <> ALL(blocked_all);
+        WHERE j.id = ANY(tree_ids) AND j.id <> ALL(blocked_all) AND j.state = 'cancelled';
     END IF;
     RETURN NULL;
 END

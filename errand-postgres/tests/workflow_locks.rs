@@ -116,3 +116,88 @@ async fn a_step_completed_by_a_process_that_claimed_none_still_releases_its_depe
     assert_eq!(rec.step("b").unwrap().waiting_on, 0);
     assert!(rec.step("b").unwrap().deps[0].settled);
 }
+
+/// Two failed dependencies of the same steps retried at once: every step is revived. Each
+/// revive asks whether a step has another failed dependency; answered from a snapshot taken
+/// before the other retry committed, a step was left cancelled by a dependency already
+/// retried — for good, once that one completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_failed_dependencies_retried_at_once_revive_every_step() {
+    let store = scratch_store().await;
+    const CHILDREN: usize = 200;
+    for round in 0..5 {
+        let id = format!("revive-{round}");
+        let mut steps: Vec<NewStep> = vec![step("p", &[]), step("q", &[])];
+        for c in 0..CHILDREN {
+            let deps: &[&str] = if c % 2 == 0 { &["p", "q"] } else { &["q", "p"] };
+            steps.push(step(&format!("c-{c}"), deps));
+        }
+        // A queue per round: each round's clock starts again (a queue's claim floor would
+        // step over jobs older than the last round's).
+        let queue = format!("wf{round}");
+        for s in &mut steps {
+            s.job.queue = queue.clone();
+        }
+        let ids = insert_wf(&store, workflow(&id, steps)).await;
+        let parents = claim(&store, &queue, 2, at(1)).await;
+        assert_eq!(parents.len(), 2);
+        for row in &parents {
+            let f = finish(
+                row,
+                at(2),
+                FinishAction::Discard {
+                    error: error(row, at(2), "broken"),
+                },
+            );
+            store.finish(&[f]).await.unwrap();
+        }
+        let (p, q) = (ids[0].1, ids[1].1);
+        let retries: Vec<_> = [p, q]
+            .into_iter()
+            .map(|job| {
+                let store = store.clone();
+                tokio::spawn(async move { store.retry_now(job, at(3)).await })
+            })
+            .collect();
+        for r in retries {
+            // A deadlock between the two is the database's to break: the operator's retry
+            // says so and is run again.
+            if let Err(e) = r.await.unwrap() {
+                assert!(e.to_string().contains("deadlock"), "round {round}: {e}");
+            }
+        }
+        for job in [p, q] {
+            if store.get(job).await.unwrap().unwrap().state != JobState::Available {
+                store.retry_now(job, at(4)).await.unwrap();
+            }
+        }
+        let rec = store.workflow(&id).await.unwrap().unwrap();
+        let stuck: Vec<_> = rec
+            .steps
+            .iter()
+            .filter(|s| s.step.starts_with("c-") && s.job.state != JobState::Pending)
+            .map(|s| (s.step.clone(), s.job.state, s.cancelled_by))
+            .collect();
+        assert!(
+            stuck.is_empty(),
+            "round {round}: {} of {CHILDREN} not revived, e.g. {:?}",
+            stuck.len(),
+            stuck.first()
+        );
+        // Both dependencies complete: every step is released.
+        let rows = claim(&store, &queue, 10, at(5)).await;
+        assert_eq!(rows.len(), 2, "round {round}: p and q run again");
+        let batch: Vec<_> = rows
+            .iter()
+            .map(|r| finish(r, at(6), FinishAction::Complete))
+            .collect();
+        store.finish(&batch).await.unwrap();
+        let rec = store.workflow(&id).await.unwrap().unwrap();
+        let released = rec
+            .steps
+            .iter()
+            .filter(|s| s.step.starts_with("c-") && s.job.state == JobState::Available)
+            .count();
+        assert_eq!(released, CHILDREN, "round {round}");
+    }
+}
