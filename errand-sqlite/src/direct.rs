@@ -272,6 +272,59 @@ impl Direct {
     }
 }
 
+/// Rows per statement of [`insert_rows`]: 32 steps are 640 parameters, under SQLite's 999
+/// of old builds (32,766 today).
+pub(crate) const ROWS_PER_INSERT: usize = 32;
+
+/// `INSERT INTO table (columns) VALUES (…), (…)` with `rows` rows of numbered slots.
+pub(crate) fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
+    let row = |r: usize| {
+        let slots: Vec<String> = (1..=columns.len())
+            .map(|i| format!("?{}", r * columns.len() + i))
+            .collect();
+        format!("({})", slots.join(", "))
+    };
+    let values: Vec<String> = (0..rows).map(row).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES {}",
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+/// Inserts `rows` into `table` on the store's connection, [`ROWS_PER_INSERT`] to a prepared
+/// statement and the rest one by one, and returns the id of each row in order (the table's
+/// rowids are allocated one after another within a statement, under the write lock the
+/// caller holds). A statement per row spent a fifth of a 10,000-step workflow's insert
+/// starting statements (at statement level: 76–84 ms per row, 57–63 ms by 32).
+pub(crate) fn insert_rows<V: rusqlite::ToSql>(
+    c: &rusqlite::Connection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<V>>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut st = prepare(c, &insert_sql(table, columns, ROWS_PER_INSERT))?;
+        for chunk in &mut chunks {
+            st.execute(rusqlite::params_from_iter(chunk.iter().flatten()))
+                .map_err(lite)?;
+            let last = c.last_insert_rowid();
+            ids.extend(last + 1 - ROWS_PER_INSERT as i64..=last);
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut st = prepare(c, &insert_sql(table, columns, 1))?;
+        for row in rest {
+            st.execute(rusqlite::params_from_iter(row)).map_err(lite)?;
+            ids.push(c.last_insert_rowid());
+        }
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

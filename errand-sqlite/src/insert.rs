@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use errand_core::{InsertResult, JobState, NewJob, StoreError};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::TransactionBehavior;
 
-use crate::direct::{lite, prepare};
+use crate::direct::{insert_rows, lite, prepare};
 use crate::error::db;
 use crate::row::micros;
 use crate::sql::to_json;
@@ -18,6 +19,46 @@ use crate::store::{SqliteStore, Writer};
 const INSERT: &str = "INSERT INTO errand_jobs (kind, queue, args, state, priority, \
      max_attempts, run_at, created_at, tags, backoff, timeout_ms) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// The columns of [`INSERT`], in its order.
+const COLUMNS: [&str; 11] = [
+    "kind",
+    "queue",
+    "args",
+    "state",
+    "priority",
+    "max_attempts",
+    "run_at",
+    "created_at",
+    "tags",
+    "backoff",
+    "timeout_ms",
+];
+
+/// `j`'s values for [`COLUMNS`], its texts borrowed (a payload is not copied).
+fn row(j: &NewJob, now: DateTime<Utc>) -> Vec<ToSqlOutput<'_>> {
+    fn text(t: &str) -> ToSqlOutput<'_> {
+        ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()))
+    }
+    let owned = ToSqlOutput::Owned;
+    vec![
+        text(&j.kind),
+        text(&j.queue),
+        text(&j.args),
+        text(j.state_at(now).as_str()),
+        owned(Value::Integer(i64::from(j.priority))),
+        owned(Value::Integer(i64::from(j.max_attempts))),
+        owned(Value::Integer(micros(j.run_at))),
+        owned(Value::Integer(micros(now))),
+        owned(Value::Text(to_json(&j.tags))),
+        owned(
+            j.backoff
+                .as_ref()
+                .map_or(Value::Null, |b| Value::Text(to_json(b))),
+        ),
+        owned(j.timeout_ms.map_or(Value::Null, Value::Integer)),
+    ]
+}
 
 /// Inserts `job` with the prepared [`INSERT`]; returns its id.
 fn insert_one(
@@ -86,8 +127,8 @@ pub(crate) async fn insert(
 }
 
 /// Jobs without unique keys, on the store's own connection (`direct`): one plain `INSERT`
-/// for a single job; a batch is one transaction of the same prepared statement stepped per
-/// job (no thread hop between them, so a multi-row statement would save nothing).
+/// for a single job; a batch is one transaction of prepared statements of 32 rows each
+/// (`direct::insert_rows`: a statement per row spent a fifth of the time starting them).
 async fn plain(
     s: &SqliteStore,
     w: &Writer<'_>,
@@ -115,12 +156,8 @@ async fn plain(
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(lite)?;
-        {
-            let mut stmt = prepare(&tx, INSERT)?;
-            for j in &jobs {
-                ids.push(insert_one(&tx, &mut stmt, j, now)?);
-            }
-        }
+        let rows = jobs.iter().map(|j| row(j, now)).collect();
+        ids = insert_rows(&tx, "errand_jobs", &COLUMNS, rows)?;
         tx.commit().map_err(lite)?;
         Ok(ids)
     };

@@ -12,7 +12,7 @@ use sqlx::{Row, SqliteConnection};
 
 use rusqlite::types::Value;
 
-use crate::direct::{lite, prepare};
+use crate::direct::{insert_rows, lite, prepare};
 use crate::error::db;
 use crate::row::{decode, micros, time, COLUMNS};
 use crate::sql::to_json;
@@ -325,54 +325,6 @@ const STEP_COLUMNS: [&str; 20] = [
 
 /// The columns an edge's row sets.
 const EDGE_COLUMNS: [&str; 4] = ["parent_id", "child_id", "ignore_failure", "settled"];
-
-/// Rows per statement of [`insert_rows`]: 32 steps are 640 parameters, under SQLite's 999
-/// of old builds (32,766 today).
-const ROWS_PER_INSERT: usize = 32;
-
-/// `INSERT INTO table (columns) VALUES (…), (…)` with `rows` rows of numbered slots.
-fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
-    let row = |r: usize| {
-        let slots: Vec<String> = (1..=columns.len())
-            .map(|i| format!("?{}", r * columns.len() + i))
-            .collect();
-        format!("({})", slots.join(", "))
-    };
-    let values: Vec<String> = (0..rows).map(row).collect();
-    format!(
-        "INSERT INTO {table} ({}) VALUES {}",
-        columns.join(", "),
-        values.join(", ")
-    )
-}
-
-/// Inserts `rows` into `table` on the store's connection, [`ROWS_PER_INSERT`] to a prepared
-/// statement and the rest one by one: a statement per row spent a fifth of a 10,000-step
-/// workflow's insert starting statements (at statement level: 76–84 ms per row, 57–63 ms
-/// by 32).
-fn insert_rows(
-    c: &rusqlite::Connection,
-    table: &str,
-    columns: &[&str],
-    rows: Vec<Vec<Value>>,
-) -> Result<(), StoreError> {
-    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-    if chunks.len() > 0 {
-        let mut st = prepare(c, &insert_sql(table, columns, ROWS_PER_INSERT))?;
-        for chunk in &mut chunks {
-            st.execute(rusqlite::params_from_iter(chunk.iter().flatten()))
-                .map_err(lite)?;
-        }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut st = prepare(c, &insert_sql(table, columns, 1))?;
-        for row in rest {
-            st.execute(rusqlite::params_from_iter(row)).map_err(lite)?;
-        }
-    }
-    Ok(())
-}
 
 /// Every step's row from one JSON array of rows, in the application's transaction (one
 /// statement through sqlx rather than a thread hop per row).
