@@ -8,19 +8,13 @@ use errand_core::{InsertResult, JobState, NewJob, StoreError};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::TransactionBehavior;
 
-use crate::direct::{insert_rows, lite, prepare};
+use crate::direct::{insert_rows, lite};
 use crate::error::db;
 use crate::row::micros;
 use crate::sql::to_json;
 use crate::store::{SqliteStore, Writer};
 
-/// One job, bound as `kind, queue, args, state, priority, max_attempts, run_at,
-/// created_at, tags, backoff, timeout_ms`.
-const INSERT: &str = "INSERT INTO errand_jobs (kind, queue, args, state, priority, \
-     max_attempts, run_at, created_at, tags, backoff, timeout_ms) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-
-/// The columns of [`INSERT`], in its order.
+/// The columns a job without keys sets (the rest take their defaults).
 const COLUMNS: [&str; 11] = [
     "kind",
     "queue",
@@ -58,30 +52,6 @@ fn row(j: &NewJob, now: DateTime<Utc>) -> Vec<ToSqlOutput<'_>> {
         ),
         owned(j.timeout_ms.map_or(Value::Null, Value::Integer)),
     ]
-}
-
-/// Inserts `job` with the prepared [`INSERT`]; returns its id.
-fn insert_one(
-    c: &rusqlite::Connection,
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    j: &NewJob,
-    now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    stmt.execute(rusqlite::params![
-        j.kind,
-        j.queue,
-        j.args,
-        j.state_at(now).as_str(),
-        j.priority,
-        j.max_attempts,
-        micros(j.run_at),
-        micros(now),
-        to_json(&j.tags),
-        j.backoff.as_ref().map(to_json),
-        j.timeout_ms,
-    ])
-    .map_err(lite)?;
-    Ok(c.last_insert_rowid())
 }
 
 pub(crate) async fn insert(
@@ -126,8 +96,8 @@ pub(crate) async fn insert(
     Ok(out)
 }
 
-/// Jobs without unique keys, on the store's own connection (`direct`): one plain `INSERT`
-/// for a single job; a batch is one transaction of prepared statements of 32 rows each
+/// Jobs without unique keys, on the store's own connection (`direct`): one `INSERT` for a
+/// single job; a batch is one transaction of prepared statements of 32 rows each
 /// (`direct::insert_rows`: a statement per row spent a fifth of the time starting them).
 async fn plain(
     s: &SqliteStore,
@@ -147,17 +117,14 @@ async fn plain(
     }
     let rows = jobs.len();
     let write = move |c: &mut rusqlite::Connection| {
-        let mut ids = Vec::with_capacity(jobs.len());
-        if let [j] = &jobs[..] {
-            let mut stmt = prepare(c, INSERT)?;
-            ids.push(insert_one(c, &mut stmt, j, now)?);
-            return Ok(ids);
+        let rows = jobs.iter().map(|j| row(j, now)).collect();
+        if jobs.len() == 1 {
+            return insert_rows(c, "errand_jobs", &COLUMNS, rows);
         }
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(lite)?;
-        let rows = jobs.iter().map(|j| row(j, now)).collect();
-        ids = insert_rows(&tx, "errand_jobs", &COLUMNS, rows)?;
+        let ids = insert_rows(&tx, "errand_jobs", &COLUMNS, rows)?;
         tx.commit().map_err(lite)?;
         Ok(ids)
     };
