@@ -269,6 +269,6 @@ impl Store for PgStore {
     }
 
     fn detached(&self) -> Option<std::sync::Arc<dyn Store>> {
-        Some(std::sync::Arc::new(self.with_own_pool(2)))
+        Some(std::sync::Arc::new(self.with_own_pool(3)))
     }
 }

@@ -1,5 +1,7 @@
 //! Records outcomes in batches: the first outcome opens a batch, which collects more for a
-//! few milliseconds (or until full) and is written in one store call. A failed write is
+//! few milliseconds (or until full) and is written in one store call; up to
+//! [`WRITES_IN_FLIGHT`] batches are written at once, and a batch keeps collecting while
+//! they are. A failed write is
 //! retried with backoff, keeping the batch: an outcome is never dropped while the database
 //! is unreachable or busy. An outcome the database refuses outright
 //! ([`StoreError::Rejected`](errand_core::StoreError::Rejected)) is found by halving the
@@ -30,30 +32,77 @@ pub(crate) enum Msg {
 /// letting finished-but-unrecorded jobs pile up in memory.
 pub(crate) const BACKLOG: usize = 5_000;
 
+/// Outcome batches written at once. While one batch is being written the next collects,
+/// and is written beside it rather than after it: one write at a time left the database
+/// idle between a batch's answer and the next batch's statement.
+pub(crate) const WRITES_IN_FLIGHT: usize = 2;
+
 /// Runs on the keeper thread, writing through `store` (see `keeper`).
-pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
+pub(crate) async fn run(shared: Arc<Shared>, store: Arc<dyn Store>, rx: mpsc::Receiver<Msg>) {
     let linger = shared.config.completer_linger;
     let max = shared.config.completer_batch;
-    while let Some(first) = rx.recv().await {
-        let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        let take = |m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<_>| match m {
-            Msg::Outcome(p) => batch.push(p),
-            Msg::Flush(tx) => flushes.push(tx),
-        };
-        take(first, &mut batch, &mut flushes);
-        let deadline = Instant::now() + linger;
-        while batch.len() < max && flushes.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => take(m, &mut batch, &mut flushes),
-                Ok(None) | Err(_) => break,
+    let write_one = move |batch: Vec<Pending>| {
+        let (shared, store) = (shared.clone(), store.clone());
+        async move { write(&shared, &*store, batch).await }
+    };
+    batches(rx, linger, max, write_one).await;
+}
+
+/// Cuts the outcomes of `rx` into batches (the first outcome plus what arrives within
+/// `linger`, at most `max`, more while [`WRITES_IN_FLIGHT`] writes are running) and hands
+/// each to `write_one`, [`WRITES_IN_FLIGHT`] at once; a flush is answered once everything
+/// before it is written.
+async fn batches<W, F>(mut rx: mpsc::Receiver<Msg>, linger: Duration, max: usize, write_one: W)
+where
+    W: Fn(Vec<Pending>) -> F,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut writing = tokio::task::JoinSet::new();
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    // When the batch's first outcome arrived plus the linger: the batch is due then.
+    let mut due: Option<Instant> = None;
+    let mut open = true;
+    loop {
+        let ready = !flushes.is_empty()
+            || (!batch.is_empty()
+                && (batch.len() >= max || !open || due.is_some_and(|d| Instant::now() >= d)));
+        if ready && writing.len() < WRITES_IN_FLIGHT {
+            if !batch.is_empty() {
+                due = None;
+                writing.spawn(write_one(std::mem::take(&mut batch)));
+                continue;
             }
+            // A flush, with nothing left to hand out: answered once every batch before it
+            // is written.
+            while writing.join_next().await.is_some() {}
+            for tx in flushes.drain(..) {
+                let _ = tx.send(());
+            }
+            continue;
         }
-        write(&shared, &*store, batch).await;
-        for tx in flushes {
-            let _ = tx.send(());
+        if !open && batch.is_empty() && flushes.is_empty() {
+            break;
+        }
+        // Wait for an outcome (the batch keeps filling while both writes run), the batch
+        // to fall due, or a write to end.
+        let due_at = due.unwrap_or_else(Instant::now);
+        tokio::select! {
+            m = rx.recv(), if open && batch.len() < max && flushes.is_empty() => match m {
+                Some(Msg::Outcome(p)) => {
+                    if batch.is_empty() {
+                        due = Some(Instant::now() + linger);
+                    }
+                    batch.push(p);
+                }
+                Some(Msg::Flush(tx)) => flushes.push(tx),
+                None => open = false,
+            },
+            _ = tokio::time::sleep_until(due_at), if due.is_some() && !ready => {}
+            Some(_) = writing.join_next(), if !writing.is_empty() => {}
         }
     }
+    while writing.join_next().await.is_some() {}
 }
 
 async fn write(shared: &Shared, store: &dyn Store, batch: Vec<Pending>) {
@@ -147,3 +196,103 @@ async fn finish_all(
 
 /// Default wait before a batch is written, so concurrent outcomes share one write.
 pub(crate) const DEFAULT_LINGER: Duration = Duration::from_millis(2);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use chrono::Utc;
+    use errand_core::{Finish, FinishAction, LeaseRef};
+    use tokio::sync::{mpsc, oneshot, Semaphore};
+
+    use super::{batches, Msg, Pending, WRITES_IN_FLIGHT};
+
+    fn outcome(id: i64) -> Msg {
+        Msg::Outcome(Pending {
+            finish: Finish {
+                lease: LeaseRef { id, attempt: 1 },
+                at: Utc::now(),
+                action: FinishAction::Complete,
+            },
+            queue: "q".into(),
+            kind: "k".into(),
+            duration: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Until `n` writes are running (or have run), on tokio's paused clock.
+    async fn until_started(started: &Mutex<Vec<usize>>, n: usize) {
+        for _ in 0..1_000 {
+            if started.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("{n} writes never started: {:?}", started.lock().unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_written_beside_the_one_being_written_and_a_flush_waits_for_both() {
+        let (tx, rx) = mpsc::channel(100);
+        // Each write records its batch's size and waits for a permit.
+        let gate = Arc::new(Semaphore::new(0));
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let write_one = {
+            let (gate, started) = (gate.clone(), started.clone());
+            let (running, most) = (running.clone(), most.clone());
+            move |batch: Vec<Pending>| {
+                let (gate, started) = (gate.clone(), started.clone());
+                let (running, most) = (running.clone(), most.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    started.lock().unwrap().push(batch.len());
+                    gate.acquire().await.unwrap().forget();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        };
+        let cutter = tokio::spawn(batches(
+            rx,
+            std::time::Duration::from_millis(2),
+            1000,
+            write_one,
+        ));
+        tx.send(outcome(1)).await.unwrap();
+        until_started(&started, 1).await;
+        // The first write has not ended: the next batch is written beside it.
+        tx.send(outcome(2)).await.unwrap();
+        until_started(&started, 2).await;
+        // Both are running: what comes now waits, as one batch, for one of them.
+        for id in 3..8 {
+            tx.send(outcome(id)).await.unwrap();
+        }
+        let (flushed_tx, mut flushed) = oneshot::channel();
+        tx.send(Msg::Flush(flushed_tx)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(*started.lock().unwrap(), vec![1, 1]);
+        assert!(
+            flushed.try_recv().is_err(),
+            "answered a flush before its outcomes were written"
+        );
+        // One write ends: the five go as one batch; the flush waits for all three.
+        gate.add_permits(1);
+        until_started(&started, 3).await;
+        assert_eq!(*started.lock().unwrap(), vec![1, 1, 5]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            flushed.try_recv().is_err(),
+            "answered a flush with writes running"
+        );
+        gate.add_permits(2);
+        tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+            .await
+            .expect("the flush is answered once every write ended")
+            .unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), WRITES_IN_FLIGHT);
+        drop(tx);
+        cutter.await.unwrap();
+    }
+}
