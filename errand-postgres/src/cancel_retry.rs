@@ -74,9 +74,10 @@ pub(crate) async fn delete(s: &PgStore, id: JobId) -> Result<DeleteResult, Store
         .map_err(db)?
         .rows_affected()
         > 0;
-    sqlx::query(&s.inner.sql.delete_edges)
+    let (lowered, _, _): (i64, i64, i64) = sqlx::query_as(&s.inner.sql.delete_edges)
         .bind(id)
-        .execute(&mut *tx)
+        .bind(&s.inner.channel)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
     let row = sqlx::query(&s.inner.sql.delete)
@@ -85,7 +86,7 @@ pub(crate) async fn delete(s: &PgStore, id: JobId) -> Result<DeleteResult, Store
         .await
         .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    if ended {
+    if ended || lowered > 0 {
         s.settled_wake();
     }
     match row {

@@ -13,13 +13,18 @@ pub(crate) async fn prune(
     before: DateTime<Utc>,
     limit: u32,
 ) -> Result<u64, StoreError> {
-    let (n, workflows): (i64, Option<Vec<String>>) = sqlx::query_as(&s.inner.sql.prune)
-        .bind(before)
-        .bind(i64::from(limit))
-        .bind(state.as_str())
-        .fetch_one(&s.inner.pool)
-        .await
-        .map_err(db)?;
+    let (n, workflows, lowered, _): (i64, Option<Vec<String>>, i64, i64) =
+        sqlx::query_as(&s.inner.sql.prune)
+            .bind(before)
+            .bind(i64::from(limit))
+            .bind(state.as_str())
+            .bind(&s.inner.channel)
+            .fetch_one(&s.inner.pool)
+            .await
+            .map_err(db)?;
+    if lowered > 0 {
+        s.settled_wake();
+    }
     if let Some(ids) = workflows {
         // The workflows whose last steps went: their records go too.
         let schema = &s.inner.schema;

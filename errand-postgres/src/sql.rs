@@ -117,6 +117,23 @@ impl Sql {
             .replace("unique_key", "o.unique_key")
             .replace("unique_states", "o.unique_states")
             .replace("CASE state", "CASE o.state");
+        // Dependents (`c`) of jobs going away stop counting `n.k` edges each; one left
+        // pending with nothing to wait for is released now, as a settled dependency
+        // releases it (migration 13): available, or scheduled when due later.
+        let uncount = format!(
+            "UPDATE {t} c SET waiting_on = c.waiting_on - n.k,
+                    state = CASE WHEN c.state = 'pending' AND c.waiting_on = n.k
+                                 THEN CASE WHEN c.run_at > now() THEN 'scheduled' ELSE 'available' END
+                                 ELSE c.state END,
+                    run_at = CASE WHEN c.state = 'pending' AND c.waiting_on = n.k
+                                  THEN greatest(c.run_at, now()) ELSE c.run_at END"
+        );
+        // Wakes the queues of the dependents `lowered` left available (or the schedulers:
+        // '' is never a queue name) in every process, on channel `$2`.
+        let wake_released = "SELECT pg_notify($2, r.q)
+                   FROM (SELECT DISTINCT CASE WHEN state = 'available' THEN queue ELSE '' END AS q
+                         FROM lowered WHERE state IN ('available', 'scheduled')) r";
+        let wake_released_4 = wake_released.replace("$2", "$4");
         Sql {
             insert: format!(
                 "WITH input AS (
@@ -344,6 +361,8 @@ impl Sql {
             ),
             // An edge out of a job whose `has_dependents` is cleared was counted when it
             // completed (outcome batches do not mark them).
+            // The dependents it leaves waiting for nothing are released, and woken (`$2`:
+            // the channel); returns how many dependents stopped counting an edge.
             delete_edges: format!(
                 "WITH p AS (
                    SELECT has_dependents FROM {t} WHERE id = $1 AND state <> 'running'
@@ -351,15 +370,20 @@ impl Sql {
                    DELETE FROM {deps} WHERE parent_id = $1 AND EXISTS (SELECT 1 FROM p)
                    RETURNING child_id, settled
                  ), lowered AS (
-                   UPDATE {t} c SET waiting_on = c.waiting_on - n.k
+                   {uncount}
                    FROM (SELECT child_id, count(*) AS k FROM gone
                          WHERE NOT settled AND (SELECT has_dependents FROM p)
                          GROUP BY child_id) n
                    WHERE c.id = n.child_id
-                   RETURNING c.id
+                   RETURNING c.queue, c.state
+                 ), woken AS (
+                   {wake_released}
+                 ), gone_in AS (
+                   DELETE FROM {deps} WHERE child_id = $1 AND EXISTS (SELECT 1 FROM p)
+                   RETURNING 1
                  )
-                 DELETE FROM {deps} WHERE child_id = $1 AND EXISTS (SELECT 1 FROM p)
-                   AND (SELECT count(*) FROM lowered) >= 0"
+                 SELECT (SELECT count(*) FROM lowered), (SELECT count(*) FROM woken),
+                        (SELECT count(*) FROM gone_in)"
             ),
             retry: format!(
                 // A workflow step whose dependencies have not all settled waits for them
@@ -380,22 +404,39 @@ impl Sql {
             // With the jobs, the dependency edges in and out of the workflow steps among them
             // (index ranges; none for plain jobs); the workflows they leave empty are deleted
             // after (`prune.rs`). Returns how many jobs, and those workflows' ids.
+            // A failed step's edges to the steps it cancelled are not settled: they stop
+            // counting, as a deleted step's do, and a dependent retried by hand meanwhile
+            // (waiting for it again) is released and woken (`$4`: the channel) rather than
+            // left waiting for a job that no longer exists. Dependents pruned in the same
+            // batch are left to their own delete.
             prune: format!(
                 "WITH gone AS (
                    DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE state IN {FINAL}
                    AND state = $3 AND finalized_at < $1 ORDER BY finalized_at LIMIT $2
                    FOR UPDATE SKIP LOCKED)
-                   RETURNING id, workflow_id
+                   RETURNING id, workflow_id, has_dependents
                  ), out_edges AS (
                    DELETE FROM {deps} WHERE parent_id = ANY(ARRAY(
                      SELECT id FROM gone WHERE workflow_id IS NOT NULL))
+                   RETURNING parent_id, child_id, settled
                  ), in_edges AS (
                    DELETE FROM {deps} WHERE child_id = ANY(ARRAY(
                      SELECT id FROM gone WHERE workflow_id IS NOT NULL))
+                 ), lowered AS (
+                   {uncount}
+                   FROM (SELECT child_id, count(*) AS k FROM out_edges
+                         WHERE NOT settled
+                           AND parent_id = ANY(ARRAY(SELECT id FROM gone WHERE has_dependents))
+                         GROUP BY child_id) n
+                   WHERE c.id = n.child_id AND c.id <> ALL(ARRAY(SELECT id FROM gone))
+                   RETURNING c.queue, c.state
+                 ), woken AS (
+                   {wake_released_4}
                  )
                  SELECT (SELECT count(*) FROM gone),
                         (SELECT array_agg(DISTINCT workflow_id) FROM gone
-                         WHERE workflow_id IS NOT NULL)"
+                         WHERE workflow_id IS NOT NULL),
+                        (SELECT count(*) FROM lowered), (SELECT count(*) FROM woken)"
             ),
             // Inside the application's transaction: a NOTIFY is delivered at its commit.
             complete_in_tx: format!(

@@ -96,35 +96,53 @@ pub(crate) async fn retry_now(
 /// `ignore_failure` edges); then its edges go, each unsettled one out of it no longer
 /// counted by its dependent (one its end cancelled runs without it if retried by hand). An
 /// edge out of a job whose `has_dependents` is cleared was counted when it completed.
+/// The statement that stops counting edges out of jobs that are going (deleted or pruned):
+/// each dependent `id` of `counts` (`SELECT id, k`, reading `?1`) waits for `k` fewer, and
+/// one left pending with nothing to wait for is released at `?2` (µs) as a settled
+/// dependency releases it (migration 12): available, or scheduled when due later.
+pub(crate) fn uncount_sql(counts: &str) -> String {
+    format!(
+        "UPDATE errand_jobs SET waiting_on = waiting_on - n.k, \
+         state = CASE WHEN state = 'pending' AND waiting_on = n.k \
+                      THEN CASE WHEN run_at > ?2 THEN 'scheduled' ELSE 'available' END \
+                      ELSE state END, \
+         run_at = CASE WHEN state = 'pending' AND waiting_on = n.k AND run_at < ?2 \
+                       THEN ?2 ELSE run_at END \
+         FROM ({counts}) AS n WHERE errand_jobs.id = n.id"
+    )
+}
+
 pub(crate) async fn delete(s: &SqliteStore, id: JobId) -> Result<DeleteResult, StoreError> {
     let w = s.writer().await?;
     let mut tx = w.pool().begin().await.map_err(db)?;
+    let now = micros(Utc::now());
     let ended = sqlx::query(
         "UPDATE errand_jobs SET state = 'cancelled', finalized_at = ?, \
          has_dependents = has_dependents \
          WHERE id = ? AND has_dependents = 1 \
            AND state IN ('pending', 'available', 'scheduled', 'retryable')",
     )
-    .bind(micros(Utc::now()))
+    .bind(now)
     .bind(id)
     .execute(&mut *tx)
     .await
     .map_err(db)?
     .rows_affected()
         > 0;
-    sqlx::query(
-        "UPDATE errand_jobs SET waiting_on = waiting_on - n.k \
-         FROM (SELECT e.child_id AS id, count(*) AS k FROM errand_job_deps e \
-               JOIN errand_jobs p ON p.id = e.parent_id \
-               WHERE e.parent_id = ?1 AND e.settled = 0 AND p.has_dependents = 1 \
-                 AND p.state != 'running' \
-               GROUP BY e.child_id) AS n \
-         WHERE errand_jobs.id = n.id",
-    )
+    let lowered = sqlx::query(&uncount_sql(
+        "SELECT e.child_id AS id, count(*) AS k FROM errand_job_deps e \
+         JOIN errand_jobs p ON p.id = e.parent_id \
+         WHERE e.parent_id = ?1 AND e.settled = 0 AND p.has_dependents = 1 \
+           AND p.state != 'running' \
+         GROUP BY e.child_id",
+    ))
     .bind(id)
+    .bind(now)
     .execute(&mut *tx)
     .await
-    .map_err(db)?;
+    .map_err(db)?
+    .rows_affected()
+        > 0;
     sqlx::query(
         "DELETE FROM errand_job_deps WHERE (parent_id = ?1 OR child_id = ?1) \
          AND EXISTS (SELECT 1 FROM errand_jobs WHERE id = ?1 AND state != 'running')",
@@ -144,7 +162,7 @@ pub(crate) async fn delete(s: &SqliteStore, id: JobId) -> Result<DeleteResult, S
         .next();
     tx.commit().await.map_err(db)?;
     drop(w);
-    if ended {
+    if ended || lowered {
         s.settled_wake();
     }
     match row {

@@ -165,6 +165,8 @@ macro_rules! store_conformance {
                 a_held_step_is_cancelled_by_a_new_step_born_cancelled,
                 a_completed_dependency_retried_and_failed_holds_nothing_back,
                 deleting_a_step_ends_it_for_its_dependents,
+                a_step_waiting_on_a_deleted_dependency_is_released,
+                a_step_waiting_on_a_pruned_dependency_is_released,
             ],
             concurrency: [
                 racing_claimers_claim_each_job_once,

@@ -779,10 +779,13 @@ impl Store for MemoryStore {
         // A workflow step that has not ended ends for its dependents as a cancellation
         // would (they are cancelled, or released on `ignore_failure` edges); then its edges
         // go, each unsettled one no longer counted by its dependent.
-        g.update(id, JobState::Cancelled, |r| {
-            r.finalized_at.get_or_insert_with(Utc::now);
-        });
-        g.forget_step(id, true);
+        let now = Utc::now();
+        if !before.state.is_final() {
+            g.update(id, JobState::Cancelled, |r| {
+                r.finalized_at.get_or_insert(now);
+            });
+        }
+        g.forget_step(id, now);
         g.release_key(id);
         g.jobs.remove(&id);
         let settled = std::mem::take(&mut g.wake);
@@ -970,11 +973,18 @@ impl Store for MemoryStore {
             .take(limit as usize)
             .map(|(_, id)| id)
             .collect();
+        let now = Utc::now();
         for id in &old {
             g.release_key(*id);
-            g.forget_step(*id, false);
             g.jobs.remove(id);
         }
+        // After every pruned job is gone, so none of them is released.
+        for id in &old {
+            g.forget_step(*id, now);
+        }
+        let released = std::mem::take(&mut g.wake);
+        drop(g);
+        released.fire(&self.signals);
         Ok(old.len() as u64)
     }
 

@@ -819,3 +819,73 @@ pub async fn deleting_a_step_ends_it_for_its_dependents<S: Store>(store: S) {
     let rd = claim_steps(&store, &[d], 7).await;
     complete(&store, &rd, 8).await;
 }
+
+/// A step retried by hand while a failed dependency holds it waits for that dependency
+/// again (`pending`); once the dependency is gone — deleted by hand, or pruned — its edge
+/// stops counting and the step, left waiting for nothing, is released (it waited for ever
+/// before). Pruning a failed dependency also lets a dependent it cancelled run without it
+/// when retried later, as deleting one does.
+pub async fn a_step_waiting_on_a_deleted_dependency_is_released<S: Store>(store: S) {
+    waiting_on_a_removed_dependency(store, false).await;
+}
+
+/// [`a_step_waiting_on_a_deleted_dependency_is_released`], the dependency pruned.
+pub async fn a_step_waiting_on_a_pruned_dependency_is_released<S: Store>(store: S) {
+    waiting_on_a_removed_dependency(store, true).await;
+}
+
+async fn waiting_on_a_removed_dependency<S: Store>(store: S, pruned: bool) {
+    let wf = if pruned { "w19" } else { "w18" };
+    let ids = insert_wf(
+        &store,
+        workflow(
+            wf,
+            vec![
+                step("a", &[]),
+                step("b", &[]),
+                step("c", &["a", "b"]),
+                step("d", &["a"]),
+            ],
+        ),
+    )
+    .await;
+    let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| id_of(&ids, n));
+    let (ra, rb): (Vec<_>, Vec<_>) = claim_steps(&store, &[a, b], 1)
+        .await
+        .into_iter()
+        .partition(|r| r.id == a);
+    complete(&store, &rb, 2).await;
+    discard(&store, &ra[0], 3).await;
+    assert_eq!(get(&store, c).await.state, JobState::Cancelled);
+    let back = store.retry_now(c, at(4)).await.unwrap().unwrap();
+    assert_eq!(back.state, JobState::Pending, "{wf}: waits for a again");
+    if pruned {
+        let n = store.prune(JobState::Discarded, at(5), 100).await.unwrap();
+        assert_eq!(n, 1, "{wf}: a pruned");
+    } else {
+        assert!(matches!(
+            store.delete(a).await.unwrap(),
+            errand_core::DeleteResult::Deleted(_)
+        ));
+    }
+    let rec = store.workflow(wf).await.unwrap().unwrap();
+    let sc = rec.step("c").unwrap();
+    assert_eq!(sc.waiting_on, 0, "{wf}: a no longer counted");
+    assert!(
+        matches!(sc.job.state, JobState::Available | JobState::Scheduled),
+        "{wf}: c released, not left waiting: {:?}",
+        sc.job.state
+    );
+    // Cancelled by a and retried after it went: runs without it.
+    let sd = rec.step("d").unwrap();
+    assert_eq!(
+        (sd.job.state, sd.waiting_on),
+        (JobState::Cancelled, 0),
+        "{wf}"
+    );
+    let back = store.retry_now(d, at(6)).await.unwrap().unwrap();
+    assert_eq!(back.state, JobState::Available, "{wf}: d runs without a");
+    store.promote_due(at(7), 100).await.unwrap();
+    let rows = claim_steps(&store, &[c, d], 8).await;
+    complete(&store, &rows, 9).await;
+}

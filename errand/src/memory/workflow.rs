@@ -144,25 +144,7 @@ impl Inner {
                     continue;
                 };
                 link.waiting_on -= 1;
-                let released = link.waiting_on == 0;
-                let Some(c) = self.jobs.get(&child) else {
-                    continue;
-                };
-                if released && c.state == JobState::Pending {
-                    let to = if c.run_at > at {
-                        JobState::Scheduled
-                    } else {
-                        JobState::Available
-                    };
-                    let queue = c.queue.clone();
-                    // Released, it queues from now (as on the SQL stores).
-                    self.update(child, to, |r| {
-                        if to == JobState::Available {
-                            r.run_at = r.run_at.max(at);
-                        }
-                    });
-                    self.wake.state(&queue, to);
-                }
+                self.release_if_ready(child, at);
             } else if self.jobs.get(&child).map(|c| c.state) == Some(JobState::Pending) {
                 if let Some(link) = self.wf.links.get_mut(&child) {
                     link.cancelled_by = Some(parent);
@@ -231,14 +213,44 @@ impl Inner {
     /// Forgets job `id`'s edges (it is deleted, or pruned once final). With `lower`, each
     /// dependent stops counting an unsettled edge from it (a dependent its end cancelled
     /// runs without it if retried by hand), as the SQL stores' deletes do.
-    pub(super) fn forget_step(&mut self, id: JobId, lower: bool) {
+    /// Releases `child` if it is pending with nothing left to wait for: available from
+    /// `at` on (or scheduled, due later), its queue woken.
+    fn release_if_ready(&mut self, child: JobId, at: DateTime<Utc>) {
+        let waits = self.wf.links.get(&child).is_some_and(|l| l.waiting_on > 0);
+        let Some(c) = self.jobs.get(&child) else {
+            return;
+        };
+        if waits || c.state != JobState::Pending {
+            return;
+        }
+        let to = if c.run_at > at {
+            JobState::Scheduled
+        } else {
+            JobState::Available
+        };
+        let queue = c.queue.clone();
+        // Released, it queues from now (as on the SQL stores).
+        self.update(child, to, |r| {
+            if to == JobState::Available {
+                r.run_at = r.run_at.max(at);
+            }
+        });
+        self.wake.state(&queue, to);
+    }
+
+    /// Removes step `id` (deleted or pruned at `at`) from its workflow: its edges go, each
+    /// unsettled one out of it no longer counted by its dependent, and a dependent left
+    /// waiting for nothing is released (a step retried by hand while a failed dependency
+    /// held it would otherwise wait for a job that no longer exists).
+    pub(super) fn forget_step(&mut self, id: JobId, at: DateTime<Utc>) {
         if let Some(children) = self.wf.edges.remove(&id) {
             for (child, edge) in children {
-                if lower && !edge.settled {
+                if !edge.settled {
                     if let Some(link) = self.wf.links.get_mut(&child) {
                         link.waiting_on -= 1;
                         link.parents.retain(|p| *p != id);
                     }
+                    self.release_if_ready(child, at);
                 }
             }
         }
