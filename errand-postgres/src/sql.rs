@@ -369,12 +369,17 @@ impl Sql {
                  ), gone AS (
                    DELETE FROM {deps} WHERE parent_id = $1 AND EXISTS (SELECT 1 FROM p)
                    RETURNING child_id, settled
+                 ), kids AS (
+                   -- Locked in id order first, as every statement settling steps does.
+                   SELECT id FROM {t} WHERE id = ANY(ARRAY(
+                     SELECT child_id FROM gone WHERE NOT settled AND (SELECT has_dependents FROM p)))
+                   ORDER BY id FOR UPDATE
                  ), lowered AS (
                    {uncount}
                    FROM (SELECT child_id, count(*) AS k FROM gone
                          WHERE NOT settled AND (SELECT has_dependents FROM p)
                          GROUP BY child_id) n
-                   WHERE c.id = n.child_id
+                   WHERE c.id = n.child_id AND (SELECT count(*) FROM kids) >= 0
                    RETURNING c.queue, c.state
                  ), woken AS (
                    {wake_released}
@@ -422,13 +427,20 @@ impl Sql {
                  ), in_edges AS (
                    DELETE FROM {deps} WHERE child_id = ANY(ARRAY(
                      SELECT id FROM gone WHERE workflow_id IS NOT NULL))
+                 ), uncounted AS (
+                   SELECT child_id, count(*) AS k FROM out_edges
+                   WHERE NOT settled
+                     AND parent_id = ANY(ARRAY(SELECT id FROM gone WHERE has_dependents))
+                     AND child_id <> ALL(ARRAY(SELECT id FROM gone))
+                   GROUP BY child_id
+                 ), kids AS (
+                   -- Locked in id order first, as every statement settling steps does.
+                   SELECT id FROM {t} WHERE id = ANY(ARRAY(SELECT child_id FROM uncounted))
+                   ORDER BY id FOR UPDATE
                  ), lowered AS (
                    {uncount}
-                   FROM (SELECT child_id, count(*) AS k FROM out_edges
-                         WHERE NOT settled
-                           AND parent_id = ANY(ARRAY(SELECT id FROM gone WHERE has_dependents))
-                         GROUP BY child_id) n
-                   WHERE c.id = n.child_id AND c.id <> ALL(ARRAY(SELECT id FROM gone))
+                   FROM uncounted n
+                   WHERE c.id = n.child_id AND (SELECT count(*) FROM kids) >= 0
                    RETURNING c.queue, c.state
                  ), woken AS (
                    {wake_released_4}
