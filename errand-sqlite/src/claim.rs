@@ -64,37 +64,20 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
     let lease_until = errand_core::later(req.now, req.lease);
     // One statement: SQLite takes the write lock for it, so claims never overlap (and a
     // limit's count of running jobs cannot change under it). On the store's own connection,
-    // every row read in the one call (see `direct`).
-    let bound = (
-        micros(req.now),
-        req.worker_id.clone(),
-        micros(lease_until),
-        req.queue.clone(),
-        req.limit,
-        req.held,
-    );
-    let seen = s.workflows_seen.clone();
-    let rows: Vec<(String, bool)> = w
-        .run(req.limit as usize, move |c| {
-            let params = rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5];
-            let run = |sql: &str| -> Result<Vec<(String, bool)>, rusqlite::Error> {
-                tracing::debug!(target: "errand_sqlite::query", statement = sql);
-                let mut stmt = c.prepare_cached(sql)?;
-                let rows = stmt.query_map(params, |r| r.get_ref(0).map(claimed_text))?;
-                rows.collect()
-            };
-            let rows = match run(&CLAIM) {
-                // The failed statement changed nothing: claim again, reading every column
-                // guarded, so the row that failed it is discarded and the rest run.
-                Err(e) if refused_blob(&e) => run(&CLAIM_GUARDED).map_err(lite),
-                other => other.map_err(lite),
-            }?;
-            if !rows.is_empty() {
-                learn_workflows(c, &seen)?;
-            }
-            Ok(rows)
-        })
-        .await?;
+    // every row read in the one call (see `direct`). A claim that may take more rows than
+    // run in place takes the first `SHORT_ROWS` in place and only the rest, if it filled
+    // them, on the connection's thread: a worker woken for one new job (the usual wake-up)
+    // does not wait for the thread, and a claim that met fewer jobs than its cap met all
+    // there were (or all a limit leaves: the count is the same), so it asks no more.
+    let short = crate::direct::SHORT_ROWS as u32;
+    let mut rows = claim_rows(s, &w, req, lease_until, req.limit.min(short), req.held).await?;
+    if req.limit > short && rows.len() == short as usize {
+        // What the first part took runs under this worker now: under a limit it counts as
+        // held, like the rest this worker holds.
+        let held = req.held.map(|h| h.saturating_add(short));
+        let rest = claim_rows(s, &w, req, lease_until, req.limit - short, held).await?;
+        rows.extend(rest);
+    }
     // Decoding needs no turn: let the completer write meanwhile.
     drop(w);
     if rows.is_empty() && is_metered(s, &req.queue).await? {
@@ -106,6 +89,47 @@ pub(crate) async fn claim(s: &SqliteStore, req: &ClaimRequest) -> Result<Vec<Job
         .map(|row| decode_claimed_text(row, req, lease_until))
         .collect::<Result<Vec<_>, _>>()?;
     checked(s, req, jobs).await
+}
+
+/// One claim statement of `req`'s queue taking at most `limit` jobs (`held`: what this
+/// worker holds, see `ClaimRequest::held`), as claimed text rows.
+async fn claim_rows(
+    s: &SqliteStore,
+    w: &crate::store::Writer<'_>,
+    req: &ClaimRequest,
+    lease_until: DateTime<Utc>,
+    limit: u32,
+    held: Option<u32>,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let bound = (
+        micros(req.now),
+        req.worker_id.clone(),
+        micros(lease_until),
+        req.queue.clone(),
+        limit,
+        held,
+    );
+    let seen = s.workflows_seen.clone();
+    w.run(limit as usize, move |c| {
+        let params = rusqlite::params![bound.0, bound.1, bound.2, bound.3, bound.4, bound.5];
+        let run = |sql: &str| -> Result<Vec<(String, bool)>, rusqlite::Error> {
+            tracing::debug!(target: "errand_sqlite::query", statement = sql);
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows = stmt.query_map(params, |r| r.get_ref(0).map(claimed_text))?;
+            rows.collect()
+        };
+        let rows = match run(&CLAIM) {
+            // The failed statement changed nothing: claim again, reading every column
+            // guarded, so the row that failed it is discarded and the rest run.
+            Err(e) if refused_blob(&e) => run(&CLAIM_GUARDED).map_err(lite),
+            other => other.map_err(lite),
+        }?;
+        if !rows.is_empty() {
+            learn_workflows(c, &seen)?;
+        }
+        Ok(rows)
+    })
+    .await
 }
 
 /// Until this store has met workflows, asks after each claim that took jobs whether any

@@ -42,6 +42,7 @@ macro_rules! store_conformance {
                 claim_only_takes_its_queue,
                 claim_skips_jobs_that_are_not_available,
                 claim_on_empty_queue_returns_nothing,
+                large_claims_take_exactly_what_they_may,
             ],
             outcome: [
                 complete_is_final,

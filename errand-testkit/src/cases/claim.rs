@@ -1,6 +1,6 @@
 //! Claiming: what a claim takes, in which order, and what it sets.
 
-use errand_core::{FinishAction, JobState, Store};
+use errand_core::{FinishAction, JobId, JobState, Store};
 
 use crate::helpers::*;
 
@@ -111,6 +111,41 @@ pub async fn claim_respects_limit<S: Store>(store: S) {
     assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 2);
     assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 1);
     assert_eq!(claim(&store, "q", 2, at(1)).await.len(), 0);
+}
+
+/// Claims larger than what a store writes in one go (SQLite claims 32 in place and the rest
+/// on its connection's thread) take exactly what they may: `limit` of a longer queue and all
+/// of a shorter one, in claim order; under a fleet-wide limit, no more than it leaves beyond
+/// what the worker holds.
+pub async fn large_claims_take_exactly_what_they_may<S: Store>(store: S) {
+    insert_n(&store, "q", 100).await;
+    let first = claim(&store, "q", 70, at(1)).await;
+    assert_eq!(first.len(), 70);
+    let ids: Vec<JobId> = first.iter().map(|r| r.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "claim order: {ids:?}");
+    let rest = claim(&store, "q", 70, at(1)).await;
+    assert_eq!(rest.len(), 30, "what was left");
+    assert!(rest.iter().all(|r| r.id > ids[69]));
+    assert!(claim(&store, "q", 70, at(1)).await.is_empty());
+
+    insert_n(&store, "l", 100).await;
+    store
+        .set_queue_limits("l", &running_limit(Some(50)), at(2))
+        .await
+        .unwrap();
+    let mut req = claim_req("l", 100, at(3));
+    req.held = Some(5);
+    let got = store.claim(&req).await.unwrap();
+    assert_eq!(
+        got.len(),
+        45,
+        "50 at once, 5 of them held by this worker already"
+    );
+    req.held = Some(50);
+    assert!(
+        store.claim(&req).await.unwrap().is_empty(),
+        "the limit is reached"
+    );
 }
 
 /// A claim never takes another queue's jobs.
