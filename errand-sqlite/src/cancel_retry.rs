@@ -91,11 +91,6 @@ pub(crate) async fn retry_now(
     fetch(s, id).await
 }
 
-/// Deletes a job that is not running. A workflow step that has not ended first ends for its
-/// dependents as a cancellation would (the failure trigger cancels them, or releases them on
-/// `ignore_failure` edges); then its edges go, each unsettled one out of it no longer
-/// counted by its dependent (one its end cancelled runs without it if retried by hand). An
-/// edge out of a job whose `has_dependents` is cleared was counted when it completed.
 /// The statement that stops counting edges out of jobs that are going (deleted or pruned):
 /// each dependent `id` of `counts` (`SELECT id, k`, reading `?1`) waits for `k` fewer, and
 /// one left pending with nothing to wait for is released at `?2` (µs) as a settled
@@ -112,6 +107,12 @@ pub(crate) fn uncount_sql(counts: &str) -> String {
     )
 }
 
+/// Deletes a job that is not running. A workflow step that has not ended first ends for its
+/// dependents as a cancellation would (the failure trigger cancels them, or releases them on
+/// `ignore_failure` edges); then its edges go, each unsettled one out of it no longer
+/// counted by its dependent (one its end cancelled runs without it if retried by hand, one
+/// already waiting again is released: [`uncount_sql`]). An edge out of a job whose
+/// `has_dependents` is cleared was counted when it completed.
 pub(crate) async fn delete(s: &SqliteStore, id: JobId) -> Result<DeleteResult, StoreError> {
     let w = s.writer().await?;
     let mut tx = w.pool().begin().await.map_err(db)?;
