@@ -210,9 +210,6 @@ impl Inner {
         self.wf.links.get(&id).is_some_and(|l| l.waiting_on > 0)
     }
 
-    /// Forgets job `id`'s edges (it is deleted, or pruned once final). With `lower`, each
-    /// dependent stops counting an unsettled edge from it (a dependent its end cancelled
-    /// runs without it if retried by hand), as the SQL stores' deletes do.
     /// Releases `child` if it is pending with nothing left to wait for: available from
     /// `at` on (or scheduled, due later), its queue woken.
     fn release_if_ready(&mut self, child: JobId, at: DateTime<Utc>) {
@@ -238,10 +235,11 @@ impl Inner {
         self.wake.state(&queue, to);
     }
 
-    /// Removes step `id` (deleted or pruned at `at`) from its workflow: its edges go, each
-    /// unsettled one out of it no longer counted by its dependent, and a dependent left
-    /// waiting for nothing is released (a step retried by hand while a failed dependency
-    /// held it would otherwise wait for a job that no longer exists).
+    /// Removes step `id` (deleted, or pruned once final, at `at`) from its workflow: its
+    /// edges go, each unsettled one out of it no longer counted by its dependent (one its
+    /// end cancelled runs without it if retried by hand), and a dependent left waiting for
+    /// nothing is released (one retried by hand while a failed dependency held it would
+    /// otherwise wait for a job that no longer exists), as the SQL stores do.
     pub(super) fn forget_step(&mut self, id: JobId, at: DateTime<Utc>) {
         if let Some(children) = self.wf.edges.remove(&id) {
             for (child, edge) in children {
