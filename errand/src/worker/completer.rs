@@ -1,12 +1,11 @@
 //! Records outcomes in batches: the first outcome opens a batch, which collects more for a
 //! few milliseconds (or until full) and is written in one store call; up to
 //! [`WRITES_IN_FLIGHT`] batches are written at once, and a batch keeps collecting while
-//! they are. A failed write is
-//! retried with backoff, keeping the batch: an outcome is never dropped while the database
-//! is unreachable or busy. An outcome the database refuses outright
-//! ([`StoreError::Rejected`](errand_core::StoreError::Rejected)) is found by halving the
-//! batch, logged, and left to the rescuer (its job's lease runs out, as if its worker had
-//! died): one unwritable outcome never holds up the others.
+//! they are. A failed write is retried with backoff, keeping the batch: an outcome is never
+//! dropped while the database is unreachable or busy. An outcome the database refuses
+//! outright ([`StoreError::Rejected`](errand_core::StoreError::Rejected)) is found by
+//! halving the batch, logged, and left to the rescuer (its job's lease runs out, as if its
+//! worker had died): one unwritable outcome never holds up the others.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
