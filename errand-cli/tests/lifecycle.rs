@@ -110,11 +110,7 @@ async fn paused_worker_cannot_overwrite_newer_attempt(db: Db) {
     ];
     // Killed when dropped, even stopped (`-STOP` below) by a test that fails.
     let mut first = Worker(
-        Command::new(env!("CARGO_BIN_EXE_errand"))
-            .args(&db.args)
-            .arg("chaos-worker")
-            .args(args)
-            .stdout(Stdio::null())
+        db.worker_command(&args)
             .stderr(Stdio::piped())
             .env("RUST_LOG", "warn")
             .spawn()

@@ -53,14 +53,20 @@ impl Db {
         l
     }
 
+    /// `errand chaos-worker` on this database with `extra` arguments, its output dropped.
+    pub fn worker_command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
+        cmd.args(&self.args)
+            .arg("chaos-worker")
+            .args(extra)
+            .stdout(Stdio::null());
+        cmd
+    }
+
     /// Starts `errand chaos-worker` on this database; killed when dropped.
     pub fn worker(&self, extra: &[&str]) -> Worker {
         Worker(
-            Command::new(env!("CARGO_BIN_EXE_errand"))
-                .args(&self.args)
-                .arg("chaos-worker")
-                .args(extra)
-                .stdout(Stdio::null())
+            self.worker_command(extra)
                 .stderr(Stdio::inherit())
                 .spawn()
                 .expect("start worker process"),
