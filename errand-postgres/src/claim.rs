@@ -72,7 +72,9 @@ async fn claim_with(
     if let Some(key) = from {
         query = query.bind(key.priority).bind(key.run_at).bind(key.id);
     }
-    let rows = query.fetch_all(&s.inner.pool).await.map_err(db)?;
+    let mut conn = s.held().await?;
+    let rows = query.fetch_all(conn.conn()).await.map_err(db)?;
+    conn.back();
     note_steps(s, &rows);
     let (mut jobs, unreadable): (Vec<_>, Vec<_>) = rows
         .iter()

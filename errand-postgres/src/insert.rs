@@ -33,8 +33,9 @@ pub(crate) async fn insert(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut conn = s.inner.pool.acquire().await.map_err(db)?;
-    let done = insert_on(s, &mut conn, &jobs, now).await?;
+    let mut conn = s.held().await?;
+    let done = insert_on(s, conn.conn(), &jobs, now).await?;
+    conn.back();
     // While this process listens, the insert's own `NOTIFY` wakes its producers (sent at
     // commit, it often arrives before the insert's answer): waking them here too made each
     // job at low rates cost one more, empty, claim.

@@ -38,6 +38,7 @@ mod contract;
 mod copy;
 mod error;
 mod insert;
+mod lane;
 mod leader;
 mod lease;
 mod list;

@@ -24,6 +24,7 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
     } else {
         &s.inner.sql.finish_lean
     };
+    let mut conn = s.held().await?;
     let rows = sqlx::query(sql)
         // Planned for each call's arrays: see `Sql::finish`.
         .persistent(false)
@@ -41,9 +42,10 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
         )
         .bind(&s.inner.channel)
         .bind(effects.iter().map(|e| e.result).collect::<Vec<_>>())
-        .fetch_all(&s.inner.pool)
+        .fetch_all(conn.conn())
         .await
         .map_err(db)?;
+    conn.back();
     let mut applied = Vec::with_capacity(rows.len());
     let mut woken = BTreeSet::new();
     let mut scheduled = false;

@@ -14,7 +14,7 @@ use crate::sql::Sql;
 use crate::{listener, migrate};
 
 /// Connections idle at least this long are pinged before use (pgxpool's rule).
-const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The PostgreSQL store. Clones share the pool, the schema and the listener.
 ///
@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     /// Whether a claim of this process (any handle) has taken a workflow step: until one
     /// has, outcome batches use [`Sql::finish_lean`], as nothing they end can be a step.
     pub(crate) steps_claimed: Arc<std::sync::atomic::AtomicBool>,
+    /// Connections kept out of the pool for single statements (see `lane.rs`).
+    pub(crate) lane: crate::lane::Lane,
 }
 
 impl Drop for Inner {
@@ -191,8 +193,15 @@ impl PgStore {
                 metered: self.inner.metered.clone(),
                 floors: self.inner.floors.clone(),
                 steps_claimed: self.inner.steps_claimed.clone(),
+                lane: Default::default(),
             }),
         }
+    }
+
+    /// A connection for a hot statement: one of the lane's (no ping when it goes back,
+    /// see `lane.rs`), else the pool's.
+    pub(crate) async fn held(&self) -> Result<crate::lane::Held<'_>, StoreError> {
+        crate::lane::Held::take(&self.inner.lane, &self.inner.pool).await
     }
 
     /// Whether this process's `LISTEN` connection is listening now: `NOTIFY`s from any process
@@ -289,6 +298,7 @@ impl PgStoreBuilder {
                 metered: Default::default(),
                 floors: Default::default(),
                 steps_claimed: Arc::default(),
+                lane: Default::default(),
             }),
         };
         if self.migrate {
