@@ -284,6 +284,42 @@ async fn a_timed_out_job_that_does_not_yield_keeps_its_slot<S: Store + Clone>(st
     );
 }
 
+/// On a runtime of one thread the job's blocking sleep holds the very thread its executor
+/// waits on: the executor sees the job end before it sees its timer, yet the attempt ran
+/// past its timeout and is timed out all the same (before, it was recorded completed).
+#[tokio::test(flavor = "current_thread")]
+async fn a_job_that_ends_past_its_timeout_unseen_by_the_timer_timed_out() {
+    let store = errand::MemoryStore::new();
+    let test = test_id();
+    let id = Client::new(store.clone())
+        .enqueue(Blocks {
+            test,
+            ms: 400,
+            timeout_ms: Some(100),
+        })
+        .await
+        .unwrap()
+        .id;
+    let worker = builder(store.clone(), Probe::default())
+        .register::<Blocks>()
+        .queue("default", 1)
+        .build()
+        .unwrap()
+        .start();
+    let row = wait_state_within(&store, id, JobState::Discarded, Duration::from_secs(20)).await;
+    worker.shutdown().await;
+    assert_eq!(seen(test).runs.load(Ordering::SeqCst), 2);
+    assert_eq!(row.errors.len(), 2, "{row:?}");
+    for e in &row.errors {
+        assert!(
+            e.message
+                .contains("did not yield, so it ran on for another"),
+            "{}",
+            e.message
+        );
+    }
+}
+
 /// Captured log lines of this test binary.
 static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
     let buf = Arc::new(Mutex::new(Vec::new()));

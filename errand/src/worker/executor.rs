@@ -147,9 +147,20 @@ pub(crate) async fn run(
     let abort = handle.abort_handle();
     shared
         .inflight
-        .spawned(row.lease_ref(), abort.clone(), watch);
+        .spawned(row.lease_ref(), abort.clone(), watch.clone());
     let joined = match timeout {
         Some(t) => match tokio::time::timeout(t, &mut handle).await {
+            // Ended past its timeout, yet seen here as ended: code that did not yield held
+            // the thread this executor waits on (tokio runs a task a job spawns next on the
+            // same thread), so the timer could not interrupt it. Timed out all the same, as
+            // when the timer is seen first.
+            Ok(_) if watch.ran_for().is_some_and(|ran| ran > t) => {
+                let ran = watch.ran_for().unwrap_or(t);
+                return Some(RunResult::TimedOut {
+                    limit: t,
+                    overran: ran.saturating_sub(t),
+                });
+            }
             Ok(j) => j,
             Err(_) => {
                 abort.abort();

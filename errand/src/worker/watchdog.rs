@@ -31,6 +31,8 @@ pub(crate) struct Watch {
     has_timeout: bool,
     /// Run time (ns) at which the next long-run warning is due.
     next_long_warning: AtomicU64,
+    /// How long the run took (ns, plus one), stamped by the poll that finished it; 0 before.
+    ran: AtomicU64,
 }
 
 impl Watch {
@@ -42,7 +44,17 @@ impl Watch {
             warned_stall: AtomicU64::new(0),
             has_timeout,
             next_long_warning: AtomicU64::new(nanos(long_run)),
+            ran: AtomicU64::new(0),
         })
+    }
+
+    /// How long the run took, once its future has returned: stamped when it returned, not
+    /// when the executor saw it (which a job holding the executor's thread can delay).
+    pub(crate) fn ran_for(&self) -> Option<Duration> {
+        match self.ran.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns - 1)),
+        }
     }
 
     /// How long the poll under way has been running, if one is.
@@ -85,7 +97,12 @@ impl<F: Future + Unpin> Future for Watched<F> {
         self.watch.polling_since.store(stamp, Ordering::Relaxed);
         let watch = self.watch.clone();
         let _guard = PollGuard(&watch.polling_since);
-        Pin::new(&mut self.inner).poll(cx)
+        let polled = Pin::new(&mut self.inner).poll(cx);
+        if polled.is_ready() {
+            let ran = nanos(watch.started.elapsed()).saturating_add(1);
+            watch.ran.store(ran, Ordering::Relaxed);
+        }
+        polled
     }
 }
 
