@@ -37,7 +37,7 @@ fn migrate_creates_and_reports_the_schema() {
     let o = errand(&url, &["migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("schema at version 12"),
+        stdout(&o).contains("schema at version 13"),
         "{}",
         stdout(&o)
     );

@@ -277,16 +277,33 @@ impl Direct {
 pub(crate) const ROWS_PER_INSERT: usize = 32;
 
 /// `INSERT INTO table (columns) VALUES (…), (…)` with `rows` rows of numbered slots.
-pub(crate) fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
+pub(crate) fn insert_sql(
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+    first_id: Option<&str>,
+) -> String {
     let row = |r: usize| {
-        let slots: Vec<String> = (1..=columns.len())
+        let mut slots: Vec<String> = (1..=columns.len())
             .map(|i| format!("?{}", r * columns.len() + i))
             .collect();
+        if let Some(first) = first_id {
+            // The first row's id from `first`; the next ones follow it (NULL: max + 1).
+            slots.insert(
+                0,
+                if r == 0 {
+                    first.to_owned()
+                } else {
+                    "NULL".into()
+                },
+            );
+        }
         format!("({})", slots.join(", "))
     };
     let values: Vec<String> = (0..rows).map(row).collect();
+    let id = if first_id.is_some() { "id, " } else { "" };
     format!(
-        "INSERT INTO {table} ({}) VALUES {}",
+        "INSERT INTO {table} ({id}{}) VALUES {}",
         columns.join(", "),
         values.join(", ")
     )
@@ -297,28 +314,75 @@ pub(crate) fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
 /// rowids are allocated one after another within a statement, under the write lock the
 /// caller holds). A statement per row spent a fifth of a 10,000-step workflow's insert
 /// starting statements (at statement level: 76–84 ms per row, 57–63 ms by 32).
+/// `first_id`, when given, is the SQL of the first row's id (see `insert::FIRST_ID`): once
+/// that row is in, the next ones take the table's `max(id) + 1`. A single row carries it in
+/// its statement; for more it is read first, and written as a literal into the first
+/// statement only when it is not `NULL` (a subquery of the table being inserted into makes
+/// SQLite stage a multi-row insert in a temporary table: batches ~12 % slower).
 pub(crate) fn insert_rows<V: rusqlite::ToSql>(
     c: &rusqlite::Connection,
     table: &str,
     columns: &[&str],
     rows: Vec<Vec<V>>,
+    first_id: Option<&str>,
 ) -> Result<Vec<i64>, StoreError> {
+    let mut first: Option<String> = match first_id {
+        None => None,
+        Some(sql) if rows.len() == 1 => Some(sql.to_owned()),
+        Some(sql) => prepare(c, &format!("SELECT {sql}"))?
+            .query_row([], |r| r.get::<_, Option<i64>>(0))
+            .map_err(lite)?
+            .map(|id| id.to_string()),
+    };
     let mut ids = Vec::with_capacity(rows.len());
     let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    // The first row's own statement, when it has an id of its own; then one prepared
+    // statement for every chunk (built per chunk, a 32-row text of ~350 placeholders cost
+    // a third of a batch).
     if chunks.len() > 0 {
-        let mut st = prepare(c, &insert_sql(table, columns, ROWS_PER_INSERT))?;
+        let mut plain = None;
         for chunk in &mut chunks {
-            st.execute(rusqlite::params_from_iter(chunk.iter().flatten()))
-                .map_err(lite)?;
+            let params = rusqlite::params_from_iter(chunk.iter().flatten());
+            match first.take() {
+                Some(first) => {
+                    let sql = insert_sql(table, columns, ROWS_PER_INSERT, Some(&first));
+                    prepare(c, &sql)?.execute(params).map_err(lite)?;
+                }
+                None => {
+                    if plain.is_none() {
+                        plain = Some(prepare(
+                            c,
+                            &insert_sql(table, columns, ROWS_PER_INSERT, None),
+                        )?);
+                    }
+                    if let Some(st) = plain.as_mut() {
+                        st.execute(params).map_err(lite)?;
+                    }
+                }
+            }
             let last = c.last_insert_rowid();
             ids.extend(last + 1 - ROWS_PER_INSERT as i64..=last);
         }
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut st = prepare(c, &insert_sql(table, columns, 1))?;
+        let mut plain = None;
         for row in rest {
-            st.execute(rusqlite::params_from_iter(row)).map_err(lite)?;
+            let params = rusqlite::params_from_iter(row);
+            match first.take() {
+                Some(first) => {
+                    let sql = insert_sql(table, columns, 1, Some(&first));
+                    prepare(c, &sql)?.execute(params).map_err(lite)?;
+                }
+                None => {
+                    if plain.is_none() {
+                        plain = Some(prepare(c, &insert_sql(table, columns, 1, None))?);
+                    }
+                    if let Some(st) = plain.as_mut() {
+                        st.execute(params).map_err(lite)?;
+                    }
+                }
+            }
             ids.push(c.last_insert_rowid());
         }
     }

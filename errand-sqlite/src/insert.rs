@@ -15,6 +15,13 @@ use crate::sql::to_json;
 use crate::store::{SqliteStore, Writer};
 
 /// The columns a job without keys sets (the rest take their defaults).
+/// A new job's id, the first of a statement's: above the highest id ever deleted
+/// (`errand_id_floor`, migration 13) when no job above it is left, otherwise `NULL` — SQLite's
+/// own `max(id) + 1`. Ids are never reused, without AUTOINCREMENT's write per insert.
+pub(crate) const FIRST_ID: &str =
+    "(SELECT CASE WHEN f.n > coalesce((SELECT max(id) FROM errand_jobs), 0) \
+     THEN f.n + 1 END FROM errand_id_floor f)";
+
 const COLUMNS: [&str; 11] = [
     "kind",
     "queue",
@@ -119,12 +126,12 @@ async fn plain(
     let write = move |c: &mut rusqlite::Connection| {
         let rows = jobs.iter().map(|j| row(j, now)).collect();
         if jobs.len() == 1 {
-            return insert_rows(c, "errand_jobs", &COLUMNS, rows);
+            return insert_rows(c, "errand_jobs", &COLUMNS, rows, Some(FIRST_ID));
         }
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(lite)?;
-        let ids = insert_rows(&tx, "errand_jobs", &COLUMNS, rows)?;
+        let ids = insert_rows(&tx, "errand_jobs", &COLUMNS, rows, Some(FIRST_ID))?;
         tx.commit().map_err(lite)?;
         Ok(ids)
     };

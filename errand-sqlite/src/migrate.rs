@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_workers.sql")),
     (11, include_str!("../migrations/0011_tallies.sql")),
     (12, include_str!("../migrations/0012_workflows.sql")),
+    (13, include_str!("../migrations/0013_ids.sql")),
 ];
 
 /// The schema version this build needs.

@@ -110,6 +110,17 @@ impl SqliteStore {
 /// holder's id, `inserted: false`. A holder whose uniqueness period has passed since it
 /// finished is let go of first. The statements every keyed insert runs (the store's own
 /// transactions and the application's).
+/// One job, its id as `FIRST_ID` says; nothing when its unique key is held.
+static INSERT_KEYED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO errand_jobs (id, kind, queue, args, state, priority, max_attempts, run_at, \
+         created_at, tags, unique_key, backoff, timeout_ms, unique_states, unique_for_ms, \
+         partition_key) \
+         VALUES ({}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        crate::insert::FIRST_ID
+    )
+});
+
 pub(crate) async fn insert_keyed(
     conn: &mut SqliteConnection,
     job: &NewJob,
@@ -117,32 +128,27 @@ pub(crate) async fn insert_keyed(
 ) -> Result<InsertResult, StoreError> {
     let mut released = false;
     loop {
-        let inserted: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO errand_jobs (kind, queue, args, state, priority, max_attempts, run_at, \
-             created_at, tags, unique_key, backoff, timeout_ms, unique_states, unique_for_ms, \
-             partition_key) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(&job.kind)
-        .bind(&job.queue)
-        .bind(&job.args)
-        .bind(job.state_at(now).as_str())
-        .bind(job.priority)
-        .bind(job.max_attempts)
-        .bind(micros(job.run_at))
-        .bind(micros(now))
-        .bind(to_json(&job.tags))
-        .bind(&job.unique_key)
-        .bind(job.backoff.as_ref().map(to_json))
-        .bind(job.timeout_ms)
-        .bind(job.unique_states.bits())
-        .bind(job.unique_for_ms)
-        .bind(&job.partition_key)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?
-        .into_iter()
-        .next();
+        let inserted: Option<i64> = sqlx::query_scalar(&INSERT_KEYED)
+            .bind(&job.kind)
+            .bind(&job.queue)
+            .bind(&job.args)
+            .bind(job.state_at(now).as_str())
+            .bind(job.priority)
+            .bind(job.max_attempts)
+            .bind(micros(job.run_at))
+            .bind(micros(now))
+            .bind(to_json(&job.tags))
+            .bind(&job.unique_key)
+            .bind(job.backoff.as_ref().map(to_json))
+            .bind(job.timeout_ms)
+            .bind(job.unique_states.bits())
+            .bind(job.unique_for_ms)
+            .bind(&job.partition_key)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .next();
         if let Some(id) = inserted {
             return Ok(InsertResult { id, inserted: true });
         }

@@ -88,7 +88,7 @@ pub(crate) async fn insert_on(
             return Err(WorkflowError::NoWorkflow(wf.id.clone()).into());
         }
     }
-    // Ids from the AUTOINCREMENT counter, held by the write lock: the plan needs them
+    // Ids above every id used (`FIRST_ID`), held by the write lock: the plan needs them
     // before the rows exist (edges, and steps cancelled at birth name their parents).
     let last: i64 = sqlx::query_scalar(LAST_ID)
         .fetch_one(&mut *conn)
@@ -268,6 +268,7 @@ fn insert_direct(
         "errand_jobs",
         &STEP_COLUMNS,
         step_rows(wf, &plan, now, &mut out),
+        None,
     )?;
     let edges = plan.edges.iter().map(|e| {
         vec![
@@ -277,7 +278,7 @@ fn insert_direct(
             Value::Integer(i64::from(e.settled)),
         ]
     });
-    insert_rows(c, "errand_job_deps", &EDGE_COLUMNS, edges.collect())?;
+    insert_rows(c, "errand_job_deps", &EDGE_COLUMNS, edges.collect(), None)?;
     if !plan.new_parents.is_empty() {
         let mut st = prepare(c, "UPDATE errand_jobs SET has_dependents = 1 WHERE id = ?1")?;
         for id in &plan.new_parents {
@@ -295,8 +296,7 @@ fn insert_direct(
 }
 
 const LAST_ID: &str =
-    "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'errand_jobs'), 0), \
-     coalesce((SELECT max(id) FROM errand_jobs), 0))";
+    "SELECT max((SELECT n FROM errand_id_floor), coalesce((SELECT max(id) FROM errand_jobs), 0))";
 const INSERT_HEAD: &str =
     "INSERT OR IGNORE INTO errand_workflows (id, name, created_at) VALUES (?1, ?2, ?3)";
 /// The columns a step's row sets, in [`step_rows`]' order.

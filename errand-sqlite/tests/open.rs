@@ -10,7 +10,7 @@ async fn open_runs_inside_a_spawned_task() {
     let url: &'static str =
         Box::leak(format!("sqlite://{}", dir.path().join("a.db").display()).into_boxed_str());
     let store = tokio::spawn(SqliteStore::open(url)).await.unwrap().unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
+    assert_eq!(store.schema_version().await.unwrap(), (13, 13));
 }
 
 #[tokio::test]
@@ -75,7 +75,7 @@ async fn a_version_1_file_upgrades_and_keeps_its_jobs() {
         "{unmigrated}"
     );
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
+    assert_eq!(store.schema_version().await.unwrap(), (13, 13));
     let job = errand_core::Store::get(&store, 1).await.unwrap().unwrap();
     assert_eq!(
         (job.kind.as_str(), job.args.as_str()),
@@ -184,7 +184,7 @@ async fn a_version_6_file_with_rows_upgrades_to_metered_queues() {
     sqlx::raw_sql(&sql).execute(&pool).await.unwrap();
     pool.close().await;
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), (12, 12));
+    assert_eq!(store.schema_version().await.unwrap(), (13, 13));
     let rec = store.queues().await.unwrap().remove(0);
     assert_eq!(
         rec.limits(),

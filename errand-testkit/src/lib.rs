@@ -33,6 +33,7 @@ macro_rules! store_conformance {
                 insert_unique_key_in_one_batch,
                 insert_empty_batch_is_ok,
                 insert_wakes_the_queue,
+                ids_are_never_reused_after_the_newest_jobs_are_deleted,
             ],
             claim: [
                 claim_sets_running_attempt_and_lease,

@@ -215,3 +215,36 @@ pub async fn insert_wakes_the_queue<S: Store>(store: S) {
         .expect("insert did not wake the queue within 5 s")
         .unwrap();
 }
+
+/// An id is never handed out again, even once the newest jobs are deleted: after the
+/// newest alone, after every job, for single, batched and keyed inserts alike.
+pub async fn ids_are_never_reused_after_the_newest_jobs_are_deleted<S: Store>(store: S) {
+    let first = insert_n(&store, "q", 3).await;
+    let deleted = first[2];
+    assert!(matches!(
+        store.delete(deleted).await.unwrap(),
+        errand_core::DeleteResult::Deleted(_)
+    ));
+    let next = insert_one(&store, job("a", "q")).await;
+    assert!(
+        next > deleted,
+        "id {next} after the newest, {deleted}, was deleted"
+    );
+    let mut highest = next;
+    for id in [first[0], first[1], next] {
+        store.delete(id).await.unwrap();
+    }
+    // Every job gone: a batch (more than a statement's worth of rows) starts above them,
+    // its ids in insertion order.
+    let batch = insert_n(&store, "q", 40).await;
+    assert!(batch[0] > highest, "{batch:?} after {highest}");
+    assert!(batch.windows(2).all(|w| w[0] < w[1]), "{batch:?}");
+    highest = *batch.last().unwrap();
+    for id in &batch {
+        store.delete(*id).await.unwrap();
+    }
+    let mut keyed = job("a", "q");
+    keyed.unique_key = Some("k".into());
+    let keyed = insert_one(&store, keyed).await;
+    assert!(keyed > highest, "keyed id {keyed} after {highest}");
+}

@@ -86,7 +86,10 @@ impl SqliteRaw {
     }
 
     pub(crate) fn clear(&self) -> Result<(), RawError> {
-        self.lock().execute("DELETE FROM raw_jobs", [])?;
+        let conn = self.lock();
+        conn.execute("DELETE FROM raw_jobs", [])?;
+        // As errand's side: each round starts from an empty WAL.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 
