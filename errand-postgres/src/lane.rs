@@ -152,6 +152,11 @@ mod tests {
             .expect("backend pid")
     }
 
+    /// A lane connection, which the test expects the lane to have.
+    async fn take<'a>(lane: &'a Lane, pool: &PgPool) -> Taken<'a> {
+        lane.take(pool).await.unwrap().expect("a lane connection")
+    }
+
     async fn alive(pool: &PgPool, pid: i32) -> bool {
         sqlx::query_scalar("SELECT count(*) > 0 FROM pg_stat_activity WHERE pid = $1")
             .bind(pid)
@@ -164,18 +169,10 @@ mod tests {
     async fn a_connection_given_back_is_taken_again_as_it_is() {
         let store = scratch_store().await;
         let lane = Lane::default();
-        let mut a = lane
-            .take(store.pool())
-            .await
-            .unwrap()
-            .expect("a lane connection");
+        let mut a = take(&lane, store.pool()).await;
         let first = pid(a.conn()).await;
         a.back();
-        let mut b = lane
-            .take(store.pool())
-            .await
-            .unwrap()
-            .expect("a lane connection");
+        let mut b = take(&lane, store.pool()).await;
         assert_eq!(pid(b.conn()).await, first, "the same connection, kept open");
         b.back();
         assert_eq!(lane.open.load(Ordering::Acquire), 1);
@@ -187,12 +184,7 @@ mod tests {
         let lane = Lane::default();
         let mut held = Vec::new();
         for _ in 0..LANE {
-            held.push(
-                lane.take(store.pool())
-                    .await
-                    .unwrap()
-                    .expect("within the lane"),
-            );
+            held.push(take(&lane, store.pool()).await);
         }
         assert!(
             lane.take(store.pool()).await.unwrap().is_none(),
@@ -215,22 +207,13 @@ mod tests {
         let lane = Lane::default();
         let mut held = Vec::new();
         for _ in 0..LANE {
-            held.push(
-                lane.take(store.pool())
-                    .await
-                    .unwrap()
-                    .expect("within the lane"),
-            );
+            held.push(take(&lane, store.pool()).await);
         }
         let mut dropped = held.pop().expect("one");
         let gone = pid(dropped.conn()).await;
         // As when a statement failed, or its caller stopped waiting.
         drop(dropped);
-        let mut next = lane
-            .take(store.pool())
-            .await
-            .unwrap()
-            .expect("a place again");
+        let mut next = take(&lane, store.pool()).await;
         assert_ne!(pid(next.conn()).await, gone, "a new connection");
         let mut closed = false;
         for _ in 0..200 {
@@ -247,11 +230,7 @@ mod tests {
     async fn an_idle_connection_is_pinged_and_replaced_when_it_died() {
         let store = scratch_store().await;
         let lane = Lane::default();
-        let mut a = lane
-            .take(store.pool())
-            .await
-            .unwrap()
-            .expect("a lane connection");
+        let mut a = take(&lane, store.pool()).await;
         let dead = pid(a.conn()).await;
         a.back();
         let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
@@ -264,11 +243,7 @@ mod tests {
         for (_, since) in lane.idle.lock().unwrap().iter_mut() {
             *since -= crate::store::PING_IF_IDLE_FOR;
         }
-        let mut b = lane
-            .take(store.pool())
-            .await
-            .unwrap()
-            .expect("a lane connection");
+        let mut b = take(&lane, store.pool()).await;
         assert_ne!(pid(b.conn()).await, dead, "the dead one was not handed out");
         b.back();
         assert_eq!(

@@ -246,27 +246,8 @@ async fn blocking_jobs_do_not_starve_heartbeats<S: Store + Clone>(store: S) {
 /// Concurrency 1, a 300 ms timeout, a first attempt blocking 1.5 s: the retry starts only
 /// once the first attempt has really ended, and the record says it did not yield.
 async fn a_timed_out_job_that_does_not_yield_keeps_its_slot<S: Store + Clone>(store: S) {
-    let test = test_id();
-    let client = Client::new(store.clone());
-    let id = client
-        .enqueue(Blocks {
-            test,
-            ms: 1_500,
-            timeout_ms: Some(300),
-        })
-        .await
-        .unwrap()
-        .id;
-    let worker = builder(store.clone(), Probe::default())
-        .register::<Blocks>()
-        .queue("default", 1)
-        .lease(Duration::from_millis(500))
-        .build()
-        .unwrap()
-        .start();
     // Attempt 1 times out (after its sleep), attempt 2 likewise: discarded after two.
-    let row = wait_state_within(&store, id, JobState::Discarded, Duration::from_secs(20)).await;
-    worker.shutdown().await;
+    let (test, row) = blocked_until_discarded(store, 1_500, 300).await;
     let s = seen(test);
     assert_eq!(s.runs.load(Ordering::SeqCst), 2);
     assert_eq!(
@@ -289,25 +270,7 @@ async fn a_timed_out_job_that_does_not_yield_keeps_its_slot<S: Store + Clone>(st
 /// past its timeout and is timed out all the same (before, it was recorded completed).
 #[tokio::test(flavor = "current_thread")]
 async fn a_job_that_ends_past_its_timeout_unseen_by_the_timer_timed_out() {
-    let store = errand::MemoryStore::new();
-    let test = test_id();
-    let id = Client::new(store.clone())
-        .enqueue(Blocks {
-            test,
-            ms: 400,
-            timeout_ms: Some(100),
-        })
-        .await
-        .unwrap()
-        .id;
-    let worker = builder(store.clone(), Probe::default())
-        .register::<Blocks>()
-        .queue("default", 1)
-        .build()
-        .unwrap()
-        .start();
-    let row = wait_state_within(&store, id, JobState::Discarded, Duration::from_secs(20)).await;
-    worker.shutdown().await;
+    let (test, row) = blocked_until_discarded(errand::MemoryStore::new(), 400, 100).await;
     assert_eq!(seen(test).runs.load(Ordering::SeqCst), 2);
     assert_eq!(row.errors.len(), 2, "{row:?}");
     for e in &row.errors {
@@ -318,6 +281,35 @@ async fn a_job_that_ends_past_its_timeout_unseen_by_the_timer_timed_out() {
             e.message
         );
     }
+}
+
+/// Runs a `Blocks` job sleeping `ms` under a timeout of `timeout_ms` (concurrency 1, a
+/// 500 ms lease) until it is discarded; its test id and final row.
+async fn blocked_until_discarded<S: Store + Clone>(
+    store: S,
+    ms: u64,
+    timeout_ms: u64,
+) -> (u64, errand::JobRow) {
+    let test = test_id();
+    let id = Client::new(store.clone())
+        .enqueue(Blocks {
+            test,
+            ms,
+            timeout_ms: Some(timeout_ms),
+        })
+        .await
+        .unwrap()
+        .id;
+    let worker = builder(store.clone(), Probe::default())
+        .register::<Blocks>()
+        .queue("default", 1)
+        .lease(Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .start();
+    let row = wait_state_within(&store, id, JobState::Discarded, Duration::from_secs(20)).await;
+    worker.shutdown().await;
+    (test, row)
 }
 
 /// Captured log lines of this test binary.
