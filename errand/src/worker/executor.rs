@@ -154,14 +154,15 @@ pub(crate) async fn run(
             // the thread this executor waits on (tokio runs a task a job spawns next on the
             // same thread), so the timer could not interrupt it. Timed out all the same, as
             // when the timer is seen first.
-            Ok(_) if watch.ran_for().is_some_and(|ran| ran > t) => {
-                let ran = watch.ran_for().unwrap_or(t);
-                return Some(RunResult::TimedOut {
-                    limit: t,
-                    overran: ran.saturating_sub(t),
-                });
-            }
-            Ok(j) => j,
+            Ok(j) => match watch.ran_for() {
+                Some(ran) if ran > t => {
+                    return Some(RunResult::TimedOut {
+                        limit: t,
+                        overran: ran - t,
+                    })
+                }
+                _ => j,
+            },
             Err(_) => {
                 abort.abort();
                 // The job keeps its slot and its lease until its task has really ended:
