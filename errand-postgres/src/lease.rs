@@ -17,6 +17,7 @@ pub(crate) async fn extend(
         return Ok(Vec::new());
     }
     let (ids, attempts) = lease_arrays(leases);
+    let _alone = s.inner.running_rows.write().await;
     sqlx::query_scalar(&s.inner.sql.extend)
         // Planned for each call's arrays: see `Sql::finish`.
         .persistent(false)
@@ -37,6 +38,7 @@ pub(crate) async fn release(
         return Ok(0);
     }
     let (ids, attempts) = lease_arrays(leases);
+    let _alone = s.inner.running_rows.write().await;
     let n: i64 = sqlx::query(&s.inner.sql.release)
         // Planned for each call's arrays: see `Sql::finish`.
         .persistent(false)

@@ -14,15 +14,21 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
     if batch.is_empty() {
         return Ok(Vec::new());
     }
+    // In id order: the order the plain statement's rows are usually locked in.
+    let mut batch: Vec<&Finish> = batch.iter().collect();
+    batch.sort_unstable_by_key(|f| f.lease.id);
     let effects: Vec<_> = batch.iter().map(|f| f.effect()).collect();
     let steps = s
         .inner
         .steps_claimed
         .load(std::sync::atomic::Ordering::Relaxed);
-    let sql = if steps {
-        &s.inner.sql.finish
+    let (sql, _shared) = if steps {
+        (&s.inner.sql.finish, None)
     } else {
-        &s.inner.sql.finish_lean
+        (
+            &s.inner.sql.finish_lean,
+            Some(s.inner.running_rows.read().await),
+        )
     };
     let mut conn = s.held().await?;
     let rows = sqlx::query(sql)

@@ -263,7 +263,9 @@ impl Sql {
             ),
             // Outcomes, lease extensions and releases of running attempts share one shape:
             // `locked` finds the rows by primary key alone and locks them in id order, then
-            // the fence (running, same attempt) is checked on the locked rows.
+            // the fence (running, same attempt) is checked on the locked rows. (The plain
+            // outcome statement, `finish_lean`, keeps the three properties below without the
+            // separate lock: see `finish`.)
             // - By primary key alone: with `state = 'running'` on the scanned table, the
             //   planner may drive the statement from the running-jobs index and test every
             //   running row against the id array (a nested loop of running rows × batch:
@@ -681,25 +683,54 @@ fn finish(t: &str, q: &str, deps: &str, settling: bool) -> String {
                         has_dependents, NULL::text[], false",
         )
     };
-    format!(
-        "WITH u AS (
-           SELECT * FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[],
-                                $5::timestamptz[], $6::timestamptz[], $7::text[],
-                                $9::text[])
-             AS u(id, attempt, state, delta, run_at, finalized_at, error, result)
-         ), locked AS (
+    // Settling needs each row's `has_dependents` before the update and the steps locked
+    // after the rows (`locked`, then `kids`). A plain batch locks its rows as it updates
+    // them: by primary key (`id = ANY`), in id order (the arrays come sorted by id, and
+    // the index returns the rows in that order: whichever side of the join leads, the
+    // locks follow id order), and the fence compares with the batch's own `running`
+    // column, so no state index can serve the jobs' side (`OFFSET 0` keeps the planner
+    // from folding the constant back in): a fenced row updated meanwhile is re-read
+    // before the fence is checked (EvalPlanQual). Locking first cost a lock, its WAL
+    // record and a second join per row: ~12 % of a 500-job batch (docs/benchmarks.md).
+    let (running, locked, from, old_deps) = if settling {
+        (
+            "",
+            format!(
+                ", locked AS (
            SELECT id, state, attempt, has_dependents FROM {t} WHERE id = ANY($1::int8[])
            ORDER BY id FOR UPDATE
-         ){kids}, done AS (
+         )"
+            ),
+            "FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
+           WHERE j.id = l.id AND l.state = 'running'",
+            "l",
+        )
+    } else {
+        (
+            ", 'running'::text AS running",
+            String::new(),
+            "FROM u
+           WHERE j.id = ANY($1::int8[]) AND j.id = u.id AND j.attempt = u.attempt
+             AND j.state = u.running",
+            "j",
+        )
+    };
+    let offset = if settling { "" } else { " OFFSET 0" };
+    format!(
+        "WITH u AS (
+           SELECT *{running} FROM unnest($1::int8[], $2::int4[], $3::text[], $4::int4[],
+                                $5::timestamptz[], $6::timestamptz[], $7::text[],
+                                $9::text[])
+             AS u(id, attempt, state, delta, run_at, finalized_at, error, result){offset}
+         ){locked}{kids}, done AS (
            UPDATE {t} AS j SET state = u.state, lease_expires_at = NULL,
                   attempt = j.attempt + u.delta, run_at = coalesce(u.run_at, j.run_at),
                   finalized_at = u.finalized_at,
                   errors = CASE WHEN u.error IS NULL THEN j.errors
                                 ELSE j.errors || jsonb_build_array(u.error::jsonb) END,
                   result = coalesce(u.result::jsonb, j.result){has_dependents}
-           FROM locked l JOIN u ON u.id = l.id AND u.attempt = l.attempt
-           WHERE j.id = l.id AND l.state = 'running'{fence}
-           RETURNING j.id, j.queue, j.state, j.awaited, l.has_dependents
+           {from}{fence}
+           RETURNING j.id, j.queue, j.state, j.awaited, {old_deps}.has_dependents
          ){settle}, notified AS (
            -- Jobs due at once wake their queue's producers in every process; jobs
            -- due later wake the schedulers ('' is never a queue name).

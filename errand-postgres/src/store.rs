@@ -52,6 +52,11 @@ pub(crate) struct Inner {
     pub(crate) steps_claimed: Arc<std::sync::atomic::AtomicBool>,
     /// Connections kept out of the pool for single statements (see `lane.rs`).
     pub(crate) lane: crate::lane::Lane,
+    /// Taken shared by plain outcome batches and alone by lease extensions and releases,
+    /// shared like the clock: the plain outcome statement locks rows in the order its
+    /// plan meets them (`Sql::finish`), so this process never runs one beside a statement
+    /// that locks overlapping rows in id order (which could deadlock them).
+    pub(crate) running_rows: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Drop for Inner {
@@ -194,6 +199,7 @@ impl PgStore {
                 floors: self.inner.floors.clone(),
                 steps_claimed: self.inner.steps_claimed.clone(),
                 lane: Default::default(),
+                running_rows: self.inner.running_rows.clone(),
             }),
         }
     }
@@ -299,6 +305,7 @@ impl PgStoreBuilder {
                 floors: Default::default(),
                 steps_claimed: Arc::default(),
                 lane: Default::default(),
+                running_rows: Arc::default(),
             }),
         };
         if self.migrate {
