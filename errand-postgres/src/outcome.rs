@@ -1,9 +1,10 @@
 //! Recording outcomes: a batch of any outcomes in one statement, each row fenced by the
-//! attempt that ran, notifying the queues it makes available.
+//! attempt that ran, notifying the queues it makes available (a batch of completions only,
+//! the usual one, by a leaner statement).
 
 use std::collections::BTreeSet;
 
-use errand_core::{Finish, JobId, LeaseRef, Progress, StoreError};
+use errand_core::{Finish, FinishEffect, JobId, JobState, LeaseRef, Progress, StoreError};
 use sqlx::Row;
 
 use crate::error::db;
@@ -22,6 +23,9 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
         .inner
         .steps_claimed
         .load(std::sync::atomic::Ordering::Relaxed);
+    if !steps && effects.iter().all(|e| e.state == JobState::Completed) {
+        return complete(s, &batch, &effects).await;
+    }
     let (sql, _shared) = if steps {
         (&s.inner.sql.finish, None)
     } else {
@@ -88,6 +92,37 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
         s.inner.signals.notify_scheduled();
     }
     if ended {
+        s.inner.signals.notify_ended();
+    }
+    if settled {
+        s.settled_wake();
+    }
+    Ok(applied)
+}
+
+/// A batch of completions by a process that has claimed no workflow step
+/// (`Sql::finish_completions`).
+async fn complete(
+    s: &PgStore,
+    batch: &[&Finish],
+    effects: &[FinishEffect<'_>],
+) -> Result<Vec<JobId>, StoreError> {
+    let _shared = s.inner.running_rows.read().await;
+    let mut conn = s.held().await?;
+    let (applied, settled, _): (Vec<JobId>, bool, i64) =
+        sqlx::query_as(&s.inner.sql.finish_completions)
+            // Planned for each call's arrays: see `Sql::finish`.
+            .persistent(false)
+            .bind(batch.iter().map(|f| f.lease.id).collect::<Vec<_>>())
+            .bind(batch.iter().map(|f| f.lease.attempt).collect::<Vec<_>>())
+            .bind(effects.iter().map(|e| e.finalized_at).collect::<Vec<_>>())
+            .bind(effects.iter().map(|e| e.result).collect::<Vec<_>>())
+            .bind(&s.inner.channel)
+            .fetch_one(conn.conn())
+            .await
+            .map_err(db)?;
+    conn.back();
+    if !applied.is_empty() {
         s.inner.signals.notify_ended();
     }
     if settled {

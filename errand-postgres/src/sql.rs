@@ -38,6 +38,9 @@ pub(crate) struct Sql {
     /// skips the steps' lock, count and release (plain batches: 1–2 ms of ~20 planned and
     /// run, measured with `pg_stat_statements`).
     pub(crate) finish_lean: String,
+    /// [`Sql::finish_lean`] for a batch of completions only (most batches): four arrays
+    /// instead of eight, and one row back (the ids applied) instead of one per job.
+    pub(crate) finish_completions: String,
     pub(crate) extend: String,
     pub(crate) release: String,
     pub(crate) rescue: String,
@@ -283,6 +286,7 @@ impl Sql {
             //   the arrays in hand costs a fraction of a millisecond per batch.
             finish: finish(&t, &q, &deps, true),
             finish_lean: finish(&t, &q, &deps, false),
+            finish_completions: finish_completions(&t, &q),
             extend: format!(
                 "WITH u AS (
                    SELECT * FROM unnest($2::int8[], $3::int4[]) AS u(id, attempt)
@@ -599,6 +603,41 @@ impl Sql {
     }
 }
 
+/// How a plain outcome statement finds and fences its rows: `u` is the batch, with a
+/// `running` column (see `finish`).
+const FENCED: &str = "FROM u
+           WHERE j.id = ANY($1::int8[]) AND j.id = u.id AND j.attempt = u.attempt
+             AND j.state = u.running";
+
+/// The plain outcome statement for a batch of completions: the same fence and lock order as
+/// `finish` without settling (`$1` ids, `$2` attempts, `$3` end times, `$4` results,
+/// `$5` the channel), returning one row: the ids applied, whether one had dependents (the
+/// trigger settled them) and the notifications sent. Completions make nothing available or
+/// scheduled, so only two wake-ups remain: a limited queue's slot and `Client::wait`.
+fn finish_completions(t: &str, q: &str) -> String {
+    format!(
+        "WITH u AS (
+           SELECT *, 'running'::text AS running
+           FROM unnest($1::int8[], $2::int4[], $3::timestamptz[], $4::text[])
+             AS u(id, attempt, finalized_at, result) OFFSET 0
+         ), done AS (
+           UPDATE {t} AS j SET state = 'completed', lease_expires_at = NULL,
+                  finalized_at = u.finalized_at, result = coalesce(u.result::jsonb, j.result)
+           {FENCED}
+           RETURNING j.id, j.queue, j.awaited, j.has_dependents
+         ), notified AS (
+           SELECT pg_notify($5, q.name) FROM {q} q
+           WHERE (q.max_running IS NOT NULL OR q.max_per_key IS NOT NULL)
+             AND q.name IN (SELECT queue FROM done)
+           UNION ALL
+           SELECT pg_notify($5, {ENDED_SQL}) WHERE EXISTS (SELECT 1 FROM done WHERE awaited)
+         )
+         SELECT coalesce(array_agg(id), '{{}}'), coalesce(bool_or(has_dependents), false),
+                (SELECT count(*) FROM notified)
+         FROM done"
+    )
+}
+
 /// The outcome statement (see the notes at `Sql::finish`'s use): with `settling`, it also
 /// locks the workflow steps its completions settle (in id order), counts their completed
 /// parents down, releases those that reach 0 and returns their queues; without, those
@@ -706,14 +745,7 @@ fn finish(t: &str, q: &str, deps: &str, settling: bool) -> String {
             "l",
         )
     } else {
-        (
-            ", 'running'::text AS running",
-            String::new(),
-            "FROM u
-           WHERE j.id = ANY($1::int8[]) AND j.id = u.id AND j.attempt = u.attempt
-             AND j.state = u.running",
-            "j",
-        )
+        (", 'running'::text AS running", String::new(), FENCED, "j")
     };
     let offset = if settling { "" } else { " OFFSET 0" };
     format!(

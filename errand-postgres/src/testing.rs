@@ -55,7 +55,8 @@ async fn drop_stale_schemas(store: &PgStore) {
     }
 }
 
-/// The SQL text of one of the store's statements (`"finish"`, `"extend"`, `"release"`,
+/// The SQL text of one of the store's statements (`"finish"`, `"finish_lean"`,
+/// `"finish_completions"`, `"extend"`, `"release"`,
 /// `"claim"`, `"claim_from"`, `"claim_metered"`, `"rescue"`), for plan tests.
 pub fn statement(store: &PgStore, which: &str) -> String {
     let sql = &store.inner.sql;
@@ -66,6 +67,7 @@ pub fn statement(store: &PgStore, which: &str) -> String {
         "rescue" => sql.rescue.clone(),
         "finish" => sql.finish.clone(),
         "finish_lean" => sql.finish_lean.clone(),
+        "finish_completions" => sql.finish_completions.clone(),
         "extend" => sql.extend.clone(),
         "release" => sql.release.clone(),
         other => panic!("no statement named {other}"),

@@ -76,7 +76,13 @@ async fn outcomes_and_extensions_look_rows_up_by_primary_key_whatever_the_statis
     let ids: Vec<i64> = batch.iter().map(|l| l.id).collect();
     let attempts: Vec<i32> = batch.iter().map(|l| l.attempt).collect();
     let n = batch.len();
-    for which in ["finish", "finish_lean", "extend", "release"] {
+    for which in [
+        "finish",
+        "finish_lean",
+        "finish_completions",
+        "extend",
+        "release",
+    ] {
         let mut tx = store.pool().begin().await.unwrap();
         let explain = format!("EXPLAIN (ANALYZE, COSTS OFF) {}", statement(&store, which));
         let q = sqlx::query_scalar::<_, String>(&explain);
@@ -91,6 +97,12 @@ async fn outcomes_and_extensions_look_rows_up_by_primary_key_whatever_the_statis
                 .bind(vec![None::<String>; n])
                 .bind("errand_plan_test")
                 .bind(vec![None::<String>; n]),
+            "finish_completions" => q
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(vec![Some(Utc::now()); n])
+                .bind(vec![None::<String>; n])
+                .bind("errand_plan_test"),
             "extend" => q.bind(Utc::now()).bind(&ids).bind(&attempts),
             _ => q
                 .bind(Utc::now())
