@@ -7,7 +7,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use errand_core::{InsertResult, LeaseRef, NewJob, Store, StoreError};
 
-use crate::client::{labels, prepare};
+use crate::client::{labels, prepare, prepare_all};
 use crate::{Client, EnqueueError, Enqueued, Job, JobOptions};
 
 mod sealed {
@@ -165,10 +165,7 @@ impl<S: TxStore> Client<S> {
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let limit = self.payload_limit();
         let now = self.store().tx_now(conn).await;
-        let new = jobs
-            .into_iter()
-            .map(|j| prepare(j, JobOptions::new(), limit, now))
-            .collect::<Result<Vec<_>, _>>()?;
+        let new = prepare_all(jobs, limit, now)?;
         self.insert_tx(conn, new, now).await
     }
 
@@ -180,11 +177,7 @@ impl<S: TxStore> Client<S> {
     ) -> Result<Vec<Enqueued>, EnqueueError> {
         let labels = labels(&jobs);
         let res = self.store().tx_insert(conn, jobs, now).await?;
-        for ((queue, kind), r) in labels.iter().zip(&res) {
-            if r.inserted {
-                crate::telemetry::enqueued_in_tx(queue, kind);
-            }
-        }
+        labels.count(&res, crate::telemetry::enqueued_in_tx);
         Ok(res.into_iter().map(Enqueued::from).collect())
     }
 }

@@ -20,15 +20,15 @@ pub(crate) const LATENCY: &str = "errand_job_latency_seconds";
 pub(crate) const GAUGE: &str = "errand_jobs";
 pub(crate) const STALLED: &str = "errand_jobs_stalled_total";
 
-pub(crate) fn enqueued(queue: &str, kind: &str) {
+pub(crate) fn enqueued(queue: &str, kind: &str, n: u64) {
     metrics::counter!(ENQUEUED, "queue" => queue.to_owned(), "kind" => kind.to_owned())
-        .increment(1);
+        .increment(n);
 }
 
-/// A job inserted in the application's transaction (counted before its commit or rollback).
-pub(crate) fn enqueued_in_tx(queue: &str, kind: &str) {
+/// Jobs inserted in the application's transaction (counted before its commit or rollback).
+pub(crate) fn enqueued_in_tx(queue: &str, kind: &str, n: u64) {
     metrics::counter!(ENQUEUED_IN_TX, "queue" => queue.to_owned(), "kind" => kind.to_owned())
-        .increment(1);
+        .increment(n);
 }
 
 pub(crate) fn started(queue: &str, kind: &str, latency: Duration) {
