@@ -23,16 +23,23 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
         .inner
         .steps_claimed
         .load(std::sync::atomic::Ordering::Relaxed);
-    if !steps && effects.iter().all(|e| e.state == JobState::Completed) {
+    // The plain statements lock rows in their plan's order, so they run only while no lease
+    // extension or release of this process does (`Inner::running_rows`). While one does (or
+    // waits to), the batch takes the statement that locks in id order instead of waiting:
+    // an extension held up by a row another transaction keeps locked never holds up the
+    // outcomes of other jobs.
+    let plain = if steps {
+        None
+    } else {
+        s.inner.running_rows.try_read().ok()
+    };
+    if plain.is_some() && effects.iter().all(|e| e.state == JobState::Completed) {
         return complete(s, &batch, &effects).await;
     }
-    let (sql, _shared) = if steps {
-        (&s.inner.sql.finish, None)
+    let sql = if plain.is_some() {
+        &s.inner.sql.finish_lean
     } else {
-        (
-            &s.inner.sql.finish_lean,
-            Some(s.inner.running_rows.read().await),
-        )
+        &s.inner.sql.finish
     };
     let mut conn = s.held().await?;
     let rows = sqlx::query(sql)
@@ -101,13 +108,12 @@ pub(crate) async fn finish(s: &PgStore, batch: &[Finish]) -> Result<Vec<JobId>, 
 }
 
 /// A batch of completions by a process that has claimed no workflow step
-/// (`Sql::finish_completions`).
+/// (`Sql::finish_completions`), while no lease extension or release of it runs.
 async fn complete(
     s: &PgStore,
     batch: &[&Finish],
     effects: &[FinishEffect<'_>],
 ) -> Result<Vec<JobId>, StoreError> {
-    let _shared = s.inner.running_rows.read().await;
     let mut conn = s.held().await?;
     let (applied, settled, _): (Vec<JobId>, bool, i64) =
         sqlx::query_as(&s.inner.sql.finish_completions)

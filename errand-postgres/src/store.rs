@@ -53,9 +53,10 @@ pub(crate) struct Inner {
     /// Connections kept out of the pool for single statements (see `lane.rs`).
     pub(crate) lane: crate::lane::Lane,
     /// Taken shared by plain outcome batches and alone by lease extensions and releases,
-    /// shared like the clock: the plain outcome statement locks rows in the order its
+    /// shared like the clock: the plain outcome statements lock rows in the order their
     /// plan meets them (`Sql::finish`), so this process never runs one beside a statement
-    /// that locks overlapping rows in id order (which could deadlock them).
+    /// that locks overlapping rows in id order (which could deadlock them). A batch that
+    /// finds it taken alone uses the statement that locks in id order (`outcome.rs`).
     pub(crate) running_rows: Arc<tokio::sync::RwLock<()>>,
 }
 

@@ -1,6 +1,6 @@
 //! The batched statements on running jobs (outcomes, lease extensions, releases): their cost
 //! is the batch's whatever the planner's statistics say, and they cannot deadlock with each
-//! other (issue 12, sections 2 and 5).
+//! other (issue 12, sections 2 and 5), nor hold each other up (issue 15).
 
 use std::time::Duration;
 
@@ -187,4 +187,81 @@ async fn completions_and_lease_extensions_over_the_same_rows_never_deadlock() {
         c.unwrap()
             .unwrap_or_else(|e| panic!("round {round}: completion failed: {e}"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_are_not_held_up_by_an_extension_waiting_on_a_locked_row() {
+    let store = scratch_store().await;
+    let table = format!("\"{}\".jobs", store.schema());
+    store
+        .insert((0..2).map(job).collect(), Utc::now())
+        .await
+        .unwrap();
+    let mut leases: Vec<LeaseRef> = claim_all(&store, 2)
+        .await
+        .iter()
+        .map(JobRow::lease_ref)
+        .collect();
+    leases.sort_by_key(|l| l.id);
+    let (locked, other) = (leases[0], leases[1]);
+    // Another transaction keeps the first job's row locked (an application's, say).
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query(&format!("SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE"))
+        .bind(locked.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    // The heartbeat extends both leases and waits on that row (having locked nothing, the
+    // rows being locked in id order).
+    let extension = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .extend_leases(
+                    &[locked, other],
+                    Utc::now() + chrono::TimeDelta::seconds(600),
+                )
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%SET lease_expires_at = $1%'
+               AND position($1 in query) > 0",
+        )
+        .bind(&table)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the extension never waited on the locked row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The other job's outcome is written meanwhile, not after the transaction ends.
+    let done = tokio::time::timeout(
+        Duration::from_secs(5),
+        store.finish(&[Finish {
+            lease: other,
+            at: Utc::now(),
+            action: FinishAction::Complete,
+        }]),
+    )
+    .await
+    .expect("the outcome waited for the extension")
+    .unwrap();
+    assert_eq!(done, vec![other.id]);
+    holder.rollback().await.unwrap();
+    let extended = extension.await.unwrap().unwrap();
+    assert_eq!(
+        extended,
+        vec![locked.id],
+        "the completed job is no longer extended"
+    );
 }
