@@ -724,13 +724,14 @@ fn finish(t: &str, q: &str, deps: &str, settling: bool) -> String {
     };
     // Settling needs each row's `has_dependents` before the update and the steps locked
     // after the rows (`locked`, then `kids`). A plain batch locks its rows as it updates
-    // them: by primary key (`id = ANY`), in id order (the arrays come sorted by id, and
-    // the index returns the rows in that order: whichever side of the join leads, the
-    // locks follow id order), and the fence compares with the batch's own `running`
-    // column, so no state index can serve the jobs' side (`OFFSET 0` keeps the planner
-    // from folding the constant back in): a fenced row updated meanwhile is re-read
-    // before the fence is checked (EvalPlanQual). Locking first cost a lock, its WAL
-    // record and a second join per row: ~12 % of a 500-job batch (docs/benchmarks.md).
+    // them, found by primary key (`id = ANY`); the fence compares with the batch's own
+    // `running` column, so no state index can serve the jobs' side (`OFFSET 0` keeps the
+    // planner from folding the constant back in), and a fenced row updated meanwhile is
+    // re-read before the fence is checked (EvalPlanQual). Its locks usually follow id
+    // order (the arrays come sorted, and so do the index's rows), but a sequential scan of
+    // a small table meets rows in physical order: hence `Inner::running_rows`. Locking
+    // first cost a lock, its WAL record and a second join per row: ~12 % of a 500-job
+    // batch (docs/benchmarks.md).
     let (running, locked, from, old_deps) = if settling {
         (
             "",
