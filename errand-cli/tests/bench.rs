@@ -85,6 +85,7 @@ async fn postgres_bench_reports_every_field_and_cleans_up() {
     let doc = bench_json(&url);
     check_shape(&doc, "postgres");
     check_bloat_phase(&url);
+    check_fleet_phase(&url);
     // Postgres only: the raw queue's single insert without NOTIFY, and large batches
     // against its binary COPY.
     for (side, key) in [
@@ -142,19 +143,65 @@ fn check_bloat_phase(url: &str) {
     }
 }
 
-/// The bloat phase measures a Postgres trap: on SQLite it is refused, saying what it needs.
-#[test]
-fn the_bloat_phase_is_refused_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = format!("sqlite://{}", dir.path().join("b.db").display());
+/// `--phases fleet` at a tiny size on Postgres: fleets of one and two idle worker processes,
+/// each registered, counted and holding connections, the second with its allowance (one a
+/// second per follower plus the first's). (Called by the Postgres test above, like the
+/// bloat phase.)
+fn check_fleet_phase(url: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_errand"))
-        .args(["--database-url", &sqlite, "bench", "--phases", "bloat"])
+        .args(["--database-url", url, "bench", "--phases", "fleet"])
+        .args(["--fleet-workers", "1,2", "--fleet-warmup-secs", "0"])
+        .args(["--fleet-secs", "3", "--json"])
         .output()
         .expect("run errand bench");
-    assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("postgres://"),
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sizes = doc["fleet"]["sizes"].as_array().expect("sizes");
+    let workers: Vec<u64> = sizes.iter().filter_map(|s| s["workers"].as_u64()).collect();
+    assert_eq!(workers, [1, 2], "{doc}");
+    for s in sizes {
+        let n = s["workers"].as_i64().unwrap();
+        // Each worker's pool and its LISTEN connection at least; a worker that starts
+        // issues statements (its registry report, its lease, its first claims).
+        assert!(s["connections"].as_i64().is_some_and(|c| c >= 2 * n), "{s}");
+        assert!(
+            s["transactions_per_s"].as_f64().is_some_and(|t| t > 0.0),
+            "{s}"
+        );
+        assert!(
+            s["registered_after_s"].as_f64().is_some_and(|t| t > 0.0),
+            "{s}"
+        );
+    }
+    let first = sizes[0]["transactions_per_s"].as_f64().unwrap();
+    assert!(sizes[0]["allowed_per_s"].is_null(), "{doc}");
+    assert_eq!(
+        sizes[1]["allowed_per_s"].as_f64(),
+        Some(first + 1.0),
+        "{doc}"
+    );
+}
+
+/// The bloat and fleet phases measure Postgres: on SQLite they are refused, saying what
+/// they need.
+#[test]
+fn the_postgres_phases_are_refused_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("b.db").display());
+    for phase in ["bloat", "fleet"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_errand"))
+            .args(["--database-url", &sqlite, "bench", "--phases", phase])
+            .output()
+            .expect("run errand bench");
+        assert!(!out.status.success(), "{phase}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("postgres://"),
+            "{phase}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -9,6 +9,7 @@
 pub mod bloat;
 pub mod dashboard;
 mod errand_side;
+pub mod fleet;
 pub mod measure;
 mod raw;
 
@@ -41,7 +42,8 @@ pub struct BenchArgs {
     /// Enqueues measured in the latency phase.
     #[arg(long, default_value_t = 200)]
     pub latency_samples: u32,
-    /// Phases to run: enqueue, process, latency, idle, memory (comma-separated).
+    /// Phases to run: enqueue, process, latency, idle, memory (comma-separated; also bloat,
+    /// fleet and workflow, which are not in the default set).
     #[arg(
         long,
         value_delimiter = ',',
@@ -71,6 +73,16 @@ pub struct BenchArgs {
     /// The bloat phase's windows in seconds: clean, with a snapshot held open, after.
     #[arg(long, value_delimiter = ',', default_values_t = [30, 60, 60])]
     pub bloat_secs: Vec<u64>,
+    /// The fleet phase (Postgres): the numbers of idle worker processes to measure, in turn.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 20])]
+    pub fleet_workers: Vec<u32>,
+    /// The fleet phase: seconds each fleet settles (from its first spawn) before counting;
+    /// each pooled connection prepares each statement the first time it runs it.
+    #[arg(long, default_value_t = 120)]
+    pub fleet_warmup_secs: u64,
+    /// The fleet phase: seconds counted.
+    #[arg(long, default_value_t = 30)]
+    pub fleet_secs: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -92,6 +104,9 @@ pub enum Phase {
     /// Postgres: jobs at a fixed rate while a session holds a snapshot (not in the default
     /// set: it lasts `--bloat-secs`).
     Bloat,
+    /// Postgres: transactions per second and connections of idle fleets of worker
+    /// processes (`--fleet-workers`; not in the default set: it lasts minutes).
+    Fleet,
     /// errand alone: `--jobs` plain jobs against one workflow of as many steps (a root, a
     /// fan-out waiting for it, a fan-in waiting for all of them), enqueue to last end,
     /// alternating rounds (not in the default set).
@@ -208,6 +223,9 @@ pub struct Report {
     /// With `--phases bloat`: each window's pickup latency, throughput and dead tuples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bloat: Option<bloat::Bloat>,
+    /// With `--phases fleet`: what idle fleets of worker processes cost the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<fleet::Fleet>,
     /// With `--phases workflow`: a fan-out/fan-in workflow against as many plain jobs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowCost>,
@@ -753,6 +771,20 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         sc.clear().await?;
     }
 
+    let fleet = if on(Phase::Fleet) {
+        let ErrandDb::Pg(pg) = &sc.errand_db else {
+            return Err(CliError::Refused(
+                "the fleet phase counts Postgres transactions: run it with a postgres:// URL"
+                    .into(),
+            ));
+        };
+        let warmup = Duration::from_secs(args.fleet_warmup_secs);
+        let window = Duration::from_secs(args.fleet_secs.max(1));
+        Some(fleet::run(url, pg, &args.fleet_workers, warmup, window).await?)
+    } else {
+        None
+    };
+
     let workflow = if on(Phase::Workflow) {
         let (mut plain, mut flow, mut enqueues) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=PROCESS_ROUNDS {
@@ -834,6 +866,7 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
         raw: r,
         prune_backlog,
         bloat,
+        fleet,
         workflow,
     };
     sc.remove().await;
@@ -983,6 +1016,39 @@ pub fn print_table(out: &mut impl std::io::Write, r: &Report) -> std::io::Result
                 "p99",
                 "dead tuples at end",
                 "most",
+            ],
+            &rows,
+        )?;
+    }
+    if let Some(f) = &r.fleet {
+        writeln!(
+            out,
+            "\nidle fleets: {} s warm-up, {} s counted",
+            f.warmup_secs, f.window_secs
+        )?;
+        let rows: Vec<Vec<String>> = f
+            .sizes
+            .iter()
+            .map(|s| {
+                vec![
+                    s.workers.to_string(),
+                    num(Some(s.registered_after_s), 2),
+                    num(Some(s.transactions_per_s), 2),
+                    num(Some(s.per_worker), 2),
+                    num(s.allowed_per_s, 2),
+                    s.connections.to_string(),
+                ]
+            })
+            .collect();
+        crate::output::table(
+            out,
+            &[
+                "workers",
+                "registered after s",
+                "transactions/s",
+                "per worker",
+                "allowed",
+                "connections",
             ],
             &rows,
         )?;
