@@ -1,5 +1,6 @@
-//! Worker processes under signals: SIGTERM with a grace period, and a worker paused with
-//! SIGSTOP past its leases that cannot overwrite the newer attempt when it resumes.
+//! Worker processes under signals: SIGTERM with a grace period, a worker paused with
+//! SIGSTOP past its leases that cannot overwrite the newer attempt when it resumes, and a
+//! worker that stops with the process that started it.
 
 mod common;
 
@@ -189,4 +190,42 @@ async fn sqlite_paused_worker_cannot_overwrite_newer_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_paused_worker_cannot_overwrite_newer_attempt() {
     paused_worker_cannot_overwrite_newer_attempt(Db::postgres().await).await;
+}
+
+/// `chaos-worker --exit-with-parent` (how `errand bench --phases fleet` starts its
+/// workers): when its standard input closes — the process holding the pipe exited, even
+/// killed — it stops as on SIGTERM, leaving the worker registry, instead of running on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_when_its_parent_goes() {
+    let db = Db::sqlite().await;
+    let store = db.store();
+    let mut worker = Worker(
+        db.worker_command(&["--exit-with-parent"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start worker process"),
+    );
+    let pid = worker.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !store.workers().await.unwrap().iter().any(|w| w.pid == pid) {
+        assert!(
+            Instant::now() < deadline,
+            "worker {pid} not registered in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still running with its input open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "exited with its input open"
+    );
+    drop(worker.stdin.take());
+    let status = wait_exit(&mut worker, Duration::from_secs(20)).await;
+    assert!(status.success(), "worker exited with {status}");
+    let left = store.workers().await.unwrap();
+    assert!(
+        left.iter().all(|w| w.pid != pid),
+        "still registered: {left:?}"
+    );
 }

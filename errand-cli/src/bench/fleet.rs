@@ -62,9 +62,10 @@ impl Processes {
             let child = Command::new(&exe)
                 .args(["--database-url", url, "--schema", schema, "chaos-worker"])
                 .args(["--leader-lease-ms", "10000", "--presence-ms", "10000"])
-                .args(["--poll-ms", "1000"])
+                .args(["--poll-ms", "1000", "--exit-with-parent"])
                 .env("RUST_LOG", "error")
-                .stdin(Stdio::null())
+                // Held open by this process: if it dies, the worker sees the end and stops.
+                .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -117,18 +118,19 @@ fn db_error(what: &str) -> impl FnOnce(sqlx::Error) -> CliError + '_ {
     move |e| CliError::Baseline(format!("{what}: {e}"))
 }
 
-/// Transactions committed and rolled back in this database so far, after flushing this
-/// session's own counts (other backends flush theirs at least once a second while busy).
-async fn transactions(pg: &PgStore) -> Result<i64, CliError> {
+/// Transactions committed and rolled back in this database so far, read on one
+/// connection of this bench's after flushing its own counts (other backends flush theirs
+/// at most once a second while busy, and within 10 s of going idle).
+async fn transactions(conn: &mut sqlx::PgConnection) -> Result<i64, CliError> {
     sqlx::query("SELECT pg_stat_force_next_flush()")
-        .execute(pg.pool())
+        .execute(&mut *conn)
         .await
         .map_err(db_error("flushing statistics"))?;
     sqlx::query_scalar(
         "SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database \
          WHERE datname = current_database()",
     )
-    .fetch_one(pg.pool())
+    .fetch_one(&mut *conn)
     .await
     .map_err(db_error("reading pg_stat_database"))
 }
@@ -206,10 +208,16 @@ pub(crate) async fn run(
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         tokio::time::sleep(warmup.saturating_sub(start.elapsed())).await;
-        let before = transactions(pg).await?;
+        let mut conn = pg
+            .pool()
+            .acquire()
+            .await
+            .map_err(db_error("a connection for the readings"))?;
+        let before = transactions(&mut conn).await?;
         tokio::time::sleep(window).await;
-        // Two statements of this bench's per reading: the flush and the read.
-        let counted = transactions(pg).await? - before - 2;
+        // This connection's own: the first reading and the second's flush.
+        let counted = transactions(&mut conn).await? - before - 2;
+        drop(conn);
         let pids: Vec<u32> = procs.0.iter().map(Child::id).collect();
         let held = connections(pg, &pids).await?;
         let alive = procs.exited().is_none();

@@ -74,7 +74,12 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [30, 60, 60])]
     pub bloat_secs: Vec<u64>,
     /// The fleet phase (Postgres): the numbers of idle worker processes to measure, in turn.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 4, 20])]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_values_t = [1, 4, 20],
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
     pub fleet_workers: Vec<u32>,
     /// The fleet phase: seconds each fleet settles (from its first spawn) before counting;
     /// each pooled connection prepares each statement the first time it runs it.

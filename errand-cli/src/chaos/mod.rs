@@ -262,6 +262,11 @@ pub struct WorkerArgs {
     /// With --tx-complete: abort the process right after the first commit.
     #[arg(long)]
     pub abort_after_commit: bool,
+    /// Stop (as on SIGTERM) when standard input reaches its end: started with a pipe by
+    /// another process (`errand bench --phases fleet`), the worker does not outlive it, even
+    /// when that process is killed.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// Runs ledger jobs until done (or until Ctrl-C).
@@ -306,12 +311,27 @@ pub async fn run_worker(url: &str, schema: &str, args: WorkerArgs) -> Result<(),
                 break;
             }
         }
+    } else if args.exit_with_parent {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = stdin_closed() => {}
+        }
     } else {
         shutdown_signal().await;
     }
     let report = worker.shutdown().await;
     tracing::info!(released = report.released, "chaos worker stopped");
     Ok(())
+}
+
+/// Standard input reached its end or failed: the process holding its other end exited.
+async fn stdin_closed() {
+    let _ = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
