@@ -53,7 +53,7 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically claims up to `limit` available jobs of a queue, in (priority, run_at, id)
     /// order: sets `running`, `attempt + 1`, `attempted_at`, `attempted_by` and the lease.
     /// Two concurrent claims never return the same job. A paused queue's claim returns none;
-    /// a limited one's at most its free slots ([`Store::set_queue_limit`]).
+    /// a limited one's at most its free slots ([`Store::set_queue_limits`]).
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<JobRow>, StoreError>;
 
     /// Records the ends of attempts in one batch, each fenced by its [`LeaseRef`].

@@ -31,7 +31,7 @@ pub(crate) struct Lane {
     open: AtomicUsize,
 }
 
-/// A connection taken from the lane; [`Lane::back`] returns it after a complete answer.
+/// A connection taken from the lane; [`Taken::back`] returns it after a complete answer.
 #[derive(Debug)]
 pub(crate) struct Taken<'a> {
     lane: &'a Lane,

@@ -35,7 +35,7 @@ impl Actor {
 /// How requests are authenticated: any of the basic-authentication users and bearer tokens
 /// configured, or the application's own layer ([`Config::upstream_auth`]). With none
 /// configured every request is an operator named `local`: only for a dashboard bound to a
-/// loopback address, and [`crate::serve`] refuses any other address then.
+/// loopback address, and [`crate::serve()`] refuses any other address then.
 #[derive(Clone, Default)]
 pub(crate) struct Auth {
     pub(crate) users: Vec<(String, String, Role)>,

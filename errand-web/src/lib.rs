@@ -24,7 +24,7 @@
 //! and foreign scripts. Every action is a `POST` that must carry the page's form token and
 //! must not come from another site (`Sec-Fetch-Site`, `Origin`), and is recorded in the
 //! store's audit log with who took it. Without credentials every request is an operator
-//! named `local`, so [`serve`] refuses to listen on anything but a loopback address then;
+//! named `local`, so [`serve()`] refuses to listen on anything but a loopback address then;
 //! configure users or tokens ([`Config::user`], [`Config::token`], [`Config::from_env`]),
 //! or let the application's own authentication decide ([`Config::upstream_auth`]).
 //!

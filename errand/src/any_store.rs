@@ -1,4 +1,4 @@
-//! A store chosen at run time: [`connect`](crate::connect) opens SQLite, PostgreSQL or
+//! A store chosen at run time: [`connect`](crate::connect()) opens SQLite, PostgreSQL or
 //! memory by the URL's scheme (see `connect.rs`), so an application, a CLI or an example
 //! picks its store from configuration without generics or an enum of its own.
 
@@ -14,7 +14,7 @@ use errand_core::{
 
 use crate::MemoryStore;
 
-/// Any of errand's stores, chosen at run time (see [`connect`](crate::connect) and
+/// Any of errand's stores, chosen at run time (see [`connect`](crate::connect()) and
 /// [`AnyStore::builder`]). It is a [`Store`]: give it
 /// to [`crate::Client`] and [`crate::Worker`] like any other, and reach the store under it
 /// with `as_sqlite()` / `as_postgres()` (each with its store's feature; for its pool, or for

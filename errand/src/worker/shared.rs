@@ -28,7 +28,7 @@ pub(crate) struct QueueConfig {
     pub(crate) prefetch_bytes: usize,
 }
 
-/// Runtime settings (see [`WorkerBuilder`] for meanings and defaults).
+/// Runtime settings (see [`WorkerBuilder`](crate::WorkerBuilder) for meanings and defaults).
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) lease: Duration,
@@ -66,7 +66,7 @@ pub(crate) struct Shared {
     /// Outcomes the completer has dealt with (written, found stale or refused): shutdown
     /// waits for outcomes while this moves.
     pub(crate) outcomes_written: AtomicU64,
-    /// Set when the store is gone ([`StoreError::Lost`]): the worker cannot go on.
+    /// Set when the store is gone ([`StoreError::Lost`](crate::StoreError::Lost)): the worker cannot go on.
     pub(crate) lost: watch::Sender<Option<String>>,
     pub(crate) queues: HashMap<String, Arc<pacing::QueueState>>,
     /// Whether this worker leads the store's maintenance (see `maintenance::Elector`).
