@@ -86,6 +86,19 @@ async fn postgres_bench_reports_every_field_and_cleans_up() {
     check_shape(&doc, "postgres");
     check_bloat_phase(&url);
     check_fleet_phase(&url);
+    // A fleet the server cannot admit is refused before any worker starts, saying how to
+    // raise the limit (and its scratch schema goes, as the check below sees).
+    let out = Command::new(env!("CARGO_BIN_EXE_errand"))
+        .args(["--database-url", &url, "bench", "--phases", "fleet"])
+        .args(["--fleet-workers", "1000", "--json"])
+        .output()
+        .expect("run errand bench");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("max_connections"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Postgres only: the raw queue's single insert without NOTIFY, and large batches
     // against its binary COPY.
     for (side, key) in [

@@ -783,9 +783,17 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
                     .into(),
             ));
         };
-        let warmup = Duration::from_secs(args.fleet_warmup_secs);
+        let (pg, warmup) = (pg.clone(), Duration::from_secs(args.fleet_warmup_secs));
         let window = Duration::from_secs(args.fleet_secs.max(1));
-        Some(fleet::run(url, pg, &args.fleet_workers, warmup, window).await?)
+        match fleet::run(url, &pg, &args.fleet_workers, warmup, window).await {
+            Ok(f) => Some(f),
+            // Refused (too many for `max_connections`) or a worker that would not start:
+            // the scratch schema goes all the same.
+            Err(e) => {
+                sc.remove().await;
+                return Err(e);
+            }
+        }
     } else {
         None
     };
