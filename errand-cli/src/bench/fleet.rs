@@ -16,8 +16,9 @@ use serde::Serialize;
 
 use crate::CliError;
 
-/// The connections one idle worker process holds, about (its pool's, the keeper's,
-/// `LISTEN`'s): used to refuse a fleet the server cannot admit before starting it.
+/// The connections one idle worker process holds, about (its pool's, the keeper's, the
+/// lane's, `LISTEN`'s; docs/benchmarks.md counts them): used to refuse a fleet the server
+/// cannot admit before starting it.
 const CONNECTIONS_PER_WORKER: i64 = 7;
 
 /// One fleet size's figures.

@@ -783,7 +783,8 @@ pub async fn bench(url: &str, args: &BenchArgs) -> Result<Report, CliError> {
                     .into(),
             ));
         };
-        let (pg, warmup) = (pg.clone(), Duration::from_secs(args.fleet_warmup_secs));
+        let pg = pg.clone();
+        let warmup = Duration::from_secs(args.fleet_warmup_secs);
         let window = Duration::from_secs(args.fleet_secs.max(1));
         match fleet::run(url, &pg, &args.fleet_workers, warmup, window).await {
             Ok(f) => Some(f),
